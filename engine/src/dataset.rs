@@ -1,0 +1,177 @@
+//! TEXMEX benchmark files (`.fvecs`, `.ivecs`; <http://corpus-texmex.irisa.fr/>): per row a
+//! little-endian `i32` dimension followed by that many little-endian `f32` (fvecs) or `i32`
+//! (ivecs) values. Used by the load generator, the tests and the benchmarks on
+//! `../shared/data/*` (`base.fvecs`, `query.fvecs`, `groundtruth.ivecs`, optional `base.txt`).
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// A dense row-major matrix read from a TEXMEX file: `rows × dim` values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vectors<T> {
+    /// Values per row.
+    pub dim: usize,
+    /// `rows × dim` values, row after row.
+    pub data: Vec<T>,
+}
+
+impl<T> Vectors<T> {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// True when there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `i` (`dim` values).
+    ///
+    /// # Panics
+    /// If `i >= len()`.
+    pub fn row(&self, i: usize) -> &[T] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+/// A malformed or unreadable TEXMEX file.
+#[derive(Debug)]
+pub struct DatasetError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for DatasetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path.display(), self.reason)
+    }
+}
+
+impl std::error::Error for DatasetError {}
+
+fn read_rows<T>(path: &Path, decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, DatasetError> {
+    let err = |reason: String| DatasetError {
+        path: path.to_owned(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e: io::Error| err(e.to_string()))?;
+    if bytes.len() < 4 {
+        return Err(err("shorter than one row header".into()));
+    }
+    let dim = i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
+    if dim <= 0 {
+        return Err(err(format!("row 0 declares dimension {dim}")));
+    }
+    let dim = dim as usize;
+    let row_bytes = 4 + 4 * dim;
+    if bytes.len() % row_bytes != 0 {
+        return Err(err(format!(
+            "size {} is not a multiple of the row size {row_bytes} (dim {dim})",
+            bytes.len()
+        )));
+    }
+    let mut data = Vec::with_capacity(bytes.len() / row_bytes * dim);
+    for (r, row) in bytes.chunks_exact(row_bytes).enumerate() {
+        let d = i32::from_le_bytes(row[..4].try_into().expect("4 bytes"));
+        if d as usize != dim {
+            return Err(err(format!(
+                "row {r} declares dimension {d}, expected {dim}"
+            )));
+        }
+        data.extend(
+            row[4..]
+                .chunks_exact(4)
+                .map(|c| decode(c.try_into().expect("4 bytes"))),
+        );
+    }
+    Ok(Vectors { dim, data })
+}
+
+/// Reads a `.fvecs` file.
+///
+/// # Errors
+/// I/O errors, or a size or row dimension that does not fit the format.
+pub fn read_fvecs(path: &Path) -> Result<Vectors<f32>, DatasetError> {
+    read_rows(path, f32::from_le_bytes)
+}
+
+/// Reads an `.ivecs` file (e.g. ground truth: row numbers of the exact nearest neighbours).
+///
+/// # Errors
+/// As [`read_fvecs`].
+pub fn read_ivecs(path: &Path) -> Result<Vectors<i32>, DatasetError> {
+    read_rows(path, i32::from_le_bytes)
+}
+
+/// Reads a text file with one entry per line (e.g. `base.txt`, the content of each vector).
+///
+/// # Errors
+/// I/O errors and invalid UTF-8.
+pub fn read_lines(path: &Path) -> Result<Vec<String>, DatasetError> {
+    let text = std::fs::read_to_string(path).map_err(|e| DatasetError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    Ok(text.lines().map(str::to_owned).collect())
+}
+
+/// recall@k of one query: |returned top-k ∩ truth top-k| / k.
+pub fn recall_at_k(returned: &[u64], truth: &[i32], k: usize) -> f64 {
+    let truth: std::collections::HashSet<u64> = truth.iter().take(k).map(|&t| t as u64).collect();
+    returned
+        .iter()
+        .take(k)
+        .filter(|id| truth.contains(id))
+        .count() as f64
+        / k as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_truncated_files() {
+        let dir = std::env::temp_dir().join(format!("engram-dataset-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("x.fvecs");
+        let mut bytes = Vec::new();
+        for row in [[1.0f32, 2.0], [3.0, 4.0]] {
+            bytes.extend(2i32.to_le_bytes());
+            row.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+        }
+        std::fs::write(&p, &bytes).unwrap();
+        let v = read_fvecs(&p).unwrap();
+        assert_eq!((v.dim, v.len(), v.row(1)), (2, 2, &[3.0, 4.0][..]));
+        std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(
+            read_fvecs(&p)
+                .unwrap_err()
+                .reason
+                .contains("not a multiple")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn recall_counts_overlap_of_top_k() {
+        assert_eq!(recall_at_k(&[1, 2, 3, 9], &[3, 2, 1, 4], 4), 0.75);
+    }
+
+    #[test]
+    fn reads_the_shared_minilm_set_when_present() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/minilm-384-stdlib");
+        if !dir.exists() {
+            return; // The data lives beside the repository; CI always has it.
+        }
+        let base = read_fvecs(&dir.join("base.fvecs")).unwrap();
+        assert_eq!((base.dim, base.len()), (384, 17027));
+        let gt = read_ivecs(&dir.join("groundtruth.ivecs")).unwrap();
+        assert_eq!((gt.dim, gt.len()), (100, 500));
+        assert_eq!(read_lines(&dir.join("base.txt")).unwrap().len(), 17027);
+    }
+}

@@ -1,0 +1,243 @@
+//! `hnsw_rs` backend.
+//!
+//! hnsw_rs (0.3.5) inserts concurrently through `&self` with per-point locks and searches
+//! while inserting. It requires distances `>= 0`, so the metrics map to non-negative distances:
+//! cosine is `1 - dot` on unit vectors (clamped at 0), L2 is the Euclidean distance, and the
+//! inner product goes through an order-preserving map of `-dot` onto non-negative floats
+//! ([`ip_to_distance`]) instead of `DistDot`, which panics on unnormalised input.
+//! `M` above 256 makes hnsw_rs exit the process: the engine validates `m <= 256` first.
+
+use super::{Metric, Neighbor, VectorIndex, dot};
+use hnsw_rs::prelude::{Distance, Hnsw};
+
+/// Most layers hnsw_rs builds (its `NB_LAYER_MAX`).
+const MAX_LAYERS: usize = 16;
+
+/// `1 - cos` on unit vectors.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnitCosine;
+impl Distance<f32> for UnitCosine {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// Euclidean distance.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Euclidean;
+impl Distance<f32> for Euclidean {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    }
+}
+
+/// Inner product as an order-reversing, non-negative distance.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct InnerProduct;
+impl Distance<f32> for InnerProduct {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        ip_to_distance(dot(a, b))
+    }
+}
+
+/// Maps an inner product to a non-negative distance that decreases as the product grows: the
+/// IEEE-754 bits of `-ip` are turned into an unsigned key that sorts like the float, then cast to
+/// `f32` (keeping its 24 most significant bits, so order is preserved, with ties only between
+/// products within about 2^-15 relative of each other).
+pub fn ip_to_distance(ip: f32) -> f32 {
+    let bits = (-ip).to_bits();
+    let key = if bits & 0x8000_0000 != 0 {
+        !bits
+    } else {
+        bits | 0x8000_0000
+    };
+    key as f32
+}
+
+/// Inverse of [`ip_to_distance`], up to its precision.
+pub fn distance_to_ip(d: f32) -> f32 {
+    let key = d as u32;
+    let bits = if key & 0x8000_0000 != 0 {
+        key & 0x7fff_ffff
+    } else {
+        !key
+    };
+    -f32::from_bits(bits)
+}
+
+enum Graph {
+    Cosine(Hnsw<'static, f32, UnitCosine>),
+    L2(Hnsw<'static, f32, Euclidean>),
+    Dot(Hnsw<'static, f32, InnerProduct>),
+}
+
+/// An HNSW index from `hnsw_rs`.
+pub struct HnswIndex {
+    graph: Graph,
+    dim: usize,
+    m: usize,
+}
+
+impl std::fmt::Debug for HnswIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HnswIndex")
+            .field("dim", &self.dim)
+            .field("m", &self.m)
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl HnswIndex {
+    /// A new index. `m` is HNSW's `M` (max links per node and layer; must be `<= 256`, checked by
+    /// the engine), `ef_construction` the candidate list size while building, `max_elements` a
+    /// capacity hint.
+    pub fn new(
+        metric: Metric,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+        max_elements: usize,
+    ) -> Self {
+        assert!(
+            (2..=256).contains(&m),
+            "m must be within 2..=256 (validated by the engine)"
+        );
+        let graph = match metric {
+            Metric::Cosine => Graph::Cosine(Hnsw::new(
+                m,
+                max_elements,
+                MAX_LAYERS,
+                ef_construction,
+                UnitCosine,
+            )),
+            Metric::L2 => Graph::L2(Hnsw::new(
+                m,
+                max_elements,
+                MAX_LAYERS,
+                ef_construction,
+                Euclidean,
+            )),
+            Metric::Dot => Graph::Dot(Hnsw::new(
+                m,
+                max_elements,
+                MAX_LAYERS,
+                ef_construction,
+                InnerProduct,
+            )),
+        };
+        Self { graph, dim, m }
+    }
+}
+
+impl VectorIndex for HnswIndex {
+    fn insert(&self, id: u64, vector: &[f32]) {
+        debug_assert_eq!(vector.len(), self.dim);
+        let id = id as usize;
+        match &self.graph {
+            Graph::Cosine(h) => h.insert_slice((vector, id)),
+            Graph::L2(h) => h.insert_slice((vector, id)),
+            Graph::Dot(h) => h.insert_slice((vector, id)),
+        }
+    }
+
+    fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
+        if k == 0 || self.is_empty() {
+            return Vec::new();
+        }
+        let ef = ef.max(k);
+        let (found, to_score): (_, fn(f32) -> f32) = match &self.graph {
+            Graph::Cosine(h) => (h.search(query, k, ef), |d| 1.0 - d),
+            Graph::L2(h) => (h.search(query, k, ef), |d| -d),
+            Graph::Dot(h) => (h.search(query, k, ef), distance_to_ip),
+        };
+        found
+            .into_iter()
+            .map(|n| Neighbor {
+                id: n.d_id as u64,
+                score: to_score(n.distance),
+            })
+            .collect()
+    }
+
+    fn len(&self) -> usize {
+        match &self.graph {
+            Graph::Cosine(h) => h.get_nb_point(),
+            Graph::L2(h) => h.get_nb_point(),
+            Graph::Dot(h) => h.get_nb_point(),
+        }
+    }
+
+    /// Estimate from hnsw_rs's layout: per point, the vector (`4 × dim` plus a `Vec` header), one
+    /// `Vec` header per possible layer for its neighbour lists (16 × 24 bytes), about `2M` level-0
+    /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
+    /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1.
+    fn memory_bytes(&self) -> usize {
+        let per_point = 4 * self.dim + 24 + MAX_LAYERS * 24 + 2 * self.m * 48 + 96 + 48;
+        self.len() * per_point
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_mapping_is_order_reversing_non_negative_and_invertible() {
+        let ips = [-1e6f32, -3.5, -1.0, -1e-6, 0.0, 1e-6, 0.25, 1.0, 2.0, 1e6];
+        let ds: Vec<f32> = ips.iter().map(|&x| ip_to_distance(x)).collect();
+        assert!(ds.iter().all(|&d| d >= 0.0 && d.is_finite()));
+        assert!(ds.windows(2).all(|w| w[0] > w[1]), "{ds:?}");
+        for &x in &ips {
+            let back = distance_to_ip(ip_to_distance(x));
+            assert!((back - x).abs() <= x.abs() * 1e-4 + 1e-30, "{x} -> {back}");
+        }
+    }
+
+    fn brute_force_top1(data: &[Vec<f32>], q: &[f32], metric: Metric) -> u64 {
+        let score = |v: &Vec<f32>| match metric {
+            Metric::L2 => -Euclidean.eval(v, q),
+            _ => dot(v, q),
+        };
+        (0..data.len())
+            .max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b])))
+            .unwrap() as u64
+    }
+
+    #[test]
+    fn each_metric_finds_exact_neighbours_on_small_data() {
+        // Deterministic pseudo-random vectors (LCG), 500 × 16.
+        let mut s = 12345u64;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        };
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let idx = HnswIndex::new(metric, 16, 16, 100, 500);
+            let mut data = Vec::new();
+            for id in 0..500u64 {
+                let mut v: Vec<f32> = (0..16).map(|_| next()).collect();
+                metric.prepare(&mut v).unwrap();
+                idx.insert(id, &v);
+                data.push(v);
+            }
+            assert_eq!(idx.len(), 500);
+            let mut hits = 0;
+            for _ in 0..50 {
+                let mut q: Vec<f32> = (0..16).map(|_| next()).collect();
+                metric.prepare(&mut q).unwrap();
+                let got = idx.search(&q, 1, 64);
+                if got[0].id == brute_force_top1(&data, &q, metric) {
+                    hits += 1;
+                }
+            }
+            assert!(hits >= 48, "{metric:?}: top-1 found for {hits}/50 queries");
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! Memory spaces: parameters, the index, the id map and stored content.
+
+use crate::admission::LevelCell;
+use crate::backpressure::BackpressureLevel;
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::index::{Metric, VectorIndex, hnsw::HnswIndex};
+use crate::observation::Batch;
+use dashmap::DashMap;
+use engram_telemetry::events::SpaceEvents;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+
+/// Parameters of a memory space, fixed at creation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpaceParams {
+    /// Embedding dimension (1 to the engine's `max_dim`).
+    pub dim: usize,
+    /// Similarity metric. Default cosine.
+    #[serde(default)]
+    pub metric: Metric,
+    /// HNSW `M`: links per node and layer (2 to 256). Default 16.
+    #[serde(default = "default_m")]
+    pub m: usize,
+    /// HNSW `ef_construction` (1 to 4096). Default 200.
+    #[serde(default = "default_ef_construction")]
+    pub ef_construction: usize,
+    /// Default HNSW `ef_search` for recall (1 to 4096). Default 64.
+    #[serde(default = "default_ef_search")]
+    pub ef_search: usize,
+    /// Capacity hint for the index (1 to 2^32). Default 100,000.
+    #[serde(default = "default_max_elements")]
+    pub max_elements: usize,
+}
+
+fn default_m() -> usize {
+    16
+}
+fn default_ef_construction() -> usize {
+    200
+}
+fn default_ef_search() -> usize {
+    64
+}
+fn default_max_elements() -> usize {
+    100_000
+}
+
+impl SpaceParams {
+    /// Parameters with the documented defaults for a dimension.
+    pub fn with_dim(dim: usize) -> Self {
+        Self {
+            dim,
+            metric: Metric::Cosine,
+            m: default_m(),
+            ef_construction: default_ef_construction(),
+            ef_search: default_ef_search(),
+            max_elements: default_max_elements(),
+        }
+    }
+
+    /// Checks every parameter.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] naming the field (`dim`, `m`, ...).
+    pub fn validate(&self, max_dim: usize) -> Result<(), EngineError> {
+        let range = |field: &str, v: usize, lo: usize, hi: usize| {
+            if (lo..=hi).contains(&v) {
+                Ok(())
+            } else {
+                Err(EngineError::invalid(
+                    field,
+                    format!("must be within {lo} and {hi}, got {v}"),
+                ))
+            }
+        };
+        range("dim", self.dim, 1, max_dim)?;
+        range("m", self.m, 2, 256)?;
+        range("ef_construction", self.ef_construction, 1, 4096)?;
+        range("ef_search", self.ef_search, 1, 4096)?;
+        range("max_elements", self.max_elements, 1, 1 << 32)
+    }
+}
+
+/// Validates a space name: 1 to 64 characters of `[A-Za-z0-9_.-]`.
+///
+/// # Errors
+/// [`EngineError::InvalidArgument`] on field `memory_space`.
+pub fn validate_space_name(name: &str) -> Result<(), EngineError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::invalid(
+            "memory_space",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+        ))
+    }
+}
+
+/// A description of a memory space.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpaceInfo {
+    /// The space's name.
+    pub name: String,
+    /// Its parameters.
+    pub params: SpaceParams,
+    /// Vectors inserted and searchable.
+    pub vectors: usize,
+    /// Observations accepted and still queued or being inserted.
+    pub pending: usize,
+    /// Estimated memory: index, content and id map, in bytes.
+    pub memory_bytes: usize,
+    /// The space's backpressure level.
+    pub backpressure: BackpressureLevel,
+}
+
+pub(crate) struct Space {
+    pub(crate) name: String,
+    pub(crate) params: SpaceParams,
+    pub(crate) index: Box<dyn VectorIndex>,
+    /// Every accepted id (queued or indexed): the dedupe set.
+    pub(crate) ids: DashMap<u64, ()>,
+    pub(crate) content: DashMap<u64, Box<str>>,
+    content_bytes: AtomicUsize,
+    /// Accepted but not yet inserted.
+    pub(crate) pending: AtomicUsize,
+    /// The space's own level (its share of the queue).
+    pub(crate) own: LevelCell,
+    /// The exported level: max(global, own).
+    pub(crate) effective: AtomicU8,
+    pub(crate) dropped: AtomicBool,
+    pub(crate) events: SpaceEvents,
+}
+
+impl Space {
+    pub(crate) fn new(name: String, params: SpaceParams, events: SpaceEvents) -> Self {
+        let index = Box::new(HnswIndex::new(
+            params.metric,
+            params.dim,
+            params.m,
+            params.ef_construction,
+            params.max_elements,
+        ));
+        Self {
+            name,
+            params,
+            index,
+            ids: DashMap::new(),
+            content: DashMap::new(),
+            content_bytes: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            own: LevelCell::default(),
+            effective: AtomicU8::new(0),
+            dropped: AtomicBool::new(false),
+            events,
+        }
+    }
+
+    pub(crate) fn store_content(&self, id: u64, content: Box<str>) {
+        self.content_bytes
+            .fetch_add(content.len(), Ordering::Relaxed);
+        self.content.insert(id, content);
+    }
+
+    /// Estimated bytes: index, content (with map entry overhead) and the id map.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.index.memory_bytes()
+            + self.content_bytes.load(Ordering::Relaxed)
+            + self.content.len() * 48
+            + self.ids.len() * 16
+    }
+
+    pub(crate) fn info(&self) -> SpaceInfo {
+        SpaceInfo {
+            name: self.name.clone(),
+            params: self.params,
+            vectors: self.index.len(),
+            pending: self.pending.load(Ordering::Acquire),
+            memory_bytes: self.memory_bytes(),
+            backpressure: BackpressureLevel::from_u8(self.effective.load(Ordering::Acquire)),
+        }
+    }
+
+    /// Validates a whole batch against this space and the engine limits: all or nothing.
+    pub(crate) fn validate_batch(
+        &self,
+        batch: &Batch,
+        config: &EngineConfig,
+    ) -> Result<(), EngineError> {
+        let n = batch.observations.len();
+        if n == 0 {
+            return Err(EngineError::invalid(
+                "observations",
+                "must hold at least one observation",
+            ));
+        }
+        if n > config.max_batch_observations {
+            return Err(EngineError::invalid(
+                "observations",
+                format!(
+                    "holds {n} observations, more than the limit of {}",
+                    config.max_batch_observations
+                ),
+            ));
+        }
+        let mut seen = HashSet::with_capacity(n);
+        for (i, o) in batch.observations.iter().enumerate() {
+            if !seen.insert(o.id) {
+                return Err(EngineError::invalid(
+                    format!("observations[{i}].id"),
+                    format!("id {} appears twice in the batch", o.id),
+                ));
+            }
+            validate_embedding(
+                &o.embedding,
+                self.params.dim,
+                &format!("observations[{i}].embedding"),
+            )?;
+            if self.params.metric == Metric::Cosine && o.embedding.iter().all(|&x| x == 0.0) {
+                return Err(EngineError::invalid(
+                    format!("observations[{i}].embedding"),
+                    "all zeros: a cosine embedding needs a direction",
+                ));
+            }
+            if let Some(c) = &o.content
+                && c.len() > config.max_content_bytes
+            {
+                return Err(EngineError::invalid(
+                    format!("observations[{i}].content"),
+                    format!(
+                        "is {} bytes, more than the limit of {} bytes",
+                        c.len(),
+                        config.max_content_bytes
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks an embedding's length and values.
+pub(crate) fn validate_embedding(v: &[f32], dim: usize, field: &str) -> Result<(), EngineError> {
+    if v.len() != dim {
+        return Err(EngineError::invalid(
+            field,
+            format!("expected {dim} values, got {}", v.len()),
+        ));
+    }
+    if let Some(j) = v.iter().position(|x| !x.is_finite()) {
+        return Err(EngineError::invalid(
+            field,
+            format!("value [{j}] is {}: values must be finite", v[j]),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,14 @@
+//! Generates the `engram.v1` gRPC code and the file descriptor set used by server reflection.
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("PROTOC").is_none() && std::path::Path::new("/usr/bin/protoc").exists() {
+        // SAFETY: build scripts are single-threaded; set before any code reads the environment.
+        unsafe { std::env::set_var("PROTOC", "/usr/bin/protoc") };
+    }
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        .codec_path("crate::grpc::codec::EngramCodec")
+        .file_descriptor_set_path(out.join("engram_descriptor.bin"))
+        .compile_protos(&["proto/engram/v1/engram.proto"], &["proto"])?;
+    println!("cargo:rerun-if-changed=proto/engram/v1/engram.proto");
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! The one place where engine errors become HTTP statuses and gRPC codes.
+//!
+//! | error | HTTP | gRPC |
+//! |---|---|---|
+//! | bad input (field named) | 400 | `INVALID_ARGUMENT` |
+//! | unknown memory space | 404 | `NOT_FOUND` |
+//! | space exists with other parameters | 409 | `ALREADY_EXISTS` |
+//! | request body too large | 413 | `RESOURCE_EXHAUSTED` (tonic's message size limit) |
+//! | rejected by backpressure / full queue | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` + `retry-after-ms` |
+//! | shutting down | 503 + `Retry-After` | `UNAVAILABLE` |
+//! | internal failure | 500 | `INTERNAL` |
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engram_engine::{BackpressureLevel, EngineError};
+use serde::Serialize;
+use std::time::Duration;
+
+/// An API error: status, gRPC code and a JSON body naming the field and reason.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// gRPC code.
+    pub code: tonic::Code,
+    /// Human-readable message (`field: reason` for bad input).
+    pub message: String,
+    /// The offending field, for bad input.
+    pub field: Option<String>,
+    /// Rejection reason (`backpressure_critical`, `queue_full`, `shutting_down`, ...).
+    pub reason: Option<&'static str>,
+    /// When to retry.
+    pub retry_after: Option<Duration>,
+    /// Backpressure level at rejection.
+    pub level: Option<BackpressureLevel>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backpressure: Option<BackpressureLevel>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            reason: None,
+            retry_after: None,
+            level: None,
+        }
+    }
+
+    /// Bad input on `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let field = field.into();
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            tonic::Code::InvalidArgument,
+            format!("{field}: {reason}"),
+        );
+        e.field = Some(field);
+        e
+    }
+
+    /// A request body over the size limit.
+    pub fn too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            tonic::Code::ResourceExhausted,
+            format!("body: larger than the limit of {limit} bytes"),
+        )
+    }
+
+    /// An internal failure (a bug or a lost task), never bad input.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            tonic::Code::Internal,
+            message,
+        )
+    }
+
+    /// Retry-after in whole seconds for the HTTP header (RFC 9110 §10.2.3), at least 1.
+    fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        let message = e.to_string();
+        match e {
+            EngineError::InvalidArgument { field, .. } => {
+                let mut a = Self::new(
+                    StatusCode::BAD_REQUEST,
+                    tonic::Code::InvalidArgument,
+                    message,
+                );
+                a.field = Some(field);
+                a
+            }
+            EngineError::SpaceNotFound(_) => {
+                let mut a = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, message);
+                a.field = Some("memory_space".into());
+                a
+            }
+            EngineError::SpaceExists(_) => {
+                Self::new(StatusCode::CONFLICT, tonic::Code::AlreadyExists, message)
+            }
+            EngineError::Rejected(r) => {
+                let mut a = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    tonic::Code::ResourceExhausted,
+                    message,
+                );
+                a.reason = Some(r.reason.as_str());
+                a.retry_after = Some(r.retry_after);
+                a.level = Some(r.level);
+                a
+            }
+            EngineError::ShuttingDown => {
+                let mut a = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    tonic::Code::Unavailable,
+                    message,
+                );
+                a.reason = Some("shutting_down");
+                a.retry_after = Some(Duration::from_secs(1));
+                a
+            }
+        }
+    }
+}
+
+/// gRPC status code name (`INVALID_ARGUMENT`, ...).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    engram_telemetry::events::api::GRPC_CODES[code as usize]
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Inner {
+                code: code_name(self.code),
+                message: &self.message,
+                field: self.field.as_deref(),
+                reason: self.reason,
+                retry_after_ms: self.retry_after.map(|d| d.as_millis() as u64),
+                backpressure: self.level,
+            },
+        };
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs() {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> Self {
+        let mut status = tonic::Status::new(e.code, e.message);
+        if let Some(d) = e.retry_after {
+            status.metadata_mut().insert(
+                "retry-after-ms",
+                d.as_millis().to_string().parse().expect("digits are ASCII"),
+            );
+        }
+        if let Some(r) = e.reason {
+            status
+                .metadata_mut()
+                .insert("reason", r.parse().expect("reasons are ASCII"));
+        }
+        status
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_engine::{RejectReason, Rejection};
+
+    #[test]
+    fn rejection_maps_to_429_with_retry_after_and_resource_exhausted() {
+        let e = ApiError::from(EngineError::Rejected(Rejection {
+            reason: RejectReason::BackpressureCritical,
+            retry_after: Duration::from_millis(1200),
+            level: BackpressureLevel::Critical,
+        }));
+        assert_eq!(
+            (e.status, e.code),
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                tonic::Code::ResourceExhausted
+            )
+        );
+        let resp = e.clone().into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        let status = tonic::Status::from(e);
+        assert_eq!(status.metadata().get("retry-after-ms").unwrap(), "1200");
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let e = ApiError::from(EngineError::InvalidArgument {
+            field: "observations[3].embedding".into(),
+            reason: "expected 384 values, got 383".into(),
+        });
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            e.message,
+            "observations[3].embedding: expected 384 values, got 383"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Conversions between `engram.v1` messages and engine types; bad enum values are
+//! `INVALID_ARGUMENT` errors naming the field.
+
+use crate::proto;
+use engram_engine::{
+    BackpressureLevel, Batch, EngineError, Metric, Observation, Priority, SpaceInfo, SpaceParams,
+};
+
+fn invalid(field: &str, reason: String) -> EngineError {
+    EngineError::InvalidArgument {
+        field: field.to_owned(),
+        reason,
+    }
+}
+
+pub(super) fn level(l: BackpressureLevel) -> i32 {
+    l as i32
+}
+
+pub(super) fn batch(b: proto::ObservationBatch) -> Result<Batch, EngineError> {
+    let priority = match proto::Priority::try_from(b.priority) {
+        Ok(proto::Priority::High) => Priority::High,
+        Ok(proto::Priority::Normal | proto::Priority::Unspecified) => Priority::Normal,
+        Ok(proto::Priority::Low) => Priority::Low,
+        Err(_) => {
+            return Err(invalid(
+                "priority",
+                format!(
+                    "unknown value {}, expected PRIORITY_HIGH, PRIORITY_NORMAL or PRIORITY_LOW",
+                    b.priority
+                ),
+            ));
+        }
+    };
+    let observations = b
+        .observations
+        .into_iter()
+        .map(|o| Observation {
+            id: o.id,
+            embedding: o.embedding,
+            content: o.content,
+        })
+        .collect();
+    Ok(Batch {
+        priority,
+        observations,
+    })
+}
+
+fn or_default(v: u64, default: usize) -> usize {
+    if v == 0 { default } else { v as usize }
+}
+
+pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineError> {
+    let metric = match proto::Metric::try_from(p.metric) {
+        Ok(proto::Metric::Cosine | proto::Metric::Unspecified) => Metric::Cosine,
+        Ok(proto::Metric::L2) => Metric::L2,
+        Ok(proto::Metric::Dot) => Metric::Dot,
+        Err(_) => {
+            return Err(invalid(
+                "params.metric",
+                format!("unknown value {}", p.metric),
+            ));
+        }
+    };
+    let d = SpaceParams::with_dim(p.dim as usize);
+    Ok(SpaceParams {
+        dim: p.dim as usize,
+        metric,
+        m: or_default(p.m.into(), d.m),
+        ef_construction: or_default(p.ef_construction.into(), d.ef_construction),
+        ef_search: or_default(p.ef_search.into(), d.ef_search),
+        max_elements: or_default(p.max_elements, d.max_elements),
+    })
+}
+
+pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
+    let metric = match i.params.metric {
+        Metric::Cosine => proto::Metric::Cosine,
+        Metric::L2 => proto::Metric::L2,
+        Metric::Dot => proto::Metric::Dot,
+    };
+    proto::SpaceInfo {
+        memory_space: i.name,
+        params: Some(proto::SpaceParams {
+            dim: i.params.dim as u32,
+            metric: metric as i32,
+            m: i.params.m as u32,
+            ef_construction: i.params.ef_construction as u32,
+            ef_search: i.params.ef_search as u32,
+            max_elements: i.params.max_elements as u64,
+        }),
+        vectors: i.vectors as u64,
+        pending: i.pending as u64,
+        memory_bytes: i.memory_bytes as u64,
+        level: level(i.backpressure),
+    }
+}

@@ -1,0 +1,351 @@
+//! The gRPC API `engram.v1.Engram` (tonic), plus `grpc.health.v1` and server reflection.
+//!
+//! `StreamObservations` reads batches, answers each with an ack (ACCEPTED, then INDEXED when
+//! requested; REJECTED with reason and retry-after; INVALID naming the field), and pushes a
+//! `BackpressureStatus` whenever the level of a space the stream writes to changes (checked
+//! after every batch and every second).
+
+pub mod codec;
+mod convert;
+
+use crate::api_error::{ApiError, code_name};
+use crate::proto::{self, engram_server::Engram};
+use engram_engine::{BackpressureLevel, Engine};
+use engram_telemetry::events::GrpcEvents;
+use futures::Stream;
+use prost::Message;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+/// Method names (label values of the gRPC request metrics), indexed by the `M_*` constants.
+pub const METHODS: &[&str] = &[
+    "StreamObservations",
+    "Recall",
+    "CreateSpace",
+    "GetSpace",
+    "ListSpaces",
+    "DropSpace",
+];
+const M_STREAM: usize = 0;
+const M_RECALL: usize = 1;
+const M_CREATE: usize = 2;
+const M_GET: usize = 3;
+const M_LIST: usize = 4;
+const M_DROP: usize = 5;
+
+/// Replies buffered per stream before the reader waits for the client to read.
+const REPLY_BUFFER: usize = 1024;
+/// How often an idle stream re-checks backpressure levels to push changes.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The `engram.v1.Engram` service.
+#[derive(Clone)]
+pub struct EngramService {
+    engine: Arc<Engine>,
+    events: GrpcEvents,
+}
+
+impl EngramService {
+    /// A service over `engine`, registering its request metrics.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        let events = GrpcEvents::register(engine.telemetry(), METHODS);
+        Self { engine, events }
+    }
+
+    /// Runs a unary call body, recording its metrics.
+    async fn unary<Req: Message, Resp: Message>(
+        &self,
+        method: usize,
+        req: Request<Req>,
+        body: impl AsyncFnOnce(Req) -> Result<Resp, ApiError>,
+    ) -> Result<Response<Resp>, Status> {
+        let started = Instant::now();
+        self.events.started(method);
+        let req = req.into_inner();
+        self.events.request_message(method, req.encoded_len());
+        let result = body(req).await;
+        let code = match &result {
+            Ok(resp) => {
+                self.events.response_message(method, resp.encoded_len());
+                Code::Ok
+            }
+            Err(e) => e.code,
+        };
+        self.events.finished(method, code as i32, started.elapsed());
+        result.map(Response::new).map_err(Status::from)
+    }
+}
+
+type ReplyStream = Pin<Box<dyn Stream<Item = Result<proto::StreamReply, Status>> + Send>>;
+
+/// Sends one reply, recording its size. Returns false when the client is gone.
+async fn send(
+    tx: &mpsc::Sender<Result<proto::StreamReply, Status>>,
+    events: &GrpcEvents,
+    reply: proto::StreamReply,
+) -> bool {
+    events.response_message(M_STREAM, reply.encoded_len());
+    tx.send(Ok(reply)).await.is_ok()
+}
+
+fn ack_reply(ack: proto::BatchAck) -> proto::StreamReply {
+    proto::StreamReply {
+        reply: Some(proto::stream_reply::Reply::Ack(ack)),
+    }
+}
+
+/// The ack for a batch that admission refused or that was invalid.
+fn error_ack(sequence: u64, e: ApiError) -> proto::BatchAck {
+    let rejected = matches!(e.code, Code::ResourceExhausted | Code::Unavailable);
+    proto::BatchAck {
+        sequence,
+        status: if rejected {
+            proto::AckStatus::Rejected
+        } else {
+            proto::AckStatus::Invalid
+        } as i32,
+        reason: e.reason.unwrap_or_default().to_owned(),
+        retry_after_ms: e.retry_after.map_or(0, |d| d.as_millis() as u64),
+        level: e.level.map_or(0, convert::level),
+        message: e.message,
+        grpc_code: code_name(e.code).to_owned(),
+        ..Default::default()
+    }
+}
+
+struct StreamSession {
+    engine: Arc<Engine>,
+    events: GrpcEvents,
+    tx: mpsc::Sender<Result<proto::StreamReply, Status>>,
+    /// Last level pushed per space written to by this stream.
+    levels: HashMap<String, BackpressureLevel>,
+}
+
+impl StreamSession {
+    /// Handles one batch; returns false when the client is gone.
+    async fn batch(&mut self, batch: proto::ObservationBatch) -> bool {
+        self.events.request_message(M_STREAM, batch.encoded_len());
+        let sequence = batch.sequence;
+        let space = batch.memory_space.clone();
+        let want_indexed = batch.want_indexed;
+        let admitted = convert::batch(batch)
+            .and_then(|b| self.engine.submit(&space, b, want_indexed))
+            .map_err(ApiError::from);
+        let ack = match admitted {
+            Ok(a) => {
+                let ack = proto::BatchAck {
+                    sequence,
+                    status: proto::AckStatus::Accepted as i32,
+                    accepted: a.accepted as u32,
+                    duplicates: a.duplicates as u32,
+                    level: convert::level(a.level),
+                    ..Default::default()
+                };
+                if let Some(waiter) = a.indexed {
+                    let (tx, events, level) = (self.tx.clone(), self.events.clone(), ack.level);
+                    tokio::spawn(async move {
+                        let outcome = waiter.wait().await;
+                        let indexed = proto::BatchAck {
+                            sequence,
+                            status: proto::AckStatus::Indexed as i32,
+                            indexed: outcome.indexed as u32,
+                            failed: outcome.failed.min(u32::MAX as usize) as u32,
+                            level,
+                            ..Default::default()
+                        };
+                        send(&tx, &events, ack_reply(indexed)).await;
+                    });
+                }
+                ack
+            }
+            Err(e) => error_ack(sequence, e),
+        };
+        if !send(&self.tx, &self.events, ack_reply(ack)).await {
+            return false;
+        }
+        if self.engine.describe_space(&space).is_ok() {
+            self.levels
+                .entry(space)
+                .or_insert(BackpressureLevel::Normal);
+        }
+        self.push_levels().await
+    }
+
+    /// Pushes a BackpressureStatus for every space whose level changed since the last push.
+    async fn push_levels(&mut self) -> bool {
+        let utilization = self.engine.status().queue_utilization;
+        let mut changed = Vec::new();
+        self.levels
+            .retain(|space, last| match self.engine.describe_space(space) {
+                Ok(info) => {
+                    if info.backpressure != *last {
+                        *last = info.backpressure;
+                        changed.push((space.clone(), info.backpressure));
+                    }
+                    true
+                }
+                Err(_) => false,
+            });
+        for (space, level) in changed {
+            let status = proto::BackpressureStatus {
+                memory_space: space,
+                level: convert::level(level),
+                queue_utilization: utilization,
+                retry_after_ms: if level >= BackpressureLevel::Overloaded {
+                    1000
+                } else {
+                    0
+                },
+            };
+            let reply = proto::StreamReply {
+                reply: Some(proto::stream_reply::Reply::Backpressure(status)),
+            };
+            if !send(&self.tx, &self.events, reply).await {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn run(mut self, mut inbound: Streaming<proto::ObservationBatch>) -> Code {
+        let mut tick = tokio::time::interval(STATUS_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = inbound.message() => match msg {
+                    Ok(Some(batch)) => {
+                        if !self.batch(batch).await {
+                            return Code::Cancelled;
+                        }
+                    }
+                    Ok(None) => return Code::Ok,
+                    Err(status) => {
+                        // A malformed message ends the stream with INVALID_ARGUMENT (from our
+                        // codec); a client that went away is CANCELLED.
+                        let code = status.code();
+                        let _ = self.tx.send(Err(status)).await;
+                        return code;
+                    }
+                },
+                _ = tick.tick() => {
+                    if !self.push_levels().await {
+                        return Code::Cancelled;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Engram for EngramService {
+    type StreamObservationsStream = ReplyStream;
+
+    async fn stream_observations(
+        &self,
+        request: Request<Streaming<proto::ObservationBatch>>,
+    ) -> Result<Response<Self::StreamObservationsStream>, Status> {
+        let started = Instant::now();
+        self.events.started(M_STREAM);
+        self.events.session_opened();
+        let (tx, rx) = mpsc::channel(REPLY_BUFFER);
+        let session = StreamSession {
+            engine: self.engine.clone(),
+            events: self.events.clone(),
+            tx,
+            levels: HashMap::new(),
+        };
+        let events = self.events.clone();
+        let inbound = request.into_inner();
+        tokio::spawn(async move {
+            let code = session.run(inbound).await;
+            events.session_closed();
+            events.finished(M_STREAM, code as i32, started.elapsed());
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn recall(
+        &self,
+        request: Request<proto::RecallRequest>,
+    ) -> Result<Response<proto::RecallResponse>, Status> {
+        let engine = self.engine.clone();
+        self.unary(M_RECALL, request, async move |r: proto::RecallRequest| {
+            let k = if r.k == 0 { 10 } else { r.k as usize };
+            let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
+            let hits = tokio::task::spawn_blocking(move || {
+                engine.recall(&r.memory_space, r.embedding, k, ef)
+            })
+            .await
+            .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+            Ok(proto::RecallResponse {
+                hits: hits
+                    .into_iter()
+                    .map(|h| proto::RecallHit {
+                        id: h.id,
+                        score: h.score,
+                        content: h.content,
+                    })
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn create_space(
+        &self,
+        request: Request<proto::CreateSpaceRequest>,
+    ) -> Result<Response<proto::SpaceInfo>, Status> {
+        self.unary(M_CREATE, request, async |r: proto::CreateSpaceRequest| {
+            let params = convert::space_params(r.params.unwrap_or_default())?;
+            let (info, _) = self.engine.create_space(&r.memory_space, params)?;
+            Ok(convert::space_info(info))
+        })
+        .await
+    }
+
+    async fn get_space(
+        &self,
+        request: Request<proto::GetSpaceRequest>,
+    ) -> Result<Response<proto::SpaceInfo>, Status> {
+        self.unary(M_GET, request, async |r: proto::GetSpaceRequest| {
+            Ok(convert::space_info(
+                self.engine.describe_space(&r.memory_space)?,
+            ))
+        })
+        .await
+    }
+
+    async fn list_spaces(
+        &self,
+        request: Request<proto::ListSpacesRequest>,
+    ) -> Result<Response<proto::ListSpacesResponse>, Status> {
+        self.unary(M_LIST, request, async |_| {
+            Ok(proto::ListSpacesResponse {
+                spaces: self
+                    .engine
+                    .list_spaces()
+                    .into_iter()
+                    .map(convert::space_info)
+                    .collect(),
+            })
+        })
+        .await
+    }
+
+    async fn drop_space(
+        &self,
+        request: Request<proto::DropSpaceRequest>,
+    ) -> Result<Response<proto::DropSpaceResponse>, Status> {
+        self.unary(M_DROP, request, async |r: proto::DropSpaceRequest| {
+            self.engine.drop_space(&r.memory_space)?;
+            Ok(proto::DropSpaceResponse {})
+        })
+        .await
+    }
+}

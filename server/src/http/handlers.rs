@@ -1,0 +1,285 @@
+//! HTTP handlers. Bodies are parsed with `serde_path_to_error`, so a bad field is named by its
+//! path (`observations[2].embedding[5]`); engine errors map through [`ApiError`].
+
+use super::AppState;
+use crate::api_error::ApiError;
+use crate::health::{self, DetailedHealth, HealthStatus};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use engram_engine::{BackpressureLevel, Batch, SpaceParams};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// Header that tells clients the space's backpressure level on every admission response.
+pub const BACKPRESSURE_HEADER: &str = "x-engram-backpressure";
+
+fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ApiError> {
+    bytes.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::invalid("body", r.body_text())
+        }
+    })
+}
+
+/// Parses a JSON body, naming the field of the first error.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "body".to_owned() } else { path };
+        ApiError::invalid(field, e.into_inner())
+    })
+}
+
+pub(super) async fn list_spaces(State(app): State<AppState>) -> Response {
+    Json(json!({ "spaces": app.engine.list_spaces() })).into_response()
+}
+
+pub(super) async fn get_space(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.engine.describe_space(&space)?).into_response())
+}
+
+pub(super) async fn create_space(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let params: SpaceParams = parse_json(&body(bytes, app.max_request_bytes)?)?;
+    let (info, created) = app.engine.create_space(&space, params)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(info)).into_response())
+}
+
+pub(super) async fn drop_space(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+) -> Result<Response, ApiError> {
+    app.engine.drop_space(&space)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Serialize)]
+struct AdmissionBody {
+    status: &'static str,
+    accepted: usize,
+    duplicates: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    indexed: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed: Option<usize>,
+    backpressure: BackpressureLevel,
+}
+
+fn wait_for_indexed(query: Option<&str>) -> Result<bool, ApiError> {
+    let Some(q) = query else { return Ok(false) };
+    let mut wait = false;
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("wait", "indexed")) => wait = true,
+            Some(("wait", "accepted")) => wait = false,
+            Some(("wait", other)) => {
+                return Err(ApiError::invalid(
+                    "wait",
+                    format!("unknown value `{other}`, expected `accepted` or `indexed`"),
+                ));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "query",
+                    format!("unknown parameter `{pair}`, expected `wait`"),
+                ));
+            }
+        }
+    }
+    Ok(wait)
+}
+
+pub(super) async fn post_observations(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let want_indexed = wait_for_indexed(query.as_deref())?;
+    let batch: Batch = parse_json(&body(bytes, app.max_request_bytes)?)?;
+    let admission = app.engine.submit(&space, batch, want_indexed)?;
+    let level = admission.level;
+    let (status, body) = match admission.indexed {
+        Some(waiter) => {
+            let outcome = waiter.wait().await;
+            let body = AdmissionBody {
+                status: "indexed",
+                accepted: admission.accepted,
+                duplicates: admission.duplicates,
+                indexed: Some(outcome.indexed),
+                failed: Some(outcome.failed),
+                backpressure: level,
+            };
+            (StatusCode::OK, body)
+        }
+        None => {
+            let body = AdmissionBody {
+                status: "accepted",
+                accepted: admission.accepted,
+                duplicates: admission.duplicates,
+                indexed: None,
+                failed: None,
+                backpressure: level,
+            };
+            (StatusCode::ACCEPTED, body)
+        }
+    };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().insert(
+        BACKPRESSURE_HEADER,
+        HeaderValue::from_static(level.as_str()),
+    );
+    Ok(resp)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecallBody {
+    embedding: Vec<f32>,
+    #[serde(default = "default_k")]
+    k: usize,
+    #[serde(default)]
+    ef_search: Option<usize>,
+}
+
+fn default_k() -> usize {
+    10
+}
+
+pub(super) async fn recall(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let req: RecallBody = parse_json(&body(bytes, app.max_request_bytes)?)?;
+    let engine = app.engine.clone();
+    let hits = tokio::task::spawn_blocking(move || {
+        engine.recall(&space, req.embedding, req.k, req.ef_search)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+    Ok(Json(json!({ "hits": hits })).into_response())
+}
+
+pub(super) async fn health(State(app): State<AppState>) -> Response {
+    let (status, reasons) = health::assess(&app.engine.status());
+    let code = if status == HealthStatus::Critical {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(json!({ "status": status, "reasons": reasons }))).into_response()
+}
+
+pub(super) async fn live() -> Response {
+    Json(json!({ "status": "alive" })).into_response()
+}
+
+pub(super) async fn ready(State(app): State<AppState>) -> Response {
+    let s = app.engine.status();
+    if s.closing || s.workers_alive == 0 {
+        let why = if s.closing {
+            "shutting down"
+        } else {
+            "no worker thread is running"
+        };
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": why })),
+        )
+            .into_response();
+    }
+    Json(json!({ "status": "ready" })).into_response()
+}
+
+pub(super) async fn detailed(State(app): State<AppState>) -> Response {
+    let engine = app.engine.status();
+    let (status, reasons) = health::assess(&engine);
+    Json(DetailedHealth {
+        status,
+        reasons,
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_seconds: app.started.elapsed().as_secs_f64(),
+        engine,
+        spaces: app.engine.list_spaces(),
+    })
+    .into_response()
+}
+
+pub(super) async fn metrics(State(app): State<AppState>) -> Response {
+    let text = app.engine.telemetry().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: tonic::Code::NotFound,
+        ..ApiError::internal("no such route")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_name_the_path() {
+        let e = parse_json::<Batch>(br#"{"priority":"urgent","observations":[]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("priority"));
+        assert!(
+            e.message.contains("unknown variant `urgent`"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<Batch>(br#"{"observations":[{"id":1,"embedding":[1.0,"x"]}]}"#)
+            .unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("observations[0].embedding[1]"),
+            "{}",
+            e.message
+        );
+        let e = parse_json::<Batch>(b"{not json").unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn wait_parameter() {
+        assert!(!wait_for_indexed(None).unwrap());
+        assert!(wait_for_indexed(Some("wait=indexed")).unwrap());
+        assert_eq!(
+            wait_for_indexed(Some("wait=soon"))
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("wait")
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! The HTTP API (axum): REST for spaces, observations and recall; health; `/metrics`.
+//!
+//! Every route is listed once in [`ROUTES`]; the request-metrics layer ([`metrics_layer`])
+//! labels by those templates, never by raw paths.
+
+mod handlers;
+pub mod metrics_layer;
+
+use crate::config::ServerConfig;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use engram_engine::Engine;
+use engram_telemetry::events::HttpEvents;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Every (method, route template) served; the label values of the HTTP request metrics.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/spaces"),
+    ("PUT", "/v1/spaces/{space}"),
+    ("GET", "/v1/spaces/{space}"),
+    ("DELETE", "/v1/spaces/{space}"),
+    ("POST", "/v1/spaces/{space}/observations"),
+    ("POST", "/v1/spaces/{space}/recall"),
+    ("GET", "/health"),
+    ("GET", "/health/live"),
+    ("GET", "/health/ready"),
+    ("GET", "/health/detailed"),
+    ("GET", "/metrics"),
+];
+
+/// State shared by the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// HTTP request metrics.
+    pub http_events: HttpEvents,
+    /// When the server started.
+    pub started: Instant,
+    /// Body size limit in bytes.
+    pub max_request_bytes: usize,
+}
+
+/// The router with every route, the body limit and the request-metrics layer.
+pub fn router(engine: Arc<Engine>, config: &ServerConfig) -> Router {
+    let state = AppState {
+        http_events: HttpEvents::register(engine.telemetry(), ROUTES),
+        engine,
+        started: Instant::now(),
+        max_request_bytes: config.max_request_bytes,
+    };
+    Router::new()
+        .route("/v1/spaces", get(handlers::list_spaces))
+        .route(
+            "/v1/spaces/{space}",
+            get(handlers::get_space)
+                .put(handlers::create_space)
+                .delete(handlers::drop_space),
+        )
+        .route(
+            "/v1/spaces/{space}/observations",
+            axum::routing::post(handlers::post_observations),
+        )
+        .route(
+            "/v1/spaces/{space}/recall",
+            axum::routing::post(handlers::recall),
+        )
+        .route("/health", get(handlers::health))
+        .route("/health/live", get(handlers::live))
+        .route("/health/ready", get(handlers::ready))
+        .route("/health/detailed", get(handlers::detailed))
+        .route("/metrics", get(handlers::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics_layer::track,
+        ))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(config.max_request_bytes))
+        .with_state(state)
+}

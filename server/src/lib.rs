@@ -1,0 +1,34 @@
+//! The `engram-stream` server: HTTP (axum) and gRPC (tonic) front ends over the engine, health,
+//! `/metrics`, and the `load` generator.
+//!
+//! Data flows one way: a request is parsed and validated here, handed to
+//! [`engram_engine::Engine`], and answered from what the engine returns.
+//!
+//! Modules:
+//! - [`config`]: `ServerConfig` from defaults, TOML file, `ENGRAM_*` environment.
+//! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
+//! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
+//! - [`grpc`]: `engram.v1.Engram` (observation stream, recall, spaces), health and reflection.
+//! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
+//! - [`health`]: the health assessment behind `/health*`.
+//! - [`load`]: `engram-stream load`, which streams a TEXMEX data set and scores recall.
+//! - [`proto`]: the generated `engram.v1` messages and clients.
+
+pub mod api_error;
+pub mod config;
+pub mod grpc;
+pub mod health;
+pub mod http;
+pub mod load;
+pub mod server;
+
+/// Generated `engram.v1` code (from `proto/engram/v1/engram.proto`).
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    tonic::include_proto!("engram.v1");
+    /// Encoded file descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("engram_descriptor");
+}
+
+pub use config::ServerConfig;
+pub use server::Server;

@@ -1,0 +1,830 @@
+//! `engram-stream load`: stream a TEXMEX data set into a running server, wait until every
+//! observation is indexed, run every query, score recall@10, and write a JSON report.
+//!
+//! Row `i` of `base.fvecs` is sent as observation id `i` (with line `i` of `base.txt` as
+//! content when present), so ground-truth row numbers are ids. Rejected batches are retried
+//! after their retry-after, so nothing is lost; `sent = accepted + rejected` counts every
+//! attempt. With `--limit N` only the first N rows are sent and the ground truth is recomputed
+//! exactly over them (brute force, cosine = dot on the data sets' unit vectors).
+
+use crate::proto::{self, engram_client::EngramClient};
+use anyhow::{Context, bail};
+use engram_engine::dataset::{self, Vectors};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// Protocol used by the load generator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// `engram.v1.Engram/StreamObservations` with INDEXED acks, and unary `Recall`.
+    Grpc,
+    /// `POST /v1/spaces/{space}/observations?wait=indexed` and `POST .../recall`.
+    Http,
+}
+
+/// Arguments of `engram-stream load`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadArgs {
+    /// Data set directory: base.fvecs, query.fvecs, groundtruth.ivecs, optional base.txt.
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Server URL: the gRPC address for --protocol grpc, the HTTP address for --protocol http.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// Protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
+    pub protocol: Protocol,
+    /// Memory space to load into (dropped and re-created). Default: the data set's name.
+    #[arg(long)]
+    pub space: Option<String>,
+    /// Target ingest rate in observations per second (default: as fast as the server admits).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Observations per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Weights of high:normal:low priority, assigned to batches in that proportion.
+    #[arg(long, default_value = "0:1:0")]
+    pub priority_mix: String,
+    /// ef_search for the recall queries.
+    #[arg(long, default_value_t = 64)]
+    pub ef_search: usize,
+    /// Batches in flight (sent, not yet indexed).
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Send only the first N base vectors (ground truth is recomputed over them).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Run only the first N queries.
+    #[arg(long)]
+    pub queries: Option<usize>,
+    /// Do not send base.txt as content.
+    #[arg(long)]
+    pub no_content: bool,
+    /// Where to write the JSON report.
+    #[arg(long)]
+    pub report: PathBuf,
+}
+
+/// p50 / p99 / p99.9 of a latency sample, in seconds.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Quantiles {
+    /// Nearest-rank quantiles of `samples` (zeros for an empty sample).
+    pub fn of(samples: &mut [f64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        Self {
+            p50: at(0.5),
+            p99: at(0.99),
+            p999: at(0.999),
+        }
+    }
+}
+
+/// The JSON report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    /// Data set name (directory name).
+    pub dataset: String,
+    /// Protocol used.
+    pub protocol: Protocol,
+    /// Server URL.
+    pub server: String,
+    /// Memory space loaded.
+    pub memory_space: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Distinct observations in the run (base rows sent).
+    pub observations: usize,
+    /// Observations per batch.
+    pub batch: usize,
+    /// Observations sent, counting every attempt.
+    pub sent: u64,
+    /// Observations acknowledged as accepted (new or duplicate).
+    pub accepted: u64,
+    /// Observations acknowledged as duplicates (included in `accepted`).
+    pub duplicates: u64,
+    /// Observations rejected, by reason (every one was retried).
+    pub rejected: BTreeMap<String, u64>,
+    /// Batches re-sent after a rejection.
+    pub retried: u64,
+    /// Observations confirmed indexed by INDEXED acks (gRPC) or `wait=indexed` responses (HTTP).
+    pub indexed: u64,
+    /// Vectors the server reports in the space after the run.
+    pub space_vectors: u64,
+    /// Observations not confirmed indexed: `observations - indexed`.
+    pub lost: u64,
+    /// Seconds from the first send to the last indexed confirmation.
+    pub duration_s: f64,
+    /// `observations / duration_s`.
+    pub ingest_rate_per_s: f64,
+    /// Send → ACCEPTED ack, per batch (HTTP acknowledges once, when indexed: same as index).
+    pub ack_latency_seconds: Quantiles,
+    /// Send → INDEXED ack, per batch.
+    pub index_latency_seconds: Quantiles,
+    /// Recall query round trip, per query.
+    pub recall_latency_seconds: Quantiles,
+    /// ef_search of the queries.
+    pub ef_search: usize,
+    /// Queries run.
+    pub queries: usize,
+    /// Mean recall@10 over the queries.
+    pub recall_at_10: f64,
+    /// Client machine's available parallelism.
+    pub client_cores: usize,
+}
+
+struct Data {
+    name: String,
+    base: Vectors<f32>,
+    content: Option<Vec<String>>,
+    queries: Vectors<f32>,
+    truth: Vec<Vec<u64>>,
+}
+
+fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
+    let dir = &args.dataset;
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("dataset")
+        .to_owned();
+    let mut base = dataset::read_fvecs(&dir.join("base.fvecs"))?;
+    let mut queries = dataset::read_fvecs(&dir.join("query.fvecs"))?;
+    if queries.dim != base.dim {
+        bail!(
+            "query.fvecs has dimension {}, base.fvecs {}",
+            queries.dim,
+            base.dim
+        );
+    }
+    let text = dir.join("base.txt");
+    let mut content = if !args.no_content && text.exists() {
+        Some(dataset::read_lines(&text)?)
+    } else {
+        None
+    };
+    if let Some(q) = args.queries {
+        queries.data.truncate(q * queries.dim);
+    }
+    let truth = match args.limit {
+        Some(n) if n < base.len() => {
+            base.data.truncate(n * base.dim);
+            if let Some(c) = content.as_mut() {
+                c.truncate(n);
+            }
+            exact_top_k(&base, &queries, 10)
+        }
+        _ => {
+            let gt = dataset::read_ivecs(&dir.join("groundtruth.ivecs"))?;
+            if gt.len() < queries.len() {
+                bail!(
+                    "groundtruth.ivecs has {} rows for {} queries",
+                    gt.len(),
+                    queries.len()
+                );
+            }
+            (0..queries.len())
+                .map(|i| gt.row(i).iter().map(|&r| r as u64).collect())
+                .collect()
+        }
+    };
+    if let Some(c) = &content
+        && c.len() != base.len()
+    {
+        bail!("base.txt has {} lines for {} vectors", c.len(), base.len());
+    }
+    Ok(Data {
+        name,
+        base,
+        content,
+        queries,
+        truth,
+    })
+}
+
+/// Exact top-k by inner product (the shared data sets are unit vectors: cosine = dot).
+fn exact_top_k(base: &Vectors<f32>, queries: &Vectors<f32>, k: usize) -> Vec<Vec<u64>> {
+    (0..queries.len())
+        .map(|q| {
+            let qv = queries.row(q);
+            let mut scored: Vec<(f32, u64)> = (0..base.len())
+                .map(|i| {
+                    (
+                        base.row(i).iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(),
+                        i as u64,
+                    )
+                })
+                .collect();
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.into_iter().take(k).map(|(_, i)| i).collect()
+        })
+        .collect()
+}
+
+fn parse_mix(mix: &str) -> anyhow::Result<[u32; 3]> {
+    let parts: Vec<u32> = mix
+        .split(':')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("--priority-mix: expected H:N:L integers")?;
+    match parts[..] {
+        [h, n, l] if h + n + l > 0 => Ok([h, n, l]),
+        _ => bail!("--priority-mix: expected three weights H:N:L with a positive sum, got `{mix}`"),
+    }
+}
+
+/// Priority of batch `i` under weights `[h, n, l]` (a deterministic round-robin over the mix).
+fn priority_of(i: usize, mix: [u32; 3]) -> usize {
+    let total = (mix[0] + mix[1] + mix[2]) as usize;
+    let slot = i % total;
+    if slot < mix[0] as usize {
+        0
+    } else if slot < (mix[0] + mix[1]) as usize {
+        1
+    } else {
+        2
+    }
+}
+
+/// Counters shared by both protocols.
+#[derive(Default)]
+struct Tally {
+    sent: u64,
+    accepted: u64,
+    duplicates: u64,
+    rejected: BTreeMap<String, u64>,
+    retried: u64,
+    indexed: u64,
+    ack_latency: Vec<f64>,
+    index_latency: Vec<f64>,
+}
+
+struct Progress {
+    started: Instant,
+    last: Instant,
+    total: usize,
+}
+
+impl Progress {
+    fn tick(&mut self, t: &Tally) {
+        if self.last.elapsed() >= Duration::from_secs(2) {
+            self.last = Instant::now();
+            let rejected: u64 = t.rejected.values().sum();
+            let secs = self.started.elapsed().as_secs_f64();
+            eprintln!(
+                "load: {:>6.1}s indexed {}/{} ({:.0}/s), sent {}, rejected {}, retried {}",
+                secs,
+                t.indexed,
+                self.total,
+                t.indexed as f64 / secs.max(1e-9),
+                t.sent,
+                rejected,
+                t.retried
+            );
+        }
+    }
+}
+
+/// Paces sends to `rate` observations per second.
+struct Pacer {
+    rate: Option<f64>,
+    next: tokio::time::Instant,
+}
+
+impl Pacer {
+    async fn wait(&mut self, n: usize) {
+        if let Some(rate) = self.rate {
+            tokio::time::sleep_until(self.next).await;
+            self.next = self.next.max(tokio::time::Instant::now())
+                + Duration::from_secs_f64(n as f64 / rate);
+        }
+    }
+}
+
+fn batch_ranges(n: usize, size: usize) -> Vec<(usize, usize)> {
+    (0..n)
+        .step_by(size)
+        .map(|s| (s, (s + size).min(n)))
+        .collect()
+}
+
+/// Runs the load and writes the report. Fails (after writing it) when any observation is lost.
+///
+/// # Errors
+/// Unreadable data, an unreachable server, a batch the server calls invalid, or lost
+/// observations.
+pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
+    if args.batch == 0 || args.concurrency == 0 {
+        bail!("--batch and --concurrency must be at least 1");
+    }
+    let mix = parse_mix(&args.priority_mix)?;
+    let data = load_data(&args)?;
+    let space = args.space.clone().unwrap_or_else(|| data.name.clone());
+    eprintln!(
+        "load: {} vectors of dim {} and {} queries from {} over {:?} to {}",
+        data.base.len(),
+        data.base.dim,
+        data.queries.len(),
+        args.dataset.display(),
+        args.protocol,
+        args.server
+    );
+    let (tally, duration, hits, recall_latency, space_vectors) = match args.protocol {
+        Protocol::Grpc => grpc::run(&args, &data, &space, mix).await?,
+        Protocol::Http => http::run(&args, &data, &space, mix).await?,
+    };
+    let k = 10;
+    let recall = if hits.is_empty() {
+        0.0
+    } else {
+        hits.iter()
+            .zip(&data.truth)
+            .map(|(got, truth)| recall_ids(got, truth, k))
+            .sum::<f64>()
+            / hits.len() as f64
+    };
+    let mut t = tally;
+    let n = data.base.len() as u64;
+    let report = LoadReport {
+        dataset: data.name.clone(),
+        protocol: args.protocol,
+        server: args.server.clone(),
+        memory_space: space,
+        dim: data.base.dim,
+        observations: data.base.len(),
+        batch: args.batch,
+        sent: t.sent,
+        accepted: t.accepted,
+        duplicates: t.duplicates,
+        rejected: t.rejected.clone(),
+        retried: t.retried,
+        indexed: t.indexed,
+        space_vectors,
+        lost: n.saturating_sub(t.indexed),
+        duration_s: duration.as_secs_f64(),
+        ingest_rate_per_s: n as f64 / duration.as_secs_f64().max(1e-9),
+        ack_latency_seconds: Quantiles::of(&mut t.ack_latency),
+        index_latency_seconds: Quantiles::of(&mut t.index_latency),
+        recall_latency_seconds: Quantiles::of(&mut recall_latency.clone()),
+        ef_search: args.ef_search,
+        queries: hits.len(),
+        recall_at_10: recall,
+        client_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    write_report(&args.report, &report)?;
+    eprintln!(
+        "load: {} indexed in {:.1}s ({:.0}/s), lost {}, recall@10 {:.4} at ef_search {}; report: {}",
+        report.indexed,
+        report.duration_s,
+        report.ingest_rate_per_s,
+        report.lost,
+        report.recall_at_10,
+        report.ef_search,
+        args.report.display()
+    );
+    let rejected: u64 = report.rejected.values().sum();
+    if report.sent != report.accepted + rejected {
+        bail!(
+            "accounting mismatch: sent {} != accepted {} + rejected {}",
+            report.sent,
+            report.accepted,
+            rejected
+        );
+    }
+    if report.lost > 0 {
+        bail!("{} observations were not confirmed indexed", report.lost);
+    }
+    Ok(())
+}
+
+fn recall_ids(got: &[u64], truth: &[u64], k: usize) -> f64 {
+    let truth: std::collections::HashSet<&u64> = truth.iter().take(k).collect();
+    got.iter().take(k).filter(|id| truth.contains(id)).count() as f64 / k as f64
+}
+
+fn write_report(path: &Path, report: &LoadReport) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_vec_pretty(report)?)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+type RunResult = (Tally, Duration, Vec<Vec<u64>>, Vec<f64>, u64);
+
+mod grpc {
+    use super::*;
+
+    fn priority(i: usize) -> i32 {
+        [
+            proto::Priority::High,
+            proto::Priority::Normal,
+            proto::Priority::Low,
+        ][i] as i32
+    }
+
+    struct InFlight {
+        batch: usize,
+        sent_at: Instant,
+    }
+
+    pub(super) async fn run(
+        args: &LoadArgs,
+        data: &Data,
+        space: &str,
+        mix: [u32; 3],
+    ) -> anyhow::Result<RunResult> {
+        let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
+            .context("--server: not a valid URL")?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", args.server))?;
+        let mut client = EngramClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
+        match client
+            .drop_space(proto::DropSpaceRequest {
+                memory_space: space.to_owned(),
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => bail!("dropping space {space}: {s}"),
+        }
+        client
+            .create_space(proto::CreateSpaceRequest {
+                memory_space: space.to_owned(),
+                params: Some(proto::SpaceParams {
+                    dim: data.base.dim as u32,
+                    metric: proto::Metric::Cosine as i32,
+                    max_elements: data.base.len() as u64,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .context("creating the space")?;
+
+        let ranges = batch_ranges(data.base.len(), args.batch);
+        let make = |b: usize, seq: u64| {
+            let (s, e) = ranges[b];
+            proto::ObservationBatch {
+                sequence: seq,
+                memory_space: space.to_owned(),
+                priority: priority(priority_of(b, mix)),
+                want_indexed: true,
+                observations: (s..e)
+                    .map(|i| proto::Observation {
+                        id: i as u64,
+                        embedding: data.base.row(i).to_vec(),
+                        content: data.content.as_ref().map(|c| c[i].clone()),
+                    })
+                    .collect(),
+            }
+        };
+
+        let (req_tx, req_rx) = mpsc::channel(args.concurrency * 2);
+        let mut replies = client
+            .stream_observations(ReceiverStream::new(req_rx))
+            .await
+            .context("opening the stream")?
+            .into_inner();
+        let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
+        let mut retries = FuturesUnordered::new();
+        let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
+        let mut done = 0usize;
+        let mut seq = 0u64;
+        let mut t = Tally::default();
+        let started = Instant::now();
+        let mut progress = Progress {
+            started,
+            last: started,
+            total: data.base.len(),
+        };
+        let mut pacer = Pacer {
+            rate: args.rate,
+            next: tokio::time::Instant::now(),
+        };
+        while done < ranges.len() {
+            while in_flight.len() < args.concurrency
+                && let Some(b) = ready.pop_front()
+            {
+                let n = ranges[b].1 - ranges[b].0;
+                pacer.wait(n).await;
+                seq += 1;
+                t.sent += n as u64;
+                in_flight.insert(
+                    seq,
+                    InFlight {
+                        batch: b,
+                        sent_at: Instant::now(),
+                    },
+                );
+                req_tx
+                    .send(make(b, seq))
+                    .await
+                    .context("the server closed the stream")?;
+            }
+            tokio::select! {
+                reply = replies.message() => {
+                    let reply = reply.context("stream failed")?.context("the server ended the stream early")?;
+                    let Some(proto::stream_reply::Reply::Ack(ack)) = reply.reply else { continue };
+                    let Some(f) = in_flight.get(&ack.sequence) else { bail!("ack for unknown sequence {}", ack.sequence) };
+                    let n = (ranges[f.batch].1 - ranges[f.batch].0) as u64;
+                    match proto::AckStatus::try_from(ack.status) {
+                        Ok(proto::AckStatus::Accepted) => {
+                            t.accepted += u64::from(ack.accepted) + u64::from(ack.duplicates);
+                            t.duplicates += u64::from(ack.duplicates);
+                            t.ack_latency.push(f.sent_at.elapsed().as_secs_f64());
+                        }
+                        Ok(proto::AckStatus::Indexed) => {
+                            let f = in_flight.remove(&ack.sequence).expect("present");
+                            t.indexed += u64::from(ack.indexed);
+                            t.index_latency.push(f.sent_at.elapsed().as_secs_f64());
+                            if ack.failed > 0 {
+                                bail!("batch {} reports {} observations failed to index", ack.sequence, ack.failed);
+                            }
+                            done += 1;
+                        }
+                        Ok(proto::AckStatus::Rejected) => {
+                            let f = in_flight.remove(&ack.sequence).expect("present");
+                            *t.rejected.entry(ack.reason.clone()).or_default() += n;
+                            t.retried += 1;
+                            let wait = Duration::from_millis(ack.retry_after_ms.max(1));
+                            let b = f.batch;
+                            retries.push(async move {
+                                tokio::time::sleep(wait).await;
+                                b
+                            });
+                        }
+                        _ => bail!("batch {} refused: {} ({})", ack.sequence, ack.message, ack.grpc_code),
+                    }
+                    progress.tick(&t);
+                }
+                Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
+            }
+        }
+        let duration = started.elapsed();
+        drop(req_tx);
+        let info = client
+            .get_space(proto::GetSpaceRequest {
+                memory_space: space.to_owned(),
+            })
+            .await?
+            .into_inner();
+
+        let mut hits = Vec::with_capacity(data.queries.len());
+        let mut latency = Vec::with_capacity(data.queries.len());
+        for q in 0..data.queries.len() {
+            let req = proto::RecallRequest {
+                memory_space: space.to_owned(),
+                embedding: data.queries.row(q).to_vec(),
+                k: 10,
+                ef_search: args.ef_search as u32,
+            };
+            let t0 = Instant::now();
+            let resp = client.recall(req).await.context("recall")?.into_inner();
+            latency.push(t0.elapsed().as_secs_f64());
+            hits.push(resp.hits.iter().map(|h| h.id).collect());
+        }
+        Ok((t, duration, hits, latency, info.vectors))
+    }
+}
+
+mod http {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
+
+    enum Outcome {
+        Indexed {
+            accepted: u64,
+            duplicates: u64,
+            indexed: u64,
+            latency: f64,
+        },
+        Rejected {
+            reason: String,
+            retry_after: Duration,
+        },
+    }
+
+    async fn post_batch(
+        client: &reqwest::Client,
+        url: &str,
+        body: &Value,
+    ) -> anyhow::Result<Outcome> {
+        let t0 = Instant::now();
+        let resp = client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .context("POST observations")?;
+        let status = resp.status();
+        let v: Value = resp.json().await.context("reading the response")?;
+        if status.as_u16() == 429 || status.as_u16() == 503 {
+            let e = &v["error"];
+            let reason = e["reason"].as_str().unwrap_or("unknown").to_owned();
+            let retry_after =
+                Duration::from_millis(e["retry_after_ms"].as_u64().unwrap_or(1000).max(1));
+            return Ok(Outcome::Rejected {
+                reason,
+                retry_after,
+            });
+        }
+        if status.as_u16() != 200 {
+            bail!("server answered {status}: {v}");
+        }
+        if v["failed"].as_u64().unwrap_or(0) > 0 {
+            bail!("observations failed to index: {v}");
+        }
+        Ok(Outcome::Indexed {
+            accepted: v["accepted"].as_u64().unwrap_or(0),
+            duplicates: v["duplicates"].as_u64().unwrap_or(0),
+            indexed: v["indexed"].as_u64().unwrap_or(0),
+            latency: t0.elapsed().as_secs_f64(),
+        })
+    }
+
+    pub(super) async fn run(
+        args: &LoadArgs,
+        data: &Data,
+        space: &str,
+        mix: [u32; 3],
+    ) -> anyhow::Result<RunResult> {
+        let base_url = args.server.trim_end_matches('/').to_owned();
+        let client = reqwest::Client::builder().build()?;
+        let space_url = format!("{base_url}/v1/spaces/{space}");
+        let r = client
+            .delete(&space_url)
+            .send()
+            .await
+            .with_context(|| format!("connecting to {base_url}"))?;
+        if !(r.status().is_success() || r.status().as_u16() == 404) {
+            bail!("dropping space {space}: {}", r.status());
+        }
+        let r = client
+            .put(&space_url)
+            .json(
+                &json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len()}),
+            )
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!(
+                "creating space {space}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+        }
+        let obs_url = format!("{space_url}/observations?wait=indexed");
+        let ranges = batch_ranges(data.base.len(), args.batch);
+        let body = |b: usize| {
+            let (s, e) = ranges[b];
+            let observations: Vec<Value> = (s..e)
+                .map(|i| {
+                    let mut o = json!({"id": i, "embedding": data.base.row(i)});
+                    if let Some(c) = &data.content {
+                        o["content"] = json!(c[i]);
+                    }
+                    o
+                })
+                .collect();
+            json!({"priority": PRIORITIES[priority_of(b, mix)], "observations": observations})
+        };
+
+        let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
+        let mut tasks = FuturesUnordered::new();
+        let mut t = Tally::default();
+        let started = Instant::now();
+        let mut progress = Progress {
+            started,
+            last: started,
+            total: data.base.len(),
+        };
+        let mut pacer = Pacer {
+            rate: args.rate,
+            next: tokio::time::Instant::now(),
+        };
+        let mut done = 0;
+        while done < ranges.len() {
+            while tasks.len() < args.concurrency
+                && let Some(b) = ready.pop_front()
+            {
+                let n = ranges[b].1 - ranges[b].0;
+                pacer.wait(n).await;
+                t.sent += n as u64;
+                let (client, url, payload) = (client.clone(), obs_url.clone(), body(b));
+                tasks.push(async move { (b, n as u64, post_batch(&client, &url, &payload).await) });
+            }
+            let Some((b, n, outcome)) = tasks.next().await else {
+                break;
+            };
+            match outcome? {
+                Outcome::Indexed {
+                    accepted,
+                    duplicates,
+                    indexed,
+                    latency,
+                } => {
+                    t.accepted += accepted + duplicates;
+                    t.duplicates += duplicates;
+                    t.indexed += indexed;
+                    t.ack_latency.push(latency);
+                    t.index_latency.push(latency);
+                    done += 1;
+                }
+                Outcome::Rejected {
+                    reason,
+                    retry_after,
+                } => {
+                    *t.rejected.entry(reason).or_default() += n;
+                    t.retried += 1;
+                    tokio::time::sleep(retry_after).await;
+                    ready.push_back(b);
+                }
+            }
+            progress.tick(&t);
+        }
+        let duration = started.elapsed();
+        let info: Value = client.get(&space_url).send().await?.json().await?;
+
+        let recall_url = format!("{space_url}/recall");
+        let mut hits = Vec::with_capacity(data.queries.len());
+        let mut latency = Vec::with_capacity(data.queries.len());
+        for q in 0..data.queries.len() {
+            let body =
+                json!({"embedding": data.queries.row(q), "k": 10, "ef_search": args.ef_search});
+            let t0 = Instant::now();
+            let resp = client.post(&recall_url).json(&body).send().await?;
+            if !resp.status().is_success() {
+                bail!(
+                    "recall answered {}: {}",
+                    resp.status(),
+                    resp.text().await.unwrap_or_default()
+                );
+            }
+            let v: Value = resp.json().await?;
+            latency.push(t0.elapsed().as_secs_f64());
+            hits.push(
+                v["hits"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|h| h["id"].as_u64()).collect())
+                    .unwrap_or_default(),
+            );
+        }
+        Ok((
+            t,
+            duration,
+            hits,
+            latency,
+            info["vectors"].as_u64().unwrap_or(0),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let q = Quantiles::of(&mut v);
+        assert_eq!((q.p50, q.p99, q.p999), (500.0, 990.0, 999.0));
+        assert_eq!(Quantiles::of(&mut []), Quantiles::default());
+    }
+
+    #[test]
+    fn priority_mix_round_robin() {
+        let mix = parse_mix("1:2:1").unwrap();
+        let got: Vec<usize> = (0..8).map(|i| priority_of(i, mix)).collect();
+        assert_eq!(got, vec![0, 1, 1, 2, 0, 1, 1, 2]);
+        assert!(parse_mix("0:0:0").is_err());
+        assert!(parse_mix("1:x:1").is_err());
+    }
+}

@@ -1,0 +1,197 @@
+//! Binding, serving and shutting down.
+//!
+//! Shutdown (SIGTERM, SIGINT, or the future given to [`Server::run`]): the engine stops
+//! admitting (new batches get 503 / `UNAVAILABLE`), gRPC health turns NOT_SERVING, the queue
+//! drains into the indexes (bounded by `shutdown_timeout_secs`), and only then do the listeners
+//! close, so clients waiting for INDEXED acks receive them.
+
+use crate::config::ServerConfig;
+use crate::grpc::EngramService;
+use crate::proto::engram_server::EngramServer;
+use anyhow::Context;
+use engram_engine::{Engine, ShutdownReport};
+use engram_telemetry::{Telemetry, TelemetryConfig};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// How often histogram samples are folded into buckets.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// How long open connections get to finish after the queue drained.
+const CLOSE_GRACE: Duration = Duration::from_secs(10);
+
+/// A server with both listeners bound and its engine running.
+pub struct Server {
+    config: ServerConfig,
+    engine: Arc<Engine>,
+    http: TcpListener,
+    grpc: TcpListener,
+}
+
+impl Server {
+    /// Creates the telemetry registry and the engine, and binds both listeners.
+    ///
+    /// # Errors
+    /// Invalid engine settings (naming the field) or an address that cannot be bound.
+    pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
+        let telemetry = Telemetry::new(TelemetryConfig {
+            max_space_labels: config.max_space_labels,
+        });
+        let engine = Arc::new(
+            Engine::new(config.engine.clone(), telemetry).context("engine configuration")?,
+        );
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("binding http_addr {}", config.http_addr))?;
+        let grpc = TcpListener::bind(config.grpc_addr)
+            .await
+            .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
+        Ok(Self {
+            config,
+            engine,
+            http,
+            grpc,
+        })
+    }
+
+    /// The bound HTTP address (useful with port 0).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The bound gRPC address.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc
+            .local_addr()
+            .expect("bound listener has an address")
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains and stops (see the module docs).
+    ///
+    /// # Errors
+    /// A listener that fails while serving.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<ShutdownReport> {
+        let Self {
+            config,
+            engine,
+            http,
+            grpc,
+        } = self;
+        let http_addr = http.local_addr()?;
+        let grpc_addr = grpc.local_addr()?;
+
+        let telemetry = engine.telemetry().clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                telemetry.run_upkeep();
+            }
+        });
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<EngramServer<EngramService>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building gRPC reflection")?;
+        let service = EngramServer::new(EngramService::new(engine.clone()))
+            .max_decoding_message_size(config.max_request_bytes)
+            .max_encoding_message_size(config.max_request_bytes);
+
+        let (close_tx, close_rx) = watch::channel(false);
+        let closed = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|c| *c).await;
+        };
+        let grpc_task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(health_service)
+                .add_service(reflection)
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    TcpListenerStream::new(grpc),
+                    closed(close_rx.clone()),
+                ),
+        );
+        let router = crate::http::router(engine.clone(), &config);
+        let http_task = tokio::spawn(
+            axum::serve(http, router)
+                .with_graceful_shutdown(closed(close_rx))
+                .into_future(),
+        );
+        tracing::info!(%http_addr, %grpc_addr, "engram-stream serving");
+
+        shutdown.await;
+        tracing::info!("shutdown requested: stopping intake and draining the queue");
+        health_reporter
+            .set_not_serving::<EngramServer<EngramService>>()
+            .await;
+        let timeout = Duration::from_secs(config.shutdown_timeout_secs);
+        let drain_engine = engine.clone();
+        let report =
+            tokio::task::spawn_blocking(move || drain_engine.shutdown(Some(timeout))).await?;
+        tracing::info!(
+            drained = report.drained,
+            remaining = report.remaining,
+            "queue drained; closing listeners"
+        );
+        let _ = close_tx.send(true);
+        let joined = tokio::time::timeout(CLOSE_GRACE, async {
+            let grpc = grpc_task.await;
+            let http = http_task.await;
+            (grpc, http)
+        })
+        .await;
+        match joined {
+            Ok((grpc, http)) => {
+                grpc?.context("gRPC server")?;
+                http?.context("HTTP server")?;
+            }
+            Err(_) => tracing::warn!("connections still open after {CLOSE_GRACE:?}; closing them"),
+        }
+        upkeep.abort();
+        Ok(report)
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,389 @@
+//! The metric catalog: every metric Engram Stream exports, in one table.
+//!
+//! Names follow Prometheus conventions (base units, `_total` for counters, `_seconds`,
+//! `_bytes`; see <https://prometheus.io/docs/practices/naming/>). Every histogram has fixed
+//! buckets listed here; they are installed into the exporter once, so the exported bounds never
+//! change between scrapes. Every label takes a bounded set of values (see [`crate::labels`]).
+//!
+//! `docs/metrics.md` is checked against [`CATALOG`] by `telemetry/tests/catalog_doc.rs`.
+
+/// The Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// Monotonic counter (`_total`).
+    Counter,
+    /// Value that goes up and down.
+    Gauge,
+    /// Histogram with the fixed buckets of [`MetricDef::buckets`].
+    Histogram,
+}
+
+impl MetricKind {
+    /// The type name used in the exposition format's `# TYPE` line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+        }
+    }
+}
+
+/// One catalog entry.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    /// Full metric name as exported (histograms get `_bucket`, `_sum`, `_count` suffixes).
+    pub name: &'static str,
+    /// Prometheus type.
+    pub kind: MetricKind,
+    /// Label names, in the order the registry expects label values.
+    pub labels: &'static [&'static str],
+    /// Help text (the `# HELP` line).
+    pub help: &'static str,
+    /// Upper bounds of the histogram buckets (histograms only; `+Inf` is implicit).
+    pub buckets: &'static [f64],
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Counter,
+        labels,
+        help,
+        buckets: &[],
+    }
+}
+const fn gauge(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Gauge,
+        labels,
+        help,
+        buckets: &[],
+    }
+}
+const fn histogram(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+    buckets: &'static [f64],
+) -> MetricDef {
+    MetricDef {
+        name,
+        kind: MetricKind::Histogram,
+        labels,
+        help,
+        buckets,
+    }
+}
+
+/// Latency buckets for ingest (seconds): 0.5 ms to 30 s.
+pub const INGEST_LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+/// Latency buckets for queries and requests (seconds): 0.1 ms to 10 s.
+pub const REQUEST_LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    10.0,
+];
+/// Batch size buckets (observations): powers of two up to 1024.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+];
+/// Message size buckets (bytes): 64 B to 64 MiB, by powers of four.
+pub const SIZE_BUCKETS: &[f64] = &[
+    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    67108864.0,
+];
+
+// ---- streaming: admission and queue ------------------------------------------------------
+/// Observations admitted into the queue (new ids only), by space and priority.
+pub const OBSERVATIONS: MetricDef = counter(
+    "engram_streaming_observations_total",
+    &["memory_space", "priority"],
+    "Observations admitted into the observation queue (new ids only).",
+);
+/// Observations acknowledged as duplicates of an id already accepted (not inserted again).
+pub const OBSERVATIONS_DUPLICATE: MetricDef = counter(
+    "engram_streaming_observations_duplicate_total",
+    &["memory_space"],
+    "Observations whose id was already accepted: acknowledged without inserting twice.",
+);
+/// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
+pub const OBSERVATIONS_REJECTED: MetricDef = counter(
+    "engram_streaming_observations_rejected_total",
+    &["memory_space", "reason"],
+    "Observations rejected at admission, by reason (each rejection carries a retry-after).",
+);
+/// Observations inserted into their space's index (searchable).
+pub const OBSERVATIONS_INDEXED: MetricDef = counter(
+    "engram_streaming_observations_indexed_total",
+    &["memory_space"],
+    "Observations inserted into the memory space's index (searchable).",
+);
+/// Queue depth per priority lane.
+pub const QUEUE_DEPTH: MetricDef = gauge(
+    "engram_streaming_queue_depth",
+    &["priority"],
+    "Observations waiting in the queue, by priority lane.",
+);
+/// Queue capacity in observations (the hard cap).
+pub const QUEUE_CAPACITY: MetricDef = gauge(
+    "engram_streaming_queue_capacity",
+    &[],
+    "Capacity of the observation queue, in observations.",
+);
+/// Bytes held by queued observations.
+pub const QUEUE_MEMORY_BYTES: MetricDef = gauge(
+    "engram_streaming_queue_memory_bytes",
+    &[],
+    "Bytes held by queued observations (embedding, content and bookkeeping).",
+);
+/// Queue capacity in bytes.
+pub const QUEUE_CAPACITY_BYTES: MetricDef = gauge(
+    "engram_streaming_queue_capacity_bytes",
+    &[],
+    "Capacity of the observation queue, in bytes.",
+);
+/// Time from admission to being taken by a worker.
+pub const QUEUE_WAIT_TIME: MetricDef = histogram(
+    "engram_streaming_queue_wait_time_seconds",
+    &["priority"],
+    "Time an observation waited in the queue before a worker took it.",
+    INGEST_LATENCY_BUCKETS,
+);
+
+// ---- streaming: backpressure -------------------------------------------------------------
+/// Backpressure state per space (0 Normal, 1 Warning, 2 Critical, 3 Overloaded).
+pub const BACKPRESSURE_STATE: MetricDef = gauge(
+    "engram_streaming_backpressure_state",
+    &["memory_space"],
+    "Backpressure state of the memory space: 0 normal, 1 warning, 2 critical, 3 overloaded.",
+);
+/// Entries into a worse backpressure state.
+pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
+    "engram_streaming_backpressure_activations_total",
+    &["memory_space", "level"],
+    "Entries into a worse backpressure state, by the level entered.",
+);
+
+// ---- streaming: worker pool ---------------------------------------------------------------
+/// Worker threads in the pool.
+pub const WORKERS: MetricDef = gauge(
+    "engram_streaming_workers",
+    &[],
+    "Worker threads in the insertion pool.",
+);
+/// Batches inserted by each worker.
+pub const BATCHES_PROCESSED: MetricDef = counter(
+    "engram_streaming_batches_processed_total",
+    &["worker_id"],
+    "Batches of observations inserted by the worker.",
+);
+/// Batch insertion failures by type.
+pub const BATCH_FAILURES: MetricDef = counter(
+    "engram_streaming_batch_failures_total",
+    &["worker_id", "error_type"],
+    "Observations of a batch that could not be inserted, by error type.",
+);
+/// Observations stolen from other workers' local queues.
+pub const WORK_STOLEN: MetricDef = counter(
+    "engram_streaming_work_stolen_total",
+    &["worker_id"],
+    "Observations the worker stole from other workers' local queues.",
+);
+/// Busy ratio of each worker over the last sampling interval.
+pub const WORKER_UTILIZATION: MetricDef = gauge(
+    "engram_streaming_worker_utilization",
+    &["worker_id"],
+    "Fraction of the last sampling interval the worker spent inserting (0 to 1).",
+);
+/// Batch sizes chosen by the adaptive batcher.
+pub const BATCH_SIZE: MetricDef = histogram(
+    "engram_streaming_batch_size",
+    &["worker_id"],
+    "Observations per batch taken by the worker (adaptive batch size).",
+    BATCH_SIZE_BUCKETS,
+);
+/// Accepted → indexed latency.
+pub const OBSERVATION_LATENCY: MetricDef = histogram(
+    "engram_streaming_observation_latency_seconds",
+    &["memory_space"],
+    "Time from admission (accepted) to insertion into the index (indexed).",
+    INGEST_LATENCY_BUCKETS,
+);
+
+// ---- recall and index ---------------------------------------------------------------------
+/// Recall query latency.
+pub const RECALL_LATENCY: MetricDef = histogram(
+    "engram_streaming_recall_latency_seconds",
+    &["memory_space"],
+    "Time to answer a recall query (index search and content lookup).",
+    REQUEST_LATENCY_BUCKETS,
+);
+/// Vectors in each space's index.
+pub const INDEX_VECTORS: MetricDef = gauge(
+    "engram_index_vectors",
+    &["memory_space"],
+    "Vectors inserted into the memory space's index.",
+);
+/// Estimated memory of each space.
+pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
+    "engram_index_memory_bytes",
+    &["memory_space"],
+    "Estimated memory held by the memory space: index graph, vectors, content and id map.",
+);
+
+// ---- sessions and API ---------------------------------------------------------------------
+/// Open gRPC observation streams.
+pub const ACTIVE_SESSIONS: MetricDef = gauge(
+    "engram_streaming_active_sessions",
+    &[],
+    "Open gRPC StreamObservations streams.",
+);
+/// HTTP requests by route template and status.
+pub const HTTP_REQUESTS: MetricDef = counter(
+    "engram_http_requests_total",
+    &["method", "route", "status"],
+    "HTTP requests served, by method, route template and status code.",
+);
+/// HTTP request duration.
+pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
+    "engram_http_request_duration_seconds",
+    &["method", "route"],
+    "Time to serve an HTTP request, by method and route template.",
+    REQUEST_LATENCY_BUCKETS,
+);
+/// HTTP request body size.
+pub const HTTP_REQUEST_SIZE: MetricDef = histogram(
+    "engram_http_request_size_bytes",
+    &["method", "route"],
+    "HTTP request body size.",
+    SIZE_BUCKETS,
+);
+/// HTTP response body size.
+pub const HTTP_RESPONSE_SIZE: MetricDef = histogram(
+    "engram_http_response_size_bytes",
+    &["method", "route"],
+    "HTTP response body size.",
+    SIZE_BUCKETS,
+);
+/// HTTP requests being served.
+pub const HTTP_IN_FLIGHT: MetricDef = gauge(
+    "engram_http_requests_in_flight",
+    &["method", "route"],
+    "HTTP requests being served.",
+);
+/// gRPC calls by method and status code.
+pub const GRPC_REQUESTS: MetricDef = counter(
+    "engram_grpc_requests_total",
+    &["method", "code"],
+    "gRPC calls completed, by method and status code (streams count once, when they end).",
+);
+/// gRPC call duration (stream lifetime for streams).
+pub const GRPC_REQUEST_DURATION: MetricDef = histogram(
+    "engram_grpc_request_duration_seconds",
+    &["method"],
+    "Duration of a gRPC call (for streams, the stream's lifetime).",
+    REQUEST_LATENCY_BUCKETS,
+);
+/// gRPC request message size.
+pub const GRPC_REQUEST_SIZE: MetricDef = histogram(
+    "engram_grpc_request_size_bytes",
+    &["method"],
+    "Encoded size of each gRPC request message.",
+    SIZE_BUCKETS,
+);
+/// gRPC response message size.
+pub const GRPC_RESPONSE_SIZE: MetricDef = histogram(
+    "engram_grpc_response_size_bytes",
+    &["method"],
+    "Encoded size of each gRPC response message.",
+    SIZE_BUCKETS,
+);
+/// gRPC calls in progress.
+pub const GRPC_IN_FLIGHT: MetricDef = gauge(
+    "engram_grpc_requests_in_flight",
+    &["method"],
+    "gRPC calls in progress (open streams included).",
+);
+/// Build information.
+pub const BUILD_INFO: MetricDef = gauge(
+    "engram_build_info",
+    &["version"],
+    "Always 1; the version label names the running build.",
+);
+
+/// Every metric we export.
+pub const CATALOG: &[MetricDef] = &[
+    OBSERVATIONS,
+    OBSERVATIONS_DUPLICATE,
+    OBSERVATIONS_REJECTED,
+    OBSERVATIONS_INDEXED,
+    QUEUE_DEPTH,
+    QUEUE_CAPACITY,
+    QUEUE_MEMORY_BYTES,
+    QUEUE_CAPACITY_BYTES,
+    QUEUE_WAIT_TIME,
+    BACKPRESSURE_STATE,
+    BACKPRESSURE_ACTIVATIONS,
+    WORKERS,
+    BATCHES_PROCESSED,
+    BATCH_FAILURES,
+    WORK_STOLEN,
+    WORKER_UTILIZATION,
+    BATCH_SIZE,
+    OBSERVATION_LATENCY,
+    RECALL_LATENCY,
+    INDEX_VECTORS,
+    INDEX_MEMORY_BYTES,
+    ACTIVE_SESSIONS,
+    HTTP_REQUESTS,
+    HTTP_REQUEST_DURATION,
+    HTTP_REQUEST_SIZE,
+    HTTP_RESPONSE_SIZE,
+    HTTP_IN_FLIGHT,
+    GRPC_REQUESTS,
+    GRPC_REQUEST_DURATION,
+    GRPC_REQUEST_SIZE,
+    GRPC_RESPONSE_SIZE,
+    GRPC_IN_FLIGHT,
+    BUILD_INFO,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = HashSet::new();
+        for m in CATALOG {
+            assert!(seen.insert(m.name), "{} listed twice", m.name);
+            assert!(m.name.starts_with("engram_"), "{}", m.name);
+            match m.kind {
+                MetricKind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
+                _ => assert!(!m.name.ends_with("_total"), "{} is not a counter", m.name),
+            }
+            if m.kind == MetricKind::Histogram {
+                assert!(!m.buckets.is_empty(), "{} needs buckets", m.name);
+                assert!(
+                    m.buckets.windows(2).all(|w| w[0] < w[1]),
+                    "{} buckets must increase",
+                    m.name
+                );
+            } else {
+                assert!(m.buckets.is_empty(), "{} is not a histogram", m.name);
+            }
+        }
+    }
+}

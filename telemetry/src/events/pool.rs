@@ -1,0 +1,81 @@
+//! Worker pool events.
+
+use crate::Telemetry;
+use crate::catalog;
+use crate::labels::BATCH_ERROR_TYPES;
+use metrics::{Counter, Gauge, Histogram};
+
+/// Handles of the pool as a whole.
+#[derive(Debug, Clone)]
+pub struct PoolEvents {
+    workers: Gauge,
+}
+
+impl PoolEvents {
+    /// Registers the pool's series.
+    pub fn register(t: &Telemetry) -> Self {
+        Self {
+            workers: t.gauge(&catalog::WORKERS, &[]),
+        }
+    }
+
+    /// The pool now runs `n` worker threads.
+    pub fn workers(&self, n: usize) {
+        self.workers.set(n as f64);
+    }
+}
+
+/// Handles of one worker thread, labelled `worker_id`.
+#[derive(Debug, Clone)]
+pub struct WorkerEvents {
+    batches: Counter,
+    failures: [Counter; BATCH_ERROR_TYPES.len()],
+    stolen: Counter,
+    utilization: Gauge,
+    batch_size: Histogram,
+}
+
+impl WorkerEvents {
+    /// Registers the series of worker `id`.
+    pub fn register(t: &Telemetry, id: usize) -> Self {
+        let w = id.to_string();
+        let w = w.as_str();
+        Self {
+            batches: t.counter(&catalog::BATCHES_PROCESSED, &[w]),
+            failures: BATCH_ERROR_TYPES.map(|e| t.counter(&catalog::BATCH_FAILURES, &[w, e])),
+            stolen: t.counter(&catalog::WORK_STOLEN, &[w]),
+            utilization: t.gauge(&catalog::WORKER_UTILIZATION, &[w]),
+            batch_size: t.histogram(&catalog::BATCH_SIZE, &[w]),
+        }
+    }
+
+    /// The worker finished a batch of `size` observations.
+    #[inline]
+    pub fn batch_processed(&self, size: usize) {
+        self.batches.increment(1);
+        self.batch_size.record(size as f64);
+    }
+
+    /// `count` observations of a batch failed with error type index `error_type`.
+    #[inline]
+    pub fn batch_failed(&self, error_type: usize, count: u64) {
+        self.failures[error_type].increment(count);
+        tracing::error!(
+            error_type = BATCH_ERROR_TYPES[error_type],
+            count,
+            "batch insertion failed"
+        );
+    }
+
+    /// The worker stole `count` observations from another worker's local queue.
+    #[inline]
+    pub fn stole(&self, count: u64) {
+        self.stolen.increment(count);
+    }
+
+    /// The worker was busy for `ratio` (0 to 1) of the last sampling interval.
+    #[inline]
+    pub fn utilization(&self, ratio: f64) {
+        self.utilization.set(ratio);
+    }
+}

@@ -1,0 +1,22 @@
+//! Telemetry for Engram Stream: one catalog of metrics, handles registered once, events named per stage.
+//!
+//! The engine and server never spell a metric name. Each stage holds a small *registered event*
+//! struct (in the spirit of Vector's `internal_events`) whose handles were created once, at
+//! construction, with bounded label values; recording is then an atomic operation on a cached
+//! handle, with no lookup, allocation or formatting.
+//!
+//! Modules:
+//! - [`catalog`]: every metric we export: name, type, unit, labels, help text and fixed buckets.
+//!   `docs/metrics.md` is checked against it by a test.
+//! - [`registry`]: [`Telemetry`], which owns the Prometheus recorder (metrics-exporter-prometheus),
+//!   registers handles from catalog entries and renders the text exposition for `/metrics`.
+//! - [`labels`]: bounded label values (`memory_space` overflows into `__other__`) and the fixed
+//!   value sets of the enumerated labels.
+//! - [`events`]: the registered events of each stage: queue, pool, backpressure, space, api.
+
+pub mod catalog;
+pub mod events;
+pub mod labels;
+pub mod registry;
+
+pub use registry::{Telemetry, TelemetryConfig};
