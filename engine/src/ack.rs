@@ -33,18 +33,10 @@ impl BatchAck {
     pub(crate) fn new(total: usize) -> (Option<Arc<Self>>, IndexedWaiter) {
         let (tx, rx) = flume::bounded(1);
         if total == 0 {
-            let _ = tx.send(IndexedOutcome {
-                indexed: 0,
-                failed: 0,
-            });
+            let _ = tx.send(IndexedOutcome { indexed: 0, failed: 0 });
             return (None, IndexedWaiter { rx });
         }
-        let ack = Arc::new(Self {
-            remaining: AtomicUsize::new(total),
-            failed: AtomicUsize::new(0),
-            total,
-            tx,
-        });
+        let ack = Arc::new(Self { remaining: AtomicUsize::new(total), failed: AtomicUsize::new(0), total, tx });
         (Some(ack), IndexedWaiter { rx })
     }
 
@@ -56,10 +48,7 @@ impl BatchAck {
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             let failed = self.failed.load(Ordering::Acquire);
             // The waiter may be gone (client left): nothing to tell then.
-            let _ = self.tx.try_send(IndexedOutcome {
-                indexed: self.total - failed,
-                failed,
-            });
+            let _ = self.tx.try_send(IndexedOutcome { indexed: self.total - failed, failed });
         }
     }
 }
@@ -69,17 +58,11 @@ impl IndexedWaiter {
     pub async fn wait(self) -> IndexedOutcome {
         // The sender is only dropped after sending, so this cannot fail while the engine lives;
         // if it ever does, report everything as failed rather than claim success.
-        self.rx.recv_async().await.unwrap_or(IndexedOutcome {
-            indexed: 0,
-            failed: usize::MAX,
-        })
+        self.rx.recv_async().await.unwrap_or(IndexedOutcome { indexed: 0, failed: usize::MAX })
     }
 
     /// Waits (blocking) for the batch's outcome.
     pub fn wait_blocking(self) -> IndexedOutcome {
-        self.rx.recv().unwrap_or(IndexedOutcome {
-            indexed: 0,
-            failed: usize::MAX,
-        })
+        self.rx.recv().unwrap_or(IndexedOutcome { indexed: 0, failed: usize::MAX })
     }
 }

@@ -26,12 +26,7 @@ pub struct Capacity {
 impl Capacity {
     /// Empty accounting with caps `max_count` observations and `max_bytes` bytes.
     pub fn new(max_count: usize, max_bytes: usize) -> Self {
-        Self {
-            count: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
-            max_count,
-            max_bytes,
-        }
+        Self { count: AtomicUsize::new(0), bytes: AtomicUsize::new(0), max_count, max_bytes }
     }
 
     /// Reserves room for `count` observations of `bytes` bytes in total, all or nothing.
@@ -42,9 +37,7 @@ impl Capacity {
         let max_count = self.max_count;
         if self
             .count
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
-                c.checked_add(count).filter(|&n| n <= max_count)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| c.checked_add(count).filter(|&n| n <= max_count))
             .is_err()
         {
             return false;
@@ -52,9 +45,7 @@ impl Capacity {
         let max_bytes = self.max_bytes;
         if self
             .bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
-                b.checked_add(bytes).filter(|&n| n <= max_bytes)
-            })
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| b.checked_add(bytes).filter(|&n| n <= max_bytes))
             .is_err()
         {
             self.count.fetch_sub(count, Ordering::AcqRel);
@@ -67,10 +58,7 @@ impl Capacity {
     pub fn release(&self, count: usize, bytes: usize) {
         let prev_count = self.count.fetch_sub(count, Ordering::AcqRel);
         let prev_bytes = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        debug_assert!(
-            prev_count >= count && prev_bytes >= bytes,
-            "released more than reserved"
-        );
+        debug_assert!(prev_count >= count && prev_bytes >= bytes, "released more than reserved");
     }
 
     /// Observations reserved now.
@@ -145,9 +133,7 @@ pub struct LevelCell {
 
 impl Default for LevelCell {
     fn default() -> Self {
-        Self {
-            level: AtomicU8::new(0),
-        }
+        Self { level: AtomicU8::new(0) }
     }
 }
 
@@ -166,12 +152,7 @@ impl LevelCell {
             if next == current {
                 return None;
             }
-            match self.level.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match self.level.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Some((current, next)),
                 Err(actual) => current = actual,
             }
@@ -189,10 +170,7 @@ impl LevelCell {
 mod tests {
     use super::*;
 
-    const T: Thresholds = Thresholds {
-        enter: [0.5, 0.8, 0.95],
-        hysteresis: 0.1,
-    };
+    const T: Thresholds = Thresholds { enter: [0.5, 0.8, 0.95], hysteresis: 0.1 };
 
     #[test]
     fn capacity_is_exact_and_rolls_back_on_bytes() {
@@ -234,11 +212,7 @@ mod tests {
     fn thresholds_climb_and_hold_with_hysteresis() {
         assert_eq!(T.next(0, 0.49), 0);
         assert_eq!(T.next(0, 0.5), 1);
-        assert_eq!(
-            T.next(0, 0.96),
-            3,
-            "jumps straight to the level the utilization is in"
-        );
+        assert_eq!(T.next(0, 0.96), 3, "jumps straight to the level the utilization is in");
         assert_eq!(T.next(3, 0.9), 3, "holds until 0.85");
         assert_eq!(T.next(3, 0.84), 2);
         assert_eq!(T.next(2, 0.75), 2, "holds until 0.7");

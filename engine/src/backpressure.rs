@@ -1,10 +1,10 @@
 //! Backpressure policy: levels, which priorities each level admits, and retry-after.
 //!
 //! The level of a memory space is the worse of the global level (whole-queue utilization) and
-//! the space's own level (its queued observations against its fair share of the queue, the
-//! capacity divided among the spaces that have work queued). A hot space therefore reaches
-//! Critical on its own share first and is shed before it can push every other space into
-//! Overloaded. Each level moves with hysteresis ([`crate::admission::Thresholds`]).
+//! the space's own level (its pending observations against its share of the queue: all of it
+//! for a lone space, `max_space_share` of it once two or more exist). A hot space therefore
+//! reaches Critical on its own share first and is shed before it can push every other space
+//! into Overloaded. Each level moves with hysteresis ([`crate::admission::Thresholds`]).
 //!
 //! | level | admits |
 //! |---|---|
@@ -59,9 +59,7 @@ impl BackpressureLevel {
     /// Why this level refuses `priority`, or `None` when it admits it.
     pub fn refuses(self, priority: Priority) -> Option<RejectReason> {
         match (self, priority) {
-            (Self::Overloaded, Priority::Normal | Priority::Low) => {
-                Some(RejectReason::BackpressureOverloaded)
-            }
+            (Self::Overloaded, Priority::Normal | Priority::Low) => Some(RejectReason::BackpressureOverloaded),
             (Self::Critical, Priority::Low) => Some(RejectReason::BackpressureCritical),
             _ => None,
         }
@@ -70,10 +68,7 @@ impl BackpressureLevel {
 
 impl From<&BackpressureConfig> for Thresholds {
     fn from(c: &BackpressureConfig) -> Self {
-        Thresholds {
-            enter: [c.warning, c.critical, c.overloaded],
-            hysteresis: c.hysteresis,
-        }
+        Thresholds { enter: [c.warning, c.critical, c.overloaded], hysteresis: c.hysteresis }
     }
 }
 
@@ -88,20 +83,10 @@ pub(crate) const MAX_RETRY: Duration = Duration::from_secs(60);
 /// the refusing level is left (`exit_util × capacity`); for a full queue, the time to free room
 /// for the batch. With no measured drain (idle or stalled workers) the answer is one second, so
 /// clients probe rather than wait blindly. Clamped to 100 ms ..= 60 s.
-pub(crate) fn retry_after(
-    depth: usize,
-    capacity: usize,
-    exit_util: f64,
-    batch: usize,
-    drain_per_s: f64,
-) -> Duration {
+pub(crate) fn retry_after(depth: usize, capacity: usize, exit_util: f64, batch: usize, drain_per_s: f64) -> Duration {
     let target = (exit_util.max(0.0) * capacity as f64).floor();
     let excess = (depth as f64 - target).max(0.0) + batch as f64;
-    let secs = if drain_per_s > 1e-9 {
-        excess / drain_per_s
-    } else {
-        1.0
-    };
+    let secs = if drain_per_s > 1e-9 { excess / drain_per_s } else { 1.0 };
     Duration::from_secs_f64(secs).clamp(MIN_RETRY, MAX_RETRY)
 }
 
@@ -118,19 +103,10 @@ mod tests {
         }
         assert_eq!(Critical.refuses(Priority::High), None);
         assert_eq!(Critical.refuses(Priority::Normal), None);
-        assert_eq!(
-            Critical.refuses(Priority::Low),
-            Some(RejectReason::BackpressureCritical)
-        );
+        assert_eq!(Critical.refuses(Priority::Low), Some(RejectReason::BackpressureCritical));
         assert_eq!(Overloaded.refuses(Priority::High), None);
-        assert_eq!(
-            Overloaded.refuses(Priority::Normal),
-            Some(RejectReason::BackpressureOverloaded)
-        );
-        assert_eq!(
-            Overloaded.refuses(Priority::Low),
-            Some(RejectReason::BackpressureOverloaded)
-        );
+        assert_eq!(Overloaded.refuses(Priority::Normal), Some(RejectReason::BackpressureOverloaded));
+        assert_eq!(Overloaded.refuses(Priority::Low), Some(RejectReason::BackpressureOverloaded));
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub struct EngineConfig {
     pub batch_latency_target_ms: u64,
     /// Backpressure thresholds (queue utilization, 0 to 1).
     pub backpressure: BackpressureConfig,
+    /// With two or more memory spaces, the fraction of the queue one space may fill before its
+    /// own backpressure level reaches the thresholds above (a space alone gets the whole
+    /// queue). Keeps one hot space from pushing every other space into Overloaded. Default 0.5.
+    pub max_space_share: f64,
     /// Largest `content` per observation, in bytes of UTF-8. Default 64 KiB.
     pub max_content_bytes: usize,
     /// Most observations in one batch. Default 10,000.
@@ -72,6 +76,7 @@ impl Default for EngineConfig {
             max_batch: 256,
             batch_latency_target_ms: 10,
             backpressure: BackpressureConfig::default(),
+            max_space_share: 0.5,
             max_content_bytes: 64 * 1024,
             max_batch_observations: 10_000,
             max_dim: 4096,
@@ -81,39 +86,24 @@ impl Default for EngineConfig {
 
 impl Default for LaneShares {
     fn default() -> Self {
-        Self {
-            normal: 0.10,
-            low: 0.05,
-        }
+        Self { normal: 0.10, low: 0.05 }
     }
 }
 
 impl Default for BackpressureConfig {
     fn default() -> Self {
-        Self {
-            warning: 0.5,
-            critical: 0.8,
-            overloaded: 0.95,
-            hysteresis: 0.1,
-        }
+        Self { warning: 0.5, critical: 0.8, overloaded: 0.95, hysteresis: 0.1 }
     }
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> EngineError {
-    EngineError::InvalidArgument {
-        field: field.to_owned(),
-        reason: reason.into(),
-    }
+    EngineError::InvalidArgument { field: field.to_owned(), reason: reason.into() }
 }
 
 impl EngineConfig {
     /// The number of worker threads this config starts (resolving 0 to the available cores).
     pub fn resolved_workers(&self) -> usize {
-        if self.workers > 0 {
-            self.workers
-        } else {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        }
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
     }
 
     /// Checks every field.
@@ -125,49 +115,31 @@ impl EngineConfig {
             return Err(invalid("engine.queue_capacity", "must be at least 1"));
         }
         if self.queue_capacity_bytes < 1024 {
-            return Err(invalid(
-                "engine.queue_capacity_bytes",
-                "must be at least 1024",
-            ));
+            return Err(invalid("engine.queue_capacity_bytes", "must be at least 1024"));
         }
         if self.min_batch == 0 || self.max_batch < self.min_batch {
-            return Err(invalid(
-                "engine.max_batch",
-                "need 1 <= min_batch <= max_batch",
-            ));
+            return Err(invalid("engine.max_batch", "need 1 <= min_batch <= max_batch"));
         }
         if self.max_batch_observations == 0 {
-            return Err(invalid(
-                "engine.max_batch_observations",
-                "must be at least 1",
-            ));
+            return Err(invalid("engine.max_batch_observations", "must be at least 1"));
         }
         if self.max_dim == 0 {
             return Err(invalid("engine.max_dim", "must be at least 1"));
         }
         let s = self.lane_min_share;
         if !(0.0..=0.5).contains(&s.normal) || !(0.0..=0.5).contains(&s.low) {
-            return Err(invalid(
-                "engine.lane_min_share",
-                "each share must be within 0 to 0.5",
-            ));
+            return Err(invalid("engine.lane_min_share", "each share must be within 0 to 0.5"));
+        }
+        if !(self.max_space_share > 0.0 && self.max_space_share <= 1.0) {
+            return Err(invalid("engine.max_space_share", "must be within 0 (exclusive) and 1"));
         }
         let b = self.backpressure;
-        let ordered = 0.0 < b.warning
-            && b.warning < b.critical
-            && b.critical < b.overloaded
-            && b.overloaded <= 1.0;
+        let ordered = 0.0 < b.warning && b.warning < b.critical && b.critical < b.overloaded && b.overloaded <= 1.0;
         if !ordered {
-            return Err(invalid(
-                "engine.backpressure",
-                "need 0 < warning < critical < overloaded <= 1",
-            ));
+            return Err(invalid("engine.backpressure", "need 0 < warning < critical < overloaded <= 1"));
         }
         if !(0.0..b.warning).contains(&b.hysteresis) {
-            return Err(invalid(
-                "engine.backpressure.hysteresis",
-                "must be within 0 and the warning threshold",
-            ));
+            return Err(invalid("engine.backpressure.hysteresis", "must be within 0 and the warning threshold"));
         }
         Ok(())
     }
@@ -181,14 +153,7 @@ mod tests {
     fn defaults_are_valid_and_documented_values() {
         let c = EngineConfig::default();
         c.validate().unwrap();
-        assert_eq!(
-            (
-                c.backpressure.warning,
-                c.backpressure.critical,
-                c.backpressure.overloaded
-            ),
-            (0.5, 0.8, 0.95)
-        );
+        assert_eq!((c.backpressure.warning, c.backpressure.critical, c.backpressure.overloaded), (0.5, 0.8, 0.95));
         assert_eq!(c.max_content_bytes, 65536);
     }
 
@@ -196,11 +161,6 @@ mod tests {
     fn bad_thresholds_name_the_field() {
         let mut c = EngineConfig::default();
         c.backpressure.critical = 0.4;
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .to_string()
-                .starts_with("engine.backpressure:")
-        );
+        assert!(c.validate().unwrap_err().to_string().starts_with("engine.backpressure:"));
     }
 }

@@ -54,10 +54,7 @@ impl fmt::Display for DatasetError {
 impl std::error::Error for DatasetError {}
 
 fn read_rows<T>(path: &Path, decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, DatasetError> {
-    let err = |reason: String| DatasetError {
-        path: path.to_owned(),
-        reason,
-    };
+    let err = |reason: String| DatasetError { path: path.to_owned(), reason };
     let bytes = std::fs::read(path).map_err(|e: io::Error| err(e.to_string()))?;
     if bytes.len() < 4 {
         return Err(err("shorter than one row header".into()));
@@ -69,24 +66,15 @@ fn read_rows<T>(path: &Path, decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, Dat
     let dim = dim as usize;
     let row_bytes = 4 + 4 * dim;
     if bytes.len() % row_bytes != 0 {
-        return Err(err(format!(
-            "size {} is not a multiple of the row size {row_bytes} (dim {dim})",
-            bytes.len()
-        )));
+        return Err(err(format!("size {} is not a multiple of the row size {row_bytes} (dim {dim})", bytes.len())));
     }
     let mut data = Vec::with_capacity(bytes.len() / row_bytes * dim);
     for (r, row) in bytes.chunks_exact(row_bytes).enumerate() {
         let d = i32::from_le_bytes(row[..4].try_into().expect("4 bytes"));
         if d as usize != dim {
-            return Err(err(format!(
-                "row {r} declares dimension {d}, expected {dim}"
-            )));
+            return Err(err(format!("row {r} declares dimension {d}, expected {dim}")));
         }
-        data.extend(
-            row[4..]
-                .chunks_exact(4)
-                .map(|c| decode(c.try_into().expect("4 bytes"))),
-        );
+        data.extend(row[4..].chunks_exact(4).map(|c| decode(c.try_into().expect("4 bytes"))));
     }
     Ok(Vectors { dim, data })
 }
@@ -112,22 +100,15 @@ pub fn read_ivecs(path: &Path) -> Result<Vectors<i32>, DatasetError> {
 /// # Errors
 /// I/O errors and invalid UTF-8.
 pub fn read_lines(path: &Path) -> Result<Vec<String>, DatasetError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DatasetError {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| DatasetError { path: path.to_owned(), reason: e.to_string() })?;
     Ok(text.lines().map(str::to_owned).collect())
 }
 
 /// recall@k of one query: |returned top-k ∩ truth top-k| / k.
 pub fn recall_at_k(returned: &[u64], truth: &[i32], k: usize) -> f64 {
     let truth: std::collections::HashSet<u64> = truth.iter().take(k).map(|&t| t as u64).collect();
-    returned
-        .iter()
-        .take(k)
-        .filter(|id| truth.contains(id))
-        .count() as f64
-        / k as f64
+    returned.iter().take(k).filter(|id| truth.contains(id)).count() as f64 / k as f64
 }
 
 #[cfg(test)]
@@ -148,12 +129,7 @@ mod tests {
         let v = read_fvecs(&p).unwrap();
         assert_eq!((v.dim, v.len(), v.row(1)), (2, 2, &[3.0, 4.0][..]));
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
-        assert!(
-            read_fvecs(&p)
-                .unwrap_err()
-                .reason
-                .contains("not a multiple")
-        );
+        assert!(read_fvecs(&p).unwrap_err().reason.contains("not a multiple"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -17,7 +17,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// Index of `invalid_argument` in `REJECT_REASONS`.
@@ -99,8 +99,8 @@ pub(crate) struct Shared {
     pub(crate) queue: ObservationQueue,
     spaces: RwLock<HashMap<String, Arc<Space>>>,
     global: LevelCell,
-    /// Spaces with pending observations (for each space's fair share).
-    active_spaces: AtomicIsize,
+    /// Memory spaces that exist (for each space's share of the queue).
+    space_count: AtomicUsize,
     pub(crate) workers: usize,
     pub(crate) workers_alive: AtomicUsize,
     pub(crate) worker_utilization: Vec<AtomicF64>,
@@ -129,16 +129,9 @@ impl Shared {
     pub(crate) fn evaluate(&self, space: &Space) -> BackpressureLevel {
         let cap = &self.queue.capacity;
         if let Some((from, to)) = self.global.update(&self.thresholds, cap.utilization()) {
-            tracing::info!(
-                from,
-                to,
-                utilization = cap.utilization(),
-                "global backpressure level changed"
-            );
+            tracing::info!(from, to, utilization = cap.utilization(), "global backpressure level changed");
         }
-        space
-            .own
-            .update(&self.thresholds, self.own_utilization(space));
+        space.own.update(&self.thresholds, self.own_utilization(space));
         let effective = self.global.get().max(space.own.get());
         let previous = space.effective.swap(effective, Ordering::AcqRel);
         if previous != effective {
@@ -147,19 +140,25 @@ impl Shared {
         BackpressureLevel::from_u8(effective)
     }
 
-    /// The space's pending observations over its fair share of the queue (capacity divided
-    /// among the spaces with pending work).
+    /// Observations one space may hold before its own level counts as full: the whole queue
+    /// for a lone space, `max_space_share` of it once there are two or more.
+    fn space_capacity(&self) -> usize {
+        let cap = self.queue.capacity.max_count();
+        if self.space_count.load(Ordering::Acquire) <= 1 {
+            cap
+        } else {
+            ((cap as f64 * self.config.max_space_share) as usize).max(1)
+        }
+    }
+
+    /// The space's pending observations over its share of the queue.
     fn own_utilization(&self, space: &Space) -> f64 {
-        let active = self.active_spaces.load(Ordering::Acquire).max(1) as f64;
-        let share = self.queue.capacity.max_count() as f64 / active;
-        space.pending.load(Ordering::Acquire) as f64 / share
+        space.pending.load(Ordering::Acquire) as f64 / self.space_capacity() as f64
     }
 
     /// A job of `space` left the pool (inserted or failed).
     pub(crate) fn finished(&self, space: &Space) {
-        if space.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.active_spaces.fetch_sub(1, Ordering::AcqRel);
-        }
+        space.pending.fetch_sub(1, Ordering::AcqRel);
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
@@ -169,11 +168,8 @@ impl Shared {
         let c = &self.config;
         let by_depth = self.queue.capacity.len().div_ceil(self.workers.max(1));
         let per_item = self.per_item_ns.load(Ordering::Relaxed);
-        let by_latency = if per_item > 0.0 {
-            (c.batch_latency_target_ms as f64 * 1e6 / per_item) as usize
-        } else {
-            c.max_batch
-        };
+        let by_latency =
+            if per_item > 0.0 { (c.batch_latency_target_ms as f64 * 1e6 / per_item) as usize } else { c.max_batch };
         by_depth.min(by_latency).clamp(c.min_batch, c.max_batch)
     }
 
@@ -181,11 +177,7 @@ impl Shared {
     pub(crate) fn observe_insert_time(&self, elapsed: Duration, size: usize) {
         let sample = elapsed.as_nanos() as f64 / size.max(1) as f64;
         let old = self.per_item_ns.load(Ordering::Relaxed);
-        let new = if old == 0.0 {
-            sample
-        } else {
-            0.8 * old + 0.2 * sample
-        };
+        let new = if old == 0.0 { sample } else { 0.8 * old + 0.2 * sample };
         self.per_item_ns.store(new, Ordering::Relaxed);
     }
 
@@ -197,14 +189,7 @@ impl Shared {
             return;
         }
         let old = self.drain_rate.load(Ordering::Relaxed);
-        self.drain_rate.store(
-            if old == 0.0 {
-                rate
-            } else {
-                0.7 * old + 0.3 * rate
-            },
-            Ordering::Relaxed,
-        );
+        self.drain_rate.store(if old == 0.0 { rate } else { 0.7 * old + 0.3 * rate }, Ordering::Relaxed);
     }
 
     pub(crate) fn idle_wait(&self) {
@@ -212,11 +197,7 @@ impl Shared {
         self.sleepers.fetch_add(1, Ordering::AcqRel);
         // Work may sit in another worker's local deque: look again soon. Otherwise sleep until
         // notified (with a timeout as a safety net against a missed wake-up).
-        let timeout = if self.queue.capacity.is_empty() {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_millis(1)
-        };
+        let timeout = if self.queue.capacity.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(1) };
         self.idle_cv.wait_for(&mut guard, timeout);
         self.sleepers.fetch_sub(1, Ordering::AcqRel);
     }
@@ -251,11 +232,7 @@ impl Shared {
         let (depth, capacity) = if self.global.get() >= space.own.get() {
             (cap.len(), cap.max_count())
         } else {
-            let active = self.active_spaces.load(Ordering::Acquire).max(1) as usize;
-            (
-                space.pending.load(Ordering::Acquire),
-                cap.max_count() / active,
-            )
+            (space.pending.load(Ordering::Acquire), self.space_capacity())
         };
         let exit_util = match (reason, priority) {
             (RejectReason::QueueFull, _) => 1.0,
@@ -264,11 +241,7 @@ impl Shared {
         };
         let drain = self.drain_rate.load(Ordering::Relaxed);
         let retry_after = backpressure::retry_after(depth, capacity, exit_util, n, drain);
-        EngineError::Rejected(Rejection {
-            reason,
-            retry_after,
-            level,
-        })
+        EngineError::Rejected(Rejection { reason, retry_after, level })
     }
 }
 
@@ -284,9 +257,7 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine")
-            .field("workers", &self.shared.workers)
-            .finish_non_exhaustive()
+        f.debug_struct("Engine").field("workers", &self.shared.workers).finish_non_exhaustive()
     }
 }
 
@@ -302,11 +273,7 @@ impl Engine {
         let queue = ObservationQueue::new(
             config.queue_capacity,
             config.queue_capacity_bytes,
-            QueueEvents::register(
-                &telemetry,
-                config.queue_capacity,
-                config.queue_capacity_bytes,
-            ),
+            QueueEvents::register(&telemetry, config.queue_capacity, config.queue_capacity_bytes),
         );
         PoolEvents::register(&telemetry).workers(workers);
         let shared = Arc::new(Shared {
@@ -316,7 +283,7 @@ impl Engine {
             queue,
             spaces: RwLock::new(HashMap::new()),
             global: LevelCell::default(),
-            active_spaces: AtomicIsize::new(0),
+            space_count: AtomicUsize::new(0),
             workers,
             workers_alive: AtomicUsize::new(0),
             worker_utilization: (0..workers).map(|_| AtomicF64::new(0.0)).collect(),
@@ -335,21 +302,10 @@ impl Engine {
             monitor_lock: Mutex::new(()),
             monitor_cv: Condvar::new(),
         });
-        let pool = Pool::start(&shared).map_err(|e| {
-            EngineError::invalid(
-                "engine.workers",
-                format!("cannot start worker threads: {e}"),
-            )
-        })?;
-        tracing::info!(
-            workers,
-            capacity = shared.config.queue_capacity,
-            "engine started"
-        );
-        Ok(Self {
-            shared,
-            pool: Mutex::new(Some(pool)),
-        })
+        let pool = Pool::start(&shared)
+            .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
+        tracing::info!(workers, capacity = shared.config.queue_capacity, "engine started");
+        Ok(Self { shared, pool: Mutex::new(Some(pool)) })
     }
 
     /// The telemetry registry the engine records into.
@@ -363,12 +319,7 @@ impl Engine {
     }
 
     fn space(&self, name: &str) -> Result<Arc<Space>, EngineError> {
-        self.shared
-            .spaces
-            .read()
-            .get(name)
-            .cloned()
-            .ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))
+        self.shared.spaces.read().get(name).cloned().ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))
     }
 
     /// Creates a memory space. Creating one that exists with the same parameters is a no-op
@@ -377,11 +328,7 @@ impl Engine {
     /// # Errors
     /// [`EngineError::InvalidArgument`] for a bad name or parameter, [`EngineError::SpaceExists`]
     /// when the name is taken with different parameters.
-    pub fn create_space(
-        &self,
-        name: &str,
-        params: SpaceParams,
-    ) -> Result<(SpaceInfo, bool), EngineError> {
+    pub fn create_space(&self, name: &str, params: SpaceParams) -> Result<(SpaceInfo, bool), EngineError> {
         validate_space_name(name)?;
         params.validate(self.shared.config.max_dim)?;
         let mut spaces = self.shared.spaces.write();
@@ -396,6 +343,7 @@ impl Engine {
         let space = Arc::new(Space::new(name.to_owned(), params, events));
         let info = space.info();
         spaces.insert(name.to_owned(), space);
+        self.shared.space_count.store(spaces.len(), Ordering::Release);
         tracing::info!(memory_space = name, dim = params.dim, metric = ?params.metric, m = params.m, "memory space created");
         Ok((info, true))
     }
@@ -406,12 +354,8 @@ impl Engine {
     /// # Errors
     /// [`EngineError::SpaceNotFound`].
     pub fn drop_space(&self, name: &str) -> Result<(), EngineError> {
-        let space = self
-            .shared
-            .spaces
-            .write()
-            .remove(name)
-            .ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
+        let space =
+            self.shared.spaces.write().remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
         space.dropped.store(true, Ordering::Release);
         space.events.dropped();
         tracing::info!(memory_space = name, "memory space dropped");
@@ -428,12 +372,7 @@ impl Engine {
 
     /// Describes every memory space, sorted by name.
     pub fn list_spaces(&self) -> Vec<SpaceInfo> {
-        let mut all: Vec<SpaceInfo> = self
-            .shared
-            .spaces_snapshot()
-            .iter()
-            .map(|s| s.info())
-            .collect();
+        let mut all: Vec<SpaceInfo> = self.shared.spaces_snapshot().iter().map(|s| s.info()).collect();
         all.sort_by(|a, b| a.name.cmp(&b.name));
         all
     }
@@ -450,12 +389,7 @@ impl Engine {
     /// # Errors
     /// [`EngineError::SpaceNotFound`], [`EngineError::InvalidArgument`] (field path such as
     /// `observations[3].embedding`), [`EngineError::Rejected`], [`EngineError::ShuttingDown`].
-    pub fn submit(
-        &self,
-        space: &str,
-        batch: Batch,
-        want_indexed: bool,
-    ) -> Result<Admission, EngineError> {
+    pub fn submit(&self, space: &str, batch: Batch, want_indexed: bool) -> Result<Admission, EngineError> {
         let shared = &*self.shared;
         let space = self.space(space)?;
         let n = batch.observations.len();
@@ -469,21 +403,12 @@ impl Engine {
         }
         let priority = batch.priority;
         let level = shared.evaluate(&space);
-        let fresh: Vec<(usize, crate::observation::Observation)> = batch
-            .observations
-            .into_iter()
-            .enumerate()
-            .filter(|(_, o)| !space.ids.contains_key(&o.id))
-            .collect();
+        let fresh: Vec<(usize, crate::observation::Observation)> =
+            batch.observations.into_iter().enumerate().filter(|(_, o)| !space.ids.contains_key(&o.id)).collect();
         let mut duplicates = n - fresh.len();
         if fresh.is_empty() {
             space.events.duplicates(duplicates as u64);
-            return Ok(Admission {
-                accepted: 0,
-                duplicates,
-                level,
-                indexed: want_indexed.then(|| BatchAck::new(0).1),
-            });
+            return Ok(Admission { accepted: 0, duplicates, level, indexed: want_indexed.then(|| BatchAck::new(0).1) });
         }
         if let Some(reason) = level.refuses(priority) {
             return Err(shared.reject(&space, priority, n, level, reason));
@@ -497,10 +422,7 @@ impl Engine {
             let mut vector = o.embedding.into_boxed_slice();
             if let Err(reason) = metric.prepare(&mut vector) {
                 space.events.rejected(REJECT_INVALID, n as u64);
-                return Err(EngineError::invalid(
-                    format!("observations[{i}].embedding"),
-                    reason,
-                ));
+                return Err(EngineError::invalid(format!("observations[{i}].embedding"), reason));
             }
             let content = o.content.map(String::into_boxed_str);
             let job_bytes = Job::footprint(dim, content.as_ref().map_or(0, |c| c.len()));
@@ -525,37 +447,23 @@ impl Engine {
         jobs.retain(|j| space.ids.insert(j.id, ()).is_none());
         let kept_bytes: usize = jobs.iter().map(|j| j.bytes).sum();
         if jobs.len() < reserved.0 {
-            shared
-                .queue
-                .capacity
-                .release(reserved.0 - jobs.len(), reserved.1 - kept_bytes);
+            shared.queue.capacity.release(reserved.0 - jobs.len(), reserved.1 - kept_bytes);
             duplicates += reserved.0 - jobs.len();
         }
         let accepted = jobs.len();
-        let (ack, waiter) = if want_indexed {
-            BatchAck::new(accepted)
-        } else {
-            (None, BatchAck::new(0).1)
-        };
+        let (ack, waiter) = if want_indexed { BatchAck::new(accepted) } else { (None, BatchAck::new(0).1) };
         if let Some(ack) = &ack {
             jobs.iter_mut().for_each(|j| j.ack = Some(Arc::clone(ack)));
         }
         if accepted > 0 {
-            if space.pending.fetch_add(accepted, Ordering::AcqRel) == 0 {
-                shared.active_spaces.fetch_add(1, Ordering::AcqRel);
-            }
+            space.pending.fetch_add(accepted, Ordering::AcqRel);
             space.events.admitted(priority.index(), accepted as u64);
             shared.queue.push(priority.index(), jobs, kept_bytes);
             shared.wake_workers();
         }
         space.events.duplicates(duplicates as u64);
         let level = shared.evaluate(&space);
-        Ok(Admission {
-            accepted,
-            duplicates,
-            level,
-            indexed: want_indexed.then_some(waiter),
-        })
+        Ok(Admission { accepted, duplicates, level, indexed: want_indexed.then_some(waiter) })
     }
 
     /// The `k` observations most similar to `embedding` in `space`, best first, searching with
@@ -574,33 +482,19 @@ impl Engine {
         let started = Instant::now();
         let space = self.space(space)?;
         if !(1..=1000).contains(&k) {
-            return Err(EngineError::invalid(
-                "k",
-                format!("must be within 1 and 1000, got {k}"),
-            ));
+            return Err(EngineError::invalid("k", format!("must be within 1 and 1000, got {k}")));
         }
         let ef = ef_search.unwrap_or(space.params.ef_search);
         if !(1..=4096).contains(&ef) {
-            return Err(EngineError::invalid(
-                "ef_search",
-                format!("must be within 1 and 4096, got {ef}"),
-            ));
+            return Err(EngineError::invalid("ef_search", format!("must be within 1 and 4096, got {ef}")));
         }
         validate_embedding(&embedding, space.params.dim, "embedding")?;
-        space
-            .params
-            .metric
-            .prepare(&mut embedding)
-            .map_err(|r| EngineError::invalid("embedding", r))?;
+        space.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
         let hits = space
             .index
             .search(&embedding, k, ef.max(k))
             .into_iter()
-            .map(|n| RecallHit {
-                id: n.id,
-                score: n.score,
-                content: space.content.get(&n.id).map(|c| c.to_string()),
-            })
+            .map(|n| RecallHit { id: n.id, score: n.score, content: space.content.get(&n.id).map(|c| c.to_string()) })
             .collect();
         space.events.recalled(started.elapsed());
         Ok(hits)
@@ -622,11 +516,7 @@ impl Engine {
             in_flight: s.in_flight.load(Ordering::Acquire),
             workers: s.workers,
             workers_alive: s.workers_alive.load(Ordering::Acquire),
-            worker_utilization: s
-                .worker_utilization
-                .iter()
-                .map(|u| u.load(Ordering::Relaxed))
-                .collect(),
+            worker_utilization: s.worker_utilization.iter().map(|u| u.load(Ordering::Relaxed)).collect(),
             closing: s.closing.load(Ordering::Acquire),
         }
     }
@@ -658,10 +548,7 @@ impl Engine {
         let s = &*self.shared;
         s.closing.store(true, Ordering::Release);
         let Some(pool) = self.pool.lock().take() else {
-            return ShutdownReport {
-                drained: true,
-                remaining: 0,
-            };
+            return ShutdownReport { drained: true, remaining: 0 };
         };
         self.resume();
         let started = Instant::now();
@@ -680,10 +567,7 @@ impl Engine {
         let remaining = s.queue.capacity.len() + s.in_flight.load(Ordering::Acquire);
         if !drained {
             s.abort.store(true, Ordering::Release);
-            tracing::error!(
-                remaining,
-                "shutdown timed out: observations still queued are lost"
-            );
+            tracing::error!(remaining, "shutdown timed out: observations still queued are lost");
         }
         s.stop.store(true, Ordering::Release);
         s.monitor_stop.store(true, Ordering::Release);

@@ -60,9 +60,6 @@ pub enum EngineError {
 
 impl EngineError {
     pub(crate) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self::InvalidArgument {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        Self::InvalidArgument { field: field.into(), reason: reason.into() }
     }
 }

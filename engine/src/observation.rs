@@ -65,14 +65,9 @@ mod tests {
     fn priority_names_match_serde_and_exported_labels() {
         for p in Priority::ALL {
             assert_eq!(engram_telemetry::labels::PRIORITIES[p.index()], p.as_str());
-            assert_eq!(
-                serde_json::to_string(&p).unwrap(),
-                format!("\"{}\"", p.as_str())
-            );
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{}\"", p.as_str()));
         }
-        let err = serde_json::from_str::<Priority>("\"urgent\"")
-            .unwrap_err()
-            .to_string();
+        let err = serde_json::from_str::<Priority>("\"urgent\"").unwrap_err().to_string();
         assert!(err.contains("unknown variant `urgent`"), "{err}");
     }
 }

@@ -41,9 +41,7 @@ impl Pool {
         let locals: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_fifo()).collect();
         let stealers: Arc<[Stealer<Job>]> = locals.iter().map(Worker::stealer).collect();
         let busy: Arc<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let events: Vec<WorkerEvents> = (0..n)
-            .map(|id| WorkerEvents::register(&shared.telemetry, id))
-            .collect();
+        let events: Vec<WorkerEvents> = (0..n).map(|id| WorkerEvents::register(&shared.telemetry, id)).collect();
         let mut workers = Vec::with_capacity(n);
         for (id, local) in locals.into_iter().enumerate() {
             let w = WorkerLoop {
@@ -57,24 +55,11 @@ impl Pool {
                 batch: Vec::with_capacity(shared.config.max_batch),
             };
             shared.workers_alive.fetch_add(1, Ordering::AcqRel);
-            workers.push(
-                std::thread::Builder::new()
-                    .name(format!("engram-worker-{id}"))
-                    .spawn(move || w.run())?,
-            );
+            workers.push(std::thread::Builder::new().name(format!("engram-worker-{id}")).spawn(move || w.run())?);
         }
-        let monitor = Monitor {
-            shared: Arc::clone(shared),
-            busy,
-            events,
-        };
-        let monitor = std::thread::Builder::new()
-            .name("engram-monitor".into())
-            .spawn(move || monitor.run())?;
-        Ok(Self {
-            workers,
-            monitor: Some(monitor),
-        })
+        let monitor = Monitor { shared: Arc::clone(shared), busy, events };
+        let monitor = std::thread::Builder::new().name("engram-monitor".into()).spawn(move || monitor.run())?;
+        Ok(Self { workers, monitor: Some(monitor) })
     }
 
     /// Joins every thread; the caller has set `stop` (and, to drain, waited for the queue).
@@ -169,10 +154,8 @@ impl WorkerLoop {
                 continue;
             }
             let want = target - self.batch.len();
-            let from_lane = self
-                .lane_order()
-                .into_iter()
-                .find_map(|lane| self.shared.queue.steal_into(lane, &self.local, want));
+            let from_lane =
+                self.lane_order().into_iter().find_map(|lane| self.shared.queue.steal_into(lane, &self.local, want));
             if let Some(job) = from_lane {
                 self.take(job);
                 continue;
@@ -270,9 +253,7 @@ impl Monitor {
             last_dequeued = dequeued;
             for space in shared.spaces_snapshot() {
                 shared.evaluate(&space);
-                space
-                    .events
-                    .index_size(space.index.len(), space.memory_bytes());
+                space.events.index_size(space.index.len(), space.memory_bytes());
             }
             ticks += 1;
             if ticks.is_multiple_of(5) {

@@ -73,16 +73,11 @@ impl ObservationQueue {
     /// A worker took `job` into a batch: it leaves the queue's accounting.
     pub(crate) fn taken(&self, job: &Job) {
         self.capacity.release(1, job.bytes);
-        self.events
-            .dequeued(job.lane, job.bytes, job.accepted_at.elapsed());
+        self.events.dequeued(job.lane, job.bytes, job.accepted_at.elapsed());
     }
 
     /// Observations waiting in each lane's injector (not counting workers' local deques).
     pub(crate) fn lane_lens(&self) -> [usize; 3] {
-        [
-            self.lanes[0].len(),
-            self.lanes[1].len(),
-            self.lanes[2].len(),
-        ]
+        [self.lanes[0].len(), self.lanes[1].len(), self.lanes[2].len()]
     }
 }

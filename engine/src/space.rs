@@ -70,10 +70,7 @@ impl SpaceParams {
             if (lo..=hi).contains(&v) {
                 Ok(())
             } else {
-                Err(EngineError::invalid(
-                    field,
-                    format!("must be within {lo} and {hi}, got {v}"),
-                ))
+                Err(EngineError::invalid(field, format!("must be within {lo} and {hi}, got {v}")))
             }
         };
         range("dim", self.dim, 1, max_dim)?;
@@ -91,16 +88,11 @@ impl SpaceParams {
 pub fn validate_space_name(name: &str) -> Result<(), EngineError> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if ok {
         Ok(())
     } else {
-        Err(EngineError::invalid(
-            "memory_space",
-            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
-        ))
+        Err(EngineError::invalid("memory_space", "must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'"))
     }
 }
 
@@ -141,13 +133,8 @@ pub(crate) struct Space {
 
 impl Space {
     pub(crate) fn new(name: String, params: SpaceParams, events: SpaceEvents) -> Self {
-        let index = Box::new(HnswIndex::new(
-            params.metric,
-            params.dim,
-            params.m,
-            params.ef_construction,
-            params.max_elements,
-        ));
+        let index =
+            Box::new(HnswIndex::new(params.metric, params.dim, params.m, params.ef_construction, params.max_elements));
         Self {
             name,
             params,
@@ -164,8 +151,7 @@ impl Space {
     }
 
     pub(crate) fn store_content(&self, id: u64, content: Box<str>) {
-        self.content_bytes
-            .fetch_add(content.len(), Ordering::Relaxed);
+        self.content_bytes.fetch_add(content.len(), Ordering::Relaxed);
         self.content.insert(id, content);
     }
 
@@ -189,25 +175,15 @@ impl Space {
     }
 
     /// Validates a whole batch against this space and the engine limits: all or nothing.
-    pub(crate) fn validate_batch(
-        &self,
-        batch: &Batch,
-        config: &EngineConfig,
-    ) -> Result<(), EngineError> {
+    pub(crate) fn validate_batch(&self, batch: &Batch, config: &EngineConfig) -> Result<(), EngineError> {
         let n = batch.observations.len();
         if n == 0 {
-            return Err(EngineError::invalid(
-                "observations",
-                "must hold at least one observation",
-            ));
+            return Err(EngineError::invalid("observations", "must hold at least one observation"));
         }
         if n > config.max_batch_observations {
             return Err(EngineError::invalid(
                 "observations",
-                format!(
-                    "holds {n} observations, more than the limit of {}",
-                    config.max_batch_observations
-                ),
+                format!("holds {n} observations, more than the limit of {}", config.max_batch_observations),
             ));
         }
         let mut seen = HashSet::with_capacity(n);
@@ -218,11 +194,7 @@ impl Space {
                     format!("id {} appears twice in the batch", o.id),
                 ));
             }
-            validate_embedding(
-                &o.embedding,
-                self.params.dim,
-                &format!("observations[{i}].embedding"),
-            )?;
+            validate_embedding(&o.embedding, self.params.dim, &format!("observations[{i}].embedding"))?;
             if self.params.metric == Metric::Cosine && o.embedding.iter().all(|&x| x == 0.0) {
                 return Err(EngineError::invalid(
                     format!("observations[{i}].embedding"),
@@ -234,11 +206,7 @@ impl Space {
             {
                 return Err(EngineError::invalid(
                     format!("observations[{i}].content"),
-                    format!(
-                        "is {} bytes, more than the limit of {} bytes",
-                        c.len(),
-                        config.max_content_bytes
-                    ),
+                    format!("is {} bytes, more than the limit of {} bytes", c.len(), config.max_content_bytes),
                 ));
             }
         }
@@ -249,16 +217,10 @@ impl Space {
 /// Checks an embedding's length and values.
 pub(crate) fn validate_embedding(v: &[f32], dim: usize, field: &str) -> Result<(), EngineError> {
     if v.len() != dim {
-        return Err(EngineError::invalid(
-            field,
-            format!("expected {dim} values, got {}", v.len()),
-        ));
+        return Err(EngineError::invalid(field, format!("expected {dim} values, got {}", v.len())));
     }
     if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-        return Err(EngineError::invalid(
-            field,
-            format!("value [{j}] is {}: values must be finite", v[j]),
-        ));
+        return Err(EngineError::invalid(field, format!("value [{j}] is {}: values must be finite", v[j])));
     }
     Ok(())
 }

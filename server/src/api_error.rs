@@ -56,25 +56,13 @@ struct Inner<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            reason: None,
-            retry_after: None,
-            level: None,
-        }
+        Self { status, code, message: message.into(), field: None, reason: None, retry_after: None, level: None }
     }
 
     /// Bad input on `field`.
     pub fn invalid(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         let field = field.into();
-        let mut e = Self::new(
-            StatusCode::BAD_REQUEST,
-            tonic::Code::InvalidArgument,
-            format!("{field}: {reason}"),
-        );
+        let mut e = Self::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, format!("{field}: {reason}"));
         e.field = Some(field);
         e
     }
@@ -90,17 +78,12 @@ impl ApiError {
 
     /// An internal failure (a bug or a lost task), never bad input.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            tonic::Code::Internal,
-            message,
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, tonic::Code::Internal, message)
     }
 
     /// Retry-after in whole seconds for the HTTP header (RFC 9110 §10.2.3), at least 1.
     fn retry_after_secs(&self) -> Option<u64> {
-        self.retry_after
-            .map(|d| d.as_secs_f64().ceil().max(1.0) as u64)
+        self.retry_after.map(|d| d.as_secs_f64().ceil().max(1.0) as u64)
     }
 }
 
@@ -109,11 +92,7 @@ impl From<EngineError> for ApiError {
         let message = e.to_string();
         match e {
             EngineError::InvalidArgument { field, .. } => {
-                let mut a = Self::new(
-                    StatusCode::BAD_REQUEST,
-                    tonic::Code::InvalidArgument,
-                    message,
-                );
+                let mut a = Self::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message);
                 a.field = Some(field);
                 a
             }
@@ -122,26 +101,16 @@ impl From<EngineError> for ApiError {
                 a.field = Some("memory_space".into());
                 a
             }
-            EngineError::SpaceExists(_) => {
-                Self::new(StatusCode::CONFLICT, tonic::Code::AlreadyExists, message)
-            }
+            EngineError::SpaceExists(_) => Self::new(StatusCode::CONFLICT, tonic::Code::AlreadyExists, message),
             EngineError::Rejected(r) => {
-                let mut a = Self::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    tonic::Code::ResourceExhausted,
-                    message,
-                );
+                let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, message);
                 a.reason = Some(r.reason.as_str());
                 a.retry_after = Some(r.retry_after);
                 a.level = Some(r.level);
                 a
             }
             EngineError::ShuttingDown => {
-                let mut a = Self::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    tonic::Code::Unavailable,
-                    message,
-                );
+                let mut a = Self::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, message);
                 a.reason = Some("shutting_down");
                 a.retry_after = Some(Duration::from_secs(1));
                 a
@@ -169,8 +138,7 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs() {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -180,15 +148,12 @@ impl From<ApiError> for tonic::Status {
     fn from(e: ApiError) -> Self {
         let mut status = tonic::Status::new(e.code, e.message);
         if let Some(d) = e.retry_after {
-            status.metadata_mut().insert(
-                "retry-after-ms",
-                d.as_millis().to_string().parse().expect("digits are ASCII"),
-            );
-        }
-        if let Some(r) = e.reason {
             status
                 .metadata_mut()
-                .insert("reason", r.parse().expect("reasons are ASCII"));
+                .insert("retry-after-ms", d.as_millis().to_string().parse().expect("digits are ASCII"));
+        }
+        if let Some(r) = e.reason {
+            status.metadata_mut().insert("reason", r.parse().expect("reasons are ASCII"));
         }
         status
     }
@@ -206,13 +171,7 @@ mod tests {
             retry_after: Duration::from_millis(1200),
             level: BackpressureLevel::Critical,
         }));
-        assert_eq!(
-            (e.status, e.code),
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                tonic::Code::ResourceExhausted
-            )
-        );
+        assert_eq!((e.status, e.code), (StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted));
         let resp = e.clone().into_response();
         assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
         let status = tonic::Status::from(e);
@@ -226,9 +185,6 @@ mod tests {
             reason: "expected 384 values, got 383".into(),
         });
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
-        assert_eq!(
-            e.message,
-            "observations[3].embedding: expected 384 values, got 383"
-        );
+        assert_eq!(e.message, "observations[3].embedding: expected 384 values, got 383");
     }
 }

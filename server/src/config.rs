@@ -67,16 +67,11 @@ impl ServerConfig {
         let mut fig = Figment::from(Serialized::defaults(ServerConfig::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(Box::new(figment::Error::from(format!(
-                    "config file {} does not exist",
-                    file.display()
-                ))));
+                return Err(Box::new(figment::Error::from(format!("config file {} does not exist", file.display()))));
             }
             fig = fig.merge(Toml::file(file));
         }
-        fig.merge(Env::prefixed("ENGRAM_").split("__"))
-            .extract()
-            .map_err(Box::new)
+        fig.merge(Env::prefixed("ENGRAM_").split("__")).extract().map_err(Box::new)
     }
 }
 
@@ -93,8 +88,7 @@ mod tests {
                 "http_addr = \"127.0.0.1:9000\"\n[engine]\nworkers = 3\nqueue_capacity = 500\n",
             )?;
             jail.set_env("ENGRAM_ENGINE__QUEUE_CAPACITY", "700");
-            let c =
-                ServerConfig::load(Some(Path::new("engram.toml"))).map_err(|e| e.to_string())?;
+            let c = ServerConfig::load(Some(Path::new("engram.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(c.http_addr, "127.0.0.1:9000".parse().unwrap());
             assert_eq!(c.engine.workers, 3);
             assert_eq!(c.engine.queue_capacity, 700);
@@ -107,9 +101,7 @@ mod tests {
     fn unknown_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[engine]\nqueue_capacityy = 5\n")?;
-            let e = ServerConfig::load(Some(Path::new("bad.toml")))
-                .unwrap_err()
-                .to_string();
+            let e = ServerConfig::load(Some(Path::new("bad.toml"))).unwrap_err().to_string();
             assert!(e.contains("queue_capacityy"), "{e}");
             Ok(())
         });

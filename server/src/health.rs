@@ -33,36 +33,23 @@ pub fn assess(s: &EngineStatus) -> (HealthStatus, Vec<String>) {
         reasons.push(why);
     };
     if s.closing {
-        raise(
-            HealthStatus::Critical,
-            "shutting down: admission stopped, draining the queue".into(),
-            &mut reasons,
-        );
+        raise(HealthStatus::Critical, "shutting down: admission stopped, draining the queue".into(), &mut reasons);
     }
     if s.workers_alive == 0 {
-        raise(
-            HealthStatus::Critical,
-            "no worker thread is running".into(),
-            &mut reasons,
-        );
+        raise(HealthStatus::Critical, "no worker thread is running".into(), &mut reasons);
     } else if s.workers_alive < s.workers {
         raise(
             HealthStatus::Unhealthy,
-            format!(
-                "{} of {} worker threads running",
-                s.workers_alive, s.workers
-            ),
+            format!("{} of {} worker threads running", s.workers_alive, s.workers),
             &mut reasons,
         );
     }
     let util = format!("queue utilization {:.2}", s.queue_utilization);
     match s.level {
         BackpressureLevel::Normal => {}
-        BackpressureLevel::Warning => raise(
-            HealthStatus::Degraded,
-            format!("backpressure WARNING ({util})"),
-            &mut reasons,
-        ),
+        BackpressureLevel::Warning => {
+            raise(HealthStatus::Degraded, format!("backpressure WARNING ({util})"), &mut reasons)
+        }
         BackpressureLevel::Critical => raise(
             HealthStatus::Unhealthy,
             format!("backpressure CRITICAL: low priority rejected ({util})"),

@@ -91,14 +91,8 @@ impl Quantiles {
             return Self::default();
         }
         samples.sort_by(f64::total_cmp);
-        let at = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        Self {
-            p50: at(0.5),
-            p99: at(0.99),
-            p999: at(0.999),
-        }
+        let at = |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        Self { p50: at(0.5), p99: at(0.99), p999: at(0.999) }
     }
 }
 
@@ -165,26 +159,14 @@ struct Data {
 
 fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
     let dir = &args.dataset;
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("dataset")
-        .to_owned();
+    let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("dataset").to_owned();
     let mut base = dataset::read_fvecs(&dir.join("base.fvecs"))?;
     let mut queries = dataset::read_fvecs(&dir.join("query.fvecs"))?;
     if queries.dim != base.dim {
-        bail!(
-            "query.fvecs has dimension {}, base.fvecs {}",
-            queries.dim,
-            base.dim
-        );
+        bail!("query.fvecs has dimension {}, base.fvecs {}", queries.dim, base.dim);
     }
     let text = dir.join("base.txt");
-    let mut content = if !args.no_content && text.exists() {
-        Some(dataset::read_lines(&text)?)
-    } else {
-        None
-    };
+    let mut content = if !args.no_content && text.exists() { Some(dataset::read_lines(&text)?) } else { None };
     if let Some(q) = args.queries {
         queries.data.truncate(q * queries.dim);
     }
@@ -199,15 +181,9 @@ fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
         _ => {
             let gt = dataset::read_ivecs(&dir.join("groundtruth.ivecs"))?;
             if gt.len() < queries.len() {
-                bail!(
-                    "groundtruth.ivecs has {} rows for {} queries",
-                    gt.len(),
-                    queries.len()
-                );
+                bail!("groundtruth.ivecs has {} rows for {} queries", gt.len(), queries.len());
             }
-            (0..queries.len())
-                .map(|i| gt.row(i).iter().map(|&r| r as u64).collect())
-                .collect()
+            (0..queries.len()).map(|i| gt.row(i).iter().map(|&r| r as u64).collect()).collect()
         }
     };
     if let Some(c) = &content
@@ -215,13 +191,7 @@ fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
     {
         bail!("base.txt has {} lines for {} vectors", c.len(), base.len());
     }
-    Ok(Data {
-        name,
-        base,
-        content,
-        queries,
-        truth,
-    })
+    Ok(Data { name, base, content, queries, truth })
 }
 
 /// Exact top-k by inner product (the shared data sets are unit vectors: cosine = dot).
@@ -230,12 +200,7 @@ fn exact_top_k(base: &Vectors<f32>, queries: &Vectors<f32>, k: usize) -> Vec<Vec
         .map(|q| {
             let qv = queries.row(q);
             let mut scored: Vec<(f32, u64)> = (0..base.len())
-                .map(|i| {
-                    (
-                        base.row(i).iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(),
-                        i as u64,
-                    )
-                })
+                .map(|i| (base.row(i).iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(), i as u64))
                 .collect();
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored.into_iter().take(k).map(|(_, i)| i).collect()
@@ -244,11 +209,8 @@ fn exact_top_k(base: &Vectors<f32>, queries: &Vectors<f32>, k: usize) -> Vec<Vec
 }
 
 fn parse_mix(mix: &str) -> anyhow::Result<[u32; 3]> {
-    let parts: Vec<u32> = mix
-        .split(':')
-        .map(str::parse)
-        .collect::<Result<_, _>>()
-        .context("--priority-mix: expected H:N:L integers")?;
+    let parts: Vec<u32> =
+        mix.split(':').map(str::parse).collect::<Result<_, _>>().context("--priority-mix: expected H:N:L integers")?;
     match parts[..] {
         [h, n, l] if h + n + l > 0 => Ok([h, n, l]),
         _ => bail!("--priority-mix: expected three weights H:N:L with a positive sum, got `{mix}`"),
@@ -317,17 +279,13 @@ impl Pacer {
     async fn wait(&mut self, n: usize) {
         if let Some(rate) = self.rate {
             tokio::time::sleep_until(self.next).await;
-            self.next = self.next.max(tokio::time::Instant::now())
-                + Duration::from_secs_f64(n as f64 / rate);
+            self.next = self.next.max(tokio::time::Instant::now()) + Duration::from_secs_f64(n as f64 / rate);
         }
     }
 }
 
 fn batch_ranges(n: usize, size: usize) -> Vec<(usize, usize)> {
-    (0..n)
-        .step_by(size)
-        .map(|s| (s, (s + size).min(n)))
-        .collect()
+    (0..n).step_by(size).map(|s| (s, (s + size).min(n))).collect()
 }
 
 /// Runs the load and writes the report. Fails (after writing it) when any observation is lost.
@@ -359,11 +317,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let recall = if hits.is_empty() {
         0.0
     } else {
-        hits.iter()
-            .zip(&data.truth)
-            .map(|(got, truth)| recall_ids(got, truth, k))
-            .sum::<f64>()
-            / hits.len() as f64
+        hits.iter().zip(&data.truth).map(|(got, truth)| recall_ids(got, truth, k)).sum::<f64>() / hits.len() as f64
     };
     let mut t = tally;
     let n = data.base.len() as u64;
@@ -406,12 +360,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     );
     let rejected: u64 = report.rejected.values().sum();
     if report.sent != report.accepted + rejected {
-        bail!(
-            "accounting mismatch: sent {} != accepted {} + rejected {}",
-            report.sent,
-            report.accepted,
-            rejected
-        );
+        bail!("accounting mismatch: sent {} != accepted {} + rejected {}", report.sent, report.accepted, rejected);
     }
     if report.lost > 0 {
         bail!("{} observations were not confirmed indexed", report.lost);
@@ -428,8 +377,7 @@ fn write_report(path: &Path, report: &LoadReport) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    std::fs::write(path, serde_json::to_vec_pretty(report)?)
-        .with_context(|| format!("writing {}", path.display()))
+    std::fs::write(path, serde_json::to_vec_pretty(report)?).with_context(|| format!("writing {}", path.display()))
 }
 
 type RunResult = (Tally, Duration, Vec<Vec<u64>>, Vec<f64>, u64);
@@ -438,11 +386,7 @@ mod grpc {
     use super::*;
 
     fn priority(i: usize) -> i32 {
-        [
-            proto::Priority::High,
-            proto::Priority::Normal,
-            proto::Priority::Low,
-        ][i] as i32
+        [proto::Priority::High, proto::Priority::Normal, proto::Priority::Low][i] as i32
     }
 
     struct InFlight {
@@ -450,26 +394,15 @@ mod grpc {
         sent_at: Instant,
     }
 
-    pub(super) async fn run(
-        args: &LoadArgs,
-        data: &Data,
-        space: &str,
-        mix: [u32; 3],
-    ) -> anyhow::Result<RunResult> {
+    pub(super) async fn run(args: &LoadArgs, data: &Data, space: &str, mix: [u32; 3]) -> anyhow::Result<RunResult> {
         let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
             .context("--server: not a valid URL")?
             .connect()
             .await
             .with_context(|| format!("connecting to {}", args.server))?;
-        let mut client = EngramClient::new(channel)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20);
-        match client
-            .drop_space(proto::DropSpaceRequest {
-                memory_space: space.to_owned(),
-            })
-            .await
-        {
+        let mut client =
+            EngramClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        match client.drop_space(proto::DropSpaceRequest { memory_space: space.to_owned() }).await {
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::NotFound => {}
             Err(s) => bail!("dropping space {space}: {s}"),
@@ -506,11 +439,8 @@ mod grpc {
         };
 
         let (req_tx, req_rx) = mpsc::channel(args.concurrency * 2);
-        let mut replies = client
-            .stream_observations(ReceiverStream::new(req_rx))
-            .await
-            .context("opening the stream")?
-            .into_inner();
+        let mut replies =
+            client.stream_observations(ReceiverStream::new(req_rx)).await.context("opening the stream")?.into_inner();
         let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
         let mut retries = FuturesUnordered::new();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
@@ -518,15 +448,8 @@ mod grpc {
         let mut seq = 0u64;
         let mut t = Tally::default();
         let started = Instant::now();
-        let mut progress = Progress {
-            started,
-            last: started,
-            total: data.base.len(),
-        };
-        let mut pacer = Pacer {
-            rate: args.rate,
-            next: tokio::time::Instant::now(),
-        };
+        let mut progress = Progress { started, last: started, total: data.base.len() };
+        let mut pacer = Pacer { rate: args.rate, next: tokio::time::Instant::now() };
         while done < ranges.len() {
             while in_flight.len() < args.concurrency
                 && let Some(b) = ready.pop_front()
@@ -535,17 +458,8 @@ mod grpc {
                 pacer.wait(n).await;
                 seq += 1;
                 t.sent += n as u64;
-                in_flight.insert(
-                    seq,
-                    InFlight {
-                        batch: b,
-                        sent_at: Instant::now(),
-                    },
-                );
-                req_tx
-                    .send(make(b, seq))
-                    .await
-                    .context("the server closed the stream")?;
+                in_flight.insert(seq, InFlight { batch: b, sent_at: Instant::now() });
+                req_tx.send(make(b, seq)).await.context("the server closed the stream")?;
             }
             tokio::select! {
                 reply = replies.message() => {
@@ -588,12 +502,7 @@ mod grpc {
         }
         let duration = started.elapsed();
         drop(req_tx);
-        let info = client
-            .get_space(proto::GetSpaceRequest {
-                memory_space: space.to_owned(),
-            })
-            .await?
-            .into_inner();
+        let info = client.get_space(proto::GetSpaceRequest { memory_space: space.to_owned() }).await?.into_inner();
 
         let mut hits = Vec::with_capacity(data.queries.len());
         let mut latency = Vec::with_capacity(data.queries.len());
@@ -620,41 +529,20 @@ mod http {
     const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 
     enum Outcome {
-        Indexed {
-            accepted: u64,
-            duplicates: u64,
-            indexed: u64,
-            latency: f64,
-        },
-        Rejected {
-            reason: String,
-            retry_after: Duration,
-        },
+        Indexed { accepted: u64, duplicates: u64, indexed: u64, latency: f64 },
+        Rejected { reason: String, retry_after: Duration },
     }
 
-    async fn post_batch(
-        client: &reqwest::Client,
-        url: &str,
-        body: &Value,
-    ) -> anyhow::Result<Outcome> {
+    async fn post_batch(client: &reqwest::Client, url: &str, body: &Value) -> anyhow::Result<Outcome> {
         let t0 = Instant::now();
-        let resp = client
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .context("POST observations")?;
+        let resp = client.post(url).json(body).send().await.context("POST observations")?;
         let status = resp.status();
         let v: Value = resp.json().await.context("reading the response")?;
         if status.as_u16() == 429 || status.as_u16() == 503 {
             let e = &v["error"];
             let reason = e["reason"].as_str().unwrap_or("unknown").to_owned();
-            let retry_after =
-                Duration::from_millis(e["retry_after_ms"].as_u64().unwrap_or(1000).max(1));
-            return Ok(Outcome::Rejected {
-                reason,
-                retry_after,
-            });
+            let retry_after = Duration::from_millis(e["retry_after_ms"].as_u64().unwrap_or(1000).max(1));
+            return Ok(Outcome::Rejected { reason, retry_after });
         }
         if status.as_u16() != 200 {
             bail!("server answered {status}: {v}");
@@ -670,36 +558,21 @@ mod http {
         })
     }
 
-    pub(super) async fn run(
-        args: &LoadArgs,
-        data: &Data,
-        space: &str,
-        mix: [u32; 3],
-    ) -> anyhow::Result<RunResult> {
+    pub(super) async fn run(args: &LoadArgs, data: &Data, space: &str, mix: [u32; 3]) -> anyhow::Result<RunResult> {
         let base_url = args.server.trim_end_matches('/').to_owned();
         let client = reqwest::Client::builder().build()?;
         let space_url = format!("{base_url}/v1/spaces/{space}");
-        let r = client
-            .delete(&space_url)
-            .send()
-            .await
-            .with_context(|| format!("connecting to {base_url}"))?;
+        let r = client.delete(&space_url).send().await.with_context(|| format!("connecting to {base_url}"))?;
         if !(r.status().is_success() || r.status().as_u16() == 404) {
             bail!("dropping space {space}: {}", r.status());
         }
         let r = client
             .put(&space_url)
-            .json(
-                &json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len()}),
-            )
+            .json(&json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len()}))
             .send()
             .await?;
         if !r.status().is_success() {
-            bail!(
-                "creating space {space}: {} {}",
-                r.status(),
-                r.text().await.unwrap_or_default()
-            );
+            bail!("creating space {space}: {} {}", r.status(), r.text().await.unwrap_or_default());
         }
         let obs_url = format!("{space_url}/observations?wait=indexed");
         let ranges = batch_ranges(data.base.len(), args.batch);
@@ -721,15 +594,8 @@ mod http {
         let mut tasks = FuturesUnordered::new();
         let mut t = Tally::default();
         let started = Instant::now();
-        let mut progress = Progress {
-            started,
-            last: started,
-            total: data.base.len(),
-        };
-        let mut pacer = Pacer {
-            rate: args.rate,
-            next: tokio::time::Instant::now(),
-        };
+        let mut progress = Progress { started, last: started, total: data.base.len() };
+        let mut pacer = Pacer { rate: args.rate, next: tokio::time::Instant::now() };
         let mut done = 0;
         while done < ranges.len() {
             while tasks.len() < args.concurrency
@@ -745,12 +611,7 @@ mod http {
                 break;
             };
             match outcome? {
-                Outcome::Indexed {
-                    accepted,
-                    duplicates,
-                    indexed,
-                    latency,
-                } => {
+                Outcome::Indexed { accepted, duplicates, indexed, latency } => {
                     t.accepted += accepted + duplicates;
                     t.duplicates += duplicates;
                     t.indexed += indexed;
@@ -758,10 +619,7 @@ mod http {
                     t.index_latency.push(latency);
                     done += 1;
                 }
-                Outcome::Rejected {
-                    reason,
-                    retry_after,
-                } => {
+                Outcome::Rejected { reason, retry_after } => {
                     *t.rejected.entry(reason).or_default() += n;
                     t.retried += 1;
                     tokio::time::sleep(retry_after).await;
@@ -777,33 +635,19 @@ mod http {
         let mut hits = Vec::with_capacity(data.queries.len());
         let mut latency = Vec::with_capacity(data.queries.len());
         for q in 0..data.queries.len() {
-            let body =
-                json!({"embedding": data.queries.row(q), "k": 10, "ef_search": args.ef_search});
+            let body = json!({"embedding": data.queries.row(q), "k": 10, "ef_search": args.ef_search});
             let t0 = Instant::now();
             let resp = client.post(&recall_url).json(&body).send().await?;
             if !resp.status().is_success() {
-                bail!(
-                    "recall answered {}: {}",
-                    resp.status(),
-                    resp.text().await.unwrap_or_default()
-                );
+                bail!("recall answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
             }
             let v: Value = resp.json().await?;
             latency.push(t0.elapsed().as_secs_f64());
             hits.push(
-                v["hits"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|h| h["id"].as_u64()).collect())
-                    .unwrap_or_default(),
+                v["hits"].as_array().map(|a| a.iter().filter_map(|h| h["id"].as_u64()).collect()).unwrap_or_default(),
             );
         }
-        Ok((
-            t,
-            duration,
-            hits,
-            latency,
-            info["vectors"].as_u64().unwrap_or(0),
-        ))
+        Ok((t, duration, hits, latency, info["vectors"].as_u64().unwrap_or(0)))
     }
 }
 

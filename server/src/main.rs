@@ -45,11 +45,8 @@ struct ServeArgs {
 }
 
 fn init_logs(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,hnsw_rs=warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,hnsw_rs=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -57,8 +54,7 @@ fn init_logs(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut config = ServerConfig::load(args.config.as_deref())
-        .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+    let mut config = ServerConfig::load(args.config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
     if let Some(a) = args.http_addr {
         config.http_addr = a;
     }
@@ -69,20 +65,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let server = Server::bind(config).await?;
     let report = server.run(shutdown_signal()).await?;
     if !report.drained {
-        anyhow::bail!(
-            "{} accepted observations were not indexed before the shutdown timeout",
-            report.remaining
-        );
+        anyhow::bail!("{} accepted observations were not indexed before the shutdown timeout", report.remaining);
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

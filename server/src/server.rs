@@ -38,38 +38,25 @@ impl Server {
     /// # Errors
     /// Invalid engine settings (naming the field) or an address that cannot be bound.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
-        let telemetry = Telemetry::new(TelemetryConfig {
-            max_space_labels: config.max_space_labels,
-        });
-        let engine = Arc::new(
-            Engine::new(config.engine.clone(), telemetry).context("engine configuration")?,
-        );
+        let telemetry = Telemetry::new(TelemetryConfig { max_space_labels: config.max_space_labels });
+        let engine = Arc::new(Engine::new(config.engine.clone(), telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding http_addr {}", config.http_addr))?;
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
-        Ok(Self {
-            config,
-            engine,
-            http,
-            grpc,
-        })
+        Ok(Self { config, engine, http, grpc })
     }
 
     /// The bound HTTP address (useful with port 0).
     pub fn http_addr(&self) -> SocketAddr {
-        self.http
-            .local_addr()
-            .expect("bound listener has an address")
+        self.http.local_addr().expect("bound listener has an address")
     }
 
     /// The bound gRPC address.
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc
-            .local_addr()
-            .expect("bound listener has an address")
+        self.grpc.local_addr().expect("bound listener has an address")
     }
 
     /// The engine.
@@ -81,16 +68,8 @@ impl Server {
     ///
     /// # Errors
     /// A listener that fails while serving.
-    pub async fn run(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<ShutdownReport> {
-        let Self {
-            config,
-            engine,
-            http,
-            grpc,
-        } = self;
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<ShutdownReport> {
+        let Self { config, engine, http, grpc } = self;
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
 
@@ -104,9 +83,7 @@ impl Server {
         });
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<EngramServer<EngramService>>()
-            .await;
+        health_reporter.set_serving::<EngramServer<EngramService>>().await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -125,33 +102,19 @@ impl Server {
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    TcpListenerStream::new(grpc),
-                    closed(close_rx.clone()),
-                ),
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), closed(close_rx.clone())),
         );
         let router = crate::http::router(engine.clone(), &config);
-        let http_task = tokio::spawn(
-            axum::serve(http, router)
-                .with_graceful_shutdown(closed(close_rx))
-                .into_future(),
-        );
+        let http_task = tokio::spawn(axum::serve(http, router).with_graceful_shutdown(closed(close_rx)).into_future());
         tracing::info!(%http_addr, %grpc_addr, "engram-stream serving");
 
         shutdown.await;
         tracing::info!("shutdown requested: stopping intake and draining the queue");
-        health_reporter
-            .set_not_serving::<EngramServer<EngramService>>()
-            .await;
+        health_reporter.set_not_serving::<EngramServer<EngramService>>().await;
         let timeout = Duration::from_secs(config.shutdown_timeout_secs);
         let drain_engine = engine.clone();
-        let report =
-            tokio::task::spawn_blocking(move || drain_engine.shutdown(Some(timeout))).await?;
-        tracing::info!(
-            drained = report.drained,
-            remaining = report.remaining,
-            "queue drained; closing listeners"
-        );
+        let report = tokio::task::spawn_blocking(move || drain_engine.shutdown(Some(timeout))).await?;
+        tracing::info!(drained = report.drained, remaining = report.remaining, "queue drained; closing listeners");
         let _ = close_tx.send(true);
         let joined = tokio::time::timeout(CLOSE_GRACE, async {
             let grpc = grpc_task.await;

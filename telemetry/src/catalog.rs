@@ -44,31 +44,11 @@ pub struct MetricDef {
     pub buckets: &'static [f64],
 }
 
-const fn counter(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind: MetricKind::Counter,
-        labels,
-        help,
-        buckets: &[],
-    }
+const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Counter, labels, help, buckets: &[] }
 }
-const fn gauge(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        kind: MetricKind::Gauge,
-        labels,
-        help,
-        buckets: &[],
-    }
+const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricDef {
+    MetricDef { name, kind: MetricKind::Gauge, labels, help, buckets: &[] }
 }
 const fn histogram(
     name: &'static str,
@@ -76,33 +56,20 @@ const fn histogram(
     help: &'static str,
     buckets: &'static [f64],
 ) -> MetricDef {
-    MetricDef {
-        name,
-        kind: MetricKind::Histogram,
-        labels,
-        help,
-        buckets,
-    }
+    MetricDef { name, kind: MetricKind::Histogram, labels, help, buckets }
 }
 
 /// Latency buckets for ingest (seconds): 0.5 ms to 30 s.
-pub const INGEST_LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
+pub const INGEST_LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Latency buckets for queries and requests (seconds): 0.1 ms to 10 s.
-pub const REQUEST_LATENCY_BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    10.0,
-];
+pub const REQUEST_LATENCY_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 /// Batch size buckets (observations): powers of two up to 1024.
-pub const BATCH_SIZE_BUCKETS: &[f64] = &[
-    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
-];
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 /// Message size buckets (bytes): 64 B to 64 MiB, by powers of four.
-pub const SIZE_BUCKETS: &[f64] = &[
-    64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
-    67108864.0,
-];
+pub const SIZE_BUCKETS: &[f64] =
+    &[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0];
 
 // ---- streaming: admission and queue ------------------------------------------------------
 /// Observations admitted into the queue (new ids only), by space and priority.
@@ -130,17 +97,11 @@ pub const OBSERVATIONS_INDEXED: MetricDef = counter(
     "Observations inserted into the memory space's index (searchable).",
 );
 /// Queue depth per priority lane.
-pub const QUEUE_DEPTH: MetricDef = gauge(
-    "engram_streaming_queue_depth",
-    &["priority"],
-    "Observations waiting in the queue, by priority lane.",
-);
+pub const QUEUE_DEPTH: MetricDef =
+    gauge("engram_streaming_queue_depth", &["priority"], "Observations waiting in the queue, by priority lane.");
 /// Queue capacity in observations (the hard cap).
-pub const QUEUE_CAPACITY: MetricDef = gauge(
-    "engram_streaming_queue_capacity",
-    &[],
-    "Capacity of the observation queue, in observations.",
-);
+pub const QUEUE_CAPACITY: MetricDef =
+    gauge("engram_streaming_queue_capacity", &[], "Capacity of the observation queue, in observations.");
 /// Bytes held by queued observations.
 pub const QUEUE_MEMORY_BYTES: MetricDef = gauge(
     "engram_streaming_queue_memory_bytes",
@@ -148,11 +109,8 @@ pub const QUEUE_MEMORY_BYTES: MetricDef = gauge(
     "Bytes held by queued observations (embedding, content and bookkeeping).",
 );
 /// Queue capacity in bytes.
-pub const QUEUE_CAPACITY_BYTES: MetricDef = gauge(
-    "engram_streaming_queue_capacity_bytes",
-    &[],
-    "Capacity of the observation queue, in bytes.",
-);
+pub const QUEUE_CAPACITY_BYTES: MetricDef =
+    gauge("engram_streaming_queue_capacity_bytes", &[], "Capacity of the observation queue, in bytes.");
 /// Time from admission to being taken by a worker.
 pub const QUEUE_WAIT_TIME: MetricDef = histogram(
     "engram_streaming_queue_wait_time_seconds",
@@ -177,11 +135,7 @@ pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
 
 // ---- streaming: worker pool ---------------------------------------------------------------
 /// Worker threads in the pool.
-pub const WORKERS: MetricDef = gauge(
-    "engram_streaming_workers",
-    &[],
-    "Worker threads in the insertion pool.",
-);
+pub const WORKERS: MetricDef = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.");
 /// Batches inserted by each worker.
 pub const BATCHES_PROCESSED: MetricDef = counter(
     "engram_streaming_batches_processed_total",
@@ -230,11 +184,8 @@ pub const RECALL_LATENCY: MetricDef = histogram(
     REQUEST_LATENCY_BUCKETS,
 );
 /// Vectors in each space's index.
-pub const INDEX_VECTORS: MetricDef = gauge(
-    "engram_index_vectors",
-    &["memory_space"],
-    "Vectors inserted into the memory space's index.",
-);
+pub const INDEX_VECTORS: MetricDef =
+    gauge("engram_index_vectors", &["memory_space"], "Vectors inserted into the memory space's index.");
 /// Estimated memory of each space.
 pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
     "engram_index_memory_bytes",
@@ -244,11 +195,8 @@ pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
 
 // ---- sessions and API ---------------------------------------------------------------------
 /// Open gRPC observation streams.
-pub const ACTIVE_SESSIONS: MetricDef = gauge(
-    "engram_streaming_active_sessions",
-    &[],
-    "Open gRPC StreamObservations streams.",
-);
+pub const ACTIVE_SESSIONS: MetricDef =
+    gauge("engram_streaming_active_sessions", &[], "Open gRPC StreamObservations streams.");
 /// HTTP requests by route template and status.
 pub const HTTP_REQUESTS: MetricDef = counter(
     "engram_http_requests_total",
@@ -263,25 +211,14 @@ pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
     REQUEST_LATENCY_BUCKETS,
 );
 /// HTTP request body size.
-pub const HTTP_REQUEST_SIZE: MetricDef = histogram(
-    "engram_http_request_size_bytes",
-    &["method", "route"],
-    "HTTP request body size.",
-    SIZE_BUCKETS,
-);
+pub const HTTP_REQUEST_SIZE: MetricDef =
+    histogram("engram_http_request_size_bytes", &["method", "route"], "HTTP request body size.", SIZE_BUCKETS);
 /// HTTP response body size.
-pub const HTTP_RESPONSE_SIZE: MetricDef = histogram(
-    "engram_http_response_size_bytes",
-    &["method", "route"],
-    "HTTP response body size.",
-    SIZE_BUCKETS,
-);
+pub const HTTP_RESPONSE_SIZE: MetricDef =
+    histogram("engram_http_response_size_bytes", &["method", "route"], "HTTP response body size.", SIZE_BUCKETS);
 /// HTTP requests being served.
-pub const HTTP_IN_FLIGHT: MetricDef = gauge(
-    "engram_http_requests_in_flight",
-    &["method", "route"],
-    "HTTP requests being served.",
-);
+pub const HTTP_IN_FLIGHT: MetricDef =
+    gauge("engram_http_requests_in_flight", &["method", "route"], "HTTP requests being served.");
 /// gRPC calls by method and status code.
 pub const GRPC_REQUESTS: MetricDef = counter(
     "engram_grpc_requests_total",
@@ -310,17 +247,11 @@ pub const GRPC_RESPONSE_SIZE: MetricDef = histogram(
     SIZE_BUCKETS,
 );
 /// gRPC calls in progress.
-pub const GRPC_IN_FLIGHT: MetricDef = gauge(
-    "engram_grpc_requests_in_flight",
-    &["method"],
-    "gRPC calls in progress (open streams included).",
-);
+pub const GRPC_IN_FLIGHT: MetricDef =
+    gauge("engram_grpc_requests_in_flight", &["method"], "gRPC calls in progress (open streams included).");
 /// Build information.
-pub const BUILD_INFO: MetricDef = gauge(
-    "engram_build_info",
-    &["version"],
-    "Always 1; the version label names the running build.",
-);
+pub const BUILD_INFO: MetricDef =
+    gauge("engram_build_info", &["version"], "Always 1; the version label names the running build.");
 
 /// Every metric we export.
 pub const CATALOG: &[MetricDef] = &[
@@ -376,11 +307,7 @@ mod tests {
             }
             if m.kind == MetricKind::Histogram {
                 assert!(!m.buckets.is_empty(), "{} needs buckets", m.name);
-                assert!(
-                    m.buckets.windows(2).all(|w| w[0] < w[1]),
-                    "{} buckets must increase",
-                    m.name
-                );
+                assert!(m.buckets.windows(2).all(|w| w[0] < w[1]), "{} buckets must increase", m.name);
             } else {
                 assert!(m.buckets.is_empty(), "{} is not a histogram", m.name);
             }

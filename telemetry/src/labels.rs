@@ -16,13 +16,8 @@ pub const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 pub const ACTIVATION_LEVELS: [&str; 3] = ["warning", "critical", "overloaded"];
 
 /// `reason` label values of rejected observations, indexed by the engine's `RejectReason`.
-pub const REJECT_REASONS: [&str; 5] = [
-    "backpressure_critical",
-    "backpressure_overloaded",
-    "queue_full",
-    "invalid_argument",
-    "shutting_down",
-];
+pub const REJECT_REASONS: [&str; 5] =
+    ["backpressure_critical", "backpressure_overloaded", "queue_full", "invalid_argument", "shutting_down"];
 
 /// `error_type` label values of batch insertion failures, indexed by the engine's failure kind.
 pub const BATCH_ERROR_TYPES: [&str; 2] = ["space_dropped", "index_panic"];
@@ -44,10 +39,7 @@ pub struct BoundedLabel {
 impl BoundedLabel {
     /// A label that keeps at most `max` distinct values.
     pub fn new(max: usize) -> Self {
-        Self {
-            max,
-            seen: Mutex::new(HashSet::new()),
-        }
+        Self { max, seen: Mutex::new(HashSet::new()) }
     }
 
     /// The value to export for `value`: itself while within budget, else [`OVERFLOW`].

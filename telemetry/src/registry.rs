@@ -8,9 +8,7 @@
 use crate::catalog::{self, CATALOG, MetricDef, MetricKind};
 use crate::labels::BoundedLabel;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{
-    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
-};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use std::sync::Arc;
 
 /// Telemetry settings (the `[telemetry]` table of the server config).
@@ -22,9 +20,7 @@ pub struct TelemetryConfig {
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            max_space_labels: 100,
-        }
+        Self { max_space_labels: 100 }
     }
 }
 
@@ -68,14 +64,8 @@ impl Telemetry {
             }
         }
         let handle = recorder.handle();
-        let telemetry = Arc::new(Self {
-            recorder,
-            handle,
-            space_label: BoundedLabel::new(config.max_space_labels),
-        });
-        telemetry
-            .gauge(&catalog::BUILD_INFO, &[env!("CARGO_PKG_VERSION")])
-            .set(1.0);
+        let telemetry = Arc::new(Self { recorder, handle, space_label: BoundedLabel::new(config.max_space_labels) });
+        telemetry.gauge(&catalog::BUILD_INFO, &[env!("CARGO_PKG_VERSION")]).set(1.0);
         telemetry
     }
 
@@ -86,18 +76,8 @@ impl Telemetry {
     }
 
     fn key(def: &MetricDef, values: &[&str]) -> Key {
-        assert_eq!(
-            def.labels.len(),
-            values.len(),
-            "{}: label values must match the catalog",
-            def.name
-        );
-        let labels: Vec<Label> = def
-            .labels
-            .iter()
-            .zip(values)
-            .map(|(k, v)| Label::new(*k, (*v).to_owned()))
-            .collect();
+        assert_eq!(def.labels.len(), values.len(), "{}: label values must match the catalog", def.name);
+        let labels: Vec<Label> = def.labels.iter().zip(values).map(|(k, v)| Label::new(*k, (*v).to_owned())).collect();
         Key::from_parts(def.name, labels)
     }
 
@@ -107,33 +87,20 @@ impl Telemetry {
     /// If `def` is not a counter or the number of values differs from the catalog's labels
     /// (a programming error caught by the first test that registers it).
     pub fn counter(&self, def: &MetricDef, values: &[&str]) -> Counter {
-        assert_eq!(
-            def.kind,
-            MetricKind::Counter,
-            "{} is not a counter",
-            def.name
-        );
-        self.recorder
-            .register_counter(&Self::key(def, values), &METADATA)
+        assert_eq!(def.kind, MetricKind::Counter, "{} is not a counter", def.name);
+        self.recorder.register_counter(&Self::key(def, values), &METADATA)
     }
 
     /// Registers a gauge handle (see [`Telemetry::counter`] for `values`).
     pub fn gauge(&self, def: &MetricDef, values: &[&str]) -> Gauge {
         assert_eq!(def.kind, MetricKind::Gauge, "{} is not a gauge", def.name);
-        self.recorder
-            .register_gauge(&Self::key(def, values), &METADATA)
+        self.recorder.register_gauge(&Self::key(def, values), &METADATA)
     }
 
     /// Registers a histogram handle (see [`Telemetry::counter`] for `values`).
     pub fn histogram(&self, def: &MetricDef, values: &[&str]) -> Histogram {
-        assert_eq!(
-            def.kind,
-            MetricKind::Histogram,
-            "{} is not a histogram",
-            def.name
-        );
-        self.recorder
-            .register_histogram(&Self::key(def, values), &METADATA)
+        assert_eq!(def.kind, MetricKind::Histogram, "{} is not a histogram", def.name);
+        self.recorder.register_histogram(&Self::key(def, values), &METADATA)
     }
 
     /// Renders the Prometheus text exposition format (version 0.0.4).
@@ -154,17 +121,11 @@ mod tests {
     #[test]
     fn registered_series_render_with_fixed_buckets_and_help() {
         let t = Telemetry::new(TelemetryConfig::default());
-        t.counter(&catalog::OBSERVATIONS, &["s1", "high"])
-            .increment(3);
+        t.counter(&catalog::OBSERVATIONS, &["s1", "high"]).increment(3);
         t.histogram(&catalog::BATCH_SIZE, &["0"]).record(5.0);
         let text = t.render();
-        assert!(text.contains(
-            "engram_streaming_observations_total{memory_space=\"s1\",priority=\"high\"} 3"
-        ));
-        assert!(
-            text.contains("engram_streaming_batch_size_bucket{worker_id=\"0\",le=\"8\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("engram_streaming_observations_total{memory_space=\"s1\",priority=\"high\"} 3"));
+        assert!(text.contains("engram_streaming_batch_size_bucket{worker_id=\"0\",le=\"8\"} 1"), "{text}");
         assert!(text.contains("# HELP engram_streaming_batch_size "));
         assert!(text.contains("engram_build_info{version=\""));
     }

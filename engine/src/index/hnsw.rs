@@ -27,11 +27,7 @@ impl Distance<f32> for UnitCosine {
 pub struct Euclidean;
 impl Distance<f32> for Euclidean {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y) * (x - y))
-            .sum::<f32>()
-            .sqrt()
+        a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>().sqrt()
     }
 }
 
@@ -50,22 +46,14 @@ impl Distance<f32> for InnerProduct {
 /// products within about 2^-15 relative of each other).
 pub fn ip_to_distance(ip: f32) -> f32 {
     let bits = (-ip).to_bits();
-    let key = if bits & 0x8000_0000 != 0 {
-        !bits
-    } else {
-        bits | 0x8000_0000
-    };
+    let key = if bits & 0x8000_0000 != 0 { !bits } else { bits | 0x8000_0000 };
     key as f32
 }
 
 /// Inverse of [`ip_to_distance`], up to its precision.
 pub fn distance_to_ip(d: f32) -> f32 {
     let key = d as u32;
-    let bits = if key & 0x8000_0000 != 0 {
-        key & 0x7fff_ffff
-    } else {
-        !key
-    };
+    let bits = if key & 0x8000_0000 != 0 { key & 0x7fff_ffff } else { !key };
     -f32::from_bits(bits)
 }
 
@@ -84,11 +72,7 @@ pub struct HnswIndex {
 
 impl std::fmt::Debug for HnswIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HnswIndex")
-            .field("dim", &self.dim)
-            .field("m", &self.m)
-            .field("len", &self.len())
-            .finish()
+        f.debug_struct("HnswIndex").field("dim", &self.dim).field("m", &self.m).field("len", &self.len()).finish()
     }
 }
 
@@ -96,39 +80,12 @@ impl HnswIndex {
     /// A new index. `m` is HNSW's `M` (max links per node and layer; must be `<= 256`, checked by
     /// the engine), `ef_construction` the candidate list size while building, `max_elements` a
     /// capacity hint.
-    pub fn new(
-        metric: Metric,
-        dim: usize,
-        m: usize,
-        ef_construction: usize,
-        max_elements: usize,
-    ) -> Self {
-        assert!(
-            (2..=256).contains(&m),
-            "m must be within 2..=256 (validated by the engine)"
-        );
+    pub fn new(metric: Metric, dim: usize, m: usize, ef_construction: usize, max_elements: usize) -> Self {
+        assert!((2..=256).contains(&m), "m must be within 2..=256 (validated by the engine)");
         let graph = match metric {
-            Metric::Cosine => Graph::Cosine(Hnsw::new(
-                m,
-                max_elements,
-                MAX_LAYERS,
-                ef_construction,
-                UnitCosine,
-            )),
-            Metric::L2 => Graph::L2(Hnsw::new(
-                m,
-                max_elements,
-                MAX_LAYERS,
-                ef_construction,
-                Euclidean,
-            )),
-            Metric::Dot => Graph::Dot(Hnsw::new(
-                m,
-                max_elements,
-                MAX_LAYERS,
-                ef_construction,
-                InnerProduct,
-            )),
+            Metric::Cosine => Graph::Cosine(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, UnitCosine)),
+            Metric::L2 => Graph::L2(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, Euclidean)),
+            Metric::Dot => Graph::Dot(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, InnerProduct)),
         };
         Self { graph, dim, m }
     }
@@ -155,13 +112,7 @@ impl VectorIndex for HnswIndex {
             Graph::L2(h) => (h.search(query, k, ef), |d| -d),
             Graph::Dot(h) => (h.search(query, k, ef), distance_to_ip),
         };
-        found
-            .into_iter()
-            .map(|n| Neighbor {
-                id: n.d_id as u64,
-                score: to_score(n.distance),
-            })
-            .collect()
+        found.into_iter().map(|n| Neighbor { id: n.d_id as u64, score: to_score(n.distance) }).collect()
     }
 
     fn len(&self) -> usize {
@@ -203,9 +154,7 @@ mod tests {
             Metric::L2 => -Euclidean.eval(v, q),
             _ => dot(v, q),
         };
-        (0..data.len())
-            .max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b])))
-            .unwrap() as u64
+        (0..data.len()).max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b]))).unwrap() as u64
     }
 
     #[test]
@@ -213,9 +162,7 @@ mod tests {
         // Deterministic pseudo-random vectors (LCG), 500 × 16.
         let mut s = 12345u64;
         let mut next = || {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
         for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {

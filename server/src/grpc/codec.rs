@@ -45,8 +45,6 @@ impl<U: Message + Default> Decoder for InvalidArgumentDecoder<U> {
     type Error = Status;
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
-        U::decode(buf)
-            .map(Some)
-            .map_err(|e| Status::invalid_argument(format!("malformed protobuf message: {e}")))
+        U::decode(buf).map(Some).map_err(|e| Status::invalid_argument(format!("malformed protobuf message: {e}")))
     }
 }

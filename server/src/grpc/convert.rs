@@ -2,15 +2,10 @@
 //! `INVALID_ARGUMENT` errors naming the field.
 
 use crate::proto;
-use engram_engine::{
-    BackpressureLevel, Batch, EngineError, Metric, Observation, Priority, SpaceInfo, SpaceParams,
-};
+use engram_engine::{BackpressureLevel, Batch, EngineError, Metric, Observation, Priority, SpaceInfo, SpaceParams};
 
 fn invalid(field: &str, reason: String) -> EngineError {
-    EngineError::InvalidArgument {
-        field: field.to_owned(),
-        reason,
-    }
+    EngineError::InvalidArgument { field: field.to_owned(), reason }
 }
 
 pub(super) fn level(l: BackpressureLevel) -> i32 {
@@ -25,26 +20,16 @@ pub(super) fn batch(b: proto::ObservationBatch) -> Result<Batch, EngineError> {
         Err(_) => {
             return Err(invalid(
                 "priority",
-                format!(
-                    "unknown value {}, expected PRIORITY_HIGH, PRIORITY_NORMAL or PRIORITY_LOW",
-                    b.priority
-                ),
+                format!("unknown value {}, expected PRIORITY_HIGH, PRIORITY_NORMAL or PRIORITY_LOW", b.priority),
             ));
         }
     };
     let observations = b
         .observations
         .into_iter()
-        .map(|o| Observation {
-            id: o.id,
-            embedding: o.embedding,
-            content: o.content,
-        })
+        .map(|o| Observation { id: o.id, embedding: o.embedding, content: o.content })
         .collect();
-    Ok(Batch {
-        priority,
-        observations,
-    })
+    Ok(Batch { priority, observations })
 }
 
 fn or_default(v: u64, default: usize) -> usize {
@@ -57,10 +42,7 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
         Ok(proto::Metric::L2) => Metric::L2,
         Ok(proto::Metric::Dot) => Metric::Dot,
         Err(_) => {
-            return Err(invalid(
-                "params.metric",
-                format!("unknown value {}", p.metric),
-            ));
+            return Err(invalid("params.metric", format!("unknown value {}", p.metric)));
         }
     };
     let d = SpaceParams::with_dim(p.dim as usize);

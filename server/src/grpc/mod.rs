@@ -23,14 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Method names (label values of the gRPC request metrics), indexed by the `M_*` constants.
-pub const METHODS: &[&str] = &[
-    "StreamObservations",
-    "Recall",
-    "CreateSpace",
-    "GetSpace",
-    "ListSpaces",
-    "DropSpace",
-];
+pub const METHODS: &[&str] = &["StreamObservations", "Recall", "CreateSpace", "GetSpace", "ListSpaces", "DropSpace"];
 const M_STREAM: usize = 0;
 const M_RECALL: usize = 1;
 const M_CREATE: usize = 2;
@@ -94,9 +87,7 @@ async fn send(
 }
 
 fn ack_reply(ack: proto::BatchAck) -> proto::StreamReply {
-    proto::StreamReply {
-        reply: Some(proto::stream_reply::Reply::Ack(ack)),
-    }
+    proto::StreamReply { reply: Some(proto::stream_reply::Reply::Ack(ack)) }
 }
 
 /// The ack for a batch that admission refused or that was invalid.
@@ -104,11 +95,7 @@ fn error_ack(sequence: u64, e: ApiError) -> proto::BatchAck {
     let rejected = matches!(e.code, Code::ResourceExhausted | Code::Unavailable);
     proto::BatchAck {
         sequence,
-        status: if rejected {
-            proto::AckStatus::Rejected
-        } else {
-            proto::AckStatus::Invalid
-        } as i32,
+        status: if rejected { proto::AckStatus::Rejected } else { proto::AckStatus::Invalid } as i32,
         reason: e.reason.unwrap_or_default().to_owned(),
         retry_after_ms: e.retry_after.map_or(0, |d| d.as_millis() as u64),
         level: e.level.map_or(0, convert::level),
@@ -133,9 +120,8 @@ impl StreamSession {
         let sequence = batch.sequence;
         let space = batch.memory_space.clone();
         let want_indexed = batch.want_indexed;
-        let admitted = convert::batch(batch)
-            .and_then(|b| self.engine.submit(&space, b, want_indexed))
-            .map_err(ApiError::from);
+        let admitted =
+            convert::batch(batch).and_then(|b| self.engine.submit(&space, b, want_indexed)).map_err(ApiError::from);
         let ack = match admitted {
             Ok(a) => {
                 let ack = proto::BatchAck {
@@ -169,9 +155,7 @@ impl StreamSession {
             return false;
         }
         if self.engine.describe_space(&space).is_ok() {
-            self.levels
-                .entry(space)
-                .or_insert(BackpressureLevel::Normal);
+            self.levels.entry(space).or_insert(BackpressureLevel::Normal);
         }
         self.push_levels().await
     }
@@ -180,31 +164,24 @@ impl StreamSession {
     async fn push_levels(&mut self) -> bool {
         let utilization = self.engine.status().queue_utilization;
         let mut changed = Vec::new();
-        self.levels
-            .retain(|space, last| match self.engine.describe_space(space) {
-                Ok(info) => {
-                    if info.backpressure != *last {
-                        *last = info.backpressure;
-                        changed.push((space.clone(), info.backpressure));
-                    }
-                    true
+        self.levels.retain(|space, last| match self.engine.describe_space(space) {
+            Ok(info) => {
+                if info.backpressure != *last {
+                    *last = info.backpressure;
+                    changed.push((space.clone(), info.backpressure));
                 }
-                Err(_) => false,
-            });
+                true
+            }
+            Err(_) => false,
+        });
         for (space, level) in changed {
             let status = proto::BackpressureStatus {
                 memory_space: space,
                 level: convert::level(level),
                 queue_utilization: utilization,
-                retry_after_ms: if level >= BackpressureLevel::Overloaded {
-                    1000
-                } else {
-                    0
-                },
+                retry_after_ms: if level >= BackpressureLevel::Overloaded { 1000 } else { 0 },
             };
-            let reply = proto::StreamReply {
-                reply: Some(proto::stream_reply::Reply::Backpressure(status)),
-            };
+            let reply = proto::StreamReply { reply: Some(proto::stream_reply::Reply::Backpressure(status)) };
             if !send(&self.tx, &self.events, reply).await {
                 return false;
             }
@@ -254,12 +231,8 @@ impl Engram for EngramService {
         self.events.started(M_STREAM);
         self.events.session_opened();
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
-        let session = StreamSession {
-            engine: self.engine.clone(),
-            events: self.events.clone(),
-            tx,
-            levels: HashMap::new(),
-        };
+        let session =
+            StreamSession { engine: self.engine.clone(), events: self.events.clone(), tx, levels: HashMap::new() };
         let events = self.events.clone();
         let inbound = request.into_inner();
         tokio::spawn(async move {
@@ -270,27 +243,18 @@ impl Engram for EngramService {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
-    async fn recall(
-        &self,
-        request: Request<proto::RecallRequest>,
-    ) -> Result<Response<proto::RecallResponse>, Status> {
+    async fn recall(&self, request: Request<proto::RecallRequest>) -> Result<Response<proto::RecallResponse>, Status> {
         let engine = self.engine.clone();
         self.unary(M_RECALL, request, async move |r: proto::RecallRequest| {
             let k = if r.k == 0 { 10 } else { r.k as usize };
             let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
-            let hits = tokio::task::spawn_blocking(move || {
-                engine.recall(&r.memory_space, r.embedding, k, ef)
-            })
-            .await
-            .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+            let hits = tokio::task::spawn_blocking(move || engine.recall(&r.memory_space, r.embedding, k, ef))
+                .await
+                .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
             Ok(proto::RecallResponse {
                 hits: hits
                     .into_iter()
-                    .map(|h| proto::RecallHit {
-                        id: h.id,
-                        score: h.score,
-                        content: h.content,
-                    })
+                    .map(|h| proto::RecallHit { id: h.id, score: h.score, content: h.content })
                     .collect(),
             })
         })
@@ -309,14 +273,9 @@ impl Engram for EngramService {
         .await
     }
 
-    async fn get_space(
-        &self,
-        request: Request<proto::GetSpaceRequest>,
-    ) -> Result<Response<proto::SpaceInfo>, Status> {
+    async fn get_space(&self, request: Request<proto::GetSpaceRequest>) -> Result<Response<proto::SpaceInfo>, Status> {
         self.unary(M_GET, request, async |r: proto::GetSpaceRequest| {
-            Ok(convert::space_info(
-                self.engine.describe_space(&r.memory_space)?,
-            ))
+            Ok(convert::space_info(self.engine.describe_space(&r.memory_space)?))
         })
         .await
     }
@@ -327,12 +286,7 @@ impl Engram for EngramService {
     ) -> Result<Response<proto::ListSpacesResponse>, Status> {
         self.unary(M_LIST, request, async |_| {
             Ok(proto::ListSpacesResponse {
-                spaces: self
-                    .engine
-                    .list_spaces()
-                    .into_iter()
-                    .map(convert::space_info)
-                    .collect(),
+                spaces: self.engine.list_spaces().into_iter().map(convert::space_info).collect(),
             })
         })
         .await

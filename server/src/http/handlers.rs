@@ -42,10 +42,7 @@ pub(super) async fn list_spaces(State(app): State<AppState>) -> Response {
     Json(json!({ "spaces": app.engine.list_spaces() })).into_response()
 }
 
-pub(super) async fn get_space(
-    State(app): State<AppState>,
-    Path(space): Path<String>,
-) -> Result<Response, ApiError> {
+pub(super) async fn get_space(State(app): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(app.engine.describe_space(&space)?).into_response())
 }
 
@@ -56,18 +53,11 @@ pub(super) async fn create_space(
 ) -> Result<Response, ApiError> {
     let params: SpaceParams = parse_json(&body(bytes, app.max_request_bytes)?)?;
     let (info, created) = app.engine.create_space(&space, params)?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(info)).into_response())
 }
 
-pub(super) async fn drop_space(
-    State(app): State<AppState>,
-    Path(space): Path<String>,
-) -> Result<Response, ApiError> {
+pub(super) async fn drop_space(State(app): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
     app.engine.drop_space(&space)?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -98,10 +88,7 @@ fn wait_for_indexed(query: Option<&str>) -> Result<bool, ApiError> {
                 ));
             }
             _ => {
-                return Err(ApiError::invalid(
-                    "query",
-                    format!("unknown parameter `{pair}`, expected `wait`"),
-                ));
+                return Err(ApiError::invalid("query", format!("unknown parameter `{pair}`, expected `wait`")));
             }
         }
     }
@@ -144,10 +131,7 @@ pub(super) async fn post_observations(
         }
     };
     let mut resp = (status, Json(body)).into_response();
-    resp.headers_mut().insert(
-        BACKPRESSURE_HEADER,
-        HeaderValue::from_static(level.as_str()),
-    );
+    resp.headers_mut().insert(BACKPRESSURE_HEADER, HeaderValue::from_static(level.as_str()));
     Ok(resp)
 }
 
@@ -172,21 +156,15 @@ pub(super) async fn recall(
 ) -> Result<Response, ApiError> {
     let req: RecallBody = parse_json(&body(bytes, app.max_request_bytes)?)?;
     let engine = app.engine.clone();
-    let hits = tokio::task::spawn_blocking(move || {
-        engine.recall(&space, req.embedding, req.k, req.ef_search)
-    })
-    .await
-    .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+    let hits = tokio::task::spawn_blocking(move || engine.recall(&space, req.embedding, req.k, req.ef_search))
+        .await
+        .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
     Ok(Json(json!({ "hits": hits })).into_response())
 }
 
 pub(super) async fn health(State(app): State<AppState>) -> Response {
     let (status, reasons) = health::assess(&app.engine.status());
-    let code = if status == HealthStatus::Critical {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
-    };
+    let code = if status == HealthStatus::Critical { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (code, Json(json!({ "status": status, "reasons": reasons }))).into_response()
 }
 
@@ -197,15 +175,8 @@ pub(super) async fn live() -> Response {
 pub(super) async fn ready(State(app): State<AppState>) -> Response {
     let s = app.engine.status();
     if s.closing || s.workers_alive == 0 {
-        let why = if s.closing {
-            "shutting down"
-        } else {
-            "no worker thread is running"
-        };
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "not_ready", "reason": why })),
-        )
+        let why = if s.closing { "shutting down" } else { "no worker thread is running" };
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": why })))
             .into_response();
     }
     Json(json!({ "status": "ready" })).into_response()
@@ -227,22 +198,11 @@ pub(super) async fn detailed(State(app): State<AppState>) -> Response {
 
 pub(super) async fn metrics(State(app): State<AppState>) -> Response {
     let text = app.engine.telemetry().render();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
 pub(super) async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        code: tonic::Code::NotFound,
-        ..ApiError::internal("no such route")
-    }
+    ApiError { status: StatusCode::NOT_FOUND, code: tonic::Code::NotFound, ..ApiError::internal("no such route") }
 }
 
 #[cfg(test)]
@@ -253,19 +213,9 @@ mod tests {
     fn json_errors_name_the_path() {
         let e = parse_json::<Batch>(br#"{"priority":"urgent","observations":[]}"#).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("priority"));
-        assert!(
-            e.message.contains("unknown variant `urgent`"),
-            "{}",
-            e.message
-        );
-        let e = parse_json::<Batch>(br#"{"observations":[{"id":1,"embedding":[1.0,"x"]}]}"#)
-            .unwrap_err();
-        assert_eq!(
-            e.field.as_deref(),
-            Some("observations[0].embedding[1]"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("unknown variant `urgent`"), "{}", e.message);
+        let e = parse_json::<Batch>(br#"{"observations":[{"id":1,"embedding":[1.0,"x"]}]}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("observations[0].embedding[1]"), "{}", e.message);
         let e = parse_json::<Batch>(b"{not json").unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
     }
@@ -274,12 +224,6 @@ mod tests {
     fn wait_parameter() {
         assert!(!wait_for_indexed(None).unwrap());
         assert!(wait_for_indexed(Some("wait=indexed")).unwrap());
-        assert_eq!(
-            wait_for_indexed(Some("wait=soon"))
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("wait")
-        );
+        assert_eq!(wait_for_indexed(Some("wait=soon")).unwrap_err().field.as_deref(), Some("wait"));
     }
 }

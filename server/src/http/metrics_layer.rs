@@ -13,10 +13,7 @@ use std::time::Instant;
 pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().cloned(); // an Arc clone, no allocation
     let method = req.method().clone();
-    let Some(series) = route
-        .as_ref()
-        .and_then(|r| app.http_events.route(method.as_str(), r.as_str()))
-    else {
+    let Some(series) = route.as_ref().and_then(|r| app.http_events.route(method.as_str(), r.as_str())) else {
         return next.run(req).await;
     };
     let request_bytes = req
@@ -28,16 +25,7 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
     series.started();
     let started = Instant::now();
     let resp = next.run(req).await;
-    let response_bytes = resp
-        .body()
-        .size_hint()
-        .exact()
-        .unwrap_or_else(|| resp.body().size_hint().lower());
-    series.finished(
-        resp.status().as_u16(),
-        started.elapsed(),
-        request_bytes,
-        response_bytes,
-    );
+    let response_bytes = resp.body().size_hint().exact().unwrap_or_else(|| resp.body().size_hint().lower());
+    series.finished(resp.status().as_u16(), started.elapsed(), request_bytes, response_bytes);
     resp
 }

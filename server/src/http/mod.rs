@@ -53,29 +53,15 @@ pub fn router(engine: Arc<Engine>, config: &ServerConfig) -> Router {
     };
     Router::new()
         .route("/v1/spaces", get(handlers::list_spaces))
-        .route(
-            "/v1/spaces/{space}",
-            get(handlers::get_space)
-                .put(handlers::create_space)
-                .delete(handlers::drop_space),
-        )
-        .route(
-            "/v1/spaces/{space}/observations",
-            axum::routing::post(handlers::post_observations),
-        )
-        .route(
-            "/v1/spaces/{space}/recall",
-            axum::routing::post(handlers::recall),
-        )
+        .route("/v1/spaces/{space}", get(handlers::get_space).put(handlers::create_space).delete(handlers::drop_space))
+        .route("/v1/spaces/{space}/observations", axum::routing::post(handlers::post_observations))
+        .route("/v1/spaces/{space}/recall", axum::routing::post(handlers::recall))
         .route("/health", get(handlers::health))
         .route("/health/live", get(handlers::live))
         .route("/health/ready", get(handlers::ready))
         .route("/health/detailed", get(handlers::detailed))
         .route("/metrics", get(handlers::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics_layer::track,
-        ))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics_layer::track))
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(config.max_request_bytes))
         .with_state(state)

@@ -11,12 +11,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// HTTP status codes that get their own `status` label value; any other is exported as `other`.
-pub const HTTP_STATUSES: [u16; 16] = [
-    200, 201, 202, 204, 400, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503, 504,
-];
+pub const HTTP_STATUSES: [u16; 16] = [200, 201, 202, 204, 400, 404, 405, 408, 409, 413, 415, 422, 429, 500, 503, 504];
 const HTTP_STATUS_LABELS: [&str; 17] = [
-    "200", "201", "202", "204", "400", "404", "405", "408", "409", "413", "415", "422", "429",
-    "500", "503", "504", "other",
+    "200", "201", "202", "204", "400", "404", "405", "408", "409", "413", "415", "422", "429", "500", "503", "504",
+    "other",
 ];
 
 /// gRPC status code names, indexed by code number (see the gRPC status codes spec,
@@ -81,10 +79,7 @@ impl HttpEvents {
                 in_flight: t.gauge(&catalog::HTTP_IN_FLIGHT, &[method, route]),
             })
             .collect();
-        Self {
-            telemetry: Arc::clone(t),
-            routes,
-        }
+        Self { telemetry: Arc::clone(t), routes }
     }
 
     /// The series of a registered (method, route template), or `None` for any other pair.
@@ -92,10 +87,7 @@ impl HttpEvents {
         self.routes
             .iter()
             .find(|r| r.method == method && r.route == route)
-            .map(|series| HttpRoute {
-                events: self,
-                series,
-            })
+            .map(|series| HttpRoute { events: self, series })
     }
 }
 
@@ -108,25 +100,13 @@ impl HttpRoute<'_> {
 
     /// A request on this route finished with `status` after `elapsed`, having read
     /// `request_bytes` and written `response_bytes` of body.
-    pub fn finished(
-        &self,
-        status: u16,
-        elapsed: Duration,
-        request_bytes: u64,
-        response_bytes: u64,
-    ) {
+    pub fn finished(&self, status: u16, elapsed: Duration, request_bytes: u64, response_bytes: u64) {
         let s = self.series;
         s.in_flight.decrement(1.0);
-        let i = HTTP_STATUSES
-            .iter()
-            .position(|&c| c == status)
-            .unwrap_or(HTTP_STATUSES.len());
+        let i = HTTP_STATUSES.iter().position(|&c| c == status).unwrap_or(HTTP_STATUSES.len());
         s.by_status[i]
             .get_or_init(|| {
-                self.events.telemetry.counter(
-                    &catalog::HTTP_REQUESTS,
-                    &[s.method, s.route, HTTP_STATUS_LABELS[i]],
-                )
+                self.events.telemetry.counter(&catalog::HTTP_REQUESTS, &[s.method, s.route, HTTP_STATUS_LABELS[i]])
             })
             .increment(1);
         s.duration.record(elapsed.as_secs_f64());
@@ -168,11 +148,7 @@ impl GrpcEvents {
                 in_flight: t.gauge(&catalog::GRPC_IN_FLIGHT, &[method]),
             })
             .collect();
-        Self {
-            telemetry: Arc::clone(t),
-            methods,
-            active_sessions: t.gauge(&catalog::ACTIVE_SESSIONS, &[]),
-        }
+        Self { telemetry: Arc::clone(t), methods, active_sessions: t.gauge(&catalog::ACTIVE_SESSIONS, &[]) }
     }
 
     /// A call of method index `method` started.
@@ -197,15 +173,9 @@ impl GrpcEvents {
     pub fn finished(&self, method: usize, code: i32, elapsed: Duration) {
         let m = &self.methods[method];
         m.in_flight.decrement(1.0);
-        let c = usize::try_from(code)
-            .ok()
-            .filter(|&c| c < GRPC_CODES.len())
-            .unwrap_or(2);
+        let c = usize::try_from(code).ok().filter(|&c| c < GRPC_CODES.len()).unwrap_or(2);
         m.by_code[c]
-            .get_or_init(|| {
-                self.telemetry
-                    .counter(&catalog::GRPC_REQUESTS, &[m.method, GRPC_CODES[c]])
-            })
+            .get_or_init(|| self.telemetry.counter(&catalog::GRPC_REQUESTS, &[m.method, GRPC_CODES[c]]))
             .increment(1);
         m.duration.record(elapsed.as_secs_f64());
     }

@@ -14,9 +14,7 @@ pub struct PoolEvents {
 impl PoolEvents {
     /// Registers the pool's series.
     pub fn register(t: &Telemetry) -> Self {
-        Self {
-            workers: t.gauge(&catalog::WORKERS, &[]),
-        }
+        Self { workers: t.gauge(&catalog::WORKERS, &[]) }
     }
 
     /// The pool now runs `n` worker threads.
@@ -60,11 +58,7 @@ impl WorkerEvents {
     #[inline]
     pub fn batch_failed(&self, error_type: usize, count: u64) {
         self.failures[error_type].increment(count);
-        tracing::error!(
-            error_type = BATCH_ERROR_TYPES[error_type],
-            count,
-            "batch insertion failed"
-        );
+        tracing::error!(error_type = BATCH_ERROR_TYPES[error_type], count, "batch insertion failed");
     }
 
     /// The worker stole `count` observations from another worker's local queue.

@@ -18,8 +18,7 @@ impl QueueEvents {
     /// Registers the queue's series and exports its capacities (observations, bytes).
     pub fn register(t: &Telemetry, capacity: usize, capacity_bytes: usize) -> Self {
         t.gauge(&catalog::QUEUE_CAPACITY, &[]).set(capacity as f64);
-        t.gauge(&catalog::QUEUE_CAPACITY_BYTES, &[])
-            .set(capacity_bytes as f64);
+        t.gauge(&catalog::QUEUE_CAPACITY_BYTES, &[]).set(capacity_bytes as f64);
         Self {
             depth: PRIORITIES.map(|p| t.gauge(&catalog::QUEUE_DEPTH, &[p])),
             wait: PRIORITIES.map(|p| t.histogram(&catalog::QUEUE_WAIT_TIME, &[p])),

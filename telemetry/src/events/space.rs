@@ -35,8 +35,7 @@ impl SpaceEvents {
             duplicates: t.counter(&catalog::OBSERVATIONS_DUPLICATE, &[s]),
             rejected: REJECT_REASONS.map(|r| t.counter(&catalog::OBSERVATIONS_REJECTED, &[s, r])),
             indexed: t.counter(&catalog::OBSERVATIONS_INDEXED, &[s]),
-            activations: ACTIVATION_LEVELS
-                .map(|l| t.counter(&catalog::BACKPRESSURE_ACTIVATIONS, &[s, l])),
+            activations: ACTIVATION_LEVELS.map(|l| t.counter(&catalog::BACKPRESSURE_ACTIVATIONS, &[s, l])),
             state: t.gauge(&catalog::BACKPRESSURE_STATE, &[s]),
             observation_latency: t.histogram(&catalog::OBSERVATION_LATENCY, &[s]),
             recall_latency: t.histogram(&catalog::RECALL_LATENCY, &[s]),

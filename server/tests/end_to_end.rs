@@ -1,0 +1,484 @@
+//! The server in process on ephemeral ports: real embeddings streamed over gRPC and HTTP with
+//! the load generator, recall scored, every cataloged metric exported; bad input on both
+//! protocols; health and reflection; overload with 429 / RESOURCE_EXHAUSTED; drain on shutdown.
+
+use engram_server::load::{self, LoadArgs, Protocol};
+use engram_server::proto::{self, engram_client::EngramClient};
+use engram_server::{Server, ServerConfig};
+use engram_telemetry::catalog::{CATALOG, MetricKind};
+use prost::bytes::{Buf, BufMut};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+fn data_dir(name: &str) -> PathBuf {
+    let root = std::env::var_os("ENGRAM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let dir = root.join(name);
+    assert!(dir.exists(), "benchmark data {} not found: put ../shared beside the repository", dir.display());
+    dir
+}
+
+struct Running {
+    http: SocketAddr,
+    grpc: SocketAddr,
+    engine: std::sync::Arc<engram_engine::Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<engram_engine::ShutdownReport>>,
+}
+
+impl Running {
+    async fn start(mut config: ServerConfig) -> Self {
+        config.http_addr = "127.0.0.1:0".parse().unwrap();
+        config.grpc_addr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(config).await.unwrap();
+        let (http, grpc, engine) = (server.http_addr(), server.grpc_addr(), server.engine());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self { http, grpc, engine, stop: Some(tx), task }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    async fn grpc_client(&self) -> EngramClient<tonic::transport::Channel> {
+        EngramClient::connect(format!("http://{}", self.grpc)).await.unwrap()
+    }
+
+    async fn stop(mut self) -> engram_engine::ShutdownReport {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+fn config(workers: usize) -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.engine.workers = workers;
+    c
+}
+
+fn load_args(protocol: Protocol, server: String, space: &str, report: &PathBuf) -> LoadArgs {
+    LoadArgs {
+        dataset: data_dir("minilm-384-stdlib"),
+        server,
+        protocol,
+        space: Some(space.into()),
+        rate: None,
+        batch: 50,
+        priority_mix: "1:2:1".into(),
+        ef_search: 64,
+        concurrency: 8,
+        limit: Some(1500),
+        queries: Some(60),
+        no_content: false,
+        report: report.clone(),
+    }
+}
+
+fn temp_report(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("engram-e2e-{}-{name}.json", std::process::id()))
+}
+
+fn read_report(path: &PathBuf) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_every_metric() {
+    let server = Running::start(config(2)).await;
+
+    for (protocol, url, space) in [
+        (Protocol::Grpc, format!("http://{}", server.grpc), "minilm-grpc"),
+        (Protocol::Http, server.url(""), "minilm-http"),
+    ] {
+        let path = temp_report(space);
+        load::run(load_args(protocol, url, space, &path)).await.unwrap();
+        let r = read_report(&path);
+        assert_eq!(r["lost"], 0, "{r}");
+        assert_eq!(r["indexed"], 1500, "{r}");
+        assert_eq!(r["space_vectors"], 1500, "{r}");
+        let rejected: u64 = r["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(r["sent"].as_u64().unwrap(), r["accepted"].as_u64().unwrap() + rejected, "{r}");
+        assert!(r["recall_at_10"].as_f64().unwrap() >= 0.95, "{r}");
+        for key in ["ack_latency_seconds", "index_latency_seconds", "recall_latency_seconds"] {
+            assert!(r[key]["p99"].as_f64().unwrap() > 0.0, "{key}: {r}");
+        }
+        std::fs::remove_file(&path).ok();
+    }
+
+    // Content comes back with recall.
+    let http = reqwest::Client::new();
+    let q = engram_engine::dataset::read_fvecs(&data_dir("minilm-384-stdlib").join("query.fvecs")).unwrap();
+    let v: Value = http
+        .post(server.url("/v1/spaces/minilm-http/recall"))
+        .json(&json!({"embedding": q.row(0), "k": 3}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["hits"].as_array().unwrap().len(), 3);
+    assert!(v["hits"][0]["content"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+
+    // Every cataloged metric has at least one sample, with fixed buckets for histograms.
+    server.engine.telemetry().run_upkeep();
+    let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for def in CATALOG {
+        let name = match def.kind {
+            MetricKind::Histogram => format!("{}_bucket{{", def.name),
+            _ => def.name.to_owned(),
+        };
+        assert!(text.lines().any(|l| l.starts_with(&name)), "no sample of {}", def.name);
+        assert!(text.contains(&format!("# TYPE {} {}", def.name, def.kind.as_str())), "type of {}", def.name);
+    }
+    assert!(
+        sample(&text, "engram_streaming_observations_total{memory_space=\"minilm-grpc\",priority=\"high\"}").unwrap()
+            > 0.0
+    );
+    assert!(
+        sample(&text, "engram_streaming_observations_total{memory_space=\"minilm-http\",priority=\"low\"}").unwrap()
+            > 0.0
+    );
+    assert!(text.contains(
+        "engram_http_requests_total{method=\"POST\",route=\"/v1/spaces/{space}/observations\",status=\"200\"}"
+    ));
+    assert!(text.contains("engram_grpc_requests_total{method=\"StreamObservations\",code=\"OK\"}"));
+    assert!(!text.contains("route=\"/v1/spaces/minilm"), "routes are templates, never raw paths");
+
+    // Health.
+    let h: Value = http.get(server.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "HEALTHY", "{h}");
+    assert_eq!(h["spaces"].as_array().unwrap().len(), 2);
+    assert_eq!(http.get(server.url("/health/ready")).send().await.unwrap().status(), 200);
+    assert_eq!(http.get(server.url("/health/live")).send().await.unwrap().status(), 200);
+
+    let report = server.stop().await;
+    assert!(report.drained);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_http_names_the_field_and_keeps_accepted_data() {
+    let mut c = config(1);
+    c.engine.max_content_bytes = 32;
+    c.engine.max_batch_observations = 10;
+    c.max_request_bytes = 64 * 1024;
+    let server = Running::start(c).await;
+    let http = reqwest::Client::new();
+    let put = http.put(server.url("/v1/spaces/s")).json(&json!({"dim": 3})).send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let obs_url = server.url("/v1/spaces/s/observations?wait=indexed");
+    let ok = http
+        .post(&obs_url)
+        .json(
+            &json!({"priority": "high", "observations": [{"id": 1, "embedding": [1.0, 0.0, 0.0], "content": "kept"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (
+            json!({"observations": [{"id": 2, "embedding": [1.0, 2.0]}]}),
+            400,
+            "observations[0].embedding: expected 3 values, got 2",
+        ),
+        (json!({"priority": "urgent", "observations": []}), 400, "priority: unknown variant `urgent`"),
+        (json!({"observations": []}), 400, "observations: must hold at least one observation"),
+        (
+            json!({"observations": (0..11).map(|i| json!({"id": i + 10, "embedding": [1.0, 0.0, 0.0]})).collect::<Vec<_>>()}),
+            400,
+            "observations: holds 11",
+        ),
+        (
+            json!({"observations": [{"id": 3, "embedding": [1.0, 0.0, 0.0], "content": "x".repeat(33)}]}),
+            400,
+            "observations[0].content: is 33 bytes",
+        ),
+        (json!({"observations": [{"id": -3, "embedding": [1.0, 0.0, 0.0]}]}), 400, "observations[0].id: invalid value"),
+        (
+            json!({"observations": [{"id": 4, "embedding": [1.0, "NaN", 0.0]}]}),
+            400,
+            "observations[0].embedding[1]: invalid type",
+        ),
+    ];
+    for (body, status, message) in cases {
+        let r = http.post(&obs_url).json(&body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "INVALID_ARGUMENT", "{v}");
+        assert!(v["error"]["message"].as_str().unwrap().starts_with(message), "{v} should start with {message}");
+    }
+    let r = http
+        .post(&obs_url)
+        .header("content-type", "application/json")
+        .body("{\"observations\": [")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(server.url("/v1/spaces/missing/observations"))
+        .json(&json!({"observations": [{"id": 1, "embedding": [1.0, 0.0, 0.0]}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "NOT_FOUND");
+    let r = http.post(&obs_url).body(vec![b' '; 70 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let r =
+        http.post(server.url("/v1/spaces/s/recall")).json(&json!({"embedding": [1.0], "k": 5})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("embedding: expected 3 values, got 1"));
+
+    // What was accepted before is untouched.
+    let v: Value = http
+        .post(server.url("/v1/spaces/s/recall"))
+        .json(&json!({"embedding": [1.0, 0.0, 0.0]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["hits"][0]["id"], 1);
+    assert_eq!(v["hits"][0]["content"], "kept");
+    server.stop().await;
+}
+
+/// Sends pre-encoded bytes as a gRPC message, to test malformed protobuf.
+#[derive(Clone, Default)]
+struct RawCodec;
+struct RawEncoder;
+struct RawDecoder;
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+impl tonic::codec::Decoder for RawDecoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut v = vec![0; src.remaining()];
+        src.copy_to_slice(&mut v);
+        Ok(Some(v))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answer() {
+    let server = Running::start(config(1)).await;
+    let mut client = server.grpc_client().await;
+    client
+        .create_space(proto::CreateSpaceRequest {
+            memory_space: "g".into(),
+            params: Some(proto::SpaceParams { dim: 2, ..Default::default() }),
+        })
+        .await
+        .unwrap();
+    let batch = |seq: u64, space: &str, priority: i32, embedding: Vec<f32>| proto::ObservationBatch {
+        sequence: seq,
+        memory_space: space.into(),
+        priority,
+        want_indexed: true,
+        observations: vec![proto::Observation { id: seq, embedding, content: None }],
+    };
+    let requests = vec![
+        batch(1, "g", 1, vec![1.0, 0.0]),
+        batch(2, "g", 2, vec![1.0]),
+        batch(3, "nope", 2, vec![1.0, 0.0]),
+        batch(4, "g", 9, vec![1.0, 0.0]),
+        batch(5, "g", 2, vec![f32::NAN, 0.0]),
+    ];
+    let mut replies = client.stream_observations(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let mut acks = std::collections::BTreeMap::<(u64, i32), proto::BatchAck>::new();
+    while let Some(reply) = replies.message().await.unwrap() {
+        if let Some(proto::stream_reply::Reply::Ack(a)) = reply.reply {
+            acks.insert((a.sequence, a.status), a);
+        }
+    }
+    let accepted = proto::AckStatus::Accepted as i32;
+    let indexed = proto::AckStatus::Indexed as i32;
+    let invalid = proto::AckStatus::Invalid as i32;
+    assert_eq!(acks[&(1, accepted)].accepted, 1);
+    assert_eq!(acks[&(1, indexed)].indexed, 1);
+    let a = &acks[&(2, invalid)];
+    assert_eq!(
+        (a.grpc_code.as_str(), a.message.as_str()),
+        ("INVALID_ARGUMENT", "observations[0].embedding: expected 2 values, got 1")
+    );
+    assert_eq!(acks[&(3, invalid)].grpc_code, "NOT_FOUND");
+    assert!(acks[&(4, invalid)].message.starts_with("priority: unknown value 9"), "{:?}", acks[&(4, invalid)]);
+    assert!(acks[&(5, invalid)].message.starts_with("observations[0].embedding: value [0] is NaN"));
+
+    let e = client
+        .recall(proto::RecallRequest { memory_space: "g".into(), embedding: vec![1.0, 2.0, 3.0], k: 1, ef_search: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    assert!(e.message().starts_with("embedding: expected 2 values"));
+    let e = client.get_space(proto::GetSpaceRequest { memory_space: "nope".into() }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound);
+
+    // Malformed protobuf (a truncated length-delimited field) is INVALID_ARGUMENT, not INTERNAL.
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc)).unwrap().connect().await.unwrap();
+    let mut raw = tonic::client::Grpc::new(channel.clone());
+    raw.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/engram.v1.Engram/Recall");
+    let e = raw.unary(tonic::Request::new(vec![0x0a, 0x05, b'a']), path, RawCodec).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+
+    // The previously accepted observation is still there.
+    let hits = client
+        .recall(proto::RecallRequest { memory_space: "g".into(), embedding: vec![1.0, 0.0], k: 1, ef_search: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .hits;
+    assert_eq!(hits[0].id, 1);
+
+    // grpc.health.v1 and reflection work without the .proto.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: "engram.v1.Engram".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut reflection = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut resp = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list")
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"engram.v1.Engram".to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_over_http_and_grpc_rejects_with_retry_after_then_drains_everything() {
+    let mut c = config(1);
+    c.engine.queue_capacity = 100;
+    let server = Running::start(c).await;
+    let http = reqwest::Client::new();
+    http.put(server.url("/v1/spaces/o")).json(&json!({"dim": 2, "metric": "l2"})).send().await.unwrap();
+    server.engine.pause();
+    let mut next = 0u64;
+    let mut post = async |priority: &str, n: u64| {
+        let observations: Vec<Value> =
+            (next..next + n).map(|i| json!({"id": i, "embedding": [i as f32, 1.0]})).collect();
+        next += n;
+        http.post(server.url("/v1/spaces/o/observations"))
+            .json(&json!({"priority": priority, "observations": observations}))
+            .send()
+            .await
+            .unwrap()
+    };
+    let (mut sent, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
+    let mut tally = |n: u64, status: u16| {
+        sent += n;
+        if status == 202 { accepted += n } else { rejected += n }
+    };
+    let r = post("normal", 85).await;
+    tally(85, r.status().as_u16());
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["x-engram-backpressure"], "CRITICAL");
+    let r = post("low", 5).await;
+    tally(5, r.status().as_u16());
+    assert_eq!(r.status(), 429);
+    let retry: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["reason"], "backpressure_critical");
+    assert_eq!(v["error"]["code"], "RESOURCE_EXHAUSTED");
+    assert!(v["error"]["retry_after_ms"].as_u64().unwrap() >= 100);
+    let r = post("normal", 10).await;
+    tally(10, r.status().as_u16());
+    assert_eq!(r.status(), 202, "normal is still admitted in Critical");
+    let r = post("normal", 1).await;
+    tally(1, r.status().as_u16());
+    assert_eq!(r.status(), 429, "Overloaded sheds normal");
+    let r = post("high", 5).await;
+    tally(5, r.status().as_u16());
+    assert_eq!(r.status(), 202, "high is admitted until the hard cap");
+    let r = post("high", 1).await;
+    tally(1, r.status().as_u16());
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["reason"], "queue_full");
+    assert_eq!(sent, accepted + rejected);
+    assert_eq!((accepted, rejected), (100, 7));
+
+    // Over gRPC the same admission answers REJECTED with RESOURCE_EXHAUSTED and a retry-after,
+    // and the stream pushes the space's backpressure level.
+    let mut client = server.grpc_client().await;
+    let b = proto::ObservationBatch {
+        sequence: 1,
+        memory_space: "o".into(),
+        priority: proto::Priority::Low as i32,
+        want_indexed: false,
+        observations: vec![proto::Observation { id: 10_000, embedding: vec![1.0, 1.0], content: None }],
+    };
+    let mut replies = client.stream_observations(tokio_stream::iter(vec![b])).await.unwrap().into_inner();
+    let (mut ack, mut level) = (None, None);
+    while let Some(r) = replies.message().await.unwrap() {
+        match r.reply {
+            Some(proto::stream_reply::Reply::Ack(a)) => ack = Some(a),
+            Some(proto::stream_reply::Reply::Backpressure(b)) => level = Some(b.level),
+            None => {}
+        }
+    }
+    let ack = ack.unwrap();
+    assert_eq!(ack.status, proto::AckStatus::Rejected as i32);
+    assert_eq!((ack.reason.as_str(), ack.grpc_code.as_str()), ("backpressure_overloaded", "RESOURCE_EXHAUSTED"));
+    assert!(ack.retry_after_ms >= 100);
+    assert_eq!(level, Some(proto::BackpressureLevel::Overloaded as i32));
+    let h: Value = http.get(server.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(h["status"], "CRITICAL", "{h}");
+
+    // Shutdown resumes the workers and drains: every accepted observation is indexed.
+    let engine = server.engine.clone();
+    let report = server.stop().await;
+    assert!(report.drained);
+    assert_eq!(engine.describe_space("o").unwrap().vectors, 100);
+}
