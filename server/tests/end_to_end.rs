@@ -9,7 +9,7 @@ use engram_telemetry::catalog::{CATALOG, MetricKind};
 use prost::bytes::{Buf, BufMut};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -63,7 +63,7 @@ fn config(workers: usize) -> ServerConfig {
     c
 }
 
-fn load_args(protocol: Protocol, server: String, space: &str, report: &PathBuf) -> LoadArgs {
+fn load_args(protocol: Protocol, server: String, space: &str, report: &Path) -> LoadArgs {
     LoadArgs {
         dataset: data_dir("minilm-384-stdlib"),
         server,
@@ -77,7 +77,7 @@ fn load_args(protocol: Protocol, server: String, space: &str, report: &PathBuf) 
         limit: Some(1500),
         queries: Some(60),
         no_content: false,
-        report: report.clone(),
+        report: report.to_path_buf(),
     }
 }
 
@@ -85,7 +85,7 @@ fn temp_report(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("engram-e2e-{}-{name}.json", std::process::id()))
 }
 
-fn read_report(path: &PathBuf) -> Value {
+fn read_report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
