@@ -153,7 +153,9 @@ impl WorkerLoop {
                 self.take(job);
                 continue;
             }
-            let want = target - self.batch.len();
+            // Prefetch one batch beyond this one into the local deque: the surplus is what
+            // idle workers steal, so a burst spreads over every worker.
+            let want = target - self.batch.len() + target;
             let from_lane =
                 self.lane_order().into_iter().find_map(|lane| self.shared.queue.steal_into(lane, &self.local, want));
             if let Some(job) = from_lane {

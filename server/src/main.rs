@@ -29,6 +29,41 @@ enum Command {
     Serve(ServeArgs),
     /// Stream a TEXMEX data set into a running server, then score recall@10.
     Load(LoadArgs),
+    /// Print the metric catalog (every exported metric) as JSON or Markdown.
+    Catalog {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = CatalogFormat::Json)]
+        format: CatalogFormat,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CatalogFormat {
+    Json,
+    Markdown,
+}
+
+fn print_catalog(format: CatalogFormat) {
+    use engram_telemetry::catalog::CATALOG;
+    match format {
+        CatalogFormat::Json => {
+            let rows: Vec<serde_json::Value> = CATALOG
+                .iter()
+                .map(|m| {
+                    serde_json::json!({"name": m.name, "type": m.kind.as_str(), "labels": m.labels, "help": m.help, "buckets": m.buckets})
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&rows).expect("catalog serialises"));
+        }
+        CatalogFormat::Markdown => {
+            println!("| name | type | labels | meaning | buckets |");
+            println!("|---|---|---|---|---|");
+            for m in CATALOG {
+                let buckets = m.buckets.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
+                println!("| `{}` | {} | {} | {} | {} |", m.name, m.kind.as_str(), m.labels.join(", "), m.help, buckets);
+            }
+        }
+    }
 }
 
 #[derive(Args, Clone, Default)]
@@ -83,6 +118,10 @@ fn main() -> ExitCode {
         match cli.command {
             None => serve(cli.serve).await,
             Some(Command::Serve(args)) => serve(args).await,
+            Some(Command::Catalog { format }) => {
+                print_catalog(format);
+                Ok(())
+            }
             Some(Command::Load(args)) => {
                 init_logs(LogFormat::Text);
                 engram_server::load::run(args).await

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// How often histogram samples are folded into buckets.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -102,9 +102,18 @@ impl Server {
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), closed(close_rx.clone())),
+                .serve_with_incoming_shutdown(
+                    // Small acks and replies must not wait for Nagle's algorithm.
+                    TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                    closed(close_rx.clone()),
+                ),
         );
         let router = crate::http::router(engine.clone(), &config);
+        let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("cannot set TCP_NODELAY: {e}");
+            }
+        });
         let http_task = tokio::spawn(axum::serve(http, router).with_graceful_shutdown(closed(close_rx)).into_future());
         tracing::info!(%http_addr, %grpc_addr, "engram-stream serving");
 
