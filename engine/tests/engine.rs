@@ -351,3 +351,64 @@ fn dropping_a_space_fails_its_queued_observations_visibly() {
     );
     assert!(matches!(e.describe_space("gone"), Err(EngineError::SpaceNotFound(_))));
 }
+
+#[test]
+fn recall_is_correct_while_inserts_run() {
+    let dir = data_dir("glove-50-angular-100k");
+    let base = dataset::read_fvecs(&dir.join("base.fvecs")).unwrap();
+    let queries = dataset::read_fvecs(&dir.join("query.fvecs")).unwrap();
+    let n = 4000;
+    let e = std::sync::Arc::new(engine(EngineConfig { workers: 2, ..EngineConfig::default() }));
+    e.create_space("g", SpaceParams::with_dim(50)).unwrap();
+    // The first half is indexed before the queries start.
+    let first: Vec<Observation> = (0..n / 2).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
+    e.submit("g", Batch { priority: Priority::Normal, observations: first }, true)
+        .unwrap()
+        .indexed
+        .unwrap()
+        .wait_blocking();
+    let reader = {
+        let e = e.clone();
+        let queries = queries.clone();
+        std::thread::spawn(move || {
+            let mut answered = 0;
+            for q in 0..200 {
+                let hits = e.recall("g", queries.row(q).to_vec(), 10, Some(64)).unwrap();
+                assert_eq!(hits.len(), 10, "at least n/2 vectors are indexed");
+                assert!(hits.iter().all(|h| (h.id as usize) < n && h.score.is_finite()));
+                assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+                answered += 1;
+            }
+            answered
+        })
+    };
+    let second: Vec<Observation> = (n / 2..n).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
+    let waiter =
+        e.submit("g", Batch { priority: Priority::Normal, observations: second }, true).unwrap().indexed.unwrap();
+    assert_eq!(reader.join().unwrap(), 200);
+    waiter.wait_blocking();
+    let mut total = 0.0;
+    for q in 0..100 {
+        let ids: Vec<u64> =
+            e.recall("g", queries.row(q).to_vec(), 10, Some(64)).unwrap().iter().map(|h| h.id).collect();
+        total += dataset::recall_at_k(&ids, &exact_top10(&base, n, queries.row(q)), 10);
+    }
+    assert!(total / 100.0 >= 0.95, "recall@10 after concurrent inserts = {}", total / 100.0);
+}
+
+#[test]
+fn memory_space_label_is_bounded() {
+    let e = Engine::new(
+        EngineConfig { workers: 1, ..EngineConfig::default() },
+        Telemetry::new(TelemetryConfig { max_space_labels: 2 }),
+    )
+    .unwrap();
+    for name in ["a", "b", "c", "d"] {
+        e.create_space(name, SpaceParams::with_dim(2)).unwrap();
+        e.submit(name, batch(Priority::High, 0..3, 2), true).unwrap().indexed.unwrap().wait_blocking();
+    }
+    let text = e.telemetry().render();
+    assert_eq!(sample(&text, "engram_streaming_observations_indexed_total{memory_space=\"a\"}"), Some(3.0));
+    assert_eq!(sample(&text, "engram_streaming_observations_indexed_total{memory_space=\"__other__\"}"), Some(6.0));
+    assert!(!text.contains("memory_space=\"c\"") && !text.contains("memory_space=\"d\""));
+}

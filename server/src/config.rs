@@ -98,6 +98,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_lists_exactly_the_defaults() {
+        // In a Jail too: it serialises with the test that sets ENGRAM_* variables.
+        figment::Jail::expect_with(|_| {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/engram.example.toml");
+            let c = ServerConfig::load(Some(&path)).map_err(|e| e.to_string())?;
+            assert_eq!(c, ServerConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_are_errors() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[engine]\nqueue_capacityy = 5\n")?;

@@ -55,14 +55,7 @@ fn print_catalog(format: CatalogFormat) {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&rows).expect("catalog serialises"));
         }
-        CatalogFormat::Markdown => {
-            println!("| name | type | labels | meaning | buckets |");
-            println!("|---|---|---|---|---|");
-            for m in CATALOG {
-                let buckets = m.buckets.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
-                println!("| `{}` | {} | {} | {} | {} |", m.name, m.kind.as_str(), m.labels.join(", "), m.help, buckets);
-            }
-        }
+        CatalogFormat::Markdown => print!("{}", engram_telemetry::catalog::markdown_table()),
     }
 }
 

@@ -290,6 +290,23 @@ pub const CATALOG: &[MetricDef] = &[
     BUILD_INFO,
 ];
 
+/// The catalog as a Markdown table (the one in `docs/metrics.md`, checked by a test).
+pub fn markdown_table() -> String {
+    let mut out = String::from("| name | type | labels | meaning | buckets |\n|---|---|---|---|---|\n");
+    for m in CATALOG {
+        let buckets = m.buckets.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            m.name,
+            m.kind.as_str(),
+            m.labels.join(", "),
+            m.help,
+            buckets
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
