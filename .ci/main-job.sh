@@ -44,7 +44,9 @@ PY
 
 sleep 6 # one upkeep period, so histogram samples are folded into buckets
 curl -sf "http://$http/metrics" >"$out/metrics.txt"
-promtool check metrics <"$out/metrics.txt"
+lint=$(promtool check metrics <"$out/metrics.txt" 2>&1) || { echo "$lint"; exit 1; }
+[ -z "$lint" ] || { echo "promtool check metrics warns: $lint"; exit 1; }
+echo "promtool check metrics: no warnings"
 "$bin" catalog --format json >"$out/catalog.json"
 python3 - "$out/catalog.json" "$out/metrics.txt" <<'PY'
 import json, sys

@@ -7,16 +7,10 @@
 
 use std::path::PathBuf;
 
-/// Directory of a shared data set: `$ENGRAM_DATA_DIR/<name>`, else `../shared/data/<name>`
-/// beside the repository.
+/// Directory of a shared data set (see [`engram_engine::dataset::shared_data_dir`]).
 ///
 /// # Panics
 /// When the directory does not exist (benchmarks need the real data).
 pub fn data_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("ENGRAM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let dir = root.join(name);
-    assert!(dir.exists(), "benchmark data {} not found", dir.display());
-    dir
+    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }

@@ -105,6 +105,26 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, DatasetError> {
     Ok(text.lines().map(str::to_owned).collect())
 }
 
+/// Directory of a shared benchmark data set: `$ENGRAM_DATA_DIR/<name>` when that variable is
+/// set, else `../shared/data/<name>` beside the repository (as CI lays it out).
+///
+/// # Errors
+/// When the directory does not exist.
+pub fn shared_data_dir(name: &str) -> Result<PathBuf, DatasetError> {
+    let root = std::env::var_os("ENGRAM_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+    let dir = root.join(name);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(DatasetError {
+            path: dir,
+            reason: "benchmark data not found: put ../shared beside the repository or set ENGRAM_DATA_DIR".into(),
+        })
+    }
+}
+
 /// recall@k of one query: |returned top-k ∩ truth top-k| / k.
 pub fn recall_at_k(returned: &[u64], truth: &[i32], k: usize) -> f64 {
     let truth: std::collections::HashSet<u64> = truth.iter().take(k).map(|&t| t as u64).collect();
@@ -139,11 +159,8 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_shared_minilm_set_when_present() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/minilm-384-stdlib");
-        if !dir.exists() {
-            return; // The data lives beside the repository; CI always has it.
-        }
+    fn reads_the_shared_minilm_set() {
+        let dir = shared_data_dir("minilm-384-stdlib").unwrap();
         let base = read_fvecs(&dir.join("base.fvecs")).unwrap();
         assert_eq!((base.dim, base.len()), (384, 17027));
         let gt = read_ivecs(&dir.join("groundtruth.ivecs")).unwrap();

@@ -10,16 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn data_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("ENGRAM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let dir = root.join(name);
-    assert!(
-        dir.exists(),
-        "benchmark data {} not found: put ../shared beside the repository or set ENGRAM_DATA_DIR",
-        dir.display()
-    );
-    dir
+    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine(config: EngineConfig) -> Engine {
@@ -411,4 +402,25 @@ fn memory_space_label_is_bounded() {
     assert_eq!(sample(&text, "engram_streaming_observations_indexed_total{memory_space=\"a\"}"), Some(3.0));
     assert_eq!(sample(&text, "engram_streaming_observations_indexed_total{memory_space=\"__other__\"}"), Some(6.0));
     assert!(!text.contains("memory_space=\"c\"") && !text.contains("memory_space=\"d\""));
+}
+
+#[test]
+fn a_backlogged_low_lane_gets_its_minimum_share_before_high_runs_dry() {
+    let dim = 4;
+    // Small batches so the 2,000 high observations take about 125 lane refills.
+    let e = engine(EngineConfig { workers: 1, max_batch: 8, ..EngineConfig::default() });
+    e.create_space("h", SpaceParams::with_dim(dim)).unwrap();
+    e.create_space("l", SpaceParams { metric: engram_engine::Metric::L2, ..SpaceParams::with_dim(dim) }).unwrap();
+    e.pause();
+    for start in (0..2000).step_by(500) {
+        e.submit("h", batch(Priority::High, start..start + 500, dim), false).unwrap();
+    }
+    let low = e.submit("l", batch(Priority::Low, 0..8, dim), true).unwrap().indexed.unwrap();
+    e.resume();
+    low.wait_blocking();
+    // The low lane's 5 % share of refills came due after about 20 refills (~320 high
+    // observations), long before the high lane ran dry: strict priority alone would have
+    // indexed all 2,000 high observations first.
+    let high_done = e.describe_space("h").unwrap().vectors;
+    assert!(high_done < 1000, "low waited for {high_done} high observations");
 }

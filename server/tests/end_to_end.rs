@@ -14,12 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 fn data_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("ENGRAM_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
-    let dir = root.join(name);
-    assert!(dir.exists(), "benchmark data {} not found: put ../shared beside the repository", dir.display());
-    dir
+    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 struct Running {
@@ -89,6 +84,10 @@ fn read_report(path: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
+async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
+    http.post(url).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
 fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
@@ -119,15 +118,7 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
     // Content comes back with recall.
     let http = reqwest::Client::new();
     let q = engram_engine::dataset::read_fvecs(&data_dir("minilm-384-stdlib").join("query.fvecs")).unwrap();
-    let v: Value = http
-        .post(server.url("/v1/spaces/minilm-http/recall"))
-        .json(&json!({"embedding": q.row(0), "k": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&http, server.url("/v1/spaces/minilm-http/recall"), json!({"embedding": q.row(0), "k": 3})).await;
     assert_eq!(v["hits"].as_array().unwrap().len(), 3);
     assert!(v["hits"][0]["content"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
 
@@ -245,15 +236,7 @@ async fn bad_input_over_http_names_the_field_and_keeps_accepted_data() {
     assert!(r.text().await.unwrap().contains("embedding: expected 3 values, got 1"));
 
     // What was accepted before is untouched.
-    let v: Value = http
-        .post(server.url("/v1/spaces/s/recall"))
-        .json(&json!({"embedding": [1.0, 0.0, 0.0]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = post_json(&http, server.url("/v1/spaces/s/recall"), json!({"embedding": [1.0, 0.0, 0.0]})).await;
     assert_eq!(v["hits"][0]["id"], 1);
     assert_eq!(v["hits"][0]["content"], "kept");
     server.stop().await;
