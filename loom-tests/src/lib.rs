@@ -9,5 +9,6 @@
 //! ```
 //!
 //! - `tests/capacity.rs`: exact queue admission ([`engram_engine::admission::Capacity`]).
+//! - `tests/telemetry.rs`: the telemetry primitives (counter, gauge, histogram).
 //! - `tests/level_cell.rs`: backpressure levels with hysteresis
 //!   ([`engram_engine::admission::LevelCell`]).

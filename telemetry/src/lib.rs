@@ -13,10 +13,14 @@
 //! - [`labels`]: bounded label values (`memory_space` overflows into `__other__`) and the fixed
 //!   value sets of the enumerated labels.
 //! - [`events`]: the registered events of each stage: queue, pool, backpressure, space, api.
+//! - [`primitives`]: lock-free `Counter`, `Gauge` and `Histogram` (fixed buckets, consistent
+//!   snapshots, interpolated quantiles), modelled with loom through the [`sync`] shim.
 
 pub mod catalog;
 pub mod events;
 pub mod labels;
+pub mod primitives;
 pub mod registry;
+pub mod sync;
 
 pub use registry::{Telemetry, TelemetryConfig};
