@@ -290,6 +290,14 @@ pub const CATALOG: &[MetricDef] = &[
     BUILD_INFO,
 ];
 
+impl MetricDef {
+    /// Resolution at which a histogram keeps its sum: 1 ns for `_seconds` metrics, else 1
+    /// (counts and bytes are whole numbers).
+    pub fn sum_resolution(&self) -> f64 {
+        if self.name.ends_with("_seconds") { 1e-9 } else { 1.0 }
+    }
+}
+
 /// The catalog as a Markdown table (the one in `docs/metrics.md`, checked by a test).
 pub fn markdown_table() -> String {
     let mut out = String::from("| name | type | labels | meaning | buckets |\n|---|---|---|---|---|\n");
