@@ -100,7 +100,6 @@ fn render(c: &mut Criterion) {
         s.recalled(Duration::from_micros(900));
         s.index_size(1000 + i, 3_400_000);
     }
-    t.run_upkeep();
     let bytes = t.render().len();
     eprintln!("telemetry/render_1000_spaces: {bytes} bytes of exposition");
     let mut g = c.benchmark_group("telemetry");

@@ -58,7 +58,8 @@ pub struct EngineStatus {
     pub level: BackpressureLevel,
     /// Observations queued (lanes and workers' local deques).
     pub queue_depth: usize,
-    /// Observations in each lane's injector: high, normal, low.
+    /// Observations queued per lane (high, normal, low), as exported by
+    /// `engram_streaming_queue_depth`.
     pub lane_depth: [usize; 3],
     /// Queue capacity in observations.
     pub queue_capacity: usize,

@@ -76,8 +76,9 @@ impl ObservationQueue {
         self.events.dequeued(job.lane, job.bytes, job.accepted_at.elapsed());
     }
 
-    /// Observations waiting in each lane's injector (not counting workers' local deques).
+    /// Observations queued per lane (in the lane or prefetched into a worker's local deque),
+    /// read back from the exported `engram_streaming_queue_depth` gauges.
     pub(crate) fn lane_lens(&self) -> [usize; 3] {
-        [self.lanes[0].len(), self.lanes[1].len(), self.lanes[2].len()]
+        [0, 1, 2].map(|lane| self.events.depth(lane) as usize)
     }
 }

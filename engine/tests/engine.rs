@@ -406,7 +406,9 @@ fn memory_space_label_is_bounded() {
 
 #[test]
 fn a_backlogged_low_lane_gets_its_minimum_share_before_high_runs_dry() {
-    let dim = 4;
+    // 128-dimensional inserts take long enough that high observations indexed between the low
+    // batch resolving and the count below stay far from the 2,000 of strict priority.
+    let dim = 128;
     // Small batches so the 2,000 high observations take about 125 lane refills.
     let e = engine(EngineConfig { workers: 1, max_batch: 8, ..EngineConfig::default() });
     e.create_space("h", SpaceParams::with_dim(dim)).unwrap();
@@ -419,8 +421,8 @@ fn a_backlogged_low_lane_gets_its_minimum_share_before_high_runs_dry() {
     e.resume();
     low.wait_blocking();
     // The low lane's 5 % share of refills came due after about 20 refills (~320 high
-    // observations), long before the high lane ran dry: strict priority alone would have
-    // indexed all 2,000 high observations first.
+    // observations), long before the high lane ran dry: strict priority alone indexes all
+    // 2,000 high observations first (seen with `lane_min_share.low = 0`).
     let high_done = e.describe_space("h").unwrap().vectors;
-    assert!(high_done < 1000, "low waited for {high_done} high observations");
+    assert!(high_done < 1500, "low waited for {high_done} high observations");
 }

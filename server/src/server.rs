@@ -19,8 +19,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 
-/// How often histogram samples are folded into buckets.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// How long open connections get to finish after the queue drained.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
@@ -72,15 +70,6 @@ impl Server {
         let Self { config, engine, http, grpc } = self;
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
-
-        let telemetry = engine.telemetry().clone();
-        let upkeep = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(UPKEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                telemetry.run_upkeep();
-            }
-        });
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<EngramServer<EngramService>>().await;
@@ -138,7 +127,6 @@ impl Server {
             }
             Err(_) => tracing::warn!("connections still open after {CLOSE_GRACE:?}; closing them"),
         }
-        upkeep.abort();
         Ok(report)
     }
 }

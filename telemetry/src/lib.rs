@@ -8,8 +8,8 @@
 //! Modules:
 //! - [`catalog`]: every metric we export: name, type, unit, labels, help text and fixed buckets.
 //!   `docs/metrics.md` is checked against it by a test.
-//! - [`registry`]: [`Telemetry`], which owns the Prometheus recorder (metrics-exporter-prometheus),
-//!   registers handles from catalog entries and renders the text exposition for `/metrics`.
+//! - [`registry`]: [`Telemetry`], one family of primitives per catalog entry; registers handles
+//!   and renders the text exposition for `/metrics` (metrics-exporter-prometheus's formatting).
 //! - [`labels`]: bounded label values (`memory_space` overflows into `__other__`) and the fixed
 //!   value sets of the enumerated labels.
 //! - [`events`]: the registered events of each stage: queue, pool, backpressure, space, api.

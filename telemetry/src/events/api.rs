@@ -6,7 +6,7 @@
 
 use crate::Telemetry;
 use crate::catalog;
-use metrics::{Counter, Gauge, Histogram};
+use crate::primitives::{Counter, Gauge, Histogram};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -43,11 +43,11 @@ pub const GRPC_CODES: [&str; 17] = [
 struct RouteSeries {
     method: &'static str,
     route: &'static str,
-    by_status: [OnceLock<Counter>; HTTP_STATUS_LABELS.len()],
-    duration: Histogram,
-    request_size: Histogram,
-    response_size: Histogram,
-    in_flight: Gauge,
+    by_status: [OnceLock<Arc<Counter>>; HTTP_STATUS_LABELS.len()],
+    duration: Arc<Histogram>,
+    request_size: Arc<Histogram>,
+    response_size: Arc<Histogram>,
+    in_flight: Arc<Gauge>,
 }
 
 /// Request metrics of the HTTP API, one set of series per (method, route template).
@@ -95,20 +95,20 @@ impl HttpRoute<'_> {
     /// A request on this route started.
     #[inline]
     pub fn started(&self) {
-        self.series.in_flight.increment(1.0);
+        self.series.in_flight.add(1.0);
     }
 
     /// A request on this route finished with `status` after `elapsed`, having read
     /// `request_bytes` and written `response_bytes` of body.
     pub fn finished(&self, status: u16, elapsed: Duration, request_bytes: u64, response_bytes: u64) {
         let s = self.series;
-        s.in_flight.decrement(1.0);
+        s.in_flight.sub(1.0);
         let i = HTTP_STATUSES.iter().position(|&c| c == status).unwrap_or(HTTP_STATUSES.len());
         s.by_status[i]
             .get_or_init(|| {
                 self.events.telemetry.counter(&catalog::HTTP_REQUESTS, &[s.method, s.route, HTTP_STATUS_LABELS[i]])
             })
-            .increment(1);
+            .add(1);
         s.duration.record(elapsed.as_secs_f64());
         s.request_size.record(request_bytes as f64);
         s.response_size.record(response_bytes as f64);
@@ -118,11 +118,11 @@ impl HttpRoute<'_> {
 #[derive(Debug)]
 struct MethodSeries {
     method: &'static str,
-    by_code: [OnceLock<Counter>; GRPC_CODES.len()],
-    duration: Histogram,
-    request_size: Histogram,
-    response_size: Histogram,
-    in_flight: Gauge,
+    by_code: [OnceLock<Arc<Counter>>; GRPC_CODES.len()],
+    duration: Arc<Histogram>,
+    request_size: Arc<Histogram>,
+    response_size: Arc<Histogram>,
+    in_flight: Arc<Gauge>,
 }
 
 /// Request metrics of the gRPC API, one set of series per method, plus open streams.
@@ -130,7 +130,7 @@ struct MethodSeries {
 pub struct GrpcEvents {
     telemetry: Arc<Telemetry>,
     methods: Arc<[MethodSeries]>,
-    active_sessions: Gauge,
+    active_sessions: Arc<Gauge>,
 }
 
 impl GrpcEvents {
@@ -154,7 +154,7 @@ impl GrpcEvents {
     /// A call of method index `method` started.
     #[inline]
     pub fn started(&self, method: usize) {
-        self.methods[method].in_flight.increment(1.0);
+        self.methods[method].in_flight.add(1.0);
     }
 
     /// A request message of `bytes` (encoded) arrived for method index `method`.
@@ -172,23 +172,21 @@ impl GrpcEvents {
     /// A call of method index `method` ended with gRPC status code `code` after `elapsed`.
     pub fn finished(&self, method: usize, code: i32, elapsed: Duration) {
         let m = &self.methods[method];
-        m.in_flight.decrement(1.0);
+        m.in_flight.sub(1.0);
         let c = usize::try_from(code).ok().filter(|&c| c < GRPC_CODES.len()).unwrap_or(2);
-        m.by_code[c]
-            .get_or_init(|| self.telemetry.counter(&catalog::GRPC_REQUESTS, &[m.method, GRPC_CODES[c]]))
-            .increment(1);
+        m.by_code[c].get_or_init(|| self.telemetry.counter(&catalog::GRPC_REQUESTS, &[m.method, GRPC_CODES[c]])).add(1);
         m.duration.record(elapsed.as_secs_f64());
     }
 
     /// An observation stream opened (`+1`) or closed (`-1`).
     #[inline]
     pub fn session_opened(&self) {
-        self.active_sessions.increment(1.0);
+        self.active_sessions.add(1.0);
     }
 
     /// An observation stream closed.
     #[inline]
     pub fn session_closed(&self) {
-        self.active_sessions.decrement(1.0);
+        self.active_sessions.sub(1.0);
     }
 }

@@ -3,12 +3,13 @@
 use crate::Telemetry;
 use crate::catalog;
 use crate::labels::BATCH_ERROR_TYPES;
-use metrics::{Counter, Gauge, Histogram};
+use crate::primitives::{Counter, Gauge, Histogram};
+use std::sync::Arc;
 
 /// Handles of the pool as a whole.
 #[derive(Debug, Clone)]
 pub struct PoolEvents {
-    workers: Gauge,
+    workers: Arc<Gauge>,
 }
 
 impl PoolEvents {
@@ -26,11 +27,11 @@ impl PoolEvents {
 /// Handles of one worker thread, labelled `worker_id`.
 #[derive(Debug, Clone)]
 pub struct WorkerEvents {
-    batches: Counter,
-    failures: [Counter; BATCH_ERROR_TYPES.len()],
-    stolen: Counter,
-    utilization: Gauge,
-    batch_size: Histogram,
+    batches: Arc<Counter>,
+    failures: [Arc<Counter>; BATCH_ERROR_TYPES.len()],
+    stolen: Arc<Counter>,
+    utilization: Arc<Gauge>,
+    batch_size: Arc<Histogram>,
 }
 
 impl WorkerEvents {
@@ -50,21 +51,21 @@ impl WorkerEvents {
     /// The worker finished a batch of `size` observations.
     #[inline]
     pub fn batch_processed(&self, size: usize) {
-        self.batches.increment(1);
+        self.batches.add(1);
         self.batch_size.record(size as f64);
     }
 
     /// `count` observations of a batch failed with error type index `error_type`.
     #[inline]
     pub fn batch_failed(&self, error_type: usize, count: u64) {
-        self.failures[error_type].increment(count);
+        self.failures[error_type].add(count);
         tracing::error!(error_type = BATCH_ERROR_TYPES[error_type], count, "batch insertion failed");
     }
 
     /// The worker stole `count` observations from another worker's local queue.
     #[inline]
     pub fn stole(&self, count: u64) {
-        self.stolen.increment(count);
+        self.stolen.add(count);
     }
 
     /// The worker was busy for `ratio` (0 to 1) of the last sampling interval.

@@ -3,7 +3,8 @@
 use crate::Telemetry;
 use crate::catalog;
 use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS};
-use metrics::{Counter, Gauge, Histogram};
+use crate::primitives::{Counter, Gauge, Histogram};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Handles of one memory space, labelled with its bounded `memory_space` value.
@@ -13,16 +14,16 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct SpaceEvents {
     label: String,
-    admitted: [Counter; 3],
-    duplicates: Counter,
-    rejected: [Counter; REJECT_REASONS.len()],
-    indexed: Counter,
-    activations: [Counter; 3],
-    state: Gauge,
-    observation_latency: Histogram,
-    recall_latency: Histogram,
-    vectors: Gauge,
-    memory_bytes: Gauge,
+    admitted: [Arc<Counter>; 3],
+    duplicates: Arc<Counter>,
+    rejected: [Arc<Counter>; REJECT_REASONS.len()],
+    indexed: Arc<Counter>,
+    activations: [Arc<Counter>; 3],
+    state: Arc<Gauge>,
+    observation_latency: Arc<Histogram>,
+    recall_latency: Arc<Histogram>,
+    vectors: Arc<Gauge>,
+    memory_bytes: Arc<Gauge>,
 }
 
 impl SpaceEvents {
@@ -53,26 +54,26 @@ impl SpaceEvents {
     /// `count` new observations of priority index `priority` were admitted to the queue.
     #[inline]
     pub fn admitted(&self, priority: usize, count: u64) {
-        self.admitted[priority].increment(count);
+        self.admitted[priority].add(count);
     }
 
     /// `count` observations were acknowledged as duplicates of already-accepted ids.
     #[inline]
     pub fn duplicates(&self, count: u64) {
-        self.duplicates.increment(count);
+        self.duplicates.add(count);
     }
 
     /// `count` observations were rejected for reason index `reason` (see `REJECT_REASONS`).
     #[inline]
     pub fn rejected(&self, reason: usize, count: u64) {
-        self.rejected[reason].increment(count);
+        self.rejected[reason].add(count);
         tracing::debug!(memory_space = %self.label, reason = REJECT_REASONS[reason], count, "observations rejected");
     }
 
     /// One observation became searchable `latency` after it was accepted.
     #[inline]
     pub fn indexed(&self, latency: Duration) {
-        self.indexed.increment(1);
+        self.indexed.add(1);
         self.observation_latency.record(latency.as_secs_f64());
     }
 
@@ -87,7 +88,7 @@ impl SpaceEvents {
     pub fn backpressure_changed(&self, from: u8, to: u8) {
         self.state.set(f64::from(to));
         if to > from {
-            self.activations[usize::from(to) - 1].increment(1);
+            self.activations[usize::from(to) - 1].add(1);
             tracing::warn!(memory_space = %self.label, from, to, level = ACTIVATION_LEVELS[usize::from(to) - 1], "backpressure entered a worse state");
         } else {
             tracing::info!(memory_space = %self.label, from, to, "backpressure eased");
