@@ -592,6 +592,7 @@ mod http {
 
         let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
         let mut tasks = FuturesUnordered::new();
+        let mut retries = FuturesUnordered::new();
         let mut t = Tally::default();
         let started = Instant::now();
         let mut progress = Progress { started, last: started, total: data.base.len() };
@@ -607,24 +608,27 @@ mod http {
                 let (client, url, payload) = (client.clone(), obs_url.clone(), body(b));
                 tasks.push(async move { (b, n as u64, post_batch(&client, &url, &payload).await) });
             }
-            let Some((b, n, outcome)) = tasks.next().await else {
-                break;
-            };
-            match outcome? {
-                Outcome::Indexed { accepted, duplicates, indexed, latency } => {
-                    t.accepted += accepted + duplicates;
-                    t.duplicates += duplicates;
-                    t.indexed += indexed;
-                    t.ack_latency.push(latency);
-                    t.index_latency.push(latency);
-                    done += 1;
-                }
-                Outcome::Rejected { reason, retry_after } => {
-                    *t.rejected.entry(reason).or_default() += n;
-                    t.retried += 1;
-                    tokio::time::sleep(retry_after).await;
-                    ready.push_back(b);
-                }
+            tokio::select! {
+                Some((b, n, outcome)) = tasks.next(), if !tasks.is_empty() => match outcome? {
+                    Outcome::Indexed { accepted, duplicates, indexed, latency } => {
+                        t.accepted += accepted + duplicates;
+                        t.duplicates += duplicates;
+                        t.indexed += indexed;
+                        t.ack_latency.push(latency);
+                        t.index_latency.push(latency);
+                        done += 1;
+                    }
+                    Outcome::Rejected { reason, retry_after } => {
+                        *t.rejected.entry(reason).or_default() += n;
+                        t.retried += 1;
+                        // Wait out the server's retry-after without holding up other batches.
+                        retries.push(async move {
+                            tokio::time::sleep(retry_after).await;
+                            b
+                        });
+                    }
+                },
+                Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
             }
             progress.tick(&t);
         }

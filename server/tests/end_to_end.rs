@@ -464,3 +464,38 @@ async fn overload_over_http_and_grpc_rejects_with_retry_after_then_drains_everyt
     assert!(report.drained);
     assert_eq!(engine.describe_space("o").unwrap().vectors, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_retries_rejected_batches_after_retry_after_and_loses_nothing() {
+    // A queue of 200 against 8 batches of 50 in flight: admission must refuse some batches,
+    // and the load generator must retry each after its retry-after until all are indexed.
+    let mut c = config(1);
+    c.engine.queue_capacity = 200;
+    let server = Running::start(c).await;
+    let mut client_rejected = 0u64;
+    for (protocol, url, space) in [
+        (Protocol::Grpc, format!("http://{}", server.grpc), "retry-grpc"),
+        (Protocol::Http, server.url(""), "retry-http"),
+    ] {
+        let path = temp_report(space);
+        let mut args = load_args(protocol, url, space, &path);
+        args.limit = Some(1000);
+        args.queries = Some(20);
+        load::run(args).await.unwrap();
+        let r = read_report(&path);
+        let rejected: u64 = r["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
+        assert!(rejected > 0 && r["retried"].as_u64().unwrap() > 0, "admission refused nothing: {r}");
+        client_rejected += rejected;
+        assert_eq!(r["sent"].as_u64().unwrap(), r["accepted"].as_u64().unwrap() + rejected, "{r}");
+        assert_eq!((r["lost"].as_u64(), r["indexed"].as_u64()), (Some(0), Some(1000)), "{r}");
+        std::fs::remove_file(&path).ok();
+    }
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let server_rejected: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("engram_streaming_observations_rejected_total{memory_space=\"retry-"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(server_rejected, client_rejected as f64, "the server counted every rejection the clients saw");
+    server.stop().await;
+}
