@@ -371,6 +371,13 @@ impl Engine {
         Ok(self.space(name)?.info())
     }
 
+    /// The backpressure level of a memory space, or `None` when it does not exist. Cheaper than
+    /// [`Engine::describe_space`] (no size estimate), for per-batch checks.
+    pub fn space_level(&self, name: &str) -> Option<BackpressureLevel> {
+        let space = self.shared.spaces.read().get(name).cloned()?;
+        Some(BackpressureLevel::from_u8(space.effective.load(Ordering::Acquire)))
+    }
+
     /// Describes every memory space, sorted by name.
     pub fn list_spaces(&self) -> Vec<SpaceInfo> {
         let mut all: Vec<SpaceInfo> = self.shared.spaces_snapshot().iter().map(|s| s.info()).collect();
@@ -452,7 +459,12 @@ impl Engine {
             duplicates += reserved.0 - jobs.len();
         }
         let accepted = jobs.len();
-        let (ack, waiter) = if want_indexed { BatchAck::new(accepted) } else { (None, BatchAck::new(0).1) };
+        let (ack, waiter) = if want_indexed {
+            let (ack, waiter) = BatchAck::new(accepted);
+            (ack, Some(waiter))
+        } else {
+            (None, None)
+        };
         if let Some(ack) = &ack {
             jobs.iter_mut().for_each(|j| j.ack = Some(Arc::clone(ack)));
         }
@@ -464,7 +476,7 @@ impl Engine {
         }
         space.events.duplicates(duplicates as u64);
         let level = shared.evaluate(&space);
-        Ok(Admission { accepted, duplicates, level, indexed: want_indexed.then_some(waiter) })
+        Ok(Admission { accepted, duplicates, level, indexed: waiter })
     }
 
     /// The `k` observations most similar to `embedding` in `space`, best first, searching with

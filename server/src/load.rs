@@ -309,7 +309,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         args.protocol,
         args.server
     );
-    let (tally, duration, hits, recall_latency, space_vectors) = match args.protocol {
+    let (tally, duration, hits, mut recall_latency, space_vectors) = match args.protocol {
         Protocol::Grpc => grpc::run(&args, &data, &space, mix).await?,
         Protocol::Http => http::run(&args, &data, &space, mix).await?,
     };
@@ -341,7 +341,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ingest_rate_per_s: n as f64 / duration.as_secs_f64().max(1e-9),
         ack_latency_seconds: Quantiles::of(&mut t.ack_latency),
         index_latency_seconds: Quantiles::of(&mut t.index_latency),
-        recall_latency_seconds: Quantiles::of(&mut recall_latency.clone()),
+        recall_latency_seconds: Quantiles::of(&mut recall_latency),
         ef_search: args.ef_search,
         queries: hits.len(),
         recall_at_10: recall,

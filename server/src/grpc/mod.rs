@@ -154,7 +154,7 @@ impl StreamSession {
         if !send(&self.tx, &self.events, ack_reply(ack)).await {
             return false;
         }
-        if self.engine.describe_space(&space).is_ok() {
+        if self.engine.space_level(&space).is_some() {
             self.levels.entry(space).or_insert(BackpressureLevel::Normal);
         }
         self.push_levels().await
@@ -164,15 +164,15 @@ impl StreamSession {
     async fn push_levels(&mut self) -> bool {
         let utilization = self.engine.status().queue_utilization;
         let mut changed = Vec::new();
-        self.levels.retain(|space, last| match self.engine.describe_space(space) {
-            Ok(info) => {
-                if info.backpressure != *last {
-                    *last = info.backpressure;
-                    changed.push((space.clone(), info.backpressure));
+        self.levels.retain(|space, last| match self.engine.space_level(space) {
+            Some(level) => {
+                if level != *last {
+                    *last = level;
+                    changed.push((space.clone(), level));
                 }
                 true
             }
-            Err(_) => false,
+            None => false,
         });
         for (space, level) in changed {
             let status = proto::BackpressureStatus {
