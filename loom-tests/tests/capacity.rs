@@ -78,7 +78,7 @@ fn reserve_release_pairs_balance() {
                 let c = c.clone();
                 thread::spawn(move || {
                     if c.try_reserve(1, 1) {
-                        assert!(c.len() >= 1 && c.len() <= 2);
+                        assert!((1..=2).contains(&c.len()));
                         c.release(1, 1);
                     }
                 })
