@@ -8,7 +8,7 @@ use crate::error::{EngineError, RejectReason, Rejection};
 use crate::observation::{Batch, Priority};
 use crate::pool::Pool;
 use crate::queue::{Job, ObservationQueue};
-use crate::space::{Space, SpaceInfo, SpaceParams, validate_embedding, validate_space_name};
+use crate::space::{Space, SpaceInfo, SpaceParams, embedding_problem, validate_space_name};
 use atomic_float::AtomicF64;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents};
@@ -203,11 +203,17 @@ impl Shared {
         self.sleepers.fetch_sub(1, Ordering::AcqRel);
     }
 
+    /// Wakes idle workers after a push; free when none sleeps.
     fn wake_workers(&self) {
         if self.sleepers.load(Ordering::Acquire) > 0 {
-            let _guard = self.idle_lock.lock();
-            self.idle_cv.notify_all();
+            self.wake_all_workers();
         }
+    }
+
+    /// Wakes every idle worker unconditionally (resume, shutdown).
+    fn wake_all_workers(&self) {
+        let _guard = self.idle_lock.lock();
+        self.idle_cv.notify_all();
     }
 
     pub(crate) fn monitor_sleep(&self, d: Duration) {
@@ -501,7 +507,9 @@ impl Engine {
         if !(1..=4096).contains(&ef) {
             return Err(EngineError::invalid("ef_search", format!("must be within 1 and 4096, got {ef}")));
         }
-        validate_embedding(&embedding, space.params.dim, "embedding")?;
+        if let Some(reason) = embedding_problem(&embedding, space.params.dim) {
+            return Err(EngineError::invalid("embedding", reason));
+        }
         space.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
         let hits = space
             .index
@@ -544,8 +552,7 @@ impl Engine {
     /// Resumes paused workers.
     pub fn resume(&self) {
         self.shared.paused.store(false, Ordering::Release);
-        let _guard = self.shared.idle_lock.lock();
-        self.shared.idle_cv.notify_all();
+        self.shared.wake_all_workers();
         tracing::info!("worker pool resumed");
     }
 
@@ -584,10 +591,7 @@ impl Engine {
         }
         s.stop.store(true, Ordering::Release);
         s.monitor_stop.store(true, Ordering::Release);
-        {
-            let _g = s.idle_lock.lock();
-            s.idle_cv.notify_all();
-        }
+        s.wake_all_workers();
         {
             let _g = s.monitor_lock.lock();
             s.monitor_cv.notify_all();

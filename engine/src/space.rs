@@ -194,7 +194,9 @@ impl Space {
                     format!("id {} appears twice in the batch", o.id),
                 ));
             }
-            validate_embedding(&o.embedding, self.params.dim, &format!("observations[{i}].embedding"))?;
+            if let Some(reason) = embedding_problem(&o.embedding, self.params.dim) {
+                return Err(EngineError::invalid(format!("observations[{i}].embedding"), reason));
+            }
             if self.params.metric == Metric::Cosine && o.embedding.iter().all(|&x| x == 0.0) {
                 return Err(EngineError::invalid(
                     format!("observations[{i}].embedding"),
@@ -214,13 +216,12 @@ impl Space {
     }
 }
 
-/// Checks an embedding's length and values.
-pub(crate) fn validate_embedding(v: &[f32], dim: usize, field: &str) -> Result<(), EngineError> {
+/// What is wrong with an embedding's length or values, if anything. The caller names the field,
+/// so a valid embedding costs no allocation.
+pub(crate) fn embedding_problem(v: &[f32], dim: usize) -> Option<String> {
     if v.len() != dim {
-        return Err(EngineError::invalid(field, format!("expected {dim} values, got {}", v.len())));
+        return Some(format!("expected {dim} values, got {}", v.len()));
     }
-    if let Some(j) = v.iter().position(|x| !x.is_finite()) {
-        return Err(EngineError::invalid(field, format!("value [{j}] is {}: values must be finite", v[j])));
-    }
-    Ok(())
+    let j = v.iter().position(|x| !x.is_finite())?;
+    Some(format!("value [{j}] is {}: values must be finite", v[j]))
 }
