@@ -11,6 +11,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use engram_telemetry::catalog::OBSERVATION_LATENCY;
 use engram_telemetry::events::SpaceEvents;
+use engram_telemetry::events::space::SpaceSources;
 use engram_telemetry::primitives::{Counter, Gauge, Histogram};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use metrics::Recorder;
@@ -98,7 +99,16 @@ fn render(c: &mut Criterion) {
         s.admitted(1, 10 + i as u64);
         s.indexed(Duration::from_millis(3));
         s.recalled(Duration::from_micros(900));
-        s.index_size(1000 + i, 3_400_000);
+        // Level, vectors and memory are sampled from the engine at render time, as served.
+        let vectors = 1000.0 + i as f64;
+        s.sample(
+            &t,
+            SpaceSources {
+                state: Box::new(|| Some(0.0)),
+                vectors: Box::new(move || Some(vectors)),
+                memory_bytes: Box::new(|| Some(3_400_000.0)),
+            },
+        );
     }
     let bytes = t.render().len();
     eprintln!("telemetry/render_1000_spaces: {bytes} bytes of exposition");

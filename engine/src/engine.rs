@@ -5,19 +5,21 @@ use crate::admission::{LevelCell, Thresholds};
 use crate::backpressure::{self, BackpressureLevel};
 use crate::config::EngineConfig;
 use crate::error::{EngineError, RejectReason, Rejection};
+use crate::job::Job;
 use crate::observation::{Batch, Priority};
 use crate::pool::Pool;
-use crate::queue::{Job, ObservationQueue};
+use crate::queue::LaneQueue;
 use crate::space::{Space, SpaceInfo, SpaceParams, embedding_problem, validate_space_name};
 use atomic_float::AtomicF64;
 use engram_telemetry::Telemetry;
-use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents};
+use engram_telemetry::events::space::SpaceSources;
+use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
 use engram_telemetry::labels::REJECT_REASONS;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Index of `invalid_argument` in `REJECT_REASONS`.
@@ -69,15 +71,23 @@ pub struct EngineStatus {
     pub queue_capacity_bytes: usize,
     /// Queue utilization, 0 to 1 (the larger of the count and byte ratios).
     pub queue_utilization: f64,
-    /// Observations taken from the queue per second (smoothed).
+    /// Observations taken from the queue per second (smoothed), as exported by
+    /// `engram_streaming_queue_drain_rate_observations_per_second`.
     pub drain_rate_per_s: f64,
+    /// 99th percentile of the queue wait over the monitor's last 1 s window, from the exported
+    /// `engram_streaming_queue_wait_time_seconds` histograms (`None` if nothing was taken).
+    pub queue_wait_p99_seconds: Option<f64>,
+    /// 99th percentile of accepted → indexed latency over the last 1 s window, all spaces, from
+    /// the exported `engram_streaming_observation_latency_seconds` histograms.
+    pub observation_latency_p99_seconds: Option<f64>,
     /// Observations taken by workers and being inserted.
     pub in_flight: usize,
     /// Worker threads configured.
     pub workers: usize,
     /// Worker threads running.
     pub workers_alive: usize,
-    /// Busy ratio of each worker over the last second.
+    /// Busy ratio of each worker over the last second, as exported by
+    /// `engram_streaming_worker_utilization`.
     pub worker_utilization: Vec<f64>,
     /// True once shutdown has begun: nothing new is admitted.
     pub closing: bool,
@@ -97,23 +107,24 @@ pub(crate) struct Shared {
     pub(crate) config: EngineConfig,
     pub(crate) thresholds: Thresholds,
     pub(crate) telemetry: Arc<Telemetry>,
-    pub(crate) queue: ObservationQueue,
+    pub(crate) queue: LaneQueue<Job>,
     spaces: RwLock<HashMap<String, Arc<Space>>>,
     global: LevelCell,
     /// Memory spaces that exist (for each space's share of the queue).
     space_count: AtomicUsize,
     pub(crate) workers: usize,
     pub(crate) workers_alive: AtomicUsize,
-    pub(crate) worker_utilization: Vec<AtomicF64>,
+    pub(crate) worker_events: Vec<WorkerEvents>,
     pub(crate) closing: AtomicBool,
     pub(crate) paused: AtomicBool,
     pub(crate) stop: AtomicBool,
     pub(crate) abort: AtomicBool,
     pub(crate) monitor_stop: AtomicBool,
-    pub(crate) in_flight: AtomicUsize,
-    pub(crate) dequeued_total: AtomicU64,
-    drain_rate: AtomicF64,
+    /// Mean insertion time per observation (ns), derived by the monitor from the exported
+    /// batch duration and size histograms.
     per_item_ns: AtomicF64,
+    /// Windowed p99s computed by the monitor (queue wait, observation latency).
+    pub(crate) latency_window: Mutex<(Option<f64>, Option<f64>)>,
     idle_lock: Mutex<()>,
     idle_cv: Condvar,
     sleepers: AtomicUsize,
@@ -128,7 +139,7 @@ impl Shared {
 
     /// Updates the global level and `space`'s own and effective levels; returns the effective.
     pub(crate) fn evaluate(&self, space: &Space) -> BackpressureLevel {
-        let cap = &self.queue.capacity;
+        let cap = self.queue.capacity();
         if let Some((from, to)) = self.global.update(&self.thresholds, cap.utilization()) {
             tracing::info!(from, to, utilization = cap.utilization(), "global backpressure level changed");
         }
@@ -144,7 +155,7 @@ impl Shared {
     /// Observations one space may hold before its own level counts as full: the whole queue
     /// for a lone space, `max_space_share` of it once there are two or more.
     fn space_capacity(&self) -> usize {
-        let cap = self.queue.capacity.max_count();
+        let cap = self.queue.capacity().max_count();
         if self.space_count.load(Ordering::Acquire) <= 1 {
             cap
         } else {
@@ -160,37 +171,42 @@ impl Shared {
     /// A job of `space` left the pool (inserted or failed).
     pub(crate) fn finished(&self, space: &Space) {
         space.pending.fetch_sub(1, Ordering::AcqRel);
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.queue.finished();
     }
 
     /// Adaptive batch size: depth ÷ workers, capped by the latency target over the measured
     /// per-observation insert time, within `min_batch ..= max_batch`.
     pub(crate) fn batch_target(&self) -> usize {
         let c = &self.config;
-        let by_depth = self.queue.capacity.len().div_ceil(self.workers.max(1));
+        let by_depth = self.queue.capacity().len().div_ceil(self.workers.max(1));
         let per_item = self.per_item_ns.load(Ordering::Relaxed);
         let by_latency =
             if per_item > 0.0 { (c.batch_latency_target_ms as f64 * 1e6 / per_item) as usize } else { c.max_batch };
         by_depth.min(by_latency).clamp(c.min_batch, c.max_batch)
     }
 
-    /// Folds a batch's insertion time into the per-observation estimate (EWMA, α = 0.2).
-    pub(crate) fn observe_insert_time(&self, elapsed: Duration, size: usize) {
-        let sample = elapsed.as_nanos() as f64 / size.max(1) as f64;
+    /// Folds the mean insertion time per observation over the last window (from the exported
+    /// histograms' sums) into the estimate batch sizing uses (EWMA, α = 0.2).
+    pub(crate) fn observe_insert_time(&self, busy_seconds: f64, observations: f64) {
+        if observations <= 0.0 {
+            return;
+        }
+        let sample = busy_seconds * 1e9 / observations;
         let old = self.per_item_ns.load(Ordering::Relaxed);
         let new = if old == 0.0 { sample } else { 0.8 * old + 0.2 * sample };
         self.per_item_ns.store(new, Ordering::Relaxed);
     }
 
-    /// Folds an instantaneous drain rate (observations per second) into the estimate. Idle
-    /// periods (nothing queued) keep the last busy estimate, which is the rate that matters
-    /// when the queue fills again.
+    /// Folds an instantaneous drain rate (observations per second) into the exported estimate.
+    /// Idle periods (nothing queued) keep the last busy estimate, which is the rate that
+    /// matters when the queue fills again.
     pub(crate) fn observe_drain(&self, rate: f64) {
-        if rate <= 0.0 && self.queue.capacity.is_empty() {
+        if rate <= 0.0 && self.queue.capacity().is_empty() {
             return;
         }
-        let old = self.drain_rate.load(Ordering::Relaxed);
-        self.drain_rate.store(if old == 0.0 { rate } else { 0.7 * old + 0.3 * rate }, Ordering::Relaxed);
+        let events = self.queue.events();
+        let old = events.drain_rate();
+        events.set_drain_rate(if old == 0.0 { rate } else { 0.7 * old + 0.3 * rate });
     }
 
     pub(crate) fn idle_wait(&self) {
@@ -198,7 +214,8 @@ impl Shared {
         self.sleepers.fetch_add(1, Ordering::AcqRel);
         // Work may sit in another worker's local deque: look again soon. Otherwise sleep until
         // notified (with a timeout as a safety net against a missed wake-up).
-        let timeout = if self.queue.capacity.is_empty() { Duration::from_millis(50) } else { Duration::from_millis(1) };
+        let timeout =
+            if self.queue.capacity().is_empty() { Duration::from_millis(50) } else { Duration::from_millis(1) };
         self.idle_cv.wait_for(&mut guard, timeout);
         self.sleepers.fetch_sub(1, Ordering::AcqRel);
     }
@@ -235,7 +252,7 @@ impl Shared {
         let th = &self.thresholds;
         // The utilization at which the refusing level is left.
         let exit = |level: usize| th.enter[level - 1] - th.hysteresis;
-        let cap = &self.queue.capacity;
+        let cap = self.queue.capacity();
         let (depth, capacity) = if self.global.get() >= space.own.get() {
             (cap.len(), cap.max_count())
         } else {
@@ -246,10 +263,20 @@ impl Shared {
             (_, Priority::Low) => exit(2),
             _ => exit(3),
         };
-        let drain = self.drain_rate.load(Ordering::Relaxed);
+        let drain = self.queue.events().drain_rate();
         let retry_after = backpressure::retry_after(depth, capacity, exit_util, n, drain);
         EngineError::Rejected(Rejection { reason, retry_after, level })
     }
+}
+
+/// A sampled-series source reading `read` from a live space; `None` once it is dropped or gone
+/// (which removes the source from its series).
+fn space_source(
+    space: &Arc<Space>,
+    read: impl Fn(&Space) -> f64 + Send + Sync + 'static,
+) -> Box<dyn Fn() -> Option<f64> + Send + Sync> {
+    let weak: Weak<Space> = Arc::downgrade(space);
+    Box::new(move || weak.upgrade().filter(|s| !s.dropped.load(Ordering::Acquire)).map(|s| read(&s)))
 }
 
 /// The ingest engine: memory spaces, the observation queue, the worker pool and backpressure.
@@ -277,12 +304,13 @@ impl Engine {
     pub fn new(config: EngineConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
         config.validate()?;
         let workers = config.resolved_workers();
-        let queue = ObservationQueue::new(
+        let queue = LaneQueue::new(
             config.queue_capacity,
             config.queue_capacity_bytes,
             QueueEvents::register(&telemetry, config.queue_capacity, config.queue_capacity_bytes),
         );
         PoolEvents::register(&telemetry).workers(workers);
+        let worker_events = (0..workers).map(|id| WorkerEvents::register(&telemetry, id)).collect();
         let shared = Arc::new(Shared {
             thresholds: Thresholds::from(&config.backpressure),
             config,
@@ -293,22 +321,29 @@ impl Engine {
             space_count: AtomicUsize::new(0),
             workers,
             workers_alive: AtomicUsize::new(0),
-            worker_utilization: (0..workers).map(|_| AtomicF64::new(0.0)).collect(),
+            worker_events,
             closing: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             monitor_stop: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
-            dequeued_total: AtomicU64::new(0),
-            drain_rate: AtomicF64::new(0.0),
             per_item_ns: AtomicF64::new(0.0),
+            latency_window: Mutex::new((None, None)),
             idle_lock: Mutex::new(()),
             idle_cv: Condvar::new(),
             sleepers: AtomicUsize::new(0),
             monitor_lock: Mutex::new(()),
             monitor_cv: Condvar::new(),
         });
+        // The queue's bytes and utilization are exported straight from the admission
+        // accounting, read at scrape time.
+        let weak = Arc::downgrade(&shared);
+        let weak2 = weak.clone();
+        QueueEvents::sample(
+            &shared.telemetry,
+            move || weak.upgrade().map(|s| s.queue.capacity().bytes() as f64),
+            move || weak2.upgrade().map(|s| s.queue.capacity().utilization()),
+        );
         let pool = Pool::start(&shared)
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
         tracing::info!(workers, capacity = shared.config.queue_capacity, "engine started");
@@ -348,6 +383,14 @@ impl Engine {
         }
         let events = SpaceEvents::register(&self.shared.telemetry, name);
         let space = Arc::new(Space::new(name.to_owned(), params, events));
+        space.events.sample(
+            &self.shared.telemetry,
+            SpaceSources {
+                state: space_source(&space, |s| f64::from(s.effective.load(Ordering::Acquire))),
+                vectors: space_source(&space, |s| s.index.len() as f64),
+                memory_bytes: space_source(&space, |s| s.memory_bytes() as f64),
+            },
+        );
         let info = space.info();
         spaces.insert(name.to_owned(), space);
         self.shared.space_count.store(spaces.len(), Ordering::Release);
@@ -364,7 +407,6 @@ impl Engine {
         let space =
             self.shared.spaces.write().remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
         space.dropped.store(true, Ordering::Release);
-        space.events.dropped();
         tracing::info!(memory_space = name, "memory space dropped");
         Ok(())
     }
@@ -452,7 +494,7 @@ impl Engine {
                 ack: None,
             });
         }
-        if !shared.queue.capacity.try_reserve(jobs.len(), bytes) {
+        if !shared.queue.capacity().try_reserve(jobs.len(), bytes) {
             return Err(shared.reject(&space, priority, n, level, RejectReason::QueueFull));
         }
         // Claim the ids; one that a concurrent batch claimed first becomes a duplicate and its
@@ -461,7 +503,7 @@ impl Engine {
         jobs.retain(|j| space.ids.insert(j.id, ()).is_none());
         let kept_bytes: usize = jobs.iter().map(|j| j.bytes).sum();
         if jobs.len() < reserved.0 {
-            shared.queue.capacity.release(reserved.0 - jobs.len(), reserved.1 - kept_bytes);
+            shared.queue.capacity().release(reserved.0 - jobs.len(), reserved.1 - kept_bytes);
             duplicates += reserved.0 - jobs.len();
         }
         let accepted = jobs.len();
@@ -477,7 +519,7 @@ impl Engine {
         if accepted > 0 {
             space.pending.fetch_add(accepted, Ordering::AcqRel);
             space.events.admitted(priority.index(), accepted as u64);
-            shared.queue.push(priority.index(), jobs, kept_bytes);
+            shared.queue.push(priority.index(), jobs);
             shared.wake_workers();
         }
         space.events.duplicates(duplicates as u64);
@@ -524,7 +566,8 @@ impl Engine {
     /// A point-in-time status of the queue and pool.
     pub fn status(&self) -> EngineStatus {
         let s = &*self.shared;
-        let cap = &s.queue.capacity;
+        let cap = s.queue.capacity();
+        let (queue_wait_p99_seconds, observation_latency_p99_seconds) = *s.latency_window.lock();
         EngineStatus {
             level: BackpressureLevel::from_u8(s.global.get()),
             queue_depth: cap.len(),
@@ -533,11 +576,13 @@ impl Engine {
             queue_bytes: cap.bytes(),
             queue_capacity_bytes: cap.max_bytes(),
             queue_utilization: cap.utilization(),
-            drain_rate_per_s: s.drain_rate.load(Ordering::Relaxed),
-            in_flight: s.in_flight.load(Ordering::Acquire),
+            drain_rate_per_s: s.queue.events().drain_rate(),
+            queue_wait_p99_seconds,
+            observation_latency_p99_seconds,
+            in_flight: s.queue.in_flight(),
             workers: s.workers,
             workers_alive: s.workers_alive.load(Ordering::Acquire),
-            worker_utilization: s.worker_utilization.iter().map(|u| u.load(Ordering::Relaxed)).collect(),
+            worker_utilization: s.worker_events.iter().map(WorkerEvents::utilization_ratio).collect(),
             closing: s.closing.load(Ordering::Acquire),
         }
     }
@@ -574,8 +619,8 @@ impl Engine {
         let started = Instant::now();
         let drained = loop {
             // Capacity before in_flight: a job is counted in flight before it leaves the queue.
-            let queued = s.queue.capacity.len();
-            let in_flight = s.in_flight.load(Ordering::Acquire);
+            let queued = s.queue.capacity().len();
+            let in_flight = s.queue.in_flight();
             if queued == 0 && in_flight == 0 {
                 break true;
             }
@@ -584,7 +629,7 @@ impl Engine {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
-        let remaining = s.queue.capacity.len() + s.in_flight.load(Ordering::Acquire);
+        let remaining = s.queue.capacity().len() + s.queue.in_flight();
         if !drained {
             s.abort.store(true, Ordering::Release);
             tracing::error!(remaining, "shutdown timed out: observations still queued are lost");

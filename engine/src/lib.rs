@@ -10,7 +10,8 @@
 //!    priorities are admitted, and how long a refused client should wait.
 //! 4. [`admission`]: the lock-free cores: exact queue capacity reservation and levels with
 //!    hysteresis (modelled with loom in `loom-tests/`, through the [`sync`] shim).
-//! 5. `queue`: the reserved observations are pushed into their priority lane.
+//! 5. [`queue`]: the reserved observations are pushed into their priority lane; the deques
+//!    sit behind [`queue::Deques`] (crossbeam-deque here, a loom stand-in in the models).
 //! 6. `pool`: workers refill from the lanes (strict priority with minimum shares), steal from
 //!    each other, size batches adaptively, and insert into the space's index.
 //! 7. [`index`]: the index seam ([`index::VectorIndex`]) and its `hnsw_rs` backend.
@@ -28,11 +29,12 @@ pub mod engine;
 pub mod error;
 pub mod index;
 pub mod observation;
+pub mod queue;
 pub mod sync;
 
 mod ack;
+mod job;
 mod pool;
-mod queue;
 mod space;
 
 pub use ack::{IndexedOutcome, IndexedWaiter};

@@ -9,16 +9,20 @@
 //! Batch size adapts: it grows with queue depth (depth ÷ workers) and is capped so one batch's
 //! insertion time, from the measured per-observation insert time, stays under the latency target.
 //!
-//! A monitor thread samples worker busy time (utilization), the drain rate (used for
-//! retry-after), backpressure levels and index sizes.
+//! A monitor thread steers from the exported telemetry: every 200 ms the drain rate (the
+//! wait histograms' count, smoothed into the exported gauge retry-after reads) and backpressure
+//! levels; every second each worker's utilization (its batch-duration histogram's sum over the
+//! window), the per-observation insertion time batch sizing uses (batch-duration sum over
+//! batch-size sum), and the windowed p99 queue wait and observation latency (histogram deltas).
 
 use crate::engine::Shared;
-use crate::queue::Job;
-use crossbeam_deque::{Steal, Stealer, Worker};
-use engram_telemetry::events::WorkerEvents;
+use crate::job::Job;
+use crate::queue::{Source, WorkerQueue};
+use engram_telemetry::primitives::HistogramSnapshot;
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -38,26 +42,19 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn start(shared: &Arc<Shared>) -> std::io::Result<Self> {
         let n = shared.workers;
-        let locals: Vec<Worker<Job>> = (0..n).map(|_| Worker::new_fifo()).collect();
-        let stealers: Arc<[Stealer<Job>]> = locals.iter().map(Worker::stealer).collect();
-        let busy: Arc<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let events: Vec<WorkerEvents> = (0..n).map(|id| WorkerEvents::register(&shared.telemetry, id)).collect();
         let mut workers = Vec::with_capacity(n);
-        for (id, local) in locals.into_iter().enumerate() {
+        for (id, queue) in WorkerQueue::for_workers(n).into_iter().enumerate() {
             let w = WorkerLoop {
-                id,
-                local,
-                stealers: Arc::clone(&stealers),
+                queue,
                 shared: Arc::clone(shared),
-                events: events[id].clone(),
-                busy: Arc::clone(&busy),
+                id,
                 credits: [0.0; 3],
                 batch: Vec::with_capacity(shared.config.max_batch),
             };
             shared.workers_alive.fetch_add(1, Ordering::AcqRel);
             workers.push(std::thread::Builder::new().name(format!("engram-worker-{id}")).spawn(move || w.run())?);
         }
-        let monitor = Monitor { shared: Arc::clone(shared), busy, events };
+        let monitor = Monitor { shared: Arc::clone(shared) };
         let monitor = std::thread::Builder::new().name("engram-monitor".into()).spawn(move || monitor.run())?;
         Ok(Self { workers, monitor: Some(monitor) })
     }
@@ -74,12 +71,9 @@ impl Pool {
 }
 
 struct WorkerLoop {
-    id: usize,
-    local: Worker<Job>,
-    stealers: Arc<[Stealer<Job>]>,
+    queue: WorkerQueue<Job>,
     shared: Arc<Shared>,
-    events: WorkerEvents,
-    busy: Arc<[AtomicU64]>,
+    id: usize,
     credits: [f64; 3],
     batch: Vec<Job>,
 }
@@ -105,7 +99,7 @@ impl WorkerLoop {
             }
             self.fill(shared.batch_target());
             if self.batch.is_empty() {
-                if shared.stop.load(Ordering::Acquire) && shared.queue.capacity.is_empty() {
+                if shared.stop.load(Ordering::Acquire) && shared.queue.capacity().is_empty() {
                     break;
                 }
                 shared.idle_wait();
@@ -114,81 +108,46 @@ impl WorkerLoop {
             let started = Instant::now();
             let size = self.batch.len();
             self.process();
-            let elapsed = started.elapsed();
-            self.busy[self.id].fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
-            shared.observe_insert_time(elapsed, size);
-            self.events.batch_processed(size);
+            shared.worker_events[self.id].batch_processed(size, started.elapsed());
         }
     }
 
     /// Lane order for the next refill: strict priority, but a lower lane whose credit reached 1
     /// goes first (credits accrue by the lane's minimum share per refill).
-    fn lane_order(&mut self) -> [usize; 3] {
-        let share = self.shared.config.lane_min_share;
-        self.credits[1] = (self.credits[1] + share.normal).min(2.0);
-        self.credits[2] = (self.credits[2] + share.low).min(2.0);
-        if self.credits[2] >= 1.0 {
-            self.credits[2] -= 1.0;
+    fn lane_order(credits: &mut [f64; 3], share: crate::config::LaneShares) -> [usize; 3] {
+        credits[1] = (credits[1] + share.normal).min(2.0);
+        credits[2] = (credits[2] + share.low).min(2.0);
+        if credits[2] >= 1.0 {
+            credits[2] -= 1.0;
             [2, 0, 1]
-        } else if self.credits[1] >= 1.0 {
-            self.credits[1] -= 1.0;
+        } else if credits[1] >= 1.0 {
+            credits[1] -= 1.0;
             [1, 0, 2]
         } else {
             [0, 1, 2]
         }
     }
 
-    fn take(&mut self, job: Job) {
-        // in_flight rises before the queue releases the job, so "queue empty and nothing in
-        // flight" is never observed while a job is between the two.
-        self.shared.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.shared.queue.taken(&job);
-        self.shared.dequeued_total.fetch_add(1, Ordering::Relaxed);
-        self.batch.push(job);
-    }
-
     fn fill(&mut self, target: usize) {
+        let share = self.shared.config.lane_min_share;
+        let events = &self.shared.worker_events[self.id];
         while self.batch.len() < target {
-            if let Some(job) = self.local.pop() {
-                self.take(job);
-                continue;
+            // Prefetch one batch beyond this one into the local deque: the surplus is what idle
+            // workers steal, so a burst spreads over every worker. Steal only for an empty batch.
+            let prefetch = target - self.batch.len() + target;
+            let credits = &mut self.credits;
+            let next = self.queue.next(
+                &self.shared.queue,
+                || Self::lane_order(credits, share),
+                prefetch,
+                self.batch.is_empty(),
+            );
+            let Some((job, source)) = next else { break };
+            if let Source::Stolen(n) = source {
+                events.stole(n as u64);
             }
-            // Prefetch one batch beyond this one into the local deque: the surplus is what
-            // idle workers steal, so a burst spreads over every worker.
-            let want = target - self.batch.len() + target;
-            let from_lane =
-                self.lane_order().into_iter().find_map(|lane| self.shared.queue.steal_into(lane, &self.local, want));
-            if let Some(job) = from_lane {
-                self.take(job);
-                continue;
-            }
-            if self.batch.is_empty()
-                && let Some(job) = self.steal()
-            {
-                self.take(job);
-                continue;
-            }
-            break;
+            self.batch.push(job);
         }
-    }
-
-    /// Steals half of another worker's local deque; counts what moved.
-    fn steal(&mut self) -> Option<Job> {
-        let n = self.stealers.len();
-        for k in 1..n {
-            let victim = (self.id + k) % n;
-            loop {
-                match self.stealers[victim].steal_batch_and_pop(&self.local) {
-                    Steal::Success(job) => {
-                        self.events.stole(1 + self.local.len() as u64);
-                        return Some(job);
-                    }
-                    Steal::Empty => break,
-                    Steal::Retry => std::hint::spin_loop(),
-                }
-            }
-        }
-        None
     }
 
     fn process(&mut self) {
@@ -196,8 +155,9 @@ impl WorkerLoop {
         let mut last: Option<Arc<crate::space::Space>> = None;
         for job in self.batch.drain(..) {
             let space = &job.space;
+            let events = &shared.worker_events[self.id];
             let ok = if space.dropped.load(Ordering::Acquire) {
-                self.events.batch_failed(SPACE_DROPPED, 1);
+                events.batch_failed(SPACE_DROPPED, 1);
                 false
             } else {
                 if let Some(content) = job.content {
@@ -210,7 +170,7 @@ impl WorkerLoop {
                         true
                     }
                     Err(_) => {
-                        self.events.batch_failed(INDEX_PANIC, 1);
+                        events.batch_failed(INDEX_PANIC, 1);
                         false
                     }
                 }
@@ -233,16 +193,23 @@ impl WorkerLoop {
 
 struct Monitor {
     shared: Arc<Shared>,
-    busy: Arc<[AtomicU64]>,
-    events: Vec<WorkerEvents>,
+}
+
+/// What the monitor remembers between windows.
+struct Window {
+    started: Instant,
+    /// (busy seconds, observations) per worker at the window's start.
+    totals: Vec<(f64, f64)>,
+    queue_wait: HistogramSnapshot,
+    /// Observation latency per exported `memory_space` label (folded spaces share one).
+    latency: HashMap<String, HistogramSnapshot>,
 }
 
 impl Monitor {
     fn run(self) {
         let shared = &self.shared;
-        let mut last_busy: Vec<u64> = vec![0; self.busy.len()];
-        let mut last_dequeued = 0u64;
-        let mut window_start = Instant::now();
+        let mut window = self.window(Instant::now());
+        let mut last_taken = shared.queue.events().taken_total();
         let mut last_tick = Instant::now();
         let mut ticks = 0u32;
         while !shared.monitor_stop.load(Ordering::Acquire) {
@@ -250,25 +217,59 @@ impl Monitor {
             let now = Instant::now();
             let dt = now.duration_since(last_tick).as_secs_f64().max(1e-6);
             last_tick = now;
-            let dequeued = shared.dequeued_total.load(Ordering::Relaxed);
-            shared.observe_drain((dequeued - last_dequeued) as f64 / dt);
-            last_dequeued = dequeued;
+            let taken = shared.queue.events().taken_total();
+            shared.observe_drain((taken - last_taken) as f64 / dt);
+            last_taken = taken;
             for space in shared.spaces_snapshot() {
                 shared.evaluate(&space);
-                space.events.index_size(space.index.len(), space.memory_bytes());
             }
             ticks += 1;
             if ticks.is_multiple_of(5) {
-                let window = now.duration_since(window_start).as_nanos().max(1) as f64;
-                window_start = now;
-                for (i, b) in self.busy.iter().enumerate() {
-                    let total = b.load(Ordering::Relaxed);
-                    let ratio = ((total - last_busy[i]) as f64 / window).clamp(0.0, 1.0);
-                    last_busy[i] = total;
-                    self.events[i].utilization(ratio);
-                    shared.worker_utilization[i].store(ratio, Ordering::Relaxed);
-                }
+                window = self.close_window(window, now);
             }
         }
+    }
+
+    fn window(&self, started: Instant) -> Window {
+        let shared = &self.shared;
+        let mut latency = HashMap::new();
+        for space in shared.spaces_snapshot() {
+            let label = space.events.label();
+            if !latency.contains_key(label) {
+                latency.insert(label.to_owned(), space.events.observation_latency());
+            }
+        }
+        Window {
+            started,
+            totals: shared.worker_events.iter().map(|e| e.totals()).collect(),
+            queue_wait: shared.queue.events().wait_time(),
+            latency,
+        }
+    }
+
+    /// Publishes the window's utilization, insertion time and p99s; opens the next window.
+    fn close_window(&self, old: Window, now: Instant) -> Window {
+        let shared = &self.shared;
+        let next = self.window(now);
+        let secs = now.duration_since(old.started).as_secs_f64().max(1e-6);
+        let (mut busy, mut observations) = (0.0, 0.0);
+        for (i, (then, now)) in old.totals.iter().zip(&next.totals).enumerate() {
+            let worker_busy = (now.0 - then.0).max(0.0);
+            shared.worker_events[i].utilization((worker_busy / secs).clamp(0.0, 1.0));
+            busy += worker_busy;
+            observations += (now.1 - then.1).max(0.0);
+        }
+        shared.observe_insert_time(busy, observations);
+        let wait_p99 = next.queue_wait.since(&old.queue_wait).quantile(0.99);
+        let mut latency: Option<HistogramSnapshot> = None;
+        for (label, now) in &next.latency {
+            let window = old.latency.get(label).map_or_else(|| now.clone(), |then| now.since(then));
+            match &mut latency {
+                Some(all) => all.merge(&window),
+                None => latency = Some(window),
+            }
+        }
+        *shared.latency_window.lock() = (wait_p99, latency.and_then(|l| l.quantile(0.99)));
+        next
     }
 }

@@ -16,6 +16,27 @@ use engram_engine::{BackpressureLevel, EngineError};
 use serde::Serialize;
 use std::time::Duration;
 
+/// Why a request was refused: the `reason` of `engram_api_requests_rejected_total` (the
+/// discriminant indexes `REFUSAL_REASONS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The body or message could not be parsed (bad JSON syntax, bad protobuf).
+    Malformed = 0,
+    /// Parsed, but a field is invalid.
+    InvalidArgument = 1,
+    /// The body is over the size limit.
+    PayloadTooLarge = 2,
+    /// The memory space does not exist.
+    UnknownSpace = 3,
+    /// No such route.
+    UnknownRoute = 4,
+    /// Shed by backpressure or a full queue.
+    Overloaded = 5,
+    /// The server is shutting down.
+    ShuttingDown = 6,
+}
+const _: () = assert!(engram_telemetry::events::api::REFUSAL_REASONS.len() == 7);
+
 /// An API error: status, gRPC code and a JSON body naming the field and reason.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -33,6 +54,9 @@ pub struct ApiError {
     pub retry_after: Option<Duration>,
     /// Backpressure level at rejection.
     pub level: Option<BackpressureLevel>,
+    /// Why the request was refused, when it is a refusal (not for internal failures or
+    /// conflicts). Carried into the HTTP response's extensions for the metrics layer.
+    pub refusal: Option<Refusal>,
 }
 
 #[derive(Serialize)]
@@ -56,7 +80,16 @@ struct Inner<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: tonic::Code, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), field: None, reason: None, retry_after: None, level: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            reason: None,
+            retry_after: None,
+            level: None,
+            refusal: None,
+        }
     }
 
     /// Bad input on `field`.
@@ -64,16 +97,33 @@ impl ApiError {
         let field = field.into();
         let mut e = Self::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, format!("{field}: {reason}"));
         e.field = Some(field);
+        e.refusal = Some(Refusal::InvalidArgument);
+        e
+    }
+
+    /// Input on `field` that could not be parsed at all (JSON syntax, truncated body).
+    pub fn malformed(field: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        let mut e = Self::invalid(field, reason);
+        e.refusal = Some(Refusal::Malformed);
+        e
+    }
+
+    /// No route matches the request.
+    pub fn unknown_route() -> Self {
+        let mut e = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no such route");
+        e.refusal = Some(Refusal::UnknownRoute);
         e
     }
 
     /// A request body over the size limit.
     pub fn too_large(limit: usize) -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             tonic::Code::ResourceExhausted,
             format!("body: larger than the limit of {limit} bytes"),
-        )
+        );
+        e.refusal = Some(Refusal::PayloadTooLarge);
+        e
     }
 
     /// An internal failure (a bug or a lost task), never bad input.
@@ -94,11 +144,13 @@ impl From<EngineError> for ApiError {
             EngineError::InvalidArgument { field, .. } => {
                 let mut a = Self::new(StatusCode::BAD_REQUEST, tonic::Code::InvalidArgument, message);
                 a.field = Some(field);
+                a.refusal = Some(Refusal::InvalidArgument);
                 a
             }
             EngineError::SpaceNotFound(_) => {
                 let mut a = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, message);
                 a.field = Some("memory_space".into());
+                a.refusal = Some(Refusal::UnknownSpace);
                 a
             }
             EngineError::SpaceExists(_) => Self::new(StatusCode::CONFLICT, tonic::Code::AlreadyExists, message),
@@ -107,12 +159,14 @@ impl From<EngineError> for ApiError {
                 a.reason = Some(r.reason.as_str());
                 a.retry_after = Some(r.retry_after);
                 a.level = Some(r.level);
+                a.refusal = Some(Refusal::Overloaded);
                 a
             }
             EngineError::ShuttingDown => {
                 let mut a = Self::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, message);
                 a.reason = Some("shutting_down");
                 a.retry_after = Some(Duration::from_secs(1));
+                a.refusal = Some(Refusal::ShuttingDown);
                 a
             }
         }
@@ -139,6 +193,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs() {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(refusal) = self.refusal {
+            resp.extensions_mut().insert(refusal);
         }
         resp
     }

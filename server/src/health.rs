@@ -8,6 +8,7 @@
 //! | `CRITICAL` | backpressure Overloaded, no worker running, or shutting down |
 
 use engram_engine::{BackpressureLevel, EngineStatus, SpaceInfo};
+use engram_telemetry::health::HealthScore;
 use serde::Serialize;
 
 /// Overall health.
@@ -75,6 +76,8 @@ pub struct DetailedHealth {
     pub version: &'static str,
     /// Seconds since the server started.
     pub uptime_seconds: f64,
+    /// `engram_health_score` as of its last computation (every 5 s) with its four penalties.
+    pub health_score: HealthScore,
     /// Queue and pool state.
     pub engine: EngineStatus,
     /// Every memory space.

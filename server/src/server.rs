@@ -10,7 +10,10 @@ use crate::grpc::EngramService;
 use crate::proto::engram_server::EngramServer;
 use anyhow::Context;
 use engram_engine::{Engine, ShutdownReport};
+use engram_telemetry::events::ProcessEvents;
+use engram_telemetry::health::HealthSampler;
 use engram_telemetry::{Telemetry, TelemetryConfig};
+use parking_lot::Mutex;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +25,14 @@ use tonic::transport::server::TcpIncoming;
 /// How long open connections get to finish after the queue drained.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// How often `engram_health_score` is recomputed (its error ratio covers this window).
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
+
 /// A server with both listeners bound and its engine running.
 pub struct Server {
     config: ServerConfig,
     engine: Arc<Engine>,
+    health: Arc<Mutex<HealthSampler>>,
     http: TcpListener,
     grpc: TcpListener,
 }
@@ -37,6 +44,8 @@ impl Server {
     /// Invalid engine settings (naming the field) or an address that cannot be bound.
     pub async fn bind(config: ServerConfig) -> anyhow::Result<Self> {
         let telemetry = Telemetry::new(TelemetryConfig { max_space_labels: config.max_space_labels });
+        let process = ProcessEvents::register(&telemetry);
+        let health = Arc::new(Mutex::new(HealthSampler::new(Arc::clone(&telemetry), process)));
         let engine = Arc::new(Engine::new(config.engine.clone(), telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
             .await
@@ -44,7 +53,7 @@ impl Server {
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
-        Ok(Self { config, engine, http, grpc })
+        Ok(Self { config, engine, health, http, grpc })
     }
 
     /// The bound HTTP address (useful with port 0).
@@ -67,7 +76,7 @@ impl Server {
     /// # Errors
     /// A listener that fails while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<ShutdownReport> {
-        let Self { config, engine, http, grpc } = self;
+        let Self { config, engine, health, http, grpc } = self;
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
 
@@ -97,7 +106,15 @@ impl Server {
                     closed(close_rx.clone()),
                 ),
         );
-        let router = crate::http::router(engine.clone(), &config);
+        let router = crate::http::router(engine.clone(), Arc::clone(&health), &config);
+        let health_task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(HEALTH_INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                health.lock().tick();
+            }
+        });
         let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
             if let Err(e) = tcp.set_nodelay(true) {
                 tracing::debug!("cannot set TCP_NODELAY: {e}");
@@ -114,6 +131,7 @@ impl Server {
         let report = tokio::task::spawn_blocking(move || drain_engine.shutdown(Some(timeout))).await?;
         tracing::info!(drained = report.drained, remaining = report.remaining, "queue drained; closing listeners");
         let _ = close_tx.send(true);
+        health_task.abort();
         let joined = tokio::time::timeout(CLOSE_GRACE, async {
             let grpc = grpc_task.await;
             let http = http_task.await;

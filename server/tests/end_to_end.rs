@@ -146,8 +146,34 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
     assert!(text.contains("engram_grpc_requests_total{method=\"StreamObservations\",code=\"OK\"}"));
     assert!(!text.contains("route=\"/v1/spaces/minilm"), "routes are templates, never raw paths");
 
+    // What the engine steers by is what /metrics exports (read back, not a copy).
+    // The monitor folds the last observations taken into the drain rate on its next 200 ms
+    // tick; from then on, idle, the rate holds. Read both sides once it has settled.
+    let (mut text, mut h) = (String::new(), Value::Null);
+    for _ in 0..20 {
+        text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        h = http.get(server.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
+        let exported = sample(&text, "engram_streaming_queue_drain_rate_observations_per_second");
+        if exported == h["engine"]["drain_rate_per_s"].as_f64() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let drain = sample(&text, "engram_streaming_queue_drain_rate_observations_per_second").unwrap();
+    assert!(drain > 0.0, "{text}");
+    assert_eq!(h["engine"]["drain_rate_per_s"].as_f64().unwrap(), drain, "{h}");
+    assert_eq!(sample(&text, "engram_streaming_queue_utilization_ratio"), Some(0.0), "drained queue");
+    assert_eq!(sample(&text, "engram_index_vectors{memory_space=\"minilm-grpc\"}"), Some(1500.0));
+    assert!(sample(&text, "process_resident_memory_bytes").unwrap() > 1e6);
+    let score = sample(&text, "engram_health_score").unwrap();
+    assert!((0.0..=100.0).contains(&score), "{score}");
+    // The score is recomputed every 5 s: /health/detailed shows the one exported just before or
+    // just after it.
+    let after = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let shown = h["health_score"]["score"].as_f64().unwrap();
+    assert!(shown == score || Some(shown) == sample(&after, "engram_health_score"), "{h}");
+
     // Health.
-    let h: Value = http.get(server.url("/health/detailed")).send().await.unwrap().json().await.unwrap();
     assert_eq!(h["status"], "HEALTHY", "{h}");
     assert_eq!(h["spaces"].as_array().unwrap().len(), 2);
     assert_eq!(http.get(server.url("/health/ready")).send().await.unwrap().status(), 200);
@@ -234,10 +260,26 @@ async fn bad_input_over_http_names_the_field_and_keeps_accepted_data() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("embedding: expected 3 values, got 1"));
 
+    let r = http.get(server.url("/v1/nothing-here")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+
     // What was accepted before is untouched.
     let v = post_json(&http, server.url("/v1/spaces/s/recall"), json!({"embedding": [1.0, 0.0, 0.0]})).await;
     assert_eq!(v["hits"][0]["id"], 1);
     assert_eq!(v["hits"][0]["content"], "kept");
+
+    // Every refusal above is counted by reason: 8 invalid arguments (7 bodies and the recall),
+    // 1 truncated JSON, 1 unknown space, 1 oversized body, 1 unknown route.
+    let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let refused = |reason: &str| {
+        sample(&text, &format!("engram_api_requests_rejected_total{{protocol=\"http\",reason=\"{reason}\"}}"))
+    };
+    assert_eq!(refused("invalid_argument"), Some(8.0), "{text}");
+    assert_eq!(refused("malformed"), Some(1.0));
+    assert_eq!(refused("unknown_space"), Some(1.0));
+    assert_eq!(refused("payload_too_large"), Some(1.0));
+    assert_eq!(refused("unknown_route"), Some(1.0));
+    assert_eq!(refused("overloaded"), Some(0.0), "registered up front, at zero");
     server.stop().await;
 }
 

@@ -29,6 +29,16 @@ impl MetricKind {
     }
 }
 
+/// How a series fed by several sampled sources (see [`crate::Telemetry::sampled`]) combines
+/// them: memory spaces folded into the `__other__` label share one series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fold {
+    /// Sum of the sources (sizes, counts).
+    Sum,
+    /// The largest source (levels: the worst space shows).
+    Max,
+}
+
 /// One catalog entry.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
@@ -42,13 +52,30 @@ pub struct MetricDef {
     pub help: &'static str,
     /// Upper bounds of the histogram buckets (histograms only; `+Inf` is implicit).
     pub buckets: &'static [f64],
+    /// Unit of the value (`seconds`, `bytes`, `observations`, ...).
+    pub unit: &'static str,
+    /// The code path that produces the value (crate, module, function).
+    pub source: &'static str,
+    /// The range the value is expected to take in normal operation.
+    pub range: &'static str,
+    /// How sampled sources sharing a series combine.
+    pub fold: Fold,
 }
 
+const fn def(
+    name: &'static str,
+    kind: MetricKind,
+    labels: &'static [&'static str],
+    help: &'static str,
+    buckets: &'static [f64],
+) -> MetricDef {
+    MetricDef { name, kind, labels, help, buckets, unit: "", source: "", range: "", fold: Fold::Sum }
+}
 const fn counter(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricDef {
-    MetricDef { name, kind: MetricKind::Counter, labels, help, buckets: &[] }
+    def(name, MetricKind::Counter, labels, help, &[])
 }
 const fn gauge(name: &'static str, labels: &'static [&'static str], help: &'static str) -> MetricDef {
-    MetricDef { name, kind: MetricKind::Gauge, labels, help, buckets: &[] }
+    def(name, MetricKind::Gauge, labels, help, &[])
 }
 const fn histogram(
     name: &'static str,
@@ -56,7 +83,23 @@ const fn histogram(
     help: &'static str,
     buckets: &'static [f64],
 ) -> MetricDef {
-    MetricDef { name, kind: MetricKind::Histogram, labels, help, buckets }
+    def(name, MetricKind::Histogram, labels, help, buckets)
+}
+
+impl MetricDef {
+    /// Sets the documented unit, producing code path and expected range.
+    const fn doc(mut self, unit: &'static str, source: &'static str, range: &'static str) -> Self {
+        self.unit = unit;
+        self.source = source;
+        self.range = range;
+        self
+    }
+
+    /// Sets how sampled sources sharing a series combine.
+    const fn fold(mut self, fold: Fold) -> Self {
+        self.fold = fold;
+        self
+    }
 }
 
 /// Latency buckets for ingest (seconds): 0.5 ms to 30 s.
@@ -77,47 +120,87 @@ pub const OBSERVATIONS: MetricDef = counter(
     "engram_streaming_observations_total",
     &["memory_space", "priority"],
     "Observations admitted into the observation queue (new ids only).",
-);
+)
+.doc("observations", "engine::Engine::submit", "monotonic; rate ≈ offered load minus rejections");
 /// Observations acknowledged as duplicates of an id already accepted (not inserted again).
 pub const OBSERVATIONS_DUPLICATE: MetricDef = counter(
     "engram_streaming_observations_duplicate_total",
     &["memory_space"],
     "Observations whose id was already accepted: acknowledged without inserting twice.",
-);
+)
+.doc("observations", "engine::Engine::submit", "monotonic; 0 unless clients retry acknowledged ids");
 /// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
 pub const OBSERVATIONS_REJECTED: MetricDef = counter(
     "engram_streaming_observations_rejected_total",
     &["memory_space", "reason"],
     "Observations rejected at admission, by reason (each rejection carries a retry-after).",
-);
+)
+.doc("observations", "engine::Engine::submit", "monotonic; rate 0 below Critical");
 /// Observations inserted into their space's index (searchable).
 pub const OBSERVATIONS_INDEXED: MetricDef = counter(
     "engram_streaming_observations_indexed_total",
     &["memory_space"],
     "Observations inserted into the memory space's index (searchable).",
-);
+)
+.doc("observations", "engine pool::WorkerLoop::process", "monotonic; rate ≈ admitted rate in steady state");
 /// Queue depth per priority lane.
-pub const QUEUE_DEPTH: MetricDef =
-    gauge("engram_streaming_queue_depth", &["priority"], "Observations waiting in the queue, by priority lane.");
+pub const QUEUE_DEPTH: MetricDef = gauge(
+    "engram_streaming_queue_depth",
+    &["priority"],
+    "Observations waiting in the queue, by priority lane.",
+)
+.doc("observations", "engine queue::LaneQueue::push / take", "0 to queue capacity (all lanes together)");
 /// Queue capacity in observations (the hard cap).
-pub const QUEUE_CAPACITY: MetricDef =
-    gauge("engram_streaming_queue_capacity", &[], "Capacity of the observation queue, in observations.");
+pub const QUEUE_CAPACITY: MetricDef = gauge(
+    "engram_streaming_queue_capacity",
+    &[],
+    "Capacity of the observation queue, in observations.",
+)
+.doc("observations", "engine queue (config queue_capacity)", "constant");
 /// Bytes held by queued observations.
 pub const QUEUE_MEMORY_BYTES: MetricDef = gauge(
     "engram_streaming_queue_memory_bytes",
     &[],
     "Bytes held by queued observations (embedding, content and bookkeeping).",
-);
+)
+.doc("bytes", "engine admission::Capacity (read at scrape)", "0 to queue capacity bytes");
 /// Queue capacity in bytes.
-pub const QUEUE_CAPACITY_BYTES: MetricDef =
-    gauge("engram_streaming_queue_capacity_bytes", &[], "Capacity of the observation queue, in bytes.");
+pub const QUEUE_CAPACITY_BYTES: MetricDef = gauge(
+    "engram_streaming_queue_capacity_bytes",
+    &[],
+    "Capacity of the observation queue, in bytes.",
+)
+.doc("bytes", "engine queue (config queue_capacity_bytes)", "constant");
+/// Queue utilization, the value backpressure steers by.
+pub const QUEUE_UTILIZATION: MetricDef = gauge(
+    "engram_streaming_queue_utilization_ratio",
+    &[],
+    "Queue fill, 0 to 1: the larger of observations over capacity and bytes over capacity bytes.",
+)
+.doc(
+    "ratio",
+    "engine admission::Capacity (read at scrape)",
+    "0 to 1; Warning at 0.6, Critical 0.8, Overloaded 0.9 by default",
+);
+/// The smoothed drain rate retry-after is computed from.
+pub const QUEUE_DRAIN_RATE: MetricDef = gauge(
+    "engram_streaming_queue_drain_rate_observations_per_second",
+    &[],
+    "Observations taken from the queue per second (exponentially smoothed; retry-after uses it).",
+)
+.doc(
+    "observations per second",
+    "engine pool::Monitor (smoothed, every 200 ms)",
+    "0 to the index insert rate; 0 when idle since start",
+);
 /// Time from admission to being taken by a worker.
 pub const QUEUE_WAIT_TIME: MetricDef = histogram(
     "engram_streaming_queue_wait_time_seconds",
     &["priority"],
     "Time an observation waited in the queue before a worker took it.",
     INGEST_LATENCY_BUCKETS,
-);
+)
+.doc("seconds", "engine queue::LaneQueue::take", "below batch_latency_target_ms when not backlogged");
 
 // ---- streaming: backpressure -------------------------------------------------------------
 /// Backpressure state per space (0 Normal, 1 Warning, 2 Critical, 3 Overloaded).
@@ -125,55 +208,76 @@ pub const BACKPRESSURE_STATE: MetricDef = gauge(
     "engram_streaming_backpressure_state",
     &["memory_space"],
     "Backpressure state of the memory space: 0 normal, 1 warning, 2 critical, 3 overloaded.",
-);
+)
+.doc("level", "engine engine::Shared::evaluate (read at scrape)", "0 to 3; 0 in normal operation")
+.fold(Fold::Max);
 /// Entries into a worse backpressure state.
 pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
     "engram_streaming_backpressure_activations_total",
     &["memory_space", "level"],
     "Entries into a worse backpressure state, by the level entered.",
-);
+)
+.doc("transitions", "engine engine::Shared::evaluate", "monotonic; rare in normal operation");
 
 // ---- streaming: worker pool ---------------------------------------------------------------
 /// Worker threads in the pool.
-pub const WORKERS: MetricDef = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.");
+pub const WORKERS: MetricDef = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.").doc(
+    "threads",
+    "engine pool::Pool::start",
+    "constant (config workers)",
+);
 /// Batches inserted by each worker.
 pub const BATCHES_PROCESSED: MetricDef = counter(
     "engram_streaming_batches_processed_total",
     &["worker_id"],
     "Batches of observations inserted by the worker.",
-);
+)
+.doc("batches", "engine pool::WorkerLoop::run", "monotonic");
 /// Batch insertion failures by type.
 pub const BATCH_FAILURES: MetricDef = counter(
     "engram_streaming_batch_failures_total",
     &["worker_id", "error_type"],
     "Observations of a batch that could not be inserted, by error type.",
-);
+)
+.doc("observations", "engine pool::WorkerLoop::process", "monotonic; 0 unless a space is dropped with work queued");
 /// Observations stolen from other workers' local queues.
 pub const WORK_STOLEN: MetricDef = counter(
     "engram_streaming_work_stolen_total",
     &["worker_id"],
     "Observations the worker stole from other workers' local queues.",
-);
+)
+.doc("observations", "engine pool::WorkerLoop::steal", "monotonic; a small share of the indexed rate");
 /// Busy ratio of each worker over the last sampling interval.
 pub const WORKER_UTILIZATION: MetricDef = gauge(
     "engram_streaming_worker_utilization",
     &["worker_id"],
     "Fraction of the last sampling interval the worker spent inserting (0 to 1).",
-);
+)
+.doc("ratio", "engine pool::Monitor (from batch_duration_seconds, every 1 s)", "0 to 1; near 1 under sustained load");
+/// Time each worker spends inserting a batch; its sum is the worker's busy time.
+pub const BATCH_DURATION: MetricDef = histogram(
+    "engram_streaming_batch_duration_seconds",
+    &["worker_id"],
+    "Time the worker spent inserting one batch (its sum is the worker's busy time).",
+    REQUEST_LATENCY_BUCKETS,
+)
+.doc("seconds", "engine pool::WorkerLoop::run", "up to about batch_latency_target_ms");
 /// Batch sizes chosen by the adaptive batcher.
 pub const BATCH_SIZE: MetricDef = histogram(
     "engram_streaming_batch_size",
     &["worker_id"],
     "Observations per batch taken by the worker (adaptive batch size).",
     BATCH_SIZE_BUCKETS,
-);
+)
+.doc("observations", "engine pool::WorkerLoop::run", "min_batch to max_batch");
 /// Accepted → indexed latency.
 pub const OBSERVATION_LATENCY: MetricDef = histogram(
     "engram_streaming_observation_latency_seconds",
     &["memory_space"],
     "Time from admission (accepted) to insertion into the index (indexed).",
     INGEST_LATENCY_BUCKETS,
-);
+)
+.doc("seconds", "engine pool::WorkerLoop::process", "p99 below 0.1 s at moderate load");
 
 // ---- recall and index ---------------------------------------------------------------------
 /// Recall query latency.
@@ -182,76 +286,185 @@ pub const RECALL_LATENCY: MetricDef = histogram(
     &["memory_space"],
     "Time to answer a recall query (index search and content lookup).",
     REQUEST_LATENCY_BUCKETS,
-);
+)
+.doc("seconds", "engine engine::Engine::recall", "about 1 ms at ef 64 on 50 to 384 dimensions");
 /// Vectors in each space's index.
-pub const INDEX_VECTORS: MetricDef =
-    gauge("engram_index_vectors", &["memory_space"], "Vectors inserted into the memory space's index.");
+pub const INDEX_VECTORS: MetricDef = gauge(
+    "engram_index_vectors",
+    &["memory_space"],
+    "Vectors inserted into the memory space's index.",
+)
+.doc("vectors", "engine index (read at scrape)", "0 to the space max_elements");
 /// Estimated memory of each space.
 pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
     "engram_index_memory_bytes",
     &["memory_space"],
     "Estimated memory held by the memory space: index graph, vectors, content and id map.",
+)
+.doc(
+    "bytes",
+    "engine space::Space::memory_bytes (read at scrape)",
+    "grows with vectors; about 3.2 KB per vector for hnsw_rs",
 );
 
 // ---- sessions and API ---------------------------------------------------------------------
 /// Open gRPC observation streams.
-pub const ACTIVE_SESSIONS: MetricDef =
-    gauge("engram_streaming_active_sessions", &[], "Open gRPC StreamObservations streams.");
+pub const ACTIVE_SESSIONS: MetricDef = gauge(
+    "engram_streaming_active_sessions",
+    &[],
+    "Open gRPC StreamObservations streams.",
+)
+.doc("streams", "server grpc StreamObservations", "0 to the number of connected clients");
 /// HTTP requests by route template and status.
 pub const HTTP_REQUESTS: MetricDef = counter(
     "engram_http_requests_total",
     &["method", "route", "status"],
     "HTTP requests served, by method, route template and status code.",
-);
+)
+.doc("requests", "server http::metrics_layer::track", "monotonic");
 /// HTTP request duration.
 pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
     "engram_http_request_duration_seconds",
     &["method", "route"],
     "Time to serve an HTTP request, by method and route template.",
     REQUEST_LATENCY_BUCKETS,
-);
+)
+.doc("seconds", "server http::metrics_layer::track", "ms for ingest and recall; longer with ?wait=indexed");
 /// HTTP request body size.
 pub const HTTP_REQUEST_SIZE: MetricDef =
-    histogram("engram_http_request_size_bytes", &["method", "route"], "HTTP request body size.", SIZE_BUCKETS);
+    histogram("engram_http_request_size_bytes", &["method", "route"], "HTTP request body size.", SIZE_BUCKETS).doc(
+        "bytes",
+        "server http::metrics_layer::track",
+        "up to http body_limit_bytes",
+    );
 /// HTTP response body size.
 pub const HTTP_RESPONSE_SIZE: MetricDef =
-    histogram("engram_http_response_size_bytes", &["method", "route"], "HTTP response body size.", SIZE_BUCKETS);
+    histogram("engram_http_response_size_bytes", &["method", "route"], "HTTP response body size.", SIZE_BUCKETS).doc(
+        "bytes",
+        "server http::metrics_layer::track",
+        "under 1 MiB",
+    );
 /// HTTP requests being served.
-pub const HTTP_IN_FLIGHT: MetricDef =
-    gauge("engram_http_requests_in_flight", &["method", "route"], "HTTP requests being served.");
+pub const HTTP_IN_FLIGHT: MetricDef = gauge(
+    "engram_http_requests_in_flight",
+    &["method", "route"],
+    "HTTP requests being served.",
+)
+.doc("requests", "server http::metrics_layer::track", "0 to the number of client connections");
+/// API requests refused before reaching the engine's queue, by reason.
+pub const API_REJECTED: MetricDef = counter(
+    "engram_api_requests_rejected_total",
+    &["protocol", "reason"],
+    "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, overloaded, shutting_down).",
+)
+    .doc("requests", "server api_error::ApiError (HTTP metrics layer, gRPC handlers)", "monotonic; sustained malformed or oversized traffic is worth a look");
 /// gRPC calls by method and status code.
 pub const GRPC_REQUESTS: MetricDef = counter(
     "engram_grpc_requests_total",
     &["method", "code"],
     "gRPC calls completed, by method and status code (streams count once, when they end).",
-);
+)
+.doc("calls", "server grpc::EngramService", "monotonic");
 /// gRPC call duration (stream lifetime for streams).
 pub const GRPC_REQUEST_DURATION: MetricDef = histogram(
     "engram_grpc_request_duration_seconds",
     &["method"],
     "Duration of a gRPC call (for streams, the stream's lifetime).",
     REQUEST_LATENCY_BUCKETS,
-);
+)
+.doc("seconds", "server grpc::EngramService", "ms for unary calls; stream lifetime for streams");
 /// gRPC request message size.
 pub const GRPC_REQUEST_SIZE: MetricDef = histogram(
     "engram_grpc_request_size_bytes",
     &["method"],
     "Encoded size of each gRPC request message.",
     SIZE_BUCKETS,
-);
+)
+.doc("bytes", "server grpc::EngramService", "up to grpc max_message_bytes");
 /// gRPC response message size.
 pub const GRPC_RESPONSE_SIZE: MetricDef = histogram(
     "engram_grpc_response_size_bytes",
     &["method"],
     "Encoded size of each gRPC response message.",
     SIZE_BUCKETS,
-);
+)
+.doc("bytes", "server grpc::EngramService", "under 1 MiB");
 /// gRPC calls in progress.
-pub const GRPC_IN_FLIGHT: MetricDef =
-    gauge("engram_grpc_requests_in_flight", &["method"], "gRPC calls in progress (open streams included).");
+pub const GRPC_IN_FLIGHT: MetricDef = gauge(
+    "engram_grpc_requests_in_flight",
+    &["method"],
+    "gRPC calls in progress (open streams included).",
+)
+.doc("calls", "server grpc::EngramService", "0 to the number of client calls and streams");
+/// Composite health score (see `docs/metrics.md#health-score`).
+pub const HEALTH_SCORE: MetricDef = gauge(
+    "engram_health_score",
+    &[],
+    "Health, 0 to 100: 100 minus weighted penalties for errors (40), backpressure (30), queue utilization (15) and resource use (15).",
+)
+    .doc("score", "server health::HealthSampler (every 5 s)", "0 to 100; 100 healthy, below 70 degraded, below 50 failing");
 /// Build information.
-pub const BUILD_INFO: MetricDef =
-    gauge("engram_build_info", &["version"], "Always 1; the version label names the running build.");
+pub const BUILD_INFO: MetricDef = gauge(
+    "engram_build_info",
+    &["version"],
+    "Always 1; the version label names the running build.",
+)
+.doc("1", "telemetry registry::Telemetry::new", "always 1");
+
+// ---- process (Prometheus client library standard names) ----------------------------------
+/// Process CPU time.
+pub const PROCESS_CPU: MetricDef = counter(
+    "process_cpu_seconds_total",
+    &[],
+    "Total user and system CPU time spent in seconds.",
+)
+.doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "monotonic; rate ≤ cores");
+/// Resident memory.
+pub const PROCESS_RSS: MetricDef = gauge("process_resident_memory_bytes", &[], "Resident memory size in bytes.").doc(
+    "bytes",
+    "telemetry events::process (metrics-process, read at scrape)",
+    "grows with indexed vectors",
+);
+/// Virtual memory.
+pub const PROCESS_VIRTUAL: MetricDef = gauge("process_virtual_memory_bytes", &[], "Virtual memory size in bytes.").doc(
+    "bytes",
+    "telemetry events::process (metrics-process, read at scrape)",
+    "larger than resident",
+);
+/// Open file descriptors.
+pub const PROCESS_OPEN_FDS: MetricDef = gauge("process_open_fds", &[], "Number of open file descriptors.").doc(
+    "descriptors",
+    "telemetry events::process (metrics-process, read at scrape)",
+    "tens, plus one per connection",
+);
+/// File descriptor limit.
+pub const PROCESS_MAX_FDS: MetricDef = gauge(
+    "process_max_fds",
+    &[],
+    "Maximum number of open file descriptors (0: unlimited).",
+)
+.doc("descriptors", "telemetry events::process (metrics-process, read at scrape)", "constant (RLIMIT_NOFILE)");
+/// OS threads.
+pub const PROCESS_THREADS: MetricDef = gauge("process_threads", &[], "Number of OS threads in the process.").doc(
+    "threads",
+    "telemetry events::process (metrics-process, read at scrape)",
+    "workers + tokio threads + a few",
+);
+/// Start time.
+pub const PROCESS_START: MetricDef = gauge(
+    "process_start_time_seconds",
+    &[],
+    "Start time of the process since the Unix epoch, in seconds.",
+)
+.doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "constant (Unix time)");
+
+/// The memory the process may use: the cgroup limit, or physical memory when there is none.
+pub const MEMORY_LIMIT: MetricDef = gauge(
+    "engram_memory_limit_bytes",
+    &[],
+    "Memory the process may use: the cgroup v2 memory.max, or physical memory when unlimited.",
+)
+.doc("bytes", "telemetry events::process (read at scrape)", "constant; resident memory should stay below 0.9 of it");
 
 /// Every metric we export.
 pub const CATALOG: &[MetricDef] = &[
@@ -263,6 +476,8 @@ pub const CATALOG: &[MetricDef] = &[
     QUEUE_CAPACITY,
     QUEUE_MEMORY_BYTES,
     QUEUE_CAPACITY_BYTES,
+    QUEUE_UTILIZATION,
+    QUEUE_DRAIN_RATE,
     QUEUE_WAIT_TIME,
     BACKPRESSURE_STATE,
     BACKPRESSURE_ACTIVATIONS,
@@ -271,6 +486,7 @@ pub const CATALOG: &[MetricDef] = &[
     BATCH_FAILURES,
     WORK_STOLEN,
     WORKER_UTILIZATION,
+    BATCH_DURATION,
     BATCH_SIZE,
     OBSERVATION_LATENCY,
     RECALL_LATENCY,
@@ -287,7 +503,17 @@ pub const CATALOG: &[MetricDef] = &[
     GRPC_REQUEST_SIZE,
     GRPC_RESPONSE_SIZE,
     GRPC_IN_FLIGHT,
+    API_REJECTED,
+    HEALTH_SCORE,
     BUILD_INFO,
+    PROCESS_CPU,
+    PROCESS_RSS,
+    PROCESS_VIRTUAL,
+    PROCESS_OPEN_FDS,
+    PROCESS_MAX_FDS,
+    PROCESS_THREADS,
+    PROCESS_START,
+    MEMORY_LIMIT,
 ];
 
 impl MetricDef {
@@ -300,15 +526,20 @@ impl MetricDef {
 
 /// The catalog as a Markdown table (the one in `docs/metrics.md`, checked by a test).
 pub fn markdown_table() -> String {
-    let mut out = String::from("| name | type | labels | meaning | buckets |\n|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| name | type | unit | labels | meaning | produced by | expected range | buckets |\n|---|---|---|---|---|---|---|---|\n",
+    );
     for m in CATALOG {
         let buckets = m.buckets.iter().map(f64::to_string).collect::<Vec<_>>().join(", ");
         out.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | `{}` | {} | {} |\n",
             m.name,
             m.kind.as_str(),
+            m.unit,
             m.labels.join(", "),
             m.help,
+            m.source,
+            m.range,
             buckets
         ));
     }
@@ -325,7 +556,8 @@ mod tests {
         let mut seen = HashSet::new();
         for m in CATALOG {
             assert!(seen.insert(m.name), "{} listed twice", m.name);
-            assert!(m.name.starts_with("engram_"), "{}", m.name);
+            assert!(m.name.starts_with("engram_") || m.name.starts_with("process_"), "{}", m.name);
+            assert!(!m.unit.is_empty() && !m.source.is_empty() && !m.range.is_empty(), "{} needs its docs", m.name);
             match m.kind {
                 MetricKind::Counter => assert!(m.name.ends_with("_total"), "{}", m.name),
                 _ => assert!(!m.name.ends_with("_total"), "{} is not a counter", m.name),

@@ -13,11 +13,13 @@
 //! - [`labels`]: bounded label values (`memory_space` overflows into `__other__`) and the fixed
 //!   value sets of the enumerated labels.
 //! - [`events`]: the registered events of each stage: queue, pool, backpressure, space, api.
+//! - [`health`]: `engram_health_score`, a documented 40/30/15/15 composite read from the registry.
 //! - [`primitives`]: lock-free `Counter`, `Gauge` and `Histogram` (fixed buckets, consistent
 //!   snapshots, interpolated quantiles), modelled with loom through the [`sync`] shim.
 
 pub mod catalog;
 pub mod events;
+pub mod health;
 pub mod labels;
 pub mod primitives;
 pub mod registry;

@@ -7,7 +7,7 @@
 //! copy. Registering the same label values twice returns the same primitive (so spaces folded
 //! into `__other__` share their series).
 
-use crate::catalog::{self, CATALOG, MetricDef, MetricKind};
+use crate::catalog::{self, CATALOG, Fold, MetricDef, MetricKind};
 use crate::labels::BoundedLabel;
 use crate::primitives::{Counter, Gauge, Histogram};
 use indexmap::IndexMap;
@@ -29,11 +29,47 @@ impl Default for TelemetryConfig {
     }
 }
 
+/// Reads a value that lives outside the registry (an engine atomic, the index, `/proc`); `None`
+/// once its owner is gone, which removes the source.
+pub type Source = Box<dyn Fn() -> Option<f64> + Send + Sync>;
+
+/// The sources of one sampled series, combined by the family's [`Fold`].
+struct Sampled {
+    sources: Mutex<Vec<Source>>,
+}
+
+impl std::fmt::Debug for Sampled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampled").field("sources", &self.sources.lock().len()).finish()
+    }
+}
+
+impl Sampled {
+    /// Reads every live source, drops the dead ones, and folds the values.
+    fn read(&self, fold: Fold) -> f64 {
+        let mut sources = self.sources.lock();
+        let mut acc: Option<f64> = None;
+        sources.retain(|read| match read() {
+            Some(v) => {
+                acc = Some(match (acc, fold) {
+                    (None, _) => v,
+                    (Some(a), Fold::Sum) => a + v,
+                    (Some(a), Fold::Max) => a.max(v),
+                });
+                true
+            }
+            None => false,
+        });
+        acc.unwrap_or(0.0)
+    }
+}
+
 #[derive(Debug, Clone)]
 enum Primitive {
     Counter(Arc<Counter>),
     Gauge(Arc<Gauge>),
     Histogram(Arc<Histogram>),
+    Sampled(Arc<Sampled>),
 }
 
 #[derive(Debug)]
@@ -78,11 +114,7 @@ impl Telemetry {
     /// Finds or creates the series of `def` with label `values` (in the order of `def.labels`).
     fn register(&self, def: &MetricDef, values: &[&str], make: impl FnOnce() -> Primitive) -> Primitive {
         assert_eq!(def.labels.len(), values.len(), "{}: label values must match the catalog", def.name);
-        let family = self
-            .families
-            .iter()
-            .find(|f| f.def.name == def.name)
-            .unwrap_or_else(|| panic!("{} is not in the catalog", def.name));
+        let family = self.family(def);
         let mut series = family.series.lock();
         if let Some(s) = series.iter().find(|s| s.values.iter().map(String::as_str).eq(values.iter().copied())) {
             return s.metric.clone();
@@ -133,6 +165,72 @@ impl Telemetry {
         }
     }
 
+    /// Registers a *sampled* counter or gauge: its value is read from `source` when `/metrics`
+    /// is rendered, so the exported value is the one the owner steers by (no copy kept in sync
+    /// by hand). Registering the same label values again adds a source, combined by
+    /// [`MetricDef::fold`] (spaces folded into `__other__` share a series). A source returning
+    /// `None` (its owner is gone) is removed.
+    ///
+    /// # Panics
+    /// If `def` is a histogram, or the series exists as a non-sampled primitive (a programming
+    /// error caught by the first test that registers it).
+    pub fn sampled(&self, def: &MetricDef, values: &[&str], source: impl Fn() -> Option<f64> + Send + Sync + 'static) {
+        assert_ne!(def.kind, MetricKind::Histogram, "{} cannot be sampled", def.name);
+        let source: Source = Box::new(source);
+        let mut slot = Some(source);
+        let primitive = self.register(def, values, || {
+            Primitive::Sampled(Arc::new(Sampled { sources: Mutex::new(vec![slot.take().expect("made once")]) }))
+        });
+        match primitive {
+            Primitive::Sampled(s) => {
+                if let Some(source) = slot {
+                    s.sources.lock().push(source);
+                }
+            }
+            _ => panic!("{} is registered as a recorded primitive, not a sampled one", def.name),
+        }
+    }
+
+    /// The exported value of every series of counter or gauge `def` whose label values pass
+    /// `filter`, summed: for readers that steer by a whole family (the health score). Takes
+    /// the family's registration lock: not for hot paths.
+    pub fn sum(&self, def: &MetricDef, filter: impl Fn(&[String]) -> bool) -> f64 {
+        let family = self.family(def);
+        let series = family.series.lock();
+        series
+            .iter()
+            .filter(|s| filter(&s.values))
+            .map(|s| match &s.metric {
+                Primitive::Counter(c) => c.get() as f64,
+                Primitive::Gauge(g) => g.get(),
+                Primitive::Sampled(x) => x.read(def.fold),
+                Primitive::Histogram(h) => h.snapshot().sum,
+            })
+            .sum()
+    }
+
+    /// The largest exported value among the series of gauge `def` (0 when it has none).
+    pub fn max(&self, def: &MetricDef) -> f64 {
+        let family = self.family(def);
+        let series = family.series.lock();
+        series
+            .iter()
+            .map(|s| match &s.metric {
+                Primitive::Gauge(g) => g.get(),
+                Primitive::Sampled(x) => x.read(def.fold),
+                Primitive::Counter(c) => c.get() as f64,
+                Primitive::Histogram(h) => h.snapshot().sum,
+            })
+            .fold(0.0, f64::max)
+    }
+
+    fn family(&self, def: &MetricDef) -> &Family {
+        self.families
+            .iter()
+            .find(|f| f.def.name == def.name)
+            .unwrap_or_else(|| panic!("{} is not in the catalog", def.name))
+    }
+
     /// Renders every registered series in the Prometheus text exposition format (version
     /// 0.0.4): `# HELP` and `# TYPE` per family, cumulative `_bucket{le}` lines, `_sum` and
     /// `_count` for histograms.
@@ -153,6 +251,9 @@ impl Telemetry {
                         write_metric_line(&mut out, def.name, None, &s.labels, none, c.get(), None)
                     }
                     Primitive::Gauge(g) => write_metric_line(&mut out, def.name, None, &s.labels, none, g.get(), None),
+                    Primitive::Sampled(x) => {
+                        write_metric_line(&mut out, def.name, None, &s.labels, none, x.read(def.fold), None)
+                    }
                     Primitive::Histogram(h) => {
                         let snap = h.snapshot();
                         let mut cumulative = 0u64;
@@ -206,6 +307,36 @@ mod tests {
         assert!(text.contains("# HELP engram_streaming_batch_size "));
         assert!(text.contains("# TYPE engram_streaming_batch_size histogram"));
         assert!(text.contains("engram_build_info{version=\""));
+    }
+
+    #[test]
+    fn sampled_series_read_their_sources_at_render_and_fold_them() {
+        let t = Telemetry::new(TelemetryConfig::default());
+        let level = Arc::new(std::sync::atomic::AtomicU8::new(2));
+        let weak = Arc::downgrade(&level);
+        t.sampled(&catalog::BACKPRESSURE_STATE, &["__other__"], move || {
+            weak.upgrade().map(|l| f64::from(l.load(std::sync::atomic::Ordering::Relaxed)))
+        });
+        t.sampled(&catalog::BACKPRESSURE_STATE, &["__other__"], || Some(1.0));
+        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], || Some(10.0));
+        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], || Some(5.0));
+        let text = t.render();
+        assert!(text.contains("engram_streaming_backpressure_state{memory_space=\"__other__\"} 2"), "{text}");
+        assert!(text.contains("engram_index_vectors{memory_space=\"__other__\"} 15"), "{text}");
+        level.store(3, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(t.max(&catalog::BACKPRESSURE_STATE), 3.0, "the worst source shows, read live");
+        drop(level);
+        assert_eq!(t.max(&catalog::BACKPRESSURE_STATE), 1.0, "a dead source is dropped");
+    }
+
+    #[test]
+    fn sum_filters_by_label_values() {
+        let t = Telemetry::new(TelemetryConfig::default());
+        t.counter(&catalog::HTTP_REQUESTS, &["POST", "/a", "200"]).add(7);
+        t.counter(&catalog::HTTP_REQUESTS, &["POST", "/a", "500"]).add(2);
+        t.counter(&catalog::HTTP_REQUESTS, &["GET", "/b", "503"]).add(1);
+        assert_eq!(t.sum(&catalog::HTTP_REQUESTS, |_| true), 10.0);
+        assert_eq!(t.sum(&catalog::HTTP_REQUESTS, |v| v[2].starts_with('5')), 3.0);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 pub mod codec;
 mod convert;
 
-use crate::api_error::{ApiError, code_name};
+use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
 use engram_engine::{BackpressureLevel, Engine};
 use engram_telemetry::events::GrpcEvents;
@@ -67,7 +67,12 @@ impl EngramService {
                 self.events.response_message(method, resp.encoded_len());
                 Code::Ok
             }
-            Err(e) => e.code,
+            Err(e) => {
+                if let Some(refusal) = e.refusal {
+                    self.events.refused(refusal as usize);
+                }
+                e.code
+            }
         };
         self.events.finished(method, code as i32, started.elapsed());
         result.map(Response::new).map_err(Status::from)
@@ -149,7 +154,12 @@ impl StreamSession {
                 }
                 ack
             }
-            Err(e) => error_ack(sequence, e),
+            Err(e) => {
+                if let Some(refusal) = e.refusal {
+                    self.events.refused(refusal as usize);
+                }
+                error_ack(sequence, e)
+            }
         };
         if !send(&self.tx, &self.events, ack_reply(ack)).await {
             return false;
@@ -205,6 +215,9 @@ impl StreamSession {
                         // A malformed message ends the stream with INVALID_ARGUMENT (from our
                         // codec); a client that went away is CANCELLED.
                         let code = status.code();
+                        if code == Code::InvalidArgument {
+                            self.events.refused(Refusal::Malformed as usize);
+                        }
                         let _ = self.tx.send(Err(status)).await;
                         return code;
                     }

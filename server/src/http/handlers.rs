@@ -2,7 +2,7 @@
 //! path (`observations[2].embedding[5]`); engine errors map through [`ApiError`].
 
 use super::AppState;
-use crate::api_error::ApiError;
+use crate::api_error::{ApiError, Refusal};
 use crate::health::{self, DetailedHealth, HealthStatus};
 use axum::Json;
 use axum::body::Bytes;
@@ -23,7 +23,7 @@ fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Api
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(limit)
         } else {
-            ApiError::invalid("body", r.body_text())
+            ApiError::malformed("body", r.body_text())
         }
     })
 }
@@ -34,7 +34,12 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "body".to_owned() } else { path };
-        ApiError::invalid(field, e.into_inner())
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::malformed(field, inner)
+        } else {
+            ApiError::invalid(field, inner)
+        }
     })
 }
 
@@ -190,6 +195,7 @@ pub(super) async fn detailed(State(app): State<AppState>) -> Response {
         reasons,
         version: env!("CARGO_PKG_VERSION"),
         uptime_seconds: app.started.elapsed().as_secs_f64(),
+        health_score: app.health.lock().latest(),
         engine,
         spaces: app.engine.list_spaces(),
     })
@@ -201,8 +207,11 @@ pub(super) async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-pub(super) async fn not_found() -> ApiError {
-    ApiError { status: StatusCode::NOT_FOUND, code: tonic::Code::NotFound, ..ApiError::internal("no such route") }
+pub(super) async fn not_found(State(app): State<AppState>) -> ApiError {
+    let e = ApiError::unknown_route();
+    // Fallback responses skip the route-level metrics layer: count the refusal here.
+    app.http_events.refused(Refusal::UnknownRoute as usize);
+    e
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Request metrics for the HTTP API: count by status, duration, body sizes and in-flight, per
-//! (method, route template). Runs as a route layer, so the matched template is known.
+//! (method, route template), and refusals by reason (from the [`Refusal`] an `ApiError` puts in
+//! the response's extensions). Runs as a route layer, so the matched template is known.
 
 use super::AppState;
+use crate::api_error::Refusal;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
@@ -27,5 +29,8 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
     let resp = next.run(req).await;
     let response_bytes = resp.body().size_hint().exact().unwrap_or_else(|| resp.body().size_hint().lower());
     series.finished(resp.status().as_u16(), started.elapsed(), request_bytes, response_bytes);
+    if let Some(refusal) = resp.extensions().get::<Refusal>() {
+        app.http_events.refused(*refusal as usize);
+    }
     resp
 }

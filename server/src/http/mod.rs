@@ -12,6 +12,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use engram_engine::Engine;
 use engram_telemetry::events::HttpEvents;
+use engram_telemetry::health::HealthSampler;
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,15 +43,18 @@ pub struct AppState {
     pub started: Instant,
     /// Body size limit in bytes.
     pub max_request_bytes: usize,
+    /// The health score sampler (its latest score is in `/health/detailed`).
+    pub health: Arc<Mutex<HealthSampler>>,
 }
 
 /// The router with every route, the body limit and the request-metrics layer.
-pub fn router(engine: Arc<Engine>, config: &ServerConfig) -> Router {
+pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &ServerConfig) -> Router {
     let state = AppState {
         http_events: HttpEvents::register(engine.telemetry(), ROUTES),
         engine,
         started: Instant::now(),
         max_request_bytes: config.max_request_bytes,
+        health,
     };
     Router::new()
         .route("/v1/spaces", get(handlers::list_spaces))

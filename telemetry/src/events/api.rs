@@ -17,6 +17,32 @@ const HTTP_STATUS_LABELS: [&str; 17] = [
     "other",
 ];
 
+/// `protocol` label values of refused requests.
+pub const PROTOCOLS: [&str; 2] = ["http", "grpc"];
+
+/// `reason` label values of refused requests (`engram_api_requests_rejected_total`): input that
+/// could not be parsed, input that parsed but is invalid, a body over the size limit, a memory
+/// space or route that does not exist, load shedding, and shutdown.
+pub const REFUSAL_REASONS: [&str; 7] = [
+    "malformed",
+    "invalid_argument",
+    "payload_too_large",
+    "unknown_space",
+    "unknown_route",
+    "overloaded",
+    "shutting_down",
+];
+
+/// Refused-request counters of one protocol, every reason registered up front.
+#[derive(Debug, Clone)]
+struct Refusals([Arc<Counter>; REFUSAL_REASONS.len()]);
+
+impl Refusals {
+    fn register(t: &Telemetry, protocol: &str) -> Self {
+        Self(REFUSAL_REASONS.map(|r| t.counter(&catalog::API_REJECTED, &[protocol, r])))
+    }
+}
+
 /// gRPC status code names, indexed by code number (see the gRPC status codes spec,
 /// <https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 pub const GRPC_CODES: [&str; 17] = [
@@ -53,6 +79,7 @@ struct RouteSeries {
 /// Request metrics of the HTTP API, one set of series per (method, route template).
 #[derive(Debug, Clone)]
 pub struct HttpEvents {
+    refusals: Refusals,
     telemetry: Arc<Telemetry>,
     routes: Arc<[RouteSeries]>,
 }
@@ -79,7 +106,16 @@ impl HttpEvents {
                 in_flight: t.gauge(&catalog::HTTP_IN_FLIGHT, &[method, route]),
             })
             .collect();
-        Self { telemetry: Arc::clone(t), routes }
+        Self { refusals: Refusals::register(t, PROTOCOLS[0]), telemetry: Arc::clone(t), routes }
+    }
+
+    /// A request was refused for reason index `reason` (see [`REFUSAL_REASONS`]).
+    #[inline]
+    pub fn refused(&self, reason: usize) {
+        if !super::RECORDING {
+            return;
+        }
+        self.refusals.0[reason].inc();
     }
 
     /// The series of a registered (method, route template), or `None` for any other pair.
@@ -95,12 +131,18 @@ impl HttpRoute<'_> {
     /// A request on this route started.
     #[inline]
     pub fn started(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.series.in_flight.add(1.0);
     }
 
     /// A request on this route finished with `status` after `elapsed`, having read
     /// `request_bytes` and written `response_bytes` of body.
     pub fn finished(&self, status: u16, elapsed: Duration, request_bytes: u64, response_bytes: u64) {
+        if !super::RECORDING {
+            return;
+        }
         let s = self.series;
         s.in_flight.sub(1.0);
         let i = HTTP_STATUSES.iter().position(|&c| c == status).unwrap_or(HTTP_STATUSES.len());
@@ -128,6 +170,7 @@ struct MethodSeries {
 /// Request metrics of the gRPC API, one set of series per method, plus open streams.
 #[derive(Debug, Clone)]
 pub struct GrpcEvents {
+    refusals: Refusals,
     telemetry: Arc<Telemetry>,
     methods: Arc<[MethodSeries]>,
     active_sessions: Arc<Gauge>,
@@ -148,7 +191,18 @@ impl GrpcEvents {
                 in_flight: t.gauge(&catalog::GRPC_IN_FLIGHT, &[method]),
             })
             .collect();
-        Self { telemetry: Arc::clone(t), methods, active_sessions: t.gauge(&catalog::ACTIVE_SESSIONS, &[]) }
+        Self {
+            refusals: Refusals::register(t, PROTOCOLS[1]),
+            telemetry: Arc::clone(t),
+            methods,
+            active_sessions: t.gauge(&catalog::ACTIVE_SESSIONS, &[]),
+        }
+    }
+
+    /// A call or stream batch was refused for reason index `reason` (see [`REFUSAL_REASONS`]).
+    #[inline]
+    pub fn refused(&self, reason: usize) {
+        self.refusals.0[reason].inc();
     }
 
     /// A call of method index `method` started.
@@ -160,12 +214,18 @@ impl GrpcEvents {
     /// A request message of `bytes` (encoded) arrived for method index `method`.
     #[inline]
     pub fn request_message(&self, method: usize, bytes: usize) {
+        if !super::RECORDING {
+            return;
+        }
         self.methods[method].request_size.record(bytes as f64);
     }
 
     /// A response message of `bytes` (encoded) was sent for method index `method`.
     #[inline]
     pub fn response_message(&self, method: usize, bytes: usize) {
+        if !super::RECORDING {
+            return;
+        }
         self.methods[method].response_size.record(bytes as f64);
     }
 
@@ -181,12 +241,18 @@ impl GrpcEvents {
     /// An observation stream opened (`+1`) or closed (`-1`).
     #[inline]
     pub fn session_opened(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.active_sessions.add(1.0);
     }
 
     /// An observation stream closed.
     #[inline]
     pub fn session_closed(&self) {
+        if !super::RECORDING {
+            return;
+        }
         self.active_sessions.sub(1.0);
     }
 }

@@ -7,14 +7,24 @@
 //! - [`queue`]: lane depth, queue bytes and wait time.
 //! - [`space`]: admission outcomes, indexing, latency, backpressure and index size of a space.
 //! - [`pool`]: a worker's batches, failures, steals and utilization.
-//! - [`api`]: HTTP and gRPC request metrics and open sessions.
+//! - [`api`]: HTTP and gRPC request metrics, refused requests by reason, open sessions.
+//! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
+
+/// False when the crate is built with the `off` feature: every recording that exists only to be
+/// exported (counters, latency and size histograms, in-flight gauges) becomes a no-op, while
+/// what the engine steers by (lane depth, queue wait counts, batch size and duration, drain rate,
+/// utilization, sampled series) is still recorded. For measuring telemetry's end-to-end cost
+/// (`docs/telemetry.md`); never for production, where the exported series would read 0.
+pub const RECORDING: bool = !cfg!(feature = "off");
 
 pub mod api;
 pub mod pool;
+pub mod process;
 pub mod queue;
 pub mod space;
 
 pub use api::{GrpcEvents, HttpEvents, HttpRoute};
 pub use pool::{PoolEvents, WorkerEvents};
+pub use process::{ProcessEvents, ProcessSample};
 pub use queue::QueueEvents;
 pub use space::SpaceEvents;

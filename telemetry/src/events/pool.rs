@@ -5,6 +5,7 @@ use crate::catalog;
 use crate::labels::BATCH_ERROR_TYPES;
 use crate::primitives::{Counter, Gauge, Histogram};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Handles of the pool as a whole.
 #[derive(Debug, Clone)]
@@ -32,6 +33,7 @@ pub struct WorkerEvents {
     stolen: Arc<Counter>,
     utilization: Arc<Gauge>,
     batch_size: Arc<Histogram>,
+    batch_duration: Arc<Histogram>,
 }
 
 impl WorkerEvents {
@@ -45,26 +47,48 @@ impl WorkerEvents {
             stolen: t.counter(&catalog::WORK_STOLEN, &[w]),
             utilization: t.gauge(&catalog::WORKER_UTILIZATION, &[w]),
             batch_size: t.histogram(&catalog::BATCH_SIZE, &[w]),
+            batch_duration: t.histogram(&catalog::BATCH_DURATION, &[w]),
         }
     }
 
-    /// The worker finished a batch of `size` observations.
+    /// The worker inserted a batch of `size` observations in `elapsed`.
     #[inline]
-    pub fn batch_processed(&self, size: usize) {
-        self.batches.add(1);
+    pub fn batch_processed(&self, size: usize, elapsed: Duration) {
+        if super::RECORDING {
+            self.batches.add(1);
+        }
+        // Steering inputs (insertion time, utilization): recorded even with the `off` feature.
         self.batch_size.record(size as f64);
+        self.batch_duration.record(elapsed.as_secs_f64());
+    }
+
+    /// Totals since start, read from the exported histograms: (seconds spent inserting, i.e.
+    /// the `engram_streaming_batch_duration_seconds` sum; observations inserted or failed, the
+    /// `engram_streaming_batch_size` sum).
+    pub fn totals(&self) -> (f64, f64) {
+        (self.batch_duration.snapshot().sum, self.batch_size.snapshot().sum)
+    }
+
+    /// The exported utilization (0 to 1), read back.
+    pub fn utilization_ratio(&self) -> f64 {
+        self.utilization.get()
     }
 
     /// `count` observations of a batch failed with error type index `error_type`.
     #[inline]
     pub fn batch_failed(&self, error_type: usize, count: u64) {
-        self.failures[error_type].add(count);
+        if super::RECORDING {
+            self.failures[error_type].add(count);
+        }
         tracing::error!(error_type = BATCH_ERROR_TYPES[error_type], count, "batch insertion failed");
     }
 
     /// The worker stole `count` observations from another worker's local queue.
     #[inline]
     pub fn stole(&self, count: u64) {
+        if !super::RECORDING {
+            return;
+        }
         self.stolen.add(count);
     }
 

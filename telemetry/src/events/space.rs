@@ -3,14 +3,16 @@
 use crate::Telemetry;
 use crate::catalog;
 use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS};
-use crate::primitives::{Counter, Gauge, Histogram};
+use crate::primitives::{Counter, Histogram, HistogramSnapshot};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Handles of one memory space, labelled with its bounded `memory_space` value.
 ///
 /// Every label combination is registered up front, so each series exists (at zero) from the
-/// moment the space is created and alerts see a rate of 0 rather than no data.
+/// moment the space is created and alerts see a rate of 0 rather than no data. The space's
+/// level, vector count and memory are *sampled* from the engine at scrape time
+/// ([`SpaceEvents::sample`]): the exported value is the engine's own.
 #[derive(Debug, Clone)]
 pub struct SpaceEvents {
     label: String,
@@ -19,11 +21,18 @@ pub struct SpaceEvents {
     rejected: [Arc<Counter>; REJECT_REASONS.len()],
     indexed: Arc<Counter>,
     activations: [Arc<Counter>; 3],
-    state: Arc<Gauge>,
     observation_latency: Arc<Histogram>,
     recall_latency: Arc<Histogram>,
-    vectors: Arc<Gauge>,
-    memory_bytes: Arc<Gauge>,
+}
+
+/// Where a space's sampled series read from; each returns `None` once the space is gone.
+pub struct SpaceSources {
+    /// Backpressure level, 0 to 3 (`engram_streaming_backpressure_state`).
+    pub state: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    /// Vectors in the index (`engram_index_vectors`).
+    pub vectors: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    /// Estimated bytes (`engram_index_memory_bytes`).
+    pub memory_bytes: Box<dyn Fn() -> Option<f64> + Send + Sync>,
 }
 
 impl SpaceEvents {
@@ -37,13 +46,24 @@ impl SpaceEvents {
             rejected: REJECT_REASONS.map(|r| t.counter(&catalog::OBSERVATIONS_REJECTED, &[s, r])),
             indexed: t.counter(&catalog::OBSERVATIONS_INDEXED, &[s]),
             activations: ACTIVATION_LEVELS.map(|l| t.counter(&catalog::BACKPRESSURE_ACTIVATIONS, &[s, l])),
-            state: t.gauge(&catalog::BACKPRESSURE_STATE, &[s]),
             observation_latency: t.histogram(&catalog::OBSERVATION_LATENCY, &[s]),
             recall_latency: t.histogram(&catalog::RECALL_LATENCY, &[s]),
-            vectors: t.gauge(&catalog::INDEX_VECTORS, &[s]),
-            memory_bytes: t.gauge(&catalog::INDEX_MEMORY_BYTES, &[s]),
             label,
         }
+    }
+
+    /// Exports the space's level, vector count and memory, read from `sources` at each scrape.
+    pub fn sample(&self, t: &Telemetry, sources: SpaceSources) {
+        let s = self.label.as_str();
+        t.sampled(&catalog::BACKPRESSURE_STATE, &[s], sources.state);
+        t.sampled(&catalog::INDEX_VECTORS, &[s], sources.vectors);
+        t.sampled(&catalog::INDEX_MEMORY_BYTES, &[s], sources.memory_bytes);
+    }
+
+    /// Everything recorded so far of the accepted → indexed latency (seconds); take the
+    /// difference of two with [`HistogramSnapshot::since`] for a window.
+    pub fn observation_latency(&self) -> HistogramSnapshot {
+        self.observation_latency.snapshot()
     }
 
     /// The exported `memory_space` label value.
@@ -54,25 +74,36 @@ impl SpaceEvents {
     /// `count` new observations of priority index `priority` were admitted to the queue.
     #[inline]
     pub fn admitted(&self, priority: usize, count: u64) {
+        if !super::RECORDING {
+            return;
+        }
         self.admitted[priority].add(count);
     }
 
     /// `count` observations were acknowledged as duplicates of already-accepted ids.
     #[inline]
     pub fn duplicates(&self, count: u64) {
+        if !super::RECORDING {
+            return;
+        }
         self.duplicates.add(count);
     }
 
     /// `count` observations were rejected for reason index `reason` (see `REJECT_REASONS`).
     #[inline]
     pub fn rejected(&self, reason: usize, count: u64) {
-        self.rejected[reason].add(count);
+        if super::RECORDING {
+            self.rejected[reason].add(count);
+        }
         tracing::debug!(memory_space = %self.label, reason = REJECT_REASONS[reason], count, "observations rejected");
     }
 
     /// One observation became searchable `latency` after it was accepted.
     #[inline]
     pub fn indexed(&self, latency: Duration) {
+        if !super::RECORDING {
+            return;
+        }
         self.indexed.add(1);
         self.observation_latency.record(latency.as_secs_f64());
     }
@@ -80,30 +111,23 @@ impl SpaceEvents {
     /// A recall query was answered in `latency`.
     #[inline]
     pub fn recalled(&self, latency: Duration) {
+        if !super::RECORDING {
+            return;
+        }
         self.recall_latency.record(latency.as_secs_f64());
     }
 
     /// The space's backpressure state changed from `from` to `to` (levels 0..=3); an entry into
-    /// a worse state counts one activation of the level entered.
+    /// a worse state counts one activation of the level entered. (The state itself is sampled
+    /// from the engine, see [`SpaceEvents::sample`].)
     pub fn backpressure_changed(&self, from: u8, to: u8) {
-        self.state.set(f64::from(to));
         if to > from {
-            self.activations[usize::from(to) - 1].add(1);
+            if super::RECORDING {
+                self.activations[usize::from(to) - 1].add(1);
+            }
             tracing::warn!(memory_space = %self.label, from, to, level = ACTIVATION_LEVELS[usize::from(to) - 1], "backpressure entered a worse state");
         } else {
             tracing::info!(memory_space = %self.label, from, to, "backpressure eased");
         }
-    }
-
-    /// The space's index now holds `vectors` vectors in an estimated `bytes` bytes.
-    pub fn index_size(&self, vectors: usize, bytes: usize) {
-        self.vectors.set(vectors as f64);
-        self.memory_bytes.set(bytes as f64);
-    }
-
-    /// The space was dropped: its gauges return to zero (counters stay monotonic).
-    pub fn dropped(&self) {
-        self.state.set(0.0);
-        self.index_size(0, 0);
     }
 }

@@ -82,6 +82,35 @@ impl Histogram {
 }
 
 impl HistogramSnapshot {
+    /// What was recorded between `earlier` (a snapshot of the same histogram) and `self`: the
+    /// window a reader steers by (a quantile over the last second, not since start). Buckets
+    /// are monotonic, so the differences are never negative; a mismatched `earlier` (other
+    /// bounds) yields `self` unchanged.
+    pub fn since(&self, earlier: &HistogramSnapshot) -> HistogramSnapshot {
+        if earlier.bounds != self.bounds || earlier.buckets.len() != self.buckets.len() {
+            return self.clone();
+        }
+        let buckets: Vec<u64> =
+            self.buckets.iter().zip(&earlier.buckets).map(|(now, then)| now.saturating_sub(*then)).collect();
+        HistogramSnapshot {
+            bounds: self.bounds,
+            count: buckets.iter().sum(),
+            buckets,
+            sum: (self.sum - earlier.sum).max(0.0),
+        }
+    }
+
+    /// Adds `other` (same bounds) into `self`: the distribution over several series, as PromQL's
+    /// `sum by (le)`. Snapshots of other bounds are ignored.
+    pub fn merge(&mut self, other: &HistogramSnapshot) {
+        if other.bounds != self.bounds || other.buckets.len() != self.buckets.len() {
+            return;
+        }
+        self.buckets.iter_mut().zip(&other.buckets).for_each(|(a, b)| *a += b);
+        self.count += other.count;
+        self.sum += other.sum;
+    }
+
     /// The `q`-quantile (0 ≤ q ≤ 1), interpolating linearly within the bucket that holds it
     /// (as PromQL's `histogram_quantile`: the first bucket's lower bound is 0, and a quantile in
     /// the `+Inf` bucket is the last finite bound). `None` when nothing was recorded.
@@ -148,6 +177,22 @@ mod tests {
         assert_eq!(s.quantile(1.0), Some(2.0));
         h.record(100.0);
         assert_eq!(h.snapshot().quantile(1.0), Some(4.0), "+Inf bucket reports the last bound");
+    }
+
+    #[test]
+    fn windows_and_merges_follow_the_buckets() {
+        let h = Histogram::new(B, 1e-9);
+        h.record(0.5);
+        let before = h.snapshot();
+        h.record(3.0);
+        h.record(3.0);
+        let window = h.snapshot().since(&before);
+        assert_eq!((window.buckets.clone(), window.count), (vec![0, 0, 2, 0], 2));
+        assert!((window.sum - 6.0).abs() < 1e-9);
+        assert_eq!(window.quantile(0.5), Some(3.0));
+        let mut all = before.clone();
+        all.merge(&window);
+        assert_eq!(all, h.snapshot());
     }
 
     #[test]
