@@ -15,6 +15,7 @@ use engram_telemetry::Telemetry;
 use engram_telemetry::events::space::SpaceSources;
 use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
 use engram_telemetry::labels::REJECT_REASONS;
+use engram_telemetry::registry::Source;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -271,10 +272,7 @@ impl Shared {
 
 /// A sampled-series source reading `read` from a live space; `None` once it is dropped or gone
 /// (which removes the source from its series).
-fn space_source(
-    space: &Arc<Space>,
-    read: impl Fn(&Space) -> f64 + Send + Sync + 'static,
-) -> Box<dyn Fn() -> Option<f64> + Send + Sync> {
+fn space_source(space: &Arc<Space>, read: impl Fn(&Space) -> f64 + Send + Sync + 'static) -> Source {
     let weak: Weak<Space> = Arc::downgrade(space);
     Box::new(move || weak.upgrade().filter(|s| !s.dropped.load(Ordering::Acquire)).map(|s| read(&s)))
 }

@@ -43,17 +43,7 @@ impl Deques for LoomDeques {
         lane.lock().unwrap().push_back(item);
     }
     fn steal_into<T: Send>(lane: &Self::Lane<T>, dest: &Self::Local<T>, limit: usize) -> Option<T> {
-        let mut moved: Vec<T> = {
-            let mut lane = lane.lock().unwrap();
-            let n = limit.max(1).min(lane.len());
-            lane.drain(..n).collect()
-        };
-        if moved.is_empty() {
-            return None;
-        }
-        let first = moved.remove(0);
-        dest.lock().unwrap().extend(moved);
-        Some(first)
+        move_front(lane, |len| limit.max(1).min(len), dest)
     }
     fn local<T: Send>() -> (Self::Local<T>, Self::Stealer<T>) {
         let d = Arc::new(Mutex::new(VecDeque::new()));
@@ -66,20 +56,21 @@ impl Deques for LoomDeques {
         local.lock().unwrap().len()
     }
     fn steal_from<T: Send>(victim: &Self::Stealer<T>, dest: &Self::Local<T>) -> Option<T> {
-        // Take half (rounded up) from the victim, then hand the rest to `dest`: never hold both
-        // locks, so two workers stealing from each other cannot deadlock.
-        let mut moved: Vec<T> = {
-            let mut v = victim.lock().unwrap();
-            let n = v.len().div_ceil(2);
-            v.drain(..n).collect()
-        };
-        if moved.is_empty() {
-            return None;
-        }
-        let first = moved.remove(0);
-        dest.lock().unwrap().extend(moved);
-        Some(first)
+        move_front(victim, |len| len.div_ceil(2), dest)
     }
+}
+
+/// Takes `count(len)` items from the front of `from` and returns the first, handing the rest to
+/// `dest`. Never holds both locks, so two workers stealing from each other cannot deadlock.
+fn move_front<T>(from: &Mutex<VecDeque<T>>, count: impl FnOnce(usize) -> usize, dest: &Shared<T>) -> Option<T> {
+    let mut moved: VecDeque<T> = {
+        let mut from = from.lock().unwrap();
+        let n = count(from.len());
+        from.drain(..n).collect()
+    };
+    let first = moved.pop_front()?;
+    dest.lock().unwrap().extend(moved);
+    Some(first)
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]

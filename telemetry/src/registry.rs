@@ -72,6 +72,18 @@ enum Primitive {
     Sampled(Arc<Sampled>),
 }
 
+impl Primitive {
+    /// The value exported for a counter, gauge or sampled series (a histogram's sum).
+    fn value(&self, fold: Fold) -> f64 {
+        match self {
+            Primitive::Counter(c) => c.get() as f64,
+            Primitive::Gauge(g) => g.get(),
+            Primitive::Sampled(x) => x.read(fold),
+            Primitive::Histogram(h) => h.snapshot().sum,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Series {
     values: Vec<String>,
@@ -176,17 +188,10 @@ impl Telemetry {
     /// error caught by the first test that registers it).
     pub fn sampled(&self, def: &MetricDef, values: &[&str], source: impl Fn() -> Option<f64> + Send + Sync + 'static) {
         assert_ne!(def.kind, MetricKind::Histogram, "{} cannot be sampled", def.name);
-        let source: Source = Box::new(source);
-        let mut slot = Some(source);
-        let primitive = self.register(def, values, || {
-            Primitive::Sampled(Arc::new(Sampled { sources: Mutex::new(vec![slot.take().expect("made once")]) }))
-        });
+        let primitive =
+            self.register(def, values, || Primitive::Sampled(Arc::new(Sampled { sources: Mutex::new(Vec::new()) })));
         match primitive {
-            Primitive::Sampled(s) => {
-                if let Some(source) = slot {
-                    s.sources.lock().push(source);
-                }
-            }
+            Primitive::Sampled(s) => s.sources.lock().push(Box::new(source)),
             _ => panic!("{} is registered as a recorded primitive, not a sampled one", def.name),
         }
     }
@@ -197,31 +202,14 @@ impl Telemetry {
     pub fn sum(&self, def: &MetricDef, filter: impl Fn(&[String]) -> bool) -> f64 {
         let family = self.family(def);
         let series = family.series.lock();
-        series
-            .iter()
-            .filter(|s| filter(&s.values))
-            .map(|s| match &s.metric {
-                Primitive::Counter(c) => c.get() as f64,
-                Primitive::Gauge(g) => g.get(),
-                Primitive::Sampled(x) => x.read(def.fold),
-                Primitive::Histogram(h) => h.snapshot().sum,
-            })
-            .sum()
+        series.iter().filter(|s| filter(&s.values)).map(|s| s.metric.value(def.fold)).sum()
     }
 
     /// The largest exported value among the series of gauge `def` (0 when it has none).
     pub fn max(&self, def: &MetricDef) -> f64 {
         let family = self.family(def);
         let series = family.series.lock();
-        series
-            .iter()
-            .map(|s| match &s.metric {
-                Primitive::Gauge(g) => g.get(),
-                Primitive::Sampled(x) => x.read(def.fold),
-                Primitive::Counter(c) => c.get() as f64,
-                Primitive::Histogram(h) => h.snapshot().sum,
-            })
-            .fold(0.0, f64::max)
+        series.iter().map(|s| s.metric.value(def.fold)).fold(0.0, f64::max)
     }
 
     fn family(&self, def: &MetricDef) -> &Family {

@@ -68,9 +68,7 @@ impl EngramService {
                 Code::Ok
             }
             Err(e) => {
-                if let Some(refusal) = e.refusal {
-                    self.events.refused(refusal as usize);
-                }
+                count_refusal(&self.events, e);
                 e.code
             }
         };
@@ -93,6 +91,13 @@ async fn send(
 
 fn ack_reply(ack: proto::BatchAck) -> proto::StreamReply {
     proto::StreamReply { reply: Some(proto::stream_reply::Reply::Ack(ack)) }
+}
+
+/// Counts `e` in `engram_api_requests_rejected_total` when it is a refusal.
+fn count_refusal(events: &GrpcEvents, e: &ApiError) {
+    if let Some(refusal) = e.refusal {
+        events.refused(refusal as usize);
+    }
 }
 
 /// The ack for a batch that admission refused or that was invalid.
@@ -155,9 +160,7 @@ impl StreamSession {
                 ack
             }
             Err(e) => {
-                if let Some(refusal) = e.refusal {
-                    self.events.refused(refusal as usize);
-                }
+                count_refusal(&self.events, &e);
                 error_ack(sequence, e)
             }
         };

@@ -4,6 +4,7 @@ use crate::Telemetry;
 use crate::catalog;
 use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS};
 use crate::primitives::{Counter, Histogram, HistogramSnapshot};
+use crate::registry::Source;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,11 +29,11 @@ pub struct SpaceEvents {
 /// Where a space's sampled series read from; each returns `None` once the space is gone.
 pub struct SpaceSources {
     /// Backpressure level, 0 to 3 (`engram_streaming_backpressure_state`).
-    pub state: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    pub state: Source,
     /// Vectors in the index (`engram_index_vectors`).
-    pub vectors: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    pub vectors: Source,
     /// Estimated bytes (`engram_index_memory_bytes`).
-    pub memory_bytes: Box<dyn Fn() -> Option<f64> + Send + Sync>,
+    pub memory_bytes: Source,
 }
 
 impl SpaceEvents {
