@@ -87,7 +87,12 @@ impl Server {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1()
             .context("building gRPC reflection")?;
-        let service = EngramServer::new(EngramService::new(engine.clone()))
+        let engram = EngramService::new(engine.clone());
+        let events = engram.events();
+        let count_malformed = tower::util::MapResponseLayer::new(move |response| {
+            crate::grpc::codec::count_malformed_unary(&events, response)
+        });
+        let service = EngramServer::new(engram)
             .max_decoding_message_size(config.max_request_bytes)
             .max_encoding_message_size(config.max_request_bytes);
 
@@ -97,6 +102,7 @@ impl Server {
         };
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .layer(count_malformed)
                 .add_service(health_service)
                 .add_service(reflection)
                 .add_service(service)

@@ -381,6 +381,25 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/engram.v1.Engram/Recall");
     let e = raw.unary(tonic::Request::new(vec![0x0a, 0x05, b'a']), path, RawCodec).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.metadata().get(engram_server::grpc::codec::MALFORMED_MARKER).is_none(), "internal marker removed");
+    // The same bytes as a stream message end the stream with INVALID_ARGUMENT.
+    raw.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/engram.v1.Engram/StreamObservations");
+    let request = tonic::Request::new(tokio_stream::iter(vec![vec![0x0a, 0x05, b'a']]));
+    let mut replies = raw.streaming(request, path, RawCodec).await.unwrap().into_inner();
+    let e = loop {
+        match replies.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream should end with an error"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    // Both are counted once as malformed: the unary one by the layer around the server (the
+    // codec refused it before any handler ran), the stream one by the stream handler.
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    let malformed = "engram_api_requests_rejected_total{protocol=\"grpc\",reason=\"malformed\"}";
+    assert_eq!(sample(&text, malformed), Some(2.0), "{text}");
 
     // The previously accepted observation is still there.
     let hits = client

@@ -50,6 +50,12 @@ impl EngramService {
         Self { engine, events }
     }
 
+    /// The service's request metrics, for the layer that counts requests refused before a
+    /// handler runs ([`codec::count_malformed_unary`]).
+    pub fn events(&self) -> GrpcEvents {
+        self.events.clone()
+    }
+
     /// Runs a unary call body, recording its metrics.
     async fn unary<Req: Message, Resp: Message>(
         &self,
