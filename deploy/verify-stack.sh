@@ -142,14 +142,15 @@ if rejected == 0:
     failures.append("the load was never rejected: the server did not reach backpressure")
 
 # Every target up; every probe succeeds.
-for t in api("targets")["activeTargets"]:
+targets = api("targets")["activeTargets"]
+for t in targets:
     if t["health"] != "up":
         failures.append(f"target {t['labels']['job']} {t['scrapeUrl']} is {t['health']}: {t['lastError']}")
 for s in series("probe_success"):
     if s["value"][1] != "1":
         failures.append(f"probe {s['metric']['job']} {s['metric']['instance']} failed")
-jobs = {t["labels"]["job"] for t in api("targets")["activeTargets"]}
-print(f"targets: {len(api('targets')['activeTargets'])} up across jobs {sorted(jobs)}")
+jobs = {t["labels"]["job"] for t in targets}
+print(f"targets: {sum(t['health'] == 'up' for t in targets)} of {len(targets)} up across jobs {sorted(jobs)}")
 
 # Every rule loaded and healthy.
 rules = [r for g in api("rules")["groups"] for r in g["rules"]]

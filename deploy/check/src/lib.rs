@@ -142,12 +142,10 @@ pub struct Rule {
     pub yaml: serde_yaml_ng::Value,
 }
 
-/// The rule groups of a Prometheus rule file (`groups:`), or of a PrometheusRule manifest
-/// (`spec.groups`).
-pub fn rules_of(path: &Path, doc: &serde_yaml_ng::Value) -> Vec<Rule> {
-    let groups = doc.get("groups").or_else(|| doc.get("spec").and_then(|s| s.get("groups")));
+/// The rules of a Prometheus rule file (`groups:`).
+fn rules_of(path: &Path, doc: &serde_yaml_ng::Value) -> Vec<Rule> {
     let mut out = Vec::new();
-    for g in groups.and_then(|g| g.as_sequence()).into_iter().flatten() {
+    for g in doc.get("groups").and_then(|g| g.as_sequence()).into_iter().flatten() {
         for r in g.get("rules").and_then(|r| r.as_sequence()).into_iter().flatten() {
             let (name, alert) = match (r.get("alert"), r.get("record")) {
                 (Some(a), _) => (a.as_str().unwrap_or_default(), true),
@@ -201,7 +199,8 @@ fn label_values_selector(q: &str) -> Option<&str> {
 }
 
 /// Every PromQL expression shipped: rules, dashboards (targets, variables, annotations) and
-/// the Kubernetes manifests (PrometheusRule groups and prometheus-adapter rules).
+/// the Kubernetes manifests (the prometheus-adapter rules; no Prometheus rules are embedded
+/// there, the manifests point at `deploy/prometheus/rules/`).
 pub fn queries() -> Result<Vec<Query>, String> {
     let mut out = Vec::new();
     for r in rules()? {
@@ -228,11 +227,6 @@ pub fn queries() -> Result<Vec<Query>, String> {
         }
     }
     for (file, doc) in kubernetes()? {
-        let path = deploy_dir().join(&file);
-        for r in rules_of(&path, &doc) {
-            let expr = r.yaml.get("expr").and_then(|e| e.as_str()).unwrap_or_default();
-            out.push(query(format!("{file}: rule {}", r.name), expr));
-        }
         // prometheus-adapter's config, embedded in a ConfigMap as `config.yaml`.
         if let Some(text) = doc.get("data").and_then(|d| d.get("config.yaml")).and_then(|c| c.as_str()) {
             let cfg: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).map_err(|e| format!("{file}: {e}"))?;
