@@ -9,7 +9,7 @@ use crate::job::Job;
 use crate::observation::{Batch, Priority};
 use crate::pool::Pool;
 use crate::queue::LaneQueue;
-use crate::space::{Space, SpaceInfo, SpaceParams, embedding_problem, validate_space_name};
+use crate::space::{Space, SpaceInfo, SpaceParams, build_index, embedding_problem, validate_space_name};
 use atomic_float::AtomicF64;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::space::SpaceSources;
@@ -27,6 +27,16 @@ use std::time::{Duration, Instant};
 const REJECT_INVALID: usize = 3;
 /// Index of `shutting_down` in `REJECT_REASONS`.
 const REJECT_SHUTTING_DOWN: usize = 4;
+/// Bytes one queued observation of `dim` dimensions with `content_len` bytes of content counts
+/// against `engine.queue_capacity_bytes` (the queue's own accounting: the job record, the
+/// vector as `f32`, and the content).
+pub fn queued_bytes(dim: usize, content_len: usize) -> usize {
+    Job::footprint(dim, content_len)
+}
+
+/// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
+/// (the server runs queries on tokio's blocking pool, which can hold hundreds).
+const QUERY_THREADS: usize = 8;
 const _: () = assert!(REJECT_REASONS.len() == 5);
 
 /// What admission did with a batch.
@@ -379,8 +389,9 @@ impl Engine {
                 Err(EngineError::SpaceExists(name.to_owned()))
             };
         }
+        let index = build_index(&params, self.shared.config.resolved_workers() + QUERY_THREADS)?;
         let events = SpaceEvents::register(&self.shared.telemetry, name);
-        let space = Arc::new(Space::new(name.to_owned(), params, events));
+        let space = Arc::new(Space::new(name.to_owned(), params, index, events));
         space.events.sample(
             &self.shared.telemetry,
             SpaceSources {
@@ -392,7 +403,14 @@ impl Engine {
         let info = space.info();
         spaces.insert(name.to_owned(), space);
         self.shared.space_count.store(spaces.len(), Ordering::Release);
-        tracing::info!(memory_space = name, dim = params.dim, metric = ?params.metric, m = params.m, "memory space created");
+        tracing::info!(
+            memory_space = name,
+            index = params.index.as_str(),
+            dim = params.dim,
+            metric = ?params.metric,
+            m = params.m,
+            "memory space created"
+        );
         Ok((info, true))
     }
 

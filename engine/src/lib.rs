@@ -14,7 +14,8 @@
 //!    sit behind [`queue::Deques`] (crossbeam-deque here, a loom stand-in in the models).
 //! 6. `pool`: workers refill from the lanes (strict priority with minimum shares), steal from
 //!    each other, size batches adaptively, and insert into the space's index.
-//! 7. [`index`]: the index seam ([`index::VectorIndex`]) and its `hnsw_rs` backend.
+//! 7. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch` (default)
+//!    and `hnsw_rs`, chosen per space by [`IndexKind`].
 //! 8. `space`: ids, content and index of a memory space; [`Engine::recall`] searches it.
 //! 9. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
 //!
@@ -40,8 +41,8 @@ mod space;
 pub use ack::{IndexedOutcome, IndexedWaiter};
 pub use backpressure::BackpressureLevel;
 pub use config::EngineConfig;
-pub use engine::{Admission, Engine, EngineStatus, RecallHit, ShutdownReport};
+pub use engine::{Admission, Engine, EngineStatus, RecallHit, ShutdownReport, queued_bytes};
 pub use error::{EngineError, RejectReason, Rejection};
-pub use index::Metric;
+pub use index::{IndexKind, Metric};
 pub use observation::{Batch, Observation, Priority};
 pub use space::{SpaceInfo, SpaceParams, validate_space_name};

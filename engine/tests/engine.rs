@@ -3,7 +3,8 @@
 
 use engram_engine::dataset::{self, Vectors};
 use engram_engine::{
-    BackpressureLevel, Batch, Engine, EngineConfig, EngineError, Observation, Priority, RejectReason, SpaceParams,
+    BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RejectReason,
+    SpaceParams,
 };
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
@@ -56,13 +57,19 @@ fn exact_top10(base: &Vectors<f32>, n: usize, q: &[f32]) -> Vec<i32> {
 
 #[test]
 fn real_embeddings_are_indexed_recalled_with_content_and_deduplicated() {
+    for kind in IndexKind::ALL {
+        real_embeddings_round_trip(kind);
+    }
+}
+
+fn real_embeddings_round_trip(kind: IndexKind) {
     let dir = data_dir("minilm-384-stdlib");
     let base = dataset::read_fvecs(&dir.join("base.fvecs")).unwrap();
     let text = dataset::read_lines(&dir.join("base.txt")).unwrap();
     let queries = dataset::read_fvecs(&dir.join("query.fvecs")).unwrap();
     let n = 2000;
     let e = engine(EngineConfig { workers: 2, ..EngineConfig::default() });
-    e.create_space("docs", SpaceParams::with_dim(384)).unwrap();
+    e.create_space("docs", SpaceParams { index: kind, ..SpaceParams::with_dim(384) }).unwrap();
     let mut waiters = Vec::new();
     for start in (0..n).step_by(250) {
         let observations = (start..start + 250)
@@ -88,7 +95,11 @@ fn real_embeddings_are_indexed_recalled_with_content_and_deduplicated() {
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
     }
     let recall = total / nq as f64;
-    assert!(recall >= 0.95, "recall@10 = {recall}");
+    assert!(recall >= 0.95, "{kind:?}: recall@10 = {recall}");
+    let info = e.describe_space("docs").unwrap();
+    assert_eq!(info.params.index, kind);
+    // Index memory covers at least the f32 vectors (usearch: its own accounting; hnsw_rs: estimate).
+    assert!(info.memory_bytes >= n * 384 * 4, "{kind:?}: {} bytes", info.memory_bytes);
 
     // Re-sending accepted ids is acknowledged, not inserted twice.
     let again = (0..10).map(|i| obs(i, base.row(i as usize).to_vec())).collect();
@@ -289,6 +300,9 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
     b.observations[2].id = 10;
     assert!(field_of(b).starts_with("observations[2].id: id 10 appears twice"));
     let mut b = batch(Priority::Normal, 10..15, dim);
+    b.observations[1].id = u64::MAX;
+    assert!(field_of(b).starts_with("observations[1].id: 18446744073709551615 (u64::MAX) is reserved"));
+    let mut b = batch(Priority::Normal, 10..15, dim);
     b.observations[2].embedding = vec![0.0; dim];
     assert!(field_of(b).starts_with("observations[2].embedding: all zeros"));
     assert!(field_of(Batch { priority: Priority::Low, observations: vec![] }).starts_with("observations: must hold"));
@@ -321,7 +335,7 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
     let text = e.telemetry().render();
     assert_eq!(
         sample(&text, "engram_streaming_observations_rejected_total{memory_space=\"s\",reason=\"invalid_argument\"}"),
-        Some(5.0 * 6.0 + 51.0)
+        Some(5.0 * 7.0 + 51.0)
     );
 }
 
@@ -345,12 +359,18 @@ fn dropping_a_space_fails_its_queued_observations_visibly() {
 
 #[test]
 fn recall_is_correct_while_inserts_run() {
+    for kind in IndexKind::ALL {
+        recall_while_inserting(kind);
+    }
+}
+
+fn recall_while_inserting(kind: IndexKind) {
     let dir = data_dir("glove-50-angular-100k");
     let base = dataset::read_fvecs(&dir.join("base.fvecs")).unwrap();
     let queries = dataset::read_fvecs(&dir.join("query.fvecs")).unwrap();
     let n = 4000;
     let e = std::sync::Arc::new(engine(EngineConfig { workers: 2, ..EngineConfig::default() }));
-    e.create_space("g", SpaceParams::with_dim(50)).unwrap();
+    e.create_space("g", SpaceParams { index: kind, ..SpaceParams::with_dim(50) }).unwrap();
     // The first half is indexed before the queries start.
     let first: Vec<Observation> = (0..n / 2).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
     e.submit("g", Batch { priority: Priority::Normal, observations: first }, true)
@@ -365,7 +385,7 @@ fn recall_is_correct_while_inserts_run() {
             let mut answered = 0;
             for q in 0..200 {
                 let hits = e.recall("g", queries.row(q).to_vec(), 10, Some(64)).unwrap();
-                assert_eq!(hits.len(), 10, "at least n/2 vectors are indexed");
+                assert_eq!(hits.len(), 10, "{kind:?}: at least n/2 vectors are indexed, query {q}");
                 assert!(hits.iter().all(|h| (h.id as usize) < n && h.score.is_finite()));
                 assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
                 answered += 1;
@@ -384,7 +404,7 @@ fn recall_is_correct_while_inserts_run() {
             e.recall("g", queries.row(q).to_vec(), 10, Some(64)).unwrap().iter().map(|h| h.id).collect();
         total += dataset::recall_at_k(&ids, &exact_top10(&base, n, queries.row(q)), 10);
     }
-    assert!(total / 100.0 >= 0.95, "recall@10 after concurrent inserts = {}", total / 100.0);
+    assert!(total / 100.0 >= 0.95, "{kind:?}: recall@10 after concurrent inserts = {}", total / 100.0);
 }
 
 #[test]

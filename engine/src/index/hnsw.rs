@@ -149,41 +149,10 @@ mod tests {
         }
     }
 
-    fn brute_force_top1(data: &[Vec<f32>], q: &[f32], metric: Metric) -> u64 {
-        let score = |v: &Vec<f32>| match metric {
-            Metric::L2 => -Euclidean.eval(v, q),
-            _ => dot(v, q),
-        };
-        (0..data.len()).max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b]))).unwrap() as u64
-    }
-
     #[test]
     fn each_metric_finds_exact_neighbours_on_small_data() {
-        // Deterministic pseudo-random vectors (LCG), 500 × 16.
-        let mut s = 12345u64;
-        let mut next = || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        };
         for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-            let idx = HnswIndex::new(metric, 16, 16, 100, 500);
-            let mut data = Vec::new();
-            for id in 0..500u64 {
-                let mut v: Vec<f32> = (0..16).map(|_| next()).collect();
-                metric.prepare(&mut v).unwrap();
-                idx.insert(id, &v);
-                data.push(v);
-            }
-            assert_eq!(idx.len(), 500);
-            let mut hits = 0;
-            for _ in 0..50 {
-                let mut q: Vec<f32> = (0..16).map(|_| next()).collect();
-                metric.prepare(&mut q).unwrap();
-                let got = idx.search(&q, 1, 64);
-                if got[0].id == brute_force_top1(&data, &q, metric) {
-                    hits += 1;
-                }
-            }
+            let hits = crate::index::testing::top1_hits(&HnswIndex::new(metric, 16, 16, 100, 500), metric, 12345);
             assert!(hits >= 48, "{metric:?}: top-1 found for {hits}/50 queries");
         }
     }

@@ -4,10 +4,18 @@
 //! hold no ids or content of their own beyond the `u64` id they return, and must be safe to
 //! search while inserts run. The engine keeps the id map, dedupes ids and stores content.
 //!
-//! - [`hnsw`]: the `hnsw_rs` backend (Malkov & Yashunin, "Efficient and robust approximate
-//!   nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI 2018).
+//! Both backends build the same graph (Malkov & Yashunin, "Efficient and robust approximate
+//! nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI 2018) from the
+//! same parameters (`M`, `ef_construction`, `ef_search`); a space picks one with [`IndexKind`]:
+//!
+//! - [`hnsw`]: the pure-Rust `hnsw_rs` backend.
+//! - [`usearch`]: the `usearch` backend (C++ through `cxx`); its reserve and memory accounting
+//!   are used inside the backend, so the trait stays the same for both.
+//!
+//! [`build`] makes the index a space's parameters ask for.
 
 pub mod hnsw;
+pub mod usearch;
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +51,87 @@ impl Metric {
     }
 }
 
+/// Which index implementation a memory space uses (`"index"` in its parameters).
+///
+/// The default is usearch: on this project's benchmarks (docs/benchmarks.md) it inserts several
+/// times faster than hnsw_rs, answers queries faster, and holds a vector in a fraction of the
+/// memory, at the same recall@10.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum IndexKind {
+    /// `hnsw_rs` 0.3 ([`hnsw::HnswIndex`]).
+    #[serde(rename = "hnsw_rs")]
+    HnswRs,
+    /// `usearch` 2.26 ([`usearch::UsearchIndex`]).
+    #[default]
+    #[serde(rename = "usearch")]
+    Usearch,
+}
+
+impl IndexKind {
+    /// Both kinds, in a fixed order (for benches and reports).
+    pub const ALL: [IndexKind; 2] = [IndexKind::HnswRs, IndexKind::Usearch];
+
+    /// The name used in parameters, reports and docs: `hnsw_rs` or `usearch`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IndexKind::HnswRs => "hnsw_rs",
+            IndexKind::Usearch => "usearch",
+        }
+    }
+}
+
+impl std::str::FromStr for IndexKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "hnsw_rs" => Ok(IndexKind::HnswRs),
+            "usearch" => Ok(IndexKind::Usearch),
+            other => Err(format!("unknown index {other:?}: expected \"hnsw_rs\" or \"usearch\"")),
+        }
+    }
+}
+
+/// Parameters shared by every backend: the space's [`crate::SpaceParams`] minus its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexParams {
+    /// Which backend.
+    pub kind: IndexKind,
+    /// Similarity metric; vectors arrive prepared by [`Metric::prepare`].
+    pub metric: Metric,
+    /// Vector dimension.
+    pub dim: usize,
+    /// HNSW `M` (2 to 256).
+    pub m: usize,
+    /// HNSW `ef_construction`.
+    pub ef_construction: usize,
+    /// Default HNSW `ef_search`.
+    pub ef_search: usize,
+    /// Capacity hint in vectors.
+    pub max_elements: usize,
+    /// The most threads that insert or search at once (the engine's workers plus queries).
+    pub threads: usize,
+}
+
+/// Builds the index `params` ask for.
+///
+/// # Errors
+/// The backend's message when it cannot allocate the index.
+pub fn build(params: &IndexParams) -> Result<Box<dyn VectorIndex>, String> {
+    let p = params;
+    Ok(match p.kind {
+        IndexKind::HnswRs => Box::new(hnsw::HnswIndex::new(p.metric, p.dim, p.m, p.ef_construction, p.max_elements)),
+        IndexKind::Usearch => Box::new(usearch::UsearchIndex::new(
+            p.metric,
+            p.dim,
+            p.m,
+            p.ef_construction,
+            p.ef_search,
+            p.max_elements,
+            p.threads,
+        )?),
+    })
+}
+
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Neighbor {
@@ -69,7 +158,8 @@ pub trait VectorIndex: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Estimated bytes held by the index (graph and vectors).
+    /// Bytes held by the index (graph and vectors): the backend's own accounting where it has
+    /// one (usearch), an estimate from its layout otherwise (hnsw_rs).
     fn memory_bytes(&self) -> usize;
 }
 
@@ -87,6 +177,55 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     }
     let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
     acc.iter().sum::<f32>() + tail
+}
+
+/// Fixtures both backends' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Metric, VectorIndex, dot};
+
+    /// Deterministic pseudo-random values in [-0.5, 0.5) (a 64-bit LCG).
+    pub(crate) fn lcg(seed: u64) -> impl FnMut() -> f32 {
+        let mut s = seed;
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+        }
+    }
+
+    /// Inserts 500 prepared 16-dimensional vectors into an empty `idx`, runs 50 queries at ef 64,
+    /// checks each answer is best first and scored like `metric` (cosine and dot: the inner
+    /// product; L2: the negative distance), and returns how many found the exact nearest first.
+    pub(crate) fn top1_hits(idx: &dyn VectorIndex, metric: Metric, seed: u64) -> usize {
+        let mut next = lcg(seed);
+        let mut data = Vec::new();
+        for id in 0..500u64 {
+            let mut v: Vec<f32> = (0..16).map(|_| next()).collect();
+            metric.prepare(&mut v).unwrap();
+            idx.insert(id, &v);
+            data.push(v);
+        }
+        assert_eq!(idx.len(), 500);
+        let mut hits = 0;
+        for _ in 0..50 {
+            let mut q: Vec<f32> = (0..16).map(|_| next()).collect();
+            metric.prepare(&mut q).unwrap();
+            let score = |v: &Vec<f32>| match metric {
+                Metric::L2 => -v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(),
+                _ => dot(v, &q),
+            };
+            let best = (0..data.len()).max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b]))).unwrap();
+            let got = idx.search(&q, 3, 64);
+            assert_eq!(got.len(), 3);
+            assert!(got.windows(2).all(|w| w[0].score >= w[1].score), "{metric:?}: not best first");
+            let want = score(&data[got[0].id as usize]);
+            assert!((got[0].score - want).abs() < 1e-3, "{metric:?}: score {} vs {want}", got[0].score);
+            if got[0].id == best as u64 {
+                hits += 1;
+            }
+        }
+        hits
+    }
 }
 
 #[cfg(test)]
