@@ -12,9 +12,11 @@
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
 //! - [`health`]: the health assessment behind `/health*`.
 //! - [`load`]: `engram-stream load`, which streams a TEXMEX data set and scores recall.
+//! - [`capacity`]: `engram-stream capacity`, which sizes a deployment from `load` reports.
 //! - [`proto`]: the generated `engram.v1` messages and clients.
 
 pub mod api_error;
+pub mod capacity;
 pub mod config;
 pub mod grpc;
 pub mod health;

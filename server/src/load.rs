@@ -10,9 +10,10 @@
 use crate::proto::{self, engram_client::EngramClient};
 use anyhow::{Context, bail};
 use engram_engine::dataset::{self, Vectors};
+use engram_engine::{IndexKind, SpaceParams};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Protocol used by the load generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     /// `engram.v1.Engram/StreamObservations` with INDEXED acks, and unary `Recall`.
@@ -53,9 +54,9 @@ pub struct LoadArgs {
     /// Weights of high:normal:low priority, assigned to batches in that proportion.
     #[arg(long, default_value = "0:1:0")]
     pub priority_mix: String,
-    /// ef_search for the recall queries.
-    #[arg(long, default_value_t = 64)]
-    pub ef_search: usize,
+    /// ef_search for the recall queries (default: the space's, 128).
+    #[arg(long)]
+    pub ef_search: Option<usize>,
     /// Batches in flight (sent, not yet indexed).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
@@ -68,13 +69,21 @@ pub struct LoadArgs {
     /// Do not send base.txt as content.
     #[arg(long)]
     pub no_content: bool,
+    /// Index backend of the space the load creates: usearch or hnsw_rs (default: the engine's).
+    #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
+    pub index: String,
+    /// The server's Prometheus endpoint (e.g. `http://127.0.0.1:8080/metrics`). When given, the
+    /// report gains `server` (workers, resident memory before and after, index memory, and the
+    /// cost of one scrape), which `engram-stream capacity` needs.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
     /// Where to write the JSON report.
     #[arg(long)]
     pub report: PathBuf,
 }
 
 /// p50 / p99 / p99.9 of a latency sample, in seconds.
-#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
 pub struct Quantiles {
     /// Median.
     pub p50: f64,
@@ -97,7 +106,7 @@ impl Quantiles {
 }
 
 /// The JSON report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadReport {
     /// Data set name (directory name).
     pub dataset: String,
@@ -133,10 +142,15 @@ pub struct LoadReport {
     pub duration_s: f64,
     /// `observations / duration_s`.
     pub ingest_rate_per_s: f64,
+    /// Rate over the second half of the run (half indexed → last indexed): what the larger index
+    /// sustains; the paced runs and `capacity` use it, since inserts slow as the graph grows.
+    pub ingest_rate_second_half_per_s: f64,
     /// Send → ACCEPTED ack, per batch (HTTP acknowledges once, when indexed: same as index).
     pub ack_latency_seconds: Quantiles,
     /// Send → INDEXED ack, per batch.
     pub index_latency_seconds: Quantiles,
+    /// ACCEPTED ack → INDEXED ack, per batch (gRPC only; HTTP acknowledges once).
+    pub accepted_to_indexed_seconds: Option<Quantiles>,
     /// Recall query round trip, per query.
     pub recall_latency_seconds: Quantiles,
     /// ef_search of the queries.
@@ -147,6 +161,155 @@ pub struct LoadReport {
     pub recall_at_10: f64,
     /// Client machine's available parallelism.
     pub client_cores: usize,
+    /// Client machine's memory (`MemTotal` of /proc/meminfo), bytes.
+    pub machine_memory_bytes: Option<u64>,
+    /// Mean content bytes per observation sent (0 with --no-content or no base.txt).
+    pub content_bytes_mean: f64,
+    /// Index backend of the space.
+    pub index: IndexKind,
+    /// Target rate asked for with `--rate`, observations per second (None: as fast as admitted).
+    pub target_rate_per_s: Option<f64>,
+    /// What the server's `/metrics` said, when `--metrics-url` was given.
+    pub server_stats: Option<ServerStats>,
+}
+
+/// The server seen through its `/metrics` endpoint before and after a load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerStats {
+    /// `engram_streaming_workers`: insert worker threads.
+    pub workers: u64,
+    /// `process_resident_memory_bytes` before the space was created.
+    pub rss_bytes_before: u64,
+    /// `process_resident_memory_bytes` after every observation was indexed.
+    pub rss_bytes_after: u64,
+    /// `engram_index_memory_bytes` of the loaded space after the load (the backend's accounting).
+    pub index_memory_bytes: u64,
+    /// Size of one `/metrics` response after the load, bytes.
+    pub scrape_bytes: u64,
+    /// Samples (non-comment lines) in that response.
+    pub scrape_samples: u64,
+    /// Time to fetch it, seconds (median of 5).
+    pub scrape_seconds: f64,
+    /// Per-observation accepted → indexed p99 over the run, seconds, from the space's
+    /// `engram_streaming_observation_latency_seconds` buckets (after minus before), interpolated
+    /// as PromQL's `histogram_quantile` does.
+    pub observation_latency_p99_seconds: f64,
+    /// Share of the run's observations indexed within 50 ms of acceptance (exact: 0.05 s is a
+    /// bucket bound), so `>= 0.99` means p99 <= 50 ms.
+    pub observation_latency_share_within_50ms: f64,
+}
+
+/// The space's cumulative `engram_streaming_observation_latency_seconds` buckets: (le, count).
+fn latency_buckets(body: &str, space: &str) -> Vec<(f64, f64)> {
+    let label = format!("memory_space=\"{space}\"");
+    let mut buckets: Vec<(f64, f64)> = body
+        .lines()
+        .filter(|l| l.starts_with("engram_streaming_observation_latency_seconds_bucket{") && l.contains(&label))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let le = series.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, value.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// `after - before`, bucket by bucket (a bucket missing before counts as 0).
+fn bucket_delta(after: &[(f64, f64)], before: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    after.iter().map(|&(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1))).collect()
+}
+
+/// The `q` quantile of cumulative buckets, as PromQL's `histogram_quantile` computes it: linear
+/// within the bucket that holds the rank; the highest finite bound when it falls in `+Inf`.
+fn bucket_quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let Some(&(_, total)) = buckets.last() else { return f64::NAN };
+    if total <= 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let mut prev = (0.0, 0.0);
+    for &(le, n) in buckets {
+        if n >= rank {
+            if le.is_infinite() {
+                return prev.0;
+            }
+            return prev.0 + (le - prev.0) * (rank - prev.1) / (n - prev.1).max(f64::MIN_POSITIVE);
+        }
+        prev = (le, n);
+    }
+    prev.0
+}
+
+/// `MemTotal` of /proc/meminfo in bytes (Linux), if readable.
+fn machine_memory_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Reads `/metrics` once: (body, seconds).
+async fn scrape(url: &str) -> anyhow::Result<(String, f64)> {
+    let t0 = Instant::now();
+    let resp = reqwest::get(url).await.with_context(|| format!("scraping {url}"))?;
+    if !resp.status().is_success() {
+        bail!("scraping {url}: {}", resp.status());
+    }
+    let body = resp.text().await?;
+    Ok((body, t0.elapsed().as_secs_f64()))
+}
+
+/// The value of the first sample of `name` whose labels contain `label` (`""`: any).
+fn sample(body: &str, name: &str, label: &str) -> Option<f64> {
+    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        let bare = series.split('{').next()?;
+        (bare == name && series.contains(label)).then(|| value.parse().ok()).flatten()
+    })
+}
+
+/// What is read from `/metrics` before the run: resident memory and the latency buckets.
+struct Before {
+    rss: u64,
+    buckets: Vec<(f64, f64)>,
+}
+
+async fn before(url: &str, space: &str) -> anyhow::Result<Before> {
+    let (body, _) = scrape(url).await?;
+    let rss = sample(&body, "process_resident_memory_bytes", "")
+        .map(|v| v as u64)
+        .with_context(|| format!("{url} has no process_resident_memory_bytes"))?;
+    Ok(Before { rss, buckets: latency_buckets(&body, space) })
+}
+
+async fn server_stats(url: &str, space: &str, before: Before) -> anyhow::Result<ServerStats> {
+    let mut times = Vec::new();
+    let mut body = String::new();
+    for _ in 0..5 {
+        let (b, secs) = scrape(url).await?;
+        times.push(secs);
+        body = b;
+    }
+    times.sort_by(f64::total_cmp);
+    let delta = bucket_delta(&latency_buckets(&body, space), &before.buckets);
+    let count = delta.last().map_or(0.0, |b| b.1);
+    let within_50ms = delta.iter().find(|b| b.0 == 0.05).map_or(f64::NAN, |b| b.1 / count.max(1.0));
+    let get = |name: &str, label: &str| {
+        sample(&body, name, label).with_context(|| format!("{url} has no sample of {name}{{{label}}}"))
+    };
+    Ok(ServerStats {
+        workers: get("engram_streaming_workers", "")? as u64,
+        rss_bytes_before: before.rss,
+        rss_bytes_after: get("process_resident_memory_bytes", "")? as u64,
+        index_memory_bytes: get("engram_index_memory_bytes", &format!("memory_space=\"{space}\""))? as u64,
+        scrape_bytes: body.len() as u64,
+        scrape_samples: body.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count() as u64,
+        scrape_seconds: times[times.len() / 2],
+        observation_latency_p99_seconds: bucket_quantile(&delta, 0.99),
+        observation_latency_share_within_50ms: within_50ms,
+    })
 }
 
 struct Data {
@@ -241,6 +404,33 @@ struct Tally {
     indexed: u64,
     ack_latency: Vec<f64>,
     index_latency: Vec<f64>,
+    accepted_to_indexed: Vec<f64>,
+    /// When `indexed` first reached half the run's observations, and when it last grew.
+    half_indexed_at: Option<Instant>,
+    last_indexed_at: Option<Instant>,
+}
+
+impl Tally {
+    /// Counts `n` more observations confirmed indexed out of `total`.
+    fn add_indexed(&mut self, n: u64, total: usize) {
+        self.indexed += n;
+        let now = Instant::now();
+        self.last_indexed_at = Some(now);
+        if self.half_indexed_at.is_none() && self.indexed >= (total / 2) as u64 {
+            self.half_indexed_at = Some(now);
+        }
+    }
+
+    /// Observations per second over the second half of the run (from half indexed to the last
+    /// indexed confirmation): the rate at the larger index, which a growing index sets.
+    fn second_half_rate(&self, total: usize) -> f64 {
+        match (self.half_indexed_at, self.last_indexed_at) {
+            (Some(half), Some(last)) if last > half => {
+                (self.indexed as f64 - (total / 2) as f64) / last.duration_since(half).as_secs_f64()
+            }
+            _ => 0.0,
+        }
+    }
 }
 
 struct Progress {
@@ -275,12 +465,30 @@ struct Pacer {
     next: tokio::time::Instant,
 }
 
+/// The send loops never sleep in the pacer: they send while [`Pacer::ready`], and otherwise
+/// wait for acks, retries *or* [`Pacer::until_ready`] in one `select!`, so acks are read (and
+/// timed) while the pacer holds the next batch back.
 impl Pacer {
-    async fn wait(&mut self, n: usize) {
+    /// True when the next batch may be sent now.
+    fn ready(&self) -> bool {
+        self.rate.is_none() || tokio::time::Instant::now() >= self.next
+    }
+
+    /// True when a rate is set and the next batch has to wait for it.
+    fn holding(&self) -> bool {
+        !self.ready()
+    }
+
+    /// Records a batch of `n` observations sent now.
+    fn sent(&mut self, n: usize) {
         if let Some(rate) = self.rate {
-            tokio::time::sleep_until(self.next).await;
             self.next = self.next.max(tokio::time::Instant::now()) + Duration::from_secs_f64(n as f64 / rate);
         }
+    }
+
+    /// Resolves when the next batch may be sent.
+    async fn until_ready(&self) {
+        tokio::time::sleep_until(self.next).await;
     }
 }
 
@@ -300,6 +508,11 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mix = parse_mix(&args.priority_mix)?;
     let data = load_data(&args)?;
     let space = args.space.clone().unwrap_or_else(|| data.name.clone());
+    let index: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
+    let before = match &args.metrics_url {
+        Some(url) => Some(before(url, &space).await?),
+        None => None,
+    };
     eprintln!(
         "load: {} vectors of dim {} and {} queries from {} over {:?} to {}",
         data.base.len(),
@@ -310,8 +523,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         args.server
     );
     let (tally, duration, hits, mut recall_latency, space_vectors) = match args.protocol {
-        Protocol::Grpc => grpc::run(&args, &data, &space, mix).await?,
-        Protocol::Http => http::run(&args, &data, &space, mix).await?,
+        Protocol::Grpc => grpc::run(&args, &data, &space, index, mix).await?,
+        Protocol::Http => http::run(&args, &data, &space, index, mix).await?,
+    };
+    let server_stats = match (&args.metrics_url, before) {
+        (Some(url), Some(before)) => Some(server_stats(url, &space, before).await?),
+        _ => None,
     };
     let k = 10;
     let recall = if hits.is_empty() {
@@ -339,13 +556,24 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         lost: n.saturating_sub(t.indexed),
         duration_s: duration.as_secs_f64(),
         ingest_rate_per_s: n as f64 / duration.as_secs_f64().max(1e-9),
+        ingest_rate_second_half_per_s: t.second_half_rate(data.base.len()),
         ack_latency_seconds: Quantiles::of(&mut t.ack_latency),
         index_latency_seconds: Quantiles::of(&mut t.index_latency),
+        accepted_to_indexed_seconds: (args.protocol == Protocol::Grpc)
+            .then(|| Quantiles::of(&mut t.accepted_to_indexed)),
         recall_latency_seconds: Quantiles::of(&mut recall_latency),
-        ef_search: args.ef_search,
+        ef_search: args.ef_search.unwrap_or(SpaceParams::with_dim(data.base.dim).ef_search),
         queries: hits.len(),
         recall_at_10: recall,
         client_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        machine_memory_bytes: machine_memory_bytes(),
+        content_bytes_mean: data
+            .content
+            .as_ref()
+            .map_or(0.0, |c| c.iter().map(|t| t.len() as f64).sum::<f64>() / c.len().max(1) as f64),
+        index,
+        target_rate_per_s: args.rate,
+        server_stats,
     };
     write_report(&args.report, &report)?;
     eprintln!(
@@ -392,9 +620,16 @@ mod grpc {
     struct InFlight {
         batch: usize,
         sent_at: Instant,
+        accepted_at: Option<Instant>,
     }
 
-    pub(super) async fn run(args: &LoadArgs, data: &Data, space: &str, mix: [u32; 3]) -> anyhow::Result<RunResult> {
+    pub(super) async fn run(
+        args: &LoadArgs,
+        data: &Data,
+        space: &str,
+        index: IndexKind,
+        mix: [u32; 3],
+    ) -> anyhow::Result<RunResult> {
         let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
             .context("--server: not a valid URL")?
             .connect()
@@ -414,6 +649,7 @@ mod grpc {
                     dim: data.base.dim as u32,
                     metric: proto::Metric::Cosine as i32,
                     max_elements: data.base.len() as u64,
+                    index: crate::grpc::index_backend(index) as i32,
                     ..Default::default()
                 }),
             })
@@ -452,31 +688,36 @@ mod grpc {
         let mut pacer = Pacer { rate: args.rate, next: tokio::time::Instant::now() };
         while done < ranges.len() {
             while in_flight.len() < args.concurrency
+                && pacer.ready()
                 && let Some(b) = ready.pop_front()
             {
                 let n = ranges[b].1 - ranges[b].0;
-                pacer.wait(n).await;
+                pacer.sent(n);
                 seq += 1;
                 t.sent += n as u64;
-                in_flight.insert(seq, InFlight { batch: b, sent_at: Instant::now() });
+                in_flight.insert(seq, InFlight { batch: b, sent_at: Instant::now(), accepted_at: None });
                 req_tx.send(make(b, seq)).await.context("the server closed the stream")?;
             }
             tokio::select! {
                 reply = replies.message() => {
                     let reply = reply.context("stream failed")?.context("the server ended the stream early")?;
                     let Some(proto::stream_reply::Reply::Ack(ack)) = reply.reply else { continue };
-                    let Some(f) = in_flight.get(&ack.sequence) else { bail!("ack for unknown sequence {}", ack.sequence) };
+                    let Some(f) = in_flight.get_mut(&ack.sequence) else { bail!("ack for unknown sequence {}", ack.sequence) };
                     let n = (ranges[f.batch].1 - ranges[f.batch].0) as u64;
                     match proto::AckStatus::try_from(ack.status) {
                         Ok(proto::AckStatus::Accepted) => {
                             t.accepted += u64::from(ack.accepted) + u64::from(ack.duplicates);
                             t.duplicates += u64::from(ack.duplicates);
                             t.ack_latency.push(f.sent_at.elapsed().as_secs_f64());
+                            f.accepted_at = Some(Instant::now());
                         }
                         Ok(proto::AckStatus::Indexed) => {
                             let f = in_flight.remove(&ack.sequence).expect("present");
-                            t.indexed += u64::from(ack.indexed);
+                            t.add_indexed(u64::from(ack.indexed), data.base.len());
                             t.index_latency.push(f.sent_at.elapsed().as_secs_f64());
+                            if let Some(at) = f.accepted_at {
+                                t.accepted_to_indexed.push(at.elapsed().as_secs_f64());
+                            }
                             if ack.failed > 0 {
                                 bail!("batch {} reports {} observations failed to index", ack.sequence, ack.failed);
                             }
@@ -498,6 +739,7 @@ mod grpc {
                     progress.tick(&t);
                 }
                 Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
+                () = pacer.until_ready(), if pacer.holding() && in_flight.len() < args.concurrency && !ready.is_empty() => {}
             }
         }
         let duration = started.elapsed();
@@ -511,7 +753,7 @@ mod grpc {
                 memory_space: space.to_owned(),
                 embedding: data.queries.row(q).to_vec(),
                 k: 10,
-                ef_search: args.ef_search as u32,
+                ef_search: args.ef_search.unwrap_or(0) as u32,
             };
             let t0 = Instant::now();
             let resp = client.recall(req).await.context("recall")?.into_inner();
@@ -558,7 +800,13 @@ mod http {
         })
     }
 
-    pub(super) async fn run(args: &LoadArgs, data: &Data, space: &str, mix: [u32; 3]) -> anyhow::Result<RunResult> {
+    pub(super) async fn run(
+        args: &LoadArgs,
+        data: &Data,
+        space: &str,
+        index: IndexKind,
+        mix: [u32; 3],
+    ) -> anyhow::Result<RunResult> {
         let base_url = args.server.trim_end_matches('/').to_owned();
         let client = reqwest::Client::builder().build()?;
         let space_url = format!("{base_url}/v1/spaces/{space}");
@@ -568,7 +816,7 @@ mod http {
         }
         let r = client
             .put(&space_url)
-            .json(&json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len()}))
+            .json(&json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len(), "index": index}))
             .send()
             .await?;
         if !r.status().is_success() {
@@ -600,10 +848,11 @@ mod http {
         let mut done = 0;
         while done < ranges.len() {
             while tasks.len() < args.concurrency
+                && pacer.ready()
                 && let Some(b) = ready.pop_front()
             {
                 let n = ranges[b].1 - ranges[b].0;
-                pacer.wait(n).await;
+                pacer.sent(n);
                 t.sent += n as u64;
                 let (client, url, payload) = (client.clone(), obs_url.clone(), body(b));
                 tasks.push(async move { (b, n as u64, post_batch(&client, &url, &payload).await) });
@@ -613,7 +862,7 @@ mod http {
                     Outcome::Indexed { accepted, duplicates, indexed, latency } => {
                         t.accepted += accepted + duplicates;
                         t.duplicates += duplicates;
-                        t.indexed += indexed;
+                        t.add_indexed(indexed, data.base.len());
                         t.ack_latency.push(latency);
                         t.index_latency.push(latency);
                         done += 1;
@@ -629,6 +878,7 @@ mod http {
                     }
                 },
                 Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
+                () = pacer.until_ready(), if pacer.holding() && tasks.len() < args.concurrency && !ready.is_empty() => {}
             }
             progress.tick(&t);
         }
@@ -665,6 +915,25 @@ mod tests {
         let q = Quantiles::of(&mut v);
         assert_eq!((q.p50, q.p99, q.p999), (500.0, 990.0, 999.0));
         assert_eq!(Quantiles::of(&mut []), Quantiles::default());
+    }
+
+    #[test]
+    fn bucket_quantile_interpolates_like_promql() {
+        let body = "# TYPE x histogram\n\
+            engram_streaming_observation_latency_seconds_bucket{memory_space=\"s\",le=\"0.025\"} 50\n\
+            engram_streaming_observation_latency_seconds_bucket{memory_space=\"s\",le=\"0.05\"} 90\n\
+            engram_streaming_observation_latency_seconds_bucket{memory_space=\"s\",le=\"0.1\"} 100\n\
+            engram_streaming_observation_latency_seconds_bucket{memory_space=\"s\",le=\"+Inf\"} 100\n\
+            engram_streaming_observation_latency_seconds_bucket{memory_space=\"t\",le=\"+Inf\"} 7\n";
+        let b = latency_buckets(body, "s");
+        assert_eq!(b.len(), 4);
+        // Rank 99 of 100 falls in (0.05, 0.1]: 0.05 + 0.05 × (99 - 90) / (100 - 90).
+        assert!((bucket_quantile(&b, 0.99) - 0.095).abs() < 1e-12);
+        // Rank 50 is the 0.025 bound exactly.
+        assert!((bucket_quantile(&b, 0.5) - 0.025).abs() < 1e-12);
+        let before = vec![(0.025, 10.0), (0.05, 10.0), (0.1, 10.0), (f64::INFINITY, 10.0)];
+        assert_eq!(bucket_delta(&b, &before)[1], (0.05, 80.0));
+        assert!(bucket_quantile(&[], 0.99).is_nan());
     }
 
     #[test]

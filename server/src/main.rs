@@ -1,7 +1,8 @@
 //! `engram-stream`: `serve` (the default) runs the server; `load` streams a benchmark data set
-//! into a running server and writes a JSON report.
+//! into a running server and writes a JSON report; `capacity` sizes a deployment from reports.
 
 use clap::{Args, Parser, Subcommand};
+use engram_server::capacity::CapacityArgs;
 use engram_server::config::{LogFormat, ServerConfig};
 use engram_server::load::LoadArgs;
 use engram_server::server::{Server, shutdown_signal};
@@ -29,6 +30,8 @@ enum Command {
     Serve(ServeArgs),
     /// Stream a TEXMEX data set into a running server, then score recall@10.
     Load(LoadArgs),
+    /// Size a deployment (workers, queue, memory, nodes, scrape cost) from `load` reports.
+    Capacity(CapacityArgs),
     /// Print the metric catalog (every exported metric) as JSON or Markdown.
     Catalog {
         /// Output format.
@@ -115,6 +118,7 @@ fn main() -> ExitCode {
                 print_catalog(format);
                 Ok(())
             }
+            Some(Command::Capacity(args)) => engram_server::capacity::run(&args),
             Some(Command::Load(args)) => {
                 init_logs(LogFormat::Text);
                 engram_server::load::run(args).await

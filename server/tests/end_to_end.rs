@@ -67,11 +67,13 @@ fn load_args(protocol: Protocol, server: String, space: &str, report: &Path) -> 
         rate: None,
         batch: 50,
         priority_mix: "1:2:1".into(),
-        ef_search: 64,
+        ef_search: None,
         concurrency: 8,
         limit: Some(1500),
         queries: Some(60),
         no_content: false,
+        index: "usearch".into(),
+        metrics_url: None,
         report: report.to_path_buf(),
     }
 }
@@ -96,13 +98,37 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_every_metric() {
     let server = Running::start(config(2)).await;
 
-    for (protocol, url, space) in [
-        (Protocol::Grpc, format!("http://{}", server.grpc), "minilm-grpc"),
-        (Protocol::Http, server.url(""), "minilm-http"),
+    // One backend per protocol, so both are exercised over the wire.
+    for (protocol, url, space, index) in [
+        (Protocol::Grpc, format!("http://{}", server.grpc), "minilm-grpc", "usearch"),
+        (Protocol::Http, server.url(""), "minilm-http", "hnsw_rs"),
     ] {
         let path = temp_report(space);
-        load::run(load_args(protocol, url, space, &path)).await.unwrap();
+        let mut args = load_args(protocol, url, space, &path);
+        args.index = index.into();
+        args.metrics_url = Some(server.url("/metrics"));
+        load::run(args).await.unwrap();
         let r = read_report(&path);
+        assert_eq!(r["index"], index, "{r}");
+        assert_eq!(r["ef_search"], 128, "the space's default ef_search: {r}");
+        let stats = &r["server_stats"];
+        assert_eq!(stats["workers"], 2, "{r}");
+        assert!(stats["index_memory_bytes"].as_u64().unwrap() >= 1500 * 384 * 4, "{r}");
+        assert!(
+            stats["rss_bytes_after"].as_u64().unwrap() > 0 && stats["scrape_samples"].as_u64().unwrap() > 100,
+            "{r}"
+        );
+        let share = stats["observation_latency_share_within_50ms"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share), "{r}");
+        assert!(stats["observation_latency_p99_seconds"].as_f64().unwrap() > 0.0, "{r}");
+        assert!(r["ingest_rate_second_half_per_s"].as_f64().unwrap() > 0.0, "{r}");
+        let info = reqwest::get(server.url(&format!("/v1/spaces/{space}")))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        assert_eq!(info["params"]["index"], index, "{info}");
         assert_eq!(r["lost"], 0, "{r}");
         assert_eq!(r["indexed"], 1500, "{r}");
         assert_eq!(r["space_vectors"], 1500, "{r}");

@@ -2,7 +2,9 @@
 //! `INVALID_ARGUMENT` errors naming the field.
 
 use crate::proto;
-use engram_engine::{BackpressureLevel, Batch, EngineError, Metric, Observation, Priority, SpaceInfo, SpaceParams};
+use engram_engine::{
+    BackpressureLevel, Batch, EngineError, IndexKind, Metric, Observation, Priority, SpaceInfo, SpaceParams,
+};
 
 fn invalid(field: &str, reason: String) -> EngineError {
     EngineError::InvalidArgument { field: field.to_owned(), reason }
@@ -45,15 +47,32 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
             return Err(invalid("params.metric", format!("unknown value {}", p.metric)));
         }
     };
+    let index = match proto::IndexBackend::try_from(p.index) {
+        Ok(proto::IndexBackend::Unspecified) => IndexKind::default(),
+        Ok(proto::IndexBackend::HnswRs) => IndexKind::HnswRs,
+        Ok(proto::IndexBackend::Usearch) => IndexKind::Usearch,
+        Err(_) => {
+            return Err(invalid("params.index", format!("unknown value {}", p.index)));
+        }
+    };
     let d = SpaceParams::with_dim(p.dim as usize);
     Ok(SpaceParams {
         dim: p.dim as usize,
         metric,
+        index,
         m: or_default(p.m.into(), d.m),
         ef_construction: or_default(p.ef_construction.into(), d.ef_construction),
         ef_search: or_default(p.ef_search.into(), d.ef_search),
         max_elements: or_default(p.max_elements, d.max_elements),
     })
+}
+
+/// The wire form of an index backend (also what `load` asks for when it creates a space).
+pub(crate) fn index_backend(kind: IndexKind) -> proto::IndexBackend {
+    match kind {
+        IndexKind::HnswRs => proto::IndexBackend::HnswRs,
+        IndexKind::Usearch => proto::IndexBackend::Usearch,
+    }
 }
 
 pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
@@ -71,6 +90,7 @@ pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
             ef_construction: i.params.ef_construction as u32,
             ef_search: i.params.ef_search as u32,
             max_elements: i.params.max_elements as u64,
+            index: index_backend(i.params.index) as i32,
         }),
         vectors: i.vectors as u64,
         pending: i.pending as u64,

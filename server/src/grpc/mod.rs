@@ -8,6 +8,8 @@
 pub mod codec;
 mod convert;
 
+pub(crate) use convert::index_backend;
+
 use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
 use engram_engine::{BackpressureLevel, Engine};
