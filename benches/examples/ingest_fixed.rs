@@ -12,7 +12,7 @@
 
 use engram_benches::data_dir;
 use engram_engine::dataset;
-use engram_engine::{Batch, Engine, EngineConfig, Observation, Priority, SpaceParams};
+use engram_engine::{Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 
 fn main() {
@@ -29,7 +29,11 @@ fn main() {
     let config = EngineConfig { workers: 1, min_batch: 64, max_batch: 64, ..EngineConfig::default() };
     let engine = Engine::new(config, Telemetry::new(TelemetryConfig::default())).expect("engine");
     engine
-        .create_space("fixed", SpaceParams { max_elements: n.max(1), ..SpaceParams::with_dim(base.dim) })
+        // hnsw_rs: the backend docs/telemetry.md's instruction counts were taken with.
+        .create_space(
+            "fixed",
+            SpaceParams { max_elements: n.max(1), index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) },
+        )
         .expect("space");
     let waiters: Vec<_> = (0..n)
         .step_by(100)

@@ -1,10 +1,21 @@
-//! Criterion benchmarks for Engram Stream (`benches/ingest.rs`), on the shared benchmark data.
+//! Benchmarks for Engram Stream, on the shared benchmark data.
+//!
+//! - `benches/queue.rs`: lane queue enqueue → dequeue, 1 and 2 threads, lanes mixed.
+//! - `benches/ingest.rs`: admission; pool dispatch (one hot space, many spaces); index insert and
+//!   search per backend on both shared data sets (recall@10 printed beside the time); the engine
+//!   end to end (submit → indexed) per backend.
+//! - `benches/telemetry.rs`: the telemetry primitives against `metrics` and `prometheus`.
+//! - `examples/index_raw.rs`: one backend's multi-threaded insert rate, query latency, recall@10
+//!   and bytes per vector on a whole data set, as JSON (the raw rate the engine is compared to).
 //!
 //! ```sh
 //! cargo bench -p engram-benches -- --quick --noplot
 //! ```
-//! Results land in `target/criterion/<group>/<function>/new/estimates.json` (ns per iteration).
+//! Results land in `target/criterion/<group>/<function>/new/estimates.json` (ns per iteration);
+//! `scripts/criterion-summary.py` turns them into the table in docs/benchmarks.md.
 
+use engram_engine::dataset::{self, Vectors, recall_at_k};
+use engram_engine::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
 use std::path::PathBuf;
 
 /// Directory of a shared data set (see [`engram_engine::dataset::shared_data_dir`]).
@@ -13,4 +24,89 @@ use std::path::PathBuf;
 /// When the directory does not exist (benchmarks need the real data).
 pub fn data_dir(name: &str) -> PathBuf {
     engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Base vectors (`n × dim`, row-major) and queries of a shared data set.
+#[derive(Debug)]
+pub struct Data {
+    /// base.fvecs.
+    pub base: Vectors<f32>,
+    /// query.fvecs.
+    pub queries: Vectors<f32>,
+}
+
+/// Reads a shared data set's base and query vectors.
+///
+/// # Panics
+/// When the files are missing or malformed.
+pub fn read_data(name: &str) -> Data {
+    let dir = data_dir(name);
+    let read = |f: &str| dataset::read_fvecs(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+    Data { base: read("base.fvecs"), queries: read("query.fvecs") }
+}
+
+/// The parameters every benchmark uses: cosine, `M` 16, `ef_construction` 200, `ef_search` 64
+/// (the engine's defaults), room for `n` vectors and `threads` concurrent callers.
+pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> IndexParams {
+    IndexParams {
+        kind,
+        metric: Metric::Cosine,
+        dim,
+        m: 16,
+        ef_construction: 200,
+        ef_search: 64,
+        max_elements: n,
+        threads,
+    }
+}
+
+/// Exact top-`k` ids of each of the first `nq` queries among the first `n` base vectors, by
+/// inner product (the shared sets hold unit vectors, so this is cosine).
+pub fn exact_top_k(data: &Data, n: usize, nq: usize, k: usize) -> Vec<Vec<i32>> {
+    (0..nq)
+        .map(|q| {
+            let query = data.queries.row(q);
+            let mut scored: Vec<(f32, i32)> = (0..n)
+                .map(|i| (data.base.row(i).iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i as i32))
+                .collect();
+            scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+            scored.truncate(k);
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.into_iter().map(|s| s.1).collect()
+        })
+        .collect()
+}
+
+/// Builds an index of `kind` over the first `n` base vectors, inserting from `threads` threads
+/// (interleaved rows), and returns it with the seconds the inserts took.
+///
+/// # Panics
+/// When the backend cannot allocate the index.
+pub fn build(kind: IndexKind, data: &Data, n: usize, threads: usize) -> (Box<dyn VectorIndex>, f64) {
+    let idx = index::build(&index_params(kind, data.base.dim, n, threads)).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let idx = &idx;
+            s.spawn(move || {
+                for i in (t..n).step_by(threads) {
+                    idx.insert(i as u64, data.base.row(i));
+                }
+            });
+        }
+    });
+    (idx, started.elapsed().as_secs_f64())
+}
+
+/// Mean recall@k of `idx` over the queries `truth` was computed for, searching at `ef`.
+pub fn recall(idx: &dyn VectorIndex, data: &Data, truth: &[Vec<i32>], k: usize, ef: usize) -> f64 {
+    let total: f64 = truth
+        .iter()
+        .enumerate()
+        .map(|(q, t)| {
+            let got: Vec<u64> = idx.search(data.queries.row(q), k, ef).iter().map(|h| h.id).collect();
+            recall_at_k(&got, t, k)
+        })
+        .sum();
+    total / truth.len() as f64
 }
