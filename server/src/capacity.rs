@@ -412,7 +412,7 @@ pub fn table(p: &Plan) -> String {
         rows.push(("queue", share(&k.queue_seconds, "")));
         rows.push((
             "index insert",
-            share(&k.index_insert_seconds, &format!(" (into {} vectors)", k.index_insert_vectors)),
+            share(&k.index_insert_seconds, &format!(" (building a {}-vector index)", k.index_insert_vectors)),
         ));
     }
     let mut out = String::from("| quantity | value |\n|---|---|\n");
@@ -573,36 +573,67 @@ mod tests {
 #[cfg(test)]
 mod docs_tests {
     use super::*;
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    /// The committed MiniLM usearch reports, named as the docs' commands name them.
+    fn minilm_reports() -> Vec<(String, LoadReport)> {
+        ["saturated", "paced"]
+            .map(|k| format!("docs/benchmarks/loads/minilm-384-stdlib-usearch-{k}.json"))
+            .into_iter()
+            .map(|n| {
+                let report = serde_json::from_str(&std::fs::read_to_string(root().join(&n)).unwrap()).unwrap();
+                (n, report)
+            })
+            .collect()
+    }
+
+    /// The arguments of the docs' commands: defaults at 384 dimensions.
+    fn doc_args(target_rate: f64) -> CapacityArgs {
+        CapacityArgs {
+            from: vec![],
+            criterion: None,
+            target_rate,
+            dim: 384,
+            index: "usearch".into(),
+            buffer_seconds: 30.0,
+            headroom: 0.25,
+            vectors: None,
+            node_cores: None,
+            node_memory_bytes: None,
+            scrape_interval_seconds: 15.0,
+            format: Format::Table,
+        }
+    }
+
+    fn doc() -> String {
+        std::fs::read_to_string(root().join("docs/capacity-planning.md")).unwrap()
+    }
 
     /// docs/capacity-planning.md shows `capacity`'s output for 10k, 100k and 1M obs/s from the
     /// committed MiniLM reports: recompute it and require each table verbatim.
     #[test]
     fn capacity_planning_doc_is_the_commands_output() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let names = ["saturated", "paced"].map(|k| format!("docs/benchmarks/loads/minilm-384-stdlib-usearch-{k}.json"));
-        let reports: Vec<(String, LoadReport)> = names
-            .iter()
-            .map(|n| (n.clone(), serde_json::from_str(&std::fs::read_to_string(root.join(n)).unwrap()).unwrap()))
-            .collect();
-        let doc = std::fs::read_to_string(root.join("docs/capacity-planning.md")).unwrap();
+        let (reports, doc) = (minilm_reports(), doc());
         for rate in [10_000.0, 100_000.0, 1_000_000.0] {
-            let args = CapacityArgs {
-                from: vec![],
-                criterion: None,
-                target_rate: rate,
-                dim: 384,
-                index: "usearch".into(),
-                buffer_seconds: 30.0,
-                headroom: 0.25,
-                vectors: None,
-                node_cores: None,
-                node_memory_bytes: None,
-                scrape_interval_seconds: 15.0,
-                format: Format::Table,
-            };
-            let t = table(&plan(&args, &reports, None).unwrap());
+            let t = table(&plan(&doc_args(rate), &reports, None).unwrap());
             assert!(doc.contains(&t), "docs/capacity-planning.md lacks the plan for {rate} obs/s:\n{t}");
         }
+    }
+
+    /// The same page's costs section: 100k obs/s with the committed criterion results
+    /// (`--criterion docs/benchmarks/criterion`).
+    #[test]
+    fn capacity_planning_doc_holds_the_costs_from_criterion() {
+        let prefix = format!("{}/", root().display());
+        let mut estimates = criterion::read(&root().join("docs/benchmarks/criterion")).unwrap();
+        for e in &mut estimates {
+            e.source = e.source.strip_prefix(&prefix).unwrap().to_owned();
+        }
+        let t = table(&plan(&doc_args(100_000.0), &minilm_reports(), Some(&estimates)).unwrap());
+        assert!(doc().contains(&t), "docs/capacity-planning.md lacks the plan with criterion costs:\n{t}");
     }
 }
