@@ -60,21 +60,10 @@ pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> In
     }
 }
 
-/// Exact top-`k` ids of each of the first `nq` queries among the first `n` base vectors, by
-/// inner product (the shared sets hold unit vectors, so this is cosine).
+/// Exact top-`k` ids of each of the first `nq` queries among the first `n` base vectors
+/// ([`dataset::exact_top_k`]: inner product, which is cosine on the shared unit vectors).
 pub fn exact_top_k(data: &Data, n: usize, nq: usize, k: usize) -> Vec<Vec<i32>> {
-    (0..nq)
-        .map(|q| {
-            let query = data.queries.row(q);
-            let mut scored: Vec<(f32, i32)> = (0..n)
-                .map(|i| (data.base.row(i).iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i as i32))
-                .collect();
-            scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
-            scored.truncate(k);
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            scored.into_iter().map(|s| s.1).collect()
-        })
-        .collect()
+    (0..nq).map(|q| dataset::exact_top_k(&data.base, n, data.queries.row(q), k)).collect()
 }
 
 /// Builds an index of `kind` over the first `n` base vectors, inserting from `threads` threads

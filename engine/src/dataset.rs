@@ -125,6 +125,33 @@ pub fn shared_data_dir(name: &str) -> Result<PathBuf, DatasetError> {
     }
 }
 
+/// Exact top-`k` row numbers of `query` among the first `n` rows of `base`, by inner product,
+/// best first (`k` is clamped to `n`). The shared data sets hold unit vectors, so this is the
+/// exact cosine top-k; the ids are `i32` like the rows of `groundtruth.ivecs`, so
+/// [`recall_at_k`] takes either. Brute force: `n × dim` multiply-adds per query.
+///
+/// # Panics
+/// If `n > base.len()` or `query.len() != base.dim` (callers pass a data set's own rows).
+pub fn exact_top_k(base: &Vectors<f32>, n: usize, query: &[f32], k: usize) -> Vec<i32> {
+    assert!(
+        n <= base.len() && query.len() == base.dim,
+        "exact_top_k: {n} rows of dim {} asked of {} rows of dim {}",
+        query.len(),
+        base.len(),
+        base.dim
+    );
+    let k = k.min(n);
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut scored: Vec<(f32, i32)> =
+        (0..n).map(|i| (base.row(i).iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i as i32)).collect();
+    scored.select_nth_unstable_by(k - 1, |a, b| b.0.total_cmp(&a.0));
+    scored.truncate(k);
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().map(|(_, i)| i).collect()
+}
+
 /// recall@k of one query: |returned top-k ∩ truth top-k| / k.
 pub fn recall_at_k(returned: &[u64], truth: &[i32], k: usize) -> f64 {
     let truth: std::collections::HashSet<u64> = truth.iter().take(k).map(|&t| t as u64).collect();
@@ -151,6 +178,15 @@ mod tests {
         std::fs::write(&p, &bytes[..bytes.len() - 1]).unwrap();
         assert!(read_fvecs(&p).unwrap_err().reason.contains("not a multiple"));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exact_top_k_ranks_by_inner_product_within_the_first_n_rows() {
+        let base = Vectors { dim: 2, data: vec![1.0, 0.0, 0.0, 1.0, 0.6, 0.8, -1.0, 0.0, 0.8, 0.6] };
+        assert_eq!(exact_top_k(&base, 5, &[1.0, 0.0], 3), vec![0, 4, 2]);
+        // Row 4 is outside the first 4; k is clamped to n.
+        assert_eq!(exact_top_k(&base, 4, &[1.0, 0.0], 10), vec![0, 2, 1, 3]);
+        assert!(exact_top_k(&base, 0, &[1.0, 0.0], 10).is_empty());
     }
 
     #[test]

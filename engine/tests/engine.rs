@@ -1,7 +1,7 @@
 //! Engine behaviour end to end, in process: real embeddings in, recall out; overload; fairness
 //! between spaces; drain on shutdown; bad input; dropped spaces.
 
-use engram_engine::dataset::{self, Vectors};
+use engram_engine::dataset;
 use engram_engine::{
     BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RejectReason,
     SpaceParams,
@@ -48,13 +48,6 @@ fn batch(priority: Priority, ids: std::ops::Range<u64>, dim: usize) -> Batch {
     Batch { priority, observations: ids.zip(vs).map(|(id, v)| obs(id, v)).collect() }
 }
 
-fn exact_top10(base: &Vectors<f32>, n: usize, q: &[f32]) -> Vec<i32> {
-    let mut s: Vec<(f32, i32)> =
-        (0..n).map(|i| (base.row(i).iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i as i32)).collect();
-    s.sort_by(|a, b| b.0.total_cmp(&a.0));
-    s.into_iter().take(10).map(|x| x.1).collect()
-}
-
 #[test]
 fn real_embeddings_are_indexed_recalled_with_content_and_deduplicated() {
     for kind in IndexKind::ALL {
@@ -89,7 +82,7 @@ fn real_embeddings_round_trip(kind: IndexKind) {
     for q in 0..nq {
         let hits = e.recall("docs", queries.row(q).to_vec(), 10, Some(64)).unwrap();
         let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
-        total += dataset::recall_at_k(&ids, &exact_top10(&base, n, queries.row(q)), 10);
+        total += dataset::recall_at_k(&ids, &dataset::exact_top_k(&base, n, queries.row(q), 10), 10);
         let top = &hits[0];
         assert_eq!(top.content.as_deref(), Some(text[top.id as usize].as_str()), "content travels with the vector");
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
@@ -402,7 +395,7 @@ fn recall_while_inserting(kind: IndexKind) {
     for q in 0..100 {
         let ids: Vec<u64> =
             e.recall("g", queries.row(q).to_vec(), 10, Some(64)).unwrap().iter().map(|h| h.id).collect();
-        total += dataset::recall_at_k(&ids, &exact_top10(&base, n, queries.row(q)), 10);
+        total += dataset::recall_at_k(&ids, &dataset::exact_top_k(&base, n, queries.row(q), 10), 10);
     }
     assert!(total / 100.0 >= 0.95, "{kind:?}: recall@10 after concurrent inserts = {}", total / 100.0);
 }

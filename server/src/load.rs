@@ -317,7 +317,7 @@ struct Data {
     base: Vectors<f32>,
     content: Option<Vec<String>>,
     queries: Vectors<f32>,
-    truth: Vec<Vec<u64>>,
+    truth: Vec<Vec<i32>>,
 }
 
 fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
@@ -339,14 +339,14 @@ fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
             if let Some(c) = content.as_mut() {
                 c.truncate(n);
             }
-            exact_top_k(&base, &queries, 10)
+            (0..queries.len()).map(|q| dataset::exact_top_k(&base, base.len(), queries.row(q), 10)).collect()
         }
         _ => {
             let gt = dataset::read_ivecs(&dir.join("groundtruth.ivecs"))?;
             if gt.len() < queries.len() {
                 bail!("groundtruth.ivecs has {} rows for {} queries", gt.len(), queries.len());
             }
-            (0..queries.len()).map(|i| gt.row(i).iter().map(|&r| r as u64).collect()).collect()
+            (0..queries.len()).map(|i| gt.row(i).to_vec()).collect()
         }
     };
     if let Some(c) = &content
@@ -355,20 +355,6 @@ fn load_data(args: &LoadArgs) -> anyhow::Result<Data> {
         bail!("base.txt has {} lines for {} vectors", c.len(), base.len());
     }
     Ok(Data { name, base, content, queries, truth })
-}
-
-/// Exact top-k by inner product (the shared data sets are unit vectors: cosine = dot).
-fn exact_top_k(base: &Vectors<f32>, queries: &Vectors<f32>, k: usize) -> Vec<Vec<u64>> {
-    (0..queries.len())
-        .map(|q| {
-            let qv = queries.row(q);
-            let mut scored: Vec<(f32, u64)> = (0..base.len())
-                .map(|i| (base.row(i).iter().zip(qv).map(|(a, b)| a * b).sum::<f32>(), i as u64))
-                .collect();
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            scored.into_iter().take(k).map(|(_, i)| i).collect()
-        })
-        .collect()
 }
 
 fn parse_mix(mix: &str) -> anyhow::Result<[u32; 3]> {
@@ -534,7 +520,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let recall = if hits.is_empty() {
         0.0
     } else {
-        hits.iter().zip(&data.truth).map(|(got, truth)| recall_ids(got, truth, k)).sum::<f64>() / hits.len() as f64
+        hits.iter().zip(&data.truth).map(|(got, truth)| dataset::recall_at_k(got, truth, k)).sum::<f64>()
+            / hits.len() as f64
     };
     let mut t = tally;
     let n = data.base.len() as u64;
@@ -594,11 +581,6 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         bail!("{} observations were not confirmed indexed", report.lost);
     }
     Ok(())
-}
-
-fn recall_ids(got: &[u64], truth: &[u64], k: usize) -> f64 {
-    let truth: std::collections::HashSet<&u64> = truth.iter().take(k).collect();
-    got.iter().take(k).filter(|id| truth.contains(id)).count() as f64 / k as f64
 }
 
 fn write_report(path: &Path, report: &LoadReport) -> anyhow::Result<()> {
