@@ -1,5 +1,5 @@
 //! The `engram-stream` server: HTTP (axum) and gRPC (tonic) front ends over the engine, health,
-//! `/metrics`, and the `load` generator.
+//! `/metrics`, the `load` generator and the `capacity` planner.
 //!
 //! Data flows one way: a request is parsed and validated here, handed to
 //! [`engram_engine::Engine`], and answered from what the engine returns.
@@ -12,7 +12,8 @@
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
 //! - [`health`]: the health assessment behind `/health*`.
 //! - [`load`]: `engram-stream load`, which streams a TEXMEX data set and scores recall.
-//! - [`capacity`]: `engram-stream capacity`, which sizes a deployment from `load` reports.
+//! - [`capacity`]: `engram-stream capacity`, which sizes a deployment from `load` reports, and
+//!   [`capacity::criterion`] the per-observation costs criterion measured.
 //! - [`proto`]: the generated `engram.v1` messages and clients.
 
 pub mod api_error;
