@@ -43,15 +43,9 @@ impl Estimate {
 #[derive(Deserialize)]
 struct BenchmarkJson {
     full_id: String,
+    /// `null`, `{"Elements": n}`, `{"Bytes": n}`, ...: only elements are counted.
     #[serde(default)]
-    throughput: Option<ThroughputJson>,
-}
-
-#[derive(Deserialize)]
-enum ThroughputJson {
-    Elements(u64),
-    #[serde(other)]
-    Other,
+    throughput: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -93,10 +87,7 @@ pub fn read(dir: &Path) -> anyhow::Result<Vec<Estimate>> {
         out.push(Estimate {
             full_id: meta.full_id,
             mean_ns: estimates.mean.point_estimate,
-            elements: match meta.throughput {
-                Some(ThroughputJson::Elements(n)) => Some(n),
-                _ => None,
-            },
+            elements: meta.throughput.as_ref().and_then(|t| t.get("Elements")).and_then(serde_json::Value::as_u64),
             source: path.display().to_string(),
         });
     }
@@ -195,12 +186,15 @@ mod tests {
         write(&dir, "index/usearch/insert_minilm384_500_1_thread", r#"{"Elements":500}"#, 50e6);
         write(&dir, "index/usearch/insert_glove50_500_1_thread", r#"{"Elements":500}"#, 20e6);
         write(&dir, "index/hnsw_rs/insert_minilm384_500_1_thread", r#"{"Elements":500}"#, 80e6);
+        // Other throughputs are read, not counted as elements.
+        write(&dir, "telemetry/render", r#"{"Bytes":4096}"#, 1e6);
         // A `base/` result beside `new/` is criterion's previous run: not read.
         let base = dir.join("admission_reserve_release/base");
         std::fs::create_dir_all(&base).unwrap();
         std::fs::write(base.join("estimates.json"), "not json").unwrap();
         let e = read(&dir).unwrap();
-        assert_eq!(e.len(), 5);
+        assert_eq!(e.len(), 6);
+        assert_eq!(e.iter().find(|x| x.full_id == "telemetry/render").unwrap().elements, None);
 
         // 1,000 obs/s per worker: 1 ms a worker; queue 90 ns + admission 10 ns; insert 100 µs.
         let c = costs(&e, 384, IndexKind::Usearch, 1000.0).unwrap();
