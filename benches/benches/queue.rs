@@ -15,6 +15,8 @@ use std::time::Instant;
 const ITEMS: usize = 1024;
 /// Items per push, as admission pushes a batch at a time.
 const BATCH: usize = 32;
+/// Bytes each item counts against the queue's byte capacity (about a MiniLM observation).
+const ITEM_BYTES: usize = 1600;
 
 struct Item {
     lane: usize,
@@ -26,7 +28,7 @@ impl Queued for Item {
         self.lane
     }
     fn bytes(&self) -> usize {
-        1600
+        ITEM_BYTES
     }
     fn accepted_at(&self) -> Instant {
         self.at
@@ -38,7 +40,7 @@ fn round(queue: &LaneQueue<Item>, worker: &WorkerQueue<Item>) -> usize {
     let mut taken = 0;
     for b in 0..ITEMS / BATCH {
         let lane = b % 3;
-        assert!(queue.capacity().try_reserve(BATCH, BATCH * 1600), "capacity sized for the run");
+        assert!(queue.capacity().try_reserve(BATCH, BATCH * ITEM_BYTES), "capacity sized for the run");
         let at = Instant::now();
         queue.push(lane, (0..BATCH).map(|_| Item { lane, at }).collect());
         while let Some((item, _)) = worker.next(queue, || [0, 1, 2], BATCH, true) {
@@ -53,7 +55,11 @@ fn round(queue: &LaneQueue<Item>, worker: &WorkerQueue<Item>) -> usize {
 fn queue(c: &mut Criterion) {
     let telemetry = Telemetry::new(TelemetryConfig::default());
     let cap = 4 * ITEMS;
-    let queue = Arc::new(LaneQueue::<Item>::new(cap, cap * 1600, QueueEvents::register(&telemetry, cap, cap * 1600)));
+    let queue = Arc::new(LaneQueue::<Item>::new(
+        cap,
+        cap * ITEM_BYTES,
+        QueueEvents::register(&telemetry, cap, cap * ITEM_BYTES),
+    ));
     let mut g = c.benchmark_group("queue");
     g.throughput(Throughput::Elements(ITEMS as u64));
 

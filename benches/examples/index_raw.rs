@@ -13,7 +13,7 @@
 //! list of `ef_search` values, adds a `sweep` of recall@10 and query latency at each, for
 //! comparing backends at equal recall.
 
-use engram_benches::{build, data_dir, exact_top_k, read_data, recall};
+use engram_benches::{build, data_dir, exact_top_k, index_params, read_data, recall};
 use engram_engine::dataset;
 use engram_engine::index::IndexKind;
 use std::time::Instant;
@@ -81,14 +81,15 @@ fn main() {
         })
         .collect();
 
+    let params = index_params(kind, data.base.dim, n, threads);
     let report = serde_json::json!({
         "dataset": name,
         "index": kind.as_str(),
         "dim": data.base.dim,
         "vectors": n,
         "threads": threads,
-        "m": 16,
-        "ef_construction": 200,
+        "m": params.m,
+        "ef_construction": params.ef_construction,
         "ef_search": ef,
         "insert_seconds": insert_seconds,
         "insert_per_s": n as f64 / insert_seconds,

@@ -14,8 +14,9 @@
 //! Results land in `target/criterion/<group>/<function>/new/estimates.json` (ns per iteration);
 //! `scripts/criterion-summary.py` turns them into the table in docs/benchmarks.md.
 
+use engram_engine::SpaceParams;
 use engram_engine::dataset::{self, Vectors, recall_at_k};
-use engram_engine::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
+use engram_engine::index::{self, IndexKind, IndexParams, VectorIndex};
 use std::path::PathBuf;
 
 /// Directory of a shared data set (see [`engram_engine::dataset::shared_data_dir`]).
@@ -45,15 +46,17 @@ pub fn read_data(name: &str) -> Data {
     Data { base: read("base.fvecs"), queries: read("query.fvecs") }
 }
 
-/// The parameters every benchmark uses: cosine, `M` 16, `ef_construction` 200, `ef_search` 64
-/// (the engine's defaults), room for `n` vectors and `threads` concurrent callers.
+/// The parameters every benchmark uses: the engine's defaults for a space (cosine, `M` 16,
+/// `ef_construction` 200), `ef_search` 64 (the value the benchmarks search at; a space's default
+/// is 128), room for `n` vectors and `threads` concurrent callers.
 pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> IndexParams {
+    let space = SpaceParams::with_dim(dim);
     IndexParams {
         kind,
-        metric: Metric::Cosine,
+        metric: space.metric,
         dim,
-        m: 16,
-        ef_construction: 200,
+        m: space.m,
+        ef_construction: space.ef_construction,
         ef_search: 64,
         max_elements: n,
         threads,

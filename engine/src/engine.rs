@@ -27,17 +27,18 @@ use std::time::{Duration, Instant};
 const REJECT_INVALID: usize = 3;
 /// Index of `shutting_down` in `REJECT_REASONS`.
 const REJECT_SHUTTING_DOWN: usize = 4;
+const _: () = assert!(REJECT_REASONS.len() == 5);
+
+/// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
+/// (the server runs queries on tokio's blocking pool, which can hold hundreds).
+const QUERY_THREADS: usize = 8;
+
 /// Bytes one queued observation of `dim` dimensions with `content_len` bytes of content counts
 /// against `engine.queue_capacity_bytes` (the queue's own accounting: the job record, the
 /// vector as `f32`, and the content).
 pub fn queued_bytes(dim: usize, content_len: usize) -> usize {
     Job::footprint(dim, content_len)
 }
-
-/// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
-/// (the server runs queries on tokio's blocking pool, which can hold hundreds).
-const QUERY_THREADS: usize = 8;
-const _: () = assert!(REJECT_REASONS.len() == 5);
 
 /// What admission did with a batch.
 #[derive(Debug)]

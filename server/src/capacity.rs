@@ -169,17 +169,20 @@ pub struct Plan {
     pub costs: Option<criterion::Costs>,
 }
 
+/// A usable report: its source, the report, and its server stats.
+type Usable<'a> = (&'a str, &'a LoadReport, &'a ServerStats);
+
 fn pick(
-    reports: &[(String, LoadReport)],
+    reports: &[Usable<'_>],
     what: &str,
-    value: impl Fn(&LoadReport) -> Option<f64>,
+    value: impl Fn(&LoadReport, &ServerStats) -> Option<f64>,
     highest: bool,
 ) -> anyhow::Result<Measured> {
     reports
         .iter()
-        .filter_map(|(src, r)| value(r).map(|v| (v, src)))
+        .filter_map(|&(src, r, s)| value(r, s).map(|v| (v, src)))
         .reduce(|a, b| if (b.0 > a.0) == highest { b } else { a })
-        .map(|(value, src)| Measured { value, source: src.clone() })
+        .map(|(value, src)| Measured { value, source: src.to_owned() })
         .with_context(|| format!("no usable report gives {what}"))
 }
 
@@ -203,10 +206,10 @@ pub fn plan(
         bail!("--buffer-seconds must be a positive number, got {}", args.buffer_seconds);
     }
     let kind: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
-    let usable: Vec<(String, LoadReport)> = reports
+    let usable: Vec<Usable<'_>> = reports
         .iter()
-        .filter(|(_, r)| r.dim == args.dim && r.index == kind && r.server_stats.is_some() && r.lost == 0)
-        .cloned()
+        .filter(|(_, r)| r.dim == args.dim && r.index == kind && r.lost == 0)
+        .filter_map(|(src, r)| Some((src.as_str(), r, r.server_stats.as_ref()?)))
         .collect();
     if usable.is_empty() {
         let seen: Vec<String> =
@@ -220,52 +223,43 @@ pub fn plan(
             seen.join(", ")
         );
     }
-    fn stats(r: &LoadReport) -> &ServerStats {
-        r.server_stats.as_ref().expect("filtered on server_stats")
-    }
-    let saturated: Vec<(String, LoadReport)> =
-        usable.iter().filter(|(_, r)| r.target_rate_per_s.is_none()).cloned().collect();
+    let saturated: Vec<Usable<'_>> = usable.iter().copied().filter(|(_, r, _)| r.target_rate_per_s.is_none()).collect();
     let rate_per_worker = pick(
         &saturated,
         "a saturated ingest rate (a run without --rate)",
-        |r| Some(r.ingest_rate_second_half_per_s / stats(r).workers.max(1) as f64),
+        |r, s| Some(r.ingest_rate_second_half_per_s / s.workers.max(1) as f64),
         false,
     )?;
     let rss = pick(
         &usable,
         "resident memory per vector",
-        |r| {
-            Some(
-                stats(r).rss_bytes_after.saturating_sub(stats(r).rss_bytes_before) as f64
-                    / r.observations.max(1) as f64,
-            )
-        },
+        |r, s| Some(s.rss_bytes_after.saturating_sub(s.rss_bytes_before) as f64 / r.observations.max(1) as f64),
         true,
     )?;
-    let content = pick(&usable, "content bytes per observation", |r| Some(r.content_bytes_mean), true)?;
+    let content = pick(&usable, "content bytes per observation", |r, _| Some(r.content_bytes_mean), true)?;
     let saturated_rate = rate_per_worker.value;
     let paced = usable
         .iter()
-        .filter_map(|(src, r)| {
+        .filter_map(|&(src, r, s)| {
             r.target_rate_per_s?;
-            let p99 = stats(r).observation_latency_p99_seconds;
-            let share = r.ingest_rate_per_s / stats(r).workers.max(1) as f64 / saturated_rate;
-            p99.is_finite().then(|| (share, Measured { value: p99, source: src.clone() }))
+            let p99 = s.observation_latency_p99_seconds;
+            let share = r.ingest_rate_per_s / s.workers.max(1) as f64 / saturated_rate;
+            p99.is_finite().then(|| (share, Measured { value: p99, source: src.to_owned() }))
         })
         .max_by(|a, b| a.0.total_cmp(&b.0));
-    let scrape_bytes = pick(&usable, "scrape size", |r| Some(stats(r).scrape_bytes as f64), true)?;
-    let scrape_samples = pick(&usable, "scrape samples", |r| Some(stats(r).scrape_samples as f64), true)?;
-    let scrape_seconds = pick(&usable, "scrape time", |r| Some(stats(r).scrape_seconds), true)?;
+    let scrape_bytes = pick(&usable, "scrape size", |_, s| Some(s.scrape_bytes as f64), true)?;
+    let scrape_samples = pick(&usable, "scrape samples", |_, s| Some(s.scrape_samples as f64), true)?;
+    let scrape_seconds = pick(&usable, "scrape time", |_, s| Some(s.scrape_seconds), true)?;
     let node_cores = match args.node_cores {
         Some(c) => c,
-        None => usable.iter().map(|(_, r)| r.client_cores as u64).min().unwrap_or(1),
+        None => usable.iter().map(|(_, r, _)| r.client_cores as u64).min().unwrap_or(1),
     }
     .max(1);
     let node_memory_bytes = match args.node_memory_bytes {
         Some(m) => m,
         None => usable
             .iter()
-            .filter_map(|(_, r)| r.machine_memory_bytes)
+            .filter_map(|(_, r, _)| r.machine_memory_bytes)
             .min()
             .context("the reports do not give the machine's memory (older reports): pass --node-memory-bytes")?,
     };
@@ -495,7 +489,8 @@ mod tests {
         }
     }
 
-    fn args(target: f64) -> CapacityArgs {
+    /// `capacity`'s defaults at 384 dimensions, with 1M vectors.
+    pub(super) fn args(target: f64) -> CapacityArgs {
         CapacityArgs {
             from: vec![],
             criterion: None,
@@ -591,22 +586,9 @@ mod docs_tests {
             .collect()
     }
 
-    /// The arguments of the docs' commands: defaults at 384 dimensions.
+    /// The arguments of the docs' commands: defaults at 384 dimensions (one hour of vectors).
     fn doc_args(target_rate: f64) -> CapacityArgs {
-        CapacityArgs {
-            from: vec![],
-            criterion: None,
-            target_rate,
-            dim: 384,
-            index: "usearch".into(),
-            buffer_seconds: 30.0,
-            headroom: 0.25,
-            vectors: None,
-            node_cores: None,
-            node_memory_bytes: None,
-            scrape_interval_seconds: 15.0,
-            format: Format::Table,
-        }
+        CapacityArgs { vectors: None, format: Format::Table, ..super::tests::args(target_rate) }
     }
 
     fn doc() -> String {

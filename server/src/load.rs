@@ -199,17 +199,26 @@ pub struct ServerStats {
     pub observation_latency_share_within_50ms: f64,
 }
 
+/// Every sample of a Prometheus text exposition: (series with its labels, value). Comments and
+/// lines that do not end in a number are skipped.
+fn samples(body: &str) -> impl Iterator<Item = (&str, f64)> {
+    body.lines().filter(|l| !l.starts_with('#')).filter_map(|l| {
+        let (series, value) = l.rsplit_once(' ')?;
+        Some((series, value.parse().ok()?))
+    })
+}
+
 /// The space's cumulative `engram_streaming_observation_latency_seconds` buckets: (le, count).
 fn latency_buckets(body: &str, space: &str) -> Vec<(f64, f64)> {
     let label = format!("memory_space=\"{space}\"");
-    let mut buckets: Vec<(f64, f64)> = body
-        .lines()
-        .filter(|l| l.starts_with("engram_streaming_observation_latency_seconds_bucket{") && l.contains(&label))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
+    let mut buckets: Vec<(f64, f64)> = samples(body)
+        .filter(|(series, _)| {
+            series.starts_with("engram_streaming_observation_latency_seconds_bucket{") && series.contains(&label)
+        })
+        .filter_map(|(series, count)| {
             let le = series.split("le=\"").nth(1)?.split('"').next()?;
             let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, value.parse().ok()?))
+            Some((le, count))
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -263,10 +272,9 @@ async fn scrape(url: &str) -> anyhow::Result<(String, f64)> {
 
 /// The value of the first sample of `name` whose labels contain `label` (`""`: any).
 fn sample(body: &str, name: &str, label: &str) -> Option<f64> {
-    body.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (series, value) = l.rsplit_once(' ')?;
+    samples(body).find_map(|(series, value)| {
         let bare = series.split('{').next()?;
-        (bare == name && series.contains(label)).then(|| value.parse().ok()).flatten()
+        (bare == name && series.contains(label)).then_some(value)
     })
 }
 
