@@ -4,9 +4,12 @@
 //! `store` loses an increment in `counter_loses_no_increment`; (2) making the loom `AtomicF64`
 //! `fetch_add` a `load` then `store` breaks `gauge_adds_and_subs_sum_exactly`; (3) making the
 //! bucket increment in `Histogram::record` a `load` then `store` loses a record in
-//! `histogram_snapshot_is_consistent` when both values land in one bucket.
+//! `histogram_snapshot_is_consistent` when both values land in one bucket; (4) making
+//! `LogThrottle::admit_at`'s compare-exchange a `load` then `store` lets two lines through in
+//! `log_throttle_admits_one_line_per_interval`.
 #![cfg(engram_loom)]
 
+use engram_telemetry::events::LogThrottle;
 use engram_telemetry::primitives::{Counter, Gauge, Histogram};
 use loom::sync::Arc;
 use loom::thread;
@@ -71,5 +74,24 @@ fn histogram_snapshot_is_consistent() {
         let s = h.snapshot();
         assert_eq!((s.count, s.buckets.clone()), (2, vec![2, 0, 0]));
         assert_eq!(s.sum, 1.0);
+    });
+}
+
+/// Invariants: of three callers in one interval exactly one writes a line, the others are
+/// counted as held back, and the next interval's line reports exactly those.
+#[test]
+fn log_throttle_admits_one_line_per_interval() {
+    loom::model(|| {
+        let t = Arc::new(LogThrottle::new(std::time::Duration::from_nanos(100)));
+        let callers: Vec<_> = (0..2)
+            .map(|_| {
+                let t = t.clone();
+                thread::spawn(move || t.admit_at(10).is_some())
+            })
+            .collect();
+        let mine = t.admit_at(10).is_some();
+        let admitted = callers.into_iter().map(|c| c.join().unwrap()).filter(|&a| a).count() + usize::from(mine);
+        assert_eq!(admitted, 1, "one line per interval");
+        assert_eq!(t.admit_at(1_000), Some(2), "the next line counts the two held back");
     });
 }

@@ -299,15 +299,40 @@ pub const INDEX_VECTORS: MetricDef = gauge(
 pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
     "engram_index_memory_bytes",
     &["memory_space"],
-    "Estimated memory held by the memory space: index graph, vectors, content and id map.",
+    "Memory the memory space holds in use, from the engine's own accounting: index graph, vectors, reserved index slots, content and id map (not reserved address space).",
 )
 .doc(
     "bytes",
     "engine space::Space::memory_bytes (read at scrape)",
-    "grows with vectors; about 3.2 KB per vector for hnsw_rs",
+    "grows with vectors; checked against resident-memory growth (engine/tests/memory.rs)",
 );
 
 // ---- sessions and API ---------------------------------------------------------------------
+/// Open client connections per listener.
+pub const CONNECTIONS_OPEN: MetricDef = gauge(
+    "engram_api_connections_open",
+    &["protocol"],
+    "Open client connections, by listener (HTTP or gRPC).",
+)
+.doc("connections", "server listen::ConnectionLimits::admit", "0 to max_connections (both listeners together)");
+/// Connections refused at the connection cap.
+pub const CONNECTIONS_REFUSED: MetricDef = counter(
+    "engram_api_connections_refused_total",
+    &["protocol"],
+    "Connections closed as soon as accepted because max_connections were open.",
+)
+.doc(
+    "connections",
+    "server listen::ConnectionLimits::admit",
+    "monotonic; 0 unless clients open more connections than the cap",
+);
+/// Connections closed for idleness or a slow request head.
+pub const CONNECTIONS_TIMED_OUT: MetricDef = counter(
+    "engram_api_connections_timed_out_total",
+    &["protocol"],
+    "Connections closed because no byte moved for idle_timeout_secs, or an HTTP request head took longer than header_read_timeout_secs.",
+)
+.doc("connections", "server listen::IdleIo, listen::serve_http", "monotonic; a steady rate means clients hold connections open without using them");
 /// Open gRPC observation streams.
 pub const ACTIVE_SESSIONS: MetricDef = gauge(
     "engram_streaming_active_sessions",
@@ -355,7 +380,7 @@ pub const HTTP_IN_FLIGHT: MetricDef = gauge(
 pub const API_REJECTED: MetricDef = counter(
     "engram_api_requests_rejected_total",
     &["protocol", "reason"],
-    "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, overloaded, shutting_down).",
+    "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, unknown_route, overloaded, shutting_down, space_limit).",
 )
     .doc("requests", "server api_error::ApiError (HTTP metrics layer, gRPC handlers)", "monotonic; sustained malformed or oversized traffic is worth a look");
 /// gRPC calls by method and status code.
@@ -492,6 +517,9 @@ pub const CATALOG: &[MetricDef] = &[
     RECALL_LATENCY,
     INDEX_VECTORS,
     INDEX_MEMORY_BYTES,
+    CONNECTIONS_OPEN,
+    CONNECTIONS_REFUSED,
+    CONNECTIONS_TIMED_OUT,
     ACTIVE_SESSIONS,
     HTTP_REQUESTS,
     HTTP_REQUEST_DURATION,

@@ -2,8 +2,8 @@
 //!
 //! Every label we export takes values from a bounded set. The enumerated ones are listed here
 //! (the engine's enums index into these arrays); `memory_space`, which clients choose, is
-//! bounded by [`BoundedLabel`]: the first `max` distinct values are kept and every later one
-//! is exported as [`OVERFLOW`].
+//! bounded by [`BoundedLabel`]: at most `max` values hold a slot at once, every space created
+//! while all slots are taken is exported as [`OVERFLOW`], and a dropped space frees its slot.
 
 use parking_lot::Mutex;
 use std::collections::HashSet;
@@ -16,8 +16,14 @@ pub const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 pub const ACTIVATION_LEVELS: [&str; 3] = ["warning", "critical", "overloaded"];
 
 /// `reason` label values of rejected observations, indexed by the engine's `RejectReason`.
-pub const REJECT_REASONS: [&str; 5] =
-    ["backpressure_critical", "backpressure_overloaded", "queue_full", "invalid_argument", "shutting_down"];
+pub const REJECT_REASONS: [&str; 6] = [
+    "backpressure_critical",
+    "backpressure_overloaded",
+    "queue_full",
+    "high_lane_full",
+    "invalid_argument",
+    "shutting_down",
+];
 
 /// `error_type` label values of batch insertion failures, indexed by the engine's failure kind.
 pub const BATCH_ERROR_TYPES: [&str; 2] = ["space_dropped", "index_panic"];
@@ -25,11 +31,12 @@ pub const BATCH_ERROR_TYPES: [&str; 2] = ["space_dropped", "index_panic"];
 /// The value exported for a bounded label once its budget of distinct values is spent.
 pub const OVERFLOW: &str = "__other__";
 
-/// A label whose distinct values are capped: the first `max` values are exported as themselves,
-/// later ones as [`OVERFLOW`]. Values are never forgotten, so a value keeps its series for the
-/// process lifetime (a dropped and re-created memory space reuses its slot).
+/// A label whose live values are capped: a value that finds a free slot (fewer than `max` held)
+/// is exported as itself and holds the slot until [`BoundedLabel::release`]; a value that finds
+/// none is exported as [`OVERFLOW`] for its whole life (a label is chosen once, when its space
+/// is created, and never changes under a live series).
 ///
-/// Used at registration time only (space creation), never on a hot path.
+/// Used at registration time only (space creation and drop), never on a hot path.
 #[derive(Debug)]
 pub struct BoundedLabel {
     max: usize,
@@ -42,7 +49,8 @@ impl BoundedLabel {
         Self { max, seen: Mutex::new(HashSet::new()) }
     }
 
-    /// The value to export for `value`: itself while within budget, else [`OVERFLOW`].
+    /// The value to export for `value`: itself if it holds a slot or one is free (it then
+    /// holds it), else [`OVERFLOW`].
     pub fn resolve(&self, value: &str) -> String {
         let mut seen = self.seen.lock();
         if seen.contains(value) {
@@ -53,6 +61,17 @@ impl BoundedLabel {
             return value.to_owned();
         }
         OVERFLOW.to_owned()
+    }
+
+    /// Frees the slot `value` holds; returns false when it held none (it was exported as
+    /// [`OVERFLOW`], or was never resolved).
+    pub fn release(&self, value: &str) -> bool {
+        value != OVERFLOW && self.seen.lock().remove(value)
+    }
+
+    /// Values holding a slot.
+    pub fn held(&self) -> usize {
+        self.seen.lock().len()
     }
 }
 
@@ -68,5 +87,18 @@ mod tests {
         assert_eq!(l.resolve("c"), OVERFLOW);
         assert_eq!(l.resolve("a"), "a", "known values keep their series");
         assert_eq!(l.resolve("d"), OVERFLOW);
+    }
+
+    #[test]
+    fn a_released_value_frees_its_slot_for_the_next_one() {
+        let l = BoundedLabel::new(2);
+        assert_eq!(l.resolve("a"), "a");
+        assert_eq!(l.resolve("b"), "b");
+        assert_eq!(l.resolve("c"), OVERFLOW);
+        assert!(l.release("a"));
+        assert!(!l.release("a"), "released once");
+        assert!(!l.release(OVERFLOW));
+        assert_eq!(l.resolve("c"), "c", "the freed slot goes to the next space created");
+        assert_eq!(l.held(), 2);
     }
 }

@@ -8,7 +8,7 @@
 //! into `__other__` share their series).
 
 use crate::catalog::{self, CATALOG, Fold, MetricDef, MetricKind};
-use crate::labels::BoundedLabel;
+use crate::labels::{BoundedLabel, OVERFLOW};
 use crate::primitives::{Counter, Gauge, Histogram};
 use indexmap::IndexMap;
 use metrics_exporter_prometheus::LabelSet;
@@ -121,6 +121,21 @@ impl Telemetry {
     /// [`BoundedLabel`]).
     pub fn space_label(&self, space: &str) -> String {
         self.space_label.resolve(space)
+    }
+
+    /// A space whose `memory_space` label is `label` was dropped: every series carrying that
+    /// label leaves the registry (and `/metrics`), and its slot is free for the next space
+    /// created. Series of [`OVERFLOW`] are shared by other spaces and stay (the dropped space's
+    /// sampled sources leave them by returning `None`).
+    pub fn release_space(&self, label: &str) {
+        if label == OVERFLOW || !self.space_label.release(label) {
+            return;
+        }
+        for family in &self.families {
+            if let Some(i) = family.def.labels.iter().position(|l| *l == "memory_space") {
+                family.series.lock().retain(|s| s.values[i] != label);
+            }
+        }
     }
 
     /// Finds or creates the series of `def` with label `values` (in the order of `def.labels`).
@@ -325,6 +340,23 @@ mod tests {
         t.counter(&catalog::HTTP_REQUESTS, &["GET", "/b", "503"]).add(1);
         assert_eq!(t.sum(&catalog::HTTP_REQUESTS, |_| true), 10.0);
         assert_eq!(t.sum(&catalog::HTTP_REQUESTS, |v| v[2].starts_with('5')), 3.0);
+    }
+
+    #[test]
+    fn a_released_space_leaves_metrics_and_frees_its_label() {
+        let t = Telemetry::new(TelemetryConfig { max_space_labels: 2 });
+        let a = t.space_label("a");
+        t.counter(&catalog::OBSERVATIONS_INDEXED, &[&a]).add(1);
+        t.sampled(&catalog::INDEX_VECTORS, &[&a], || Some(3.0));
+        let b = t.space_label("b");
+        assert_eq!(t.space_label("c"), OVERFLOW);
+        t.release_space(&a);
+        let text = t.render();
+        assert!(!text.contains("memory_space=\"a\""), "{text}");
+        assert_eq!(t.space_label("c"), "c");
+        t.release_space(OVERFLOW);
+        t.release_space(&b);
+        assert_eq!(t.space_label("d"), "d");
     }
 
     #[test]

@@ -22,8 +22,9 @@ pub const PROTOCOLS: [&str; 2] = ["http", "grpc"];
 
 /// `reason` label values of refused requests (`engram_api_requests_rejected_total`): input that
 /// could not be parsed, input that parsed but is invalid, a body over the size limit, a memory
-/// space or route that does not exist, load shedding, and shutdown.
-pub const REFUSAL_REASONS: [&str; 7] = [
+/// space or route that does not exist, load shedding, shutdown, and a space over the
+/// configured `engine.max_spaces`.
+pub const REFUSAL_REASONS: [&str; 8] = [
     "malformed",
     "invalid_argument",
     "payload_too_large",
@@ -31,6 +32,7 @@ pub const REFUSAL_REASONS: [&str; 7] = [
     "unknown_route",
     "overloaded",
     "shutting_down",
+    "space_limit",
 ];
 
 /// Refused-request counters of one protocol, every reason registered up front.
@@ -254,5 +256,50 @@ impl GrpcEvents {
             return;
         }
         self.active_sessions.sub(1.0);
+    }
+}
+
+/// Connection metrics of one listener (`protocol` = `http` or `grpc`).
+#[derive(Debug, Clone)]
+pub struct ConnectionEvents {
+    open: Arc<Gauge>,
+    refused: Arc<Counter>,
+    timed_out: Arc<Counter>,
+}
+
+impl ConnectionEvents {
+    /// Registers the connection series of `protocol` (index into [`PROTOCOLS`]: 0 http, 1 grpc).
+    pub fn register(t: &Telemetry, protocol: usize) -> Self {
+        let p = PROTOCOLS[protocol];
+        Self {
+            open: t.gauge(&catalog::CONNECTIONS_OPEN, &[p]),
+            refused: t.counter(&catalog::CONNECTIONS_REFUSED, &[p]),
+            timed_out: t.counter(&catalog::CONNECTIONS_TIMED_OUT, &[p]),
+        }
+    }
+
+    /// A connection was admitted.
+    pub fn opened(&self) {
+        self.open.add(1.0);
+    }
+
+    /// An admitted connection closed.
+    pub fn closed(&self) {
+        self.open.sub(1.0);
+    }
+
+    /// A connection was refused at the cap.
+    pub fn refused(&self) {
+        self.refused.inc();
+    }
+
+    /// A connection was closed by a timeout.
+    pub fn timed_out(&self) {
+        self.timed_out.inc();
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> f64 {
+        self.open.get()
     }
 }

@@ -8,6 +8,7 @@
 //! - [`space`]: admission outcomes, indexing, latency, backpressure and index size of a space.
 //! - [`pool`]: a worker's batches, failures, steals and utilization.
 //! - [`api`]: HTTP and gRPC request metrics, refused requests by reason, open sessions.
+//! - [`throttle`]: one log line per interval for events that repeat (level changes).
 //! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
 
 /// False when the crate is built with the `off` feature: every recording that exists only to be
@@ -22,9 +23,11 @@ pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod space;
+pub mod throttle;
 
-pub use api::{GrpcEvents, HttpEvents, HttpRoute};
+pub use api::{ConnectionEvents, GrpcEvents, HttpEvents, HttpRoute};
 pub use pool::{PoolEvents, WorkerEvents};
 pub use process::{ProcessEvents, ProcessSample};
 pub use queue::QueueEvents;
 pub use space::SpaceEvents;
+pub use throttle::LogThrottle;

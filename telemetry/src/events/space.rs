@@ -1,5 +1,6 @@
 //! Memory space events: admission outcomes, indexing, recall, backpressure, index size.
 
+use super::throttle::{LEVEL_LOG_INTERVAL, LogThrottle};
 use crate::Telemetry;
 use crate::catalog;
 use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS};
@@ -17,6 +18,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct SpaceEvents {
     label: String,
+    /// Level-change log lines of this space: one per [`LEVEL_LOG_INTERVAL`] at most.
+    level_log: Arc<LogThrottle>,
     admitted: [Arc<Counter>; 3],
     duplicates: Arc<Counter>,
     rejected: [Arc<Counter>; REJECT_REASONS.len()],
@@ -49,8 +52,16 @@ impl SpaceEvents {
             activations: ACTIVATION_LEVELS.map(|l| t.counter(&catalog::BACKPRESSURE_ACTIVATIONS, &[s, l])),
             observation_latency: t.histogram(&catalog::OBSERVATION_LATENCY, &[s]),
             recall_latency: t.histogram(&catalog::RECALL_LATENCY, &[s]),
+            level_log: Arc::new(LogThrottle::new(LEVEL_LOG_INTERVAL)),
             label,
         }
+    }
+
+    /// The space was dropped: its series leave `/metrics` and its label slot is freed
+    /// ([`Telemetry::release_space`]). Handles still held (queued work of the dropped space)
+    /// keep recording into primitives no longer exported.
+    pub fn release(&self, t: &Telemetry) {
+        t.release_space(&self.label);
     }
 
     /// Exports the space's level, vector count and memory, read from `sources` at each scrape.
@@ -120,15 +131,63 @@ impl SpaceEvents {
 
     /// The space's backpressure state changed from `from` to `to` (levels 0..=3); an entry into
     /// a worse state counts one activation of the level entered. (The state itself is sampled
-    /// from the engine, see [`SpaceEvents::sample`].)
+    /// from the engine, see [`SpaceEvents::sample`].) Every change is counted; at most one is
+    /// logged per [`LEVEL_LOG_INTERVAL`] per space, saying how many were not
+    /// (`suppressed`), so a flapping level under sustained overload does not flood the log.
     pub fn backpressure_changed(&self, from: u8, to: u8) {
+        if to > from && super::RECORDING {
+            self.activations[usize::from(to) - 1].add(1);
+        }
+        let Some(suppressed) = self.level_log.admit() else { return };
         if to > from {
-            if super::RECORDING {
-                self.activations[usize::from(to) - 1].add(1);
-            }
-            tracing::warn!(memory_space = %self.label, from, to, level = ACTIVATION_LEVELS[usize::from(to) - 1], "backpressure entered a worse state");
+            tracing::warn!(memory_space = %self.label, from, to, level = ACTIVATION_LEVELS[usize::from(to) - 1], suppressed, "backpressure entered a worse state");
         } else {
-            tracing::info!(memory_space = %self.label, from, to, "backpressure eased");
+            tracing::info!(memory_space = %self.label, from, to, suppressed, "backpressure eased");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TelemetryConfig;
+    use parking_lot::Mutex;
+    use std::io::Write;
+
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_flapping_level_is_logged_once_per_interval_and_counted_every_time() {
+        let t = Telemetry::new(TelemetryConfig::default());
+        let events = SpaceEvents::register(&t, "flap");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&out);
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || Lines(Arc::clone(&sink)))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..1000 {
+                events.backpressure_changed(0, 3);
+                events.backpressure_changed(3, 0);
+            }
+        });
+        let text = String::from_utf8(out.lock().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "2,000 level changes within one interval log one line:\n{text}");
+        if crate::events::RECORDING {
+            let exported = t.render();
+            let line =
+                "engram_streaming_backpressure_activations_total{memory_space=\"flap\",level=\"overloaded\"} 1000";
+            assert!(exported.contains(line), "every activation is counted:\n{exported}");
         }
     }
 }
