@@ -26,6 +26,13 @@ pub struct EngineConfig {
     /// Batch latency target in milliseconds: batches shrink so that one batch's insertion time
     /// stays under it. Default 10 ms.
     pub batch_latency_target_ms: u64,
+    /// Under overload (a space at Critical or worse), the most work the high-priority lane may
+    /// hold, as milliseconds of the measured drain rate: a high-priority batch that would queue
+    /// behind more is refused (`high_lane_full`, with a retry-after) instead of admitted to
+    /// wait, so what is admitted at high priority is indexed within about this much more than
+    /// unloaded. A batch is always admitted into an empty lane. 0 turns the bound off.
+    /// Default 25 ms.
+    pub high_lane_max_wait_ms: u64,
     /// Backpressure thresholds (queue utilization, 0 to 1).
     pub backpressure: BackpressureConfig,
     /// With two or more memory spaces, the fraction of the queue one space may fill before its
@@ -38,6 +45,16 @@ pub struct EngineConfig {
     pub max_batch_observations: usize,
     /// Largest embedding dimension a space may declare. Default 4,096.
     pub max_dim: usize,
+    /// Most memory spaces that may exist at once; creating one more is refused
+    /// ([`crate::EngineError::SpaceLimit`], counted as `space_limit`). Default 10,000.
+    pub max_spaces: usize,
+    /// Largest `max_elements` a space may declare. Default 100,000,000.
+    pub max_space_elements: usize,
+    /// Memory the indexes may plan for, in bytes: a space whose `max_elements` vectors would
+    /// need more (estimated per backend, see `index::bytes_per_vector`) is refused on field
+    /// `max_elements`. 0 means half of the machine's physical memory (`MemTotal` of
+    /// `/proc/meminfo`; 8 GiB where it cannot be read). Default 0.
+    pub memory_budget_bytes: u64,
 }
 
 /// Minimum lane shares (fractions of refills) of the lower lanes.
@@ -75,11 +92,15 @@ impl Default for EngineConfig {
             min_batch: 1,
             max_batch: 256,
             batch_latency_target_ms: 10,
+            high_lane_max_wait_ms: 25,
             backpressure: BackpressureConfig::default(),
             max_space_share: 0.5,
             max_content_bytes: 64 * 1024,
             max_batch_observations: 10_000,
             max_dim: 4096,
+            max_spaces: 10_000,
+            max_space_elements: 100_000_000,
+            memory_budget_bytes: 0,
         }
     }
 }
@@ -106,6 +127,14 @@ impl EngineConfig {
         if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
     }
 
+    /// The memory budget in bytes (resolving 0 to half of physical memory).
+    pub fn resolved_memory_budget(&self) -> u64 {
+        if self.memory_budget_bytes > 0 {
+            return self.memory_budget_bytes;
+        }
+        physical_memory_bytes().map_or(8 << 30, |m| m / 2)
+    }
+
     /// Checks every field.
     ///
     /// # Errors
@@ -126,6 +155,12 @@ impl EngineConfig {
         if self.max_dim == 0 {
             return Err(invalid("engine.max_dim", "must be at least 1"));
         }
+        if self.max_spaces == 0 {
+            return Err(invalid("engine.max_spaces", "must be at least 1"));
+        }
+        if self.max_space_elements == 0 {
+            return Err(invalid("engine.max_space_elements", "must be at least 1"));
+        }
         let s = self.lane_min_share;
         if !(0.0..=0.5).contains(&s.normal) || !(0.0..=0.5).contains(&s.low) {
             return Err(invalid("engine.lane_min_share", "each share must be within 0 to 0.5"));
@@ -143,6 +178,14 @@ impl EngineConfig {
         }
         Ok(())
     }
+}
+
+/// `MemTotal` from `/proc/meminfo`, in bytes.
+fn physical_memory_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use crate::space::{Space, SpaceInfo, SpaceParams, build_index, embedding_problem
 use atomic_float::AtomicF64;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::space::SpaceSources;
-use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
+use engram_telemetry::events::throttle::LEVEL_LOG_INTERVAL;
+use engram_telemetry::events::{LogThrottle, PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
 use engram_telemetry::labels::REJECT_REASONS;
 use engram_telemetry::registry::Source;
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -24,10 +25,10 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 /// Index of `invalid_argument` in `REJECT_REASONS`.
-const REJECT_INVALID: usize = 3;
+const REJECT_INVALID: usize = 4;
 /// Index of `shutting_down` in `REJECT_REASONS`.
-const REJECT_SHUTTING_DOWN: usize = 4;
-const _: () = assert!(REJECT_REASONS.len() == 5);
+const REJECT_SHUTTING_DOWN: usize = 5;
+const _: () = assert!(REJECT_REASONS.len() == 6);
 
 /// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
 /// (the server runs queries on tokio's blocking pool, which can hold hundreds).
@@ -122,6 +123,8 @@ pub(crate) struct Shared {
     pub(crate) queue: LaneQueue<Job>,
     spaces: RwLock<HashMap<String, Arc<Space>>>,
     global: LevelCell,
+    /// Global level-change log lines: one per `LEVEL_LOG_INTERVAL` at most.
+    global_level_log: LogThrottle,
     /// Memory spaces that exist (for each space's share of the queue).
     space_count: AtomicUsize,
     pub(crate) workers: usize,
@@ -152,8 +155,10 @@ impl Shared {
     /// Updates the global level and `space`'s own and effective levels; returns the effective.
     pub(crate) fn evaluate(&self, space: &Space) -> BackpressureLevel {
         let cap = self.queue.capacity();
-        if let Some((from, to)) = self.global.update(&self.thresholds, cap.utilization()) {
-            tracing::info!(from, to, utilization = cap.utilization(), "global backpressure level changed");
+        if let Some((from, to)) = self.global.update(&self.thresholds, cap.utilization())
+            && let Some(suppressed) = self.global_level_log.admit()
+        {
+            tracing::info!(from, to, utilization = cap.utilization(), suppressed, "global backpressure level changed");
         }
         space.own.update(&self.thresholds, self.own_utilization(space));
         let effective = self.global.get().max(space.own.get());
@@ -178,6 +183,20 @@ impl Shared {
     /// The space's pending observations over its share of the queue.
     fn own_utilization(&self, space: &Space) -> f64 {
         space.pending.load(Ordering::Acquire) as f64 / self.space_capacity() as f64
+    }
+
+    /// `Some(retry-after)` when `n` more high-priority observations would queue behind more
+    /// than `high_lane_max_wait_ms` of work at the measured drain rate (and the lane is not
+    /// empty); `None` to admit. No bound before a drain rate is measured.
+    fn high_lane_full(&self, n: usize) -> Option<Duration> {
+        let target = self.config.high_lane_max_wait_ms;
+        let drain = self.queue.events().drain_rate();
+        if target == 0 || drain <= 0.0 {
+            return None;
+        }
+        let room = (drain * target as f64 / 1000.0) as usize;
+        let depth = self.queue.lane_lens()[Priority::High.index()];
+        (depth > 0 && depth + n > room).then(|| backpressure::retry_after(depth, room, 1.0, n, drain))
     }
 
     /// A job of `space` left the pool (inserted or failed).
@@ -327,6 +346,7 @@ impl Engine {
             queue,
             spaces: RwLock::new(HashMap::new()),
             global: LevelCell::default(),
+            global_level_log: LogThrottle::new(LEVEL_LOG_INTERVAL),
             space_count: AtomicUsize::new(0),
             workers,
             workers_alive: AtomicUsize::new(0),
@@ -377,11 +397,13 @@ impl Engine {
     /// (returns `created == false`), so clients can retry.
     ///
     /// # Errors
-    /// [`EngineError::InvalidArgument`] for a bad name or parameter, [`EngineError::SpaceExists`]
-    /// when the name is taken with different parameters.
+    /// [`EngineError::InvalidArgument`] for a bad name or parameter (including a `max_elements`
+    /// over `engine.max_space_elements` or the memory budget), [`EngineError::SpaceExists`]
+    /// when the name is taken with different parameters, [`EngineError::SpaceLimit`] when
+    /// `engine.max_spaces` spaces exist.
     pub fn create_space(&self, name: &str, params: SpaceParams) -> Result<(SpaceInfo, bool), EngineError> {
         validate_space_name(name)?;
-        params.validate(self.shared.config.max_dim)?;
+        params.validate(&self.shared.config)?;
         let mut spaces = self.shared.spaces.write();
         if let Some(existing) = spaces.get(name) {
             return if existing.params == params {
@@ -389,6 +411,9 @@ impl Engine {
             } else {
                 Err(EngineError::SpaceExists(name.to_owned()))
             };
+        }
+        if spaces.len() >= self.shared.config.max_spaces {
+            return Err(EngineError::SpaceLimit { limit: self.shared.config.max_spaces });
         }
         let index = build_index(&params, self.shared.config.resolved_workers() + QUERY_THREADS)?;
         let events = SpaceEvents::register(&self.shared.telemetry, name);
@@ -421,9 +446,13 @@ impl Engine {
     /// # Errors
     /// [`EngineError::SpaceNotFound`].
     pub fn drop_space(&self, name: &str) -> Result<(), EngineError> {
-        let space =
-            self.shared.spaces.write().remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
+        let mut spaces = self.shared.spaces.write();
+        let space = spaces.remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
         space.dropped.store(true, Ordering::Release);
+        self.shared.space_count.store(spaces.len(), Ordering::Release);
+        // Under the registry lock, so a space of the same name created next registers afresh.
+        space.events.release(&self.shared.telemetry);
+        drop(spaces);
         tracing::info!(memory_space = name, "memory space dropped");
         Ok(())
     }
@@ -485,6 +514,14 @@ impl Engine {
         }
         if let Some(reason) = level.refuses(priority) {
             return Err(shared.reject(&space, priority, n, level, reason));
+        }
+        if priority == Priority::High
+            && level >= BackpressureLevel::Critical
+            && let Some(retry_after) = shared.high_lane_full(fresh.len())
+        {
+            space.events.rejected(RejectReason::HighLaneFull as usize, n as u64);
+            let reason = RejectReason::HighLaneFull;
+            return Err(EngineError::Rejected(Rejection { reason, retry_after, level }));
         }
         let dim = space.params.dim;
         let metric = space.params.metric;

@@ -13,6 +13,10 @@ pub enum RejectReason {
     BackpressureOverloaded = 1,
     /// Admitting the batch would exceed the queue's hard cap (observations or bytes).
     QueueFull = 2,
+    /// Under overload (Critical or worse), the high-priority lane already holds what the
+    /// workers drain in `engine.high_lane_max_wait_ms`: admitting more would make admitted
+    /// high-priority observations wait longer than that to be indexed.
+    HighLaneFull = 3,
 }
 
 impl RejectReason {
@@ -53,6 +57,12 @@ pub enum EngineError {
     /// Admission refused the batch (backpressure or full queue).
     #[error("rejected ({}): retry after {:.3}s", .0.reason.as_str(), .0.retry_after.as_secs_f64())]
     Rejected(Rejection),
+    /// Creating the space would exceed `engine.max_spaces`.
+    #[error("{limit} memory spaces exist, the most engine.max_spaces allows: drop one first")]
+    SpaceLimit {
+        /// The configured `engine.max_spaces`.
+        limit: usize,
+    },
     /// The engine is draining for shutdown and admits nothing new.
     #[error("the engine is shutting down and accepts no new observations")]
     ShuttingDown,

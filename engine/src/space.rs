@@ -35,7 +35,9 @@ pub struct SpaceParams {
     /// shared data sets with the default backend (docs/benchmarks.md).
     #[serde(default = "default_ef_search")]
     pub ef_search: usize,
-    /// Capacity hint for the index (1 to 2^32). Default 100,000.
+    /// Capacity hint for the index (1 to the engine's `max_space_elements`, and no more than
+    /// the memory budget holds at this space's dimension and `M`). Default 100,000. Only a
+    /// small part is reserved up front; the index grows as vectors arrive.
     #[serde(default = "default_max_elements")]
     pub max_elements: usize,
 }
@@ -67,11 +69,13 @@ impl SpaceParams {
         }
     }
 
-    /// Checks every parameter.
+    /// Checks every parameter against the engine's limits: `dim` against `max_dim`,
+    /// `max_elements` against `max_space_elements` and against the memory budget (the
+    /// backend's estimated bytes per vector at this `dim` and `M`, times `max_elements`).
     ///
     /// # Errors
-    /// [`EngineError::InvalidArgument`] naming the field (`dim`, `m`, ...).
-    pub fn validate(&self, max_dim: usize) -> Result<(), EngineError> {
+    /// [`EngineError::InvalidArgument`] naming the field (`dim`, `m`, `max_elements`, ...).
+    pub fn validate(&self, config: &EngineConfig) -> Result<(), EngineError> {
         let range = |field: &str, v: usize, lo: usize, hi: usize| {
             if (lo..=hi).contains(&v) {
                 Ok(())
@@ -79,11 +83,30 @@ impl SpaceParams {
                 Err(EngineError::invalid(field, format!("must be within {lo} and {hi}, got {v}")))
             }
         };
-        range("dim", self.dim, 1, max_dim)?;
+        range("dim", self.dim, 1, config.max_dim)?;
         range("m", self.m, 2, 256)?;
         range("ef_construction", self.ef_construction, 1, 4096)?;
         range("ef_search", self.ef_search, 1, 4096)?;
-        range("max_elements", self.max_elements, 1, 1 << 32)
+        range("max_elements", self.max_elements, 1, config.max_space_elements)?;
+        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m);
+        let needed = self.max_elements as f64 * per_vector;
+        let budget = config.resolved_memory_budget();
+        if needed > budget as f64 {
+            return Err(EngineError::invalid(
+                "max_elements",
+                format!(
+                    "{} vectors of dim {} at m {} would need about {:.1} GiB in a {} index, more than the \
+                     memory budget of {:.1} GiB (engine.memory_budget_bytes)",
+                    self.max_elements,
+                    self.dim,
+                    self.m,
+                    needed / f64::from(1 << 30),
+                    self.index.as_str(),
+                    budget as f64 / f64::from(1 << 30),
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -6,12 +6,36 @@
 //! inner product goes through an order-preserving map of `-dot` onto non-negative floats
 //! ([`ip_to_distance`]) instead of `DistDot`, which panics on unnormalised input.
 //! `M` above 256 makes hnsw_rs exit the process: the engine validates `m <= 256` first.
+//!
+//! Two of hnsw_rs's behaviours are kept in check here:
+//!
+//! - **The first insert is serialised.** hnsw_rs stores a point, then reads the entry point,
+//!   and a point that finds none becomes the entry point with no neighbours. When two inserts
+//!   race into an empty graph, the second can see no entry point yet and make itself the entry,
+//!   while the first (rank 1) returns as "the first point" without links: it is never reachable
+//!   again (seen: id 0 of a fresh space missing from recall at k = 1000, ef 4096). The first
+//!   insert into an empty graph therefore runs alone, under [`HnswIndex`]'s seed lock, and every
+//!   later insert finds the entry point set.
+//! - **Nothing is pre-allocated from the capacity hint.** hnsw_rs reserves its per-layer point
+//!   tables from `max_elements` (about `0.94 × max_elements × 8` bytes; `2^32` aborted the
+//!   process asking for 32 GB), so the hint passed on is capped at [`INITIAL_CAPACITY`]; the
+//!   tables grow by doubling.
 
 use super::{Metric, Neighbor, VectorIndex, dot};
 use hnsw_rs::prelude::{Distance, Hnsw};
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Most layers hnsw_rs builds (its `NB_LAYER_MAX`).
 const MAX_LAYERS: usize = 16;
+
+/// The most `max_elements` passed on to hnsw_rs, which pre-allocates its point tables from it.
+pub const INITIAL_CAPACITY: usize = 1024;
+
+/// Estimated bytes per point (see [`VectorIndex::memory_bytes`] of [`HnswIndex`]).
+pub fn bytes_per_vector(dim: usize, m: usize) -> f64 {
+    (4 * dim + 24 + MAX_LAYERS * 24 + 2 * m * 48 + 96 + 48) as f64
+}
 
 /// `1 - cos` on unit vectors.
 #[derive(Debug, Default, Clone, Copy)]
@@ -68,6 +92,10 @@ pub struct HnswIndex {
     graph: Graph,
     dim: usize,
     m: usize,
+    /// True once the first point (the entry point) is in the graph.
+    seeded: AtomicBool,
+    /// Held by the first insert into the empty graph (see the module docs).
+    seed_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -79,15 +107,24 @@ impl std::fmt::Debug for HnswIndex {
 impl HnswIndex {
     /// A new index. `m` is HNSW's `M` (max links per node and layer; must be `<= 256`, checked by
     /// the engine), `ef_construction` the candidate list size while building, `max_elements` a
-    /// capacity hint.
+    /// capacity hint (at most [`INITIAL_CAPACITY`] of it is pre-allocated).
     pub fn new(metric: Metric, dim: usize, m: usize, ef_construction: usize, max_elements: usize) -> Self {
         assert!((2..=256).contains(&m), "m must be within 2..=256 (validated by the engine)");
+        let max_elements = max_elements.clamp(1, INITIAL_CAPACITY);
         let graph = match metric {
             Metric::Cosine => Graph::Cosine(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, UnitCosine)),
             Metric::L2 => Graph::L2(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, Euclidean)),
             Metric::Dot => Graph::Dot(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, InnerProduct)),
         };
-        Self { graph, dim, m }
+        Self { graph, dim, m, seeded: AtomicBool::new(false), seed_lock: Mutex::new(()) }
+    }
+
+    fn insert_unchecked(&self, id: usize, vector: &[f32]) {
+        match &self.graph {
+            Graph::Cosine(h) => h.insert_slice((vector, id)),
+            Graph::L2(h) => h.insert_slice((vector, id)),
+            Graph::Dot(h) => h.insert_slice((vector, id)),
+        }
     }
 }
 
@@ -95,11 +132,17 @@ impl VectorIndex for HnswIndex {
     fn insert(&self, id: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         let id = id as usize;
-        match &self.graph {
-            Graph::Cosine(h) => h.insert_slice((vector, id)),
-            Graph::L2(h) => h.insert_slice((vector, id)),
-            Graph::Dot(h) => h.insert_slice((vector, id)),
+        if !self.seeded.load(Ordering::Acquire) {
+            let _seed = self.seed_lock.lock();
+            if !self.seeded.load(Ordering::Acquire) {
+                // Alone in an empty graph: this point becomes the entry point before any other
+                // insert can look for one.
+                self.insert_unchecked(id, vector);
+                self.seeded.store(true, Ordering::Release);
+                return;
+            }
         }
+        self.insert_unchecked(id, vector);
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
@@ -128,8 +171,7 @@ impl VectorIndex for HnswIndex {
     /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
     /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1.
     fn memory_bytes(&self) -> usize {
-        let per_point = 4 * self.dim + 24 + MAX_LAYERS * 24 + 2 * self.m * 48 + 96 + 48;
-        self.len() * per_point
+        (self.len() as f64 * bytes_per_vector(self.dim, self.m)) as usize
     }
 }
 

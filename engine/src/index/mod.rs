@@ -106,10 +106,20 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Default HNSW `ef_search`.
     pub ef_search: usize,
-    /// Capacity hint in vectors.
+    /// Capacity hint in vectors; backends reserve only a small part of it up front and grow.
     pub max_elements: usize,
     /// The most threads that insert or search at once (the engine's workers plus queries).
     pub threads: usize,
+}
+
+/// Estimated bytes a full index of `kind` holds per vector of `dim` dimensions at HNSW `M = m`
+/// (graph links, the vector, per-slot tables), for checking a space's `max_elements` against
+/// the memory budget before anything is allocated.
+pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize) -> f64 {
+    match kind {
+        IndexKind::HnswRs => hnsw::bytes_per_vector(dim, m),
+        IndexKind::Usearch => usearch::bytes_per_vector(dim, m),
+    }
 }
 
 /// Builds the index `params` ask for.

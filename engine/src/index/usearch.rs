@@ -10,6 +10,10 @@
 //!   `log2(n)` times for `n` vectors). Adds and searches hold the read lock.
 //! - **Thread slots are finite.** USearch keeps one search context per reserved thread and
 //!   fails a call that finds none free. A counting semaphore admits at most that many callers.
+//!   Contexts cost about 30 KB resident each (measured: 1,000 empty indexes with 10 contexts
+//!   held 280 KB each, with 2 contexts 41 KB), so an index starts with [`INITIAL_THREADS`] and
+//!   doubles them (under the write lock, like capacity) when a caller finds none free, up to
+//!   the `threads` it was built for.
 //! - **`ef_search` is per index, not per query** (`expansion_search` in USearch's config). A
 //!   search at the current value runs under the read lock; one at another value takes the write
 //!   lock, changes it, and downgrades to a read lock, so the value cannot change under it.
@@ -24,17 +28,57 @@
 //! While inserts run, USearch 2.26 occasionally answers a search with fewer than `min(k, len)`
 //! hits; such a short answer is retried and, if still short, answered by exact search.
 //!
-//! Memory is USearch's own accounting (`memory_usage`: graph tape, reserved node table and
-//! vectors), not an estimate.
+//! **No USearch routine that walks the graph runs while adds may run.** `memory_usage()` and
+//! `stats()` walk the node table, and an add bumps the node count before it stores the node, so
+//! calling them while adds run (even under the shared lock adds take) reads a null node and
+//! segfaults (seen: scraping `/metrics` every 10 ms during a GloVe ingest). USearch's docs only
+//! promise that `add` and `search` may run concurrently with each other; `reserve` and
+//! `change_expansion_search` run under the write lock here, and sizes and memory come from this
+//! module's own counters ([`UsearchIndex::len`], [`VectorIndex::memory_bytes`]), never from
+//! USearch's `size()`, `capacity()`, `contains()`, `memory_usage()` or `stats()`.
+//!
+//! **Capacity is reserved lazily.** A new index reserves [`INITIAL_CAPACITY`] slots whatever
+//! its `max_elements` hint, and doubles from there: an empty space costs kilobytes, not the
+//! ~2.9 MB a 65,536-slot reservation kept resident (node table, vector table, key hash table).
 
 use super::{Metric, Neighbor, VectorIndex};
 use ::usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Capacity reserved at creation when the space's `max_elements` hint is larger: the node table
-/// is allocated up front, so a large hint would cost memory before any vector arrives.
-const INITIAL_CAPACITY_CAP: usize = 1 << 16;
+/// Slots reserved at creation (fewer when `max_elements` is smaller); capacity doubles from
+/// here as inserts claim slots, so an empty or small space costs kilobytes.
+pub const INITIAL_CAPACITY: usize = 64;
+
+/// Bytes USearch keeps per *reserved* slot: the node pointer table (8), the vector pointer
+/// table (8), the key → slot hash table (a 16-byte entry at a load factor of about 1/2) and the
+/// node lock bit (`index_dense.hpp` `try_reserve`, `index.hpp` `reserve`).
+const SLOT_BYTES: usize = 8 + 8 + 32;
+
+/// Thread contexts reserved at creation; more are reserved as concurrent callers need them.
+pub const INITIAL_THREADS: usize = 2;
+
+/// Resident bytes of an empty index per reserved thread context (measured: 41 KB per index with
+/// 2 contexts, 280 KB with 10, over 1,000 indexes; the cast buffer, `dim × 4` per context, is
+/// counted apart).
+const CONTEXT_BYTES: usize = 20 * 1024;
+
+/// Bytes of one node in USearch's graph tape at `m` links per upper layer: the key and level
+/// head (10), the level-0 neighbour list (`2M` 4-byte slots and a 4-byte count) and, for the
+/// expected `1 / (M - 1)` upper levels of a node (levels are geometric with ratio `1/M`), an
+/// `M`-slot list each (`index.hpp` `node_bytes_`).
+fn node_bytes(m: usize) -> f64 {
+    let base = (10 + 4 + 2 * m * 4) as f64;
+    let upper = (4 + m * 4) as f64;
+    base + upper / (m.max(2) - 1) as f64
+}
+
+/// Bytes a usearch space of `dim` dimensions at `M = m` holds per vector once full (graph node,
+/// `f32` vector, and its slot at a table filled to between half and all of its capacity), for
+/// sizing against the memory budget before a space is created.
+pub fn bytes_per_vector(dim: usize, m: usize) -> f64 {
+    node_bytes(m) + (dim * 4) as f64 + 1.5 * SLOT_BYTES as f64
+}
 
 /// An HNSW index from `usearch`.
 pub struct UsearchIndex {
@@ -42,15 +86,18 @@ pub struct UsearchIndex {
     index: RwLock<Index>,
     metric: Metric,
     dim: usize,
+    /// HNSW `M` (for the memory accounting).
+    m: usize,
     /// Slots claimed by inserts (successful or in flight).
     claimed: AtomicUsize,
     /// Vectors reserved in the index; only changes under the write lock.
     capacity: AtomicUsize,
     /// Vectors inserted and searchable.
     inserted: AtomicUsize,
-    /// USearch thread contexts reserved, and the semaphore over them.
-    threads: usize,
-    free_threads: Mutex<usize>,
+    /// The most USearch thread contexts this index may reserve.
+    max_threads: usize,
+    /// Contexts reserved, and free (the semaphore over them), under one lock.
+    threads: Mutex<Threads>,
     thread_freed: Condvar,
 }
 
@@ -68,9 +115,9 @@ impl std::fmt::Debug for UsearchIndex {
 impl UsearchIndex {
     /// A new index of `dim`-dimensional `f32` vectors. `m` is HNSW's `M` (USearch's
     /// `connectivity`; level 0 keeps `2M` links), `ef_construction` and `ef_search` are its
-    /// `expansion_add` and `expansion_search`, `max_elements` a capacity hint (at most 65,536
-    /// slots are reserved up front; the index grows past it), and `threads` the most callers
-    /// that may add or search at once (more wait).
+    /// `expansion_add` and `expansion_search`, `max_elements` a capacity hint (at most
+    /// [`INITIAL_CAPACITY`] slots are reserved up front; the index doubles past it), and
+    /// `threads` the most callers that may add or search at once (more wait).
     ///
     /// # Errors
     /// USearch's message when it cannot allocate the index.
@@ -96,18 +143,20 @@ impl UsearchIndex {
             multi: false,
         };
         let index = Index::new(&options).map_err(|e| e.to_string())?;
-        let threads = threads.max(1);
-        let capacity = max_elements.clamp(1, INITIAL_CAPACITY_CAP);
+        let max_threads = threads.max(1);
+        let threads = max_threads.min(INITIAL_THREADS);
+        let capacity = max_elements.clamp(1, INITIAL_CAPACITY);
         index.reserve_capacity_and_threads(capacity, threads).map_err(|e| e.to_string())?;
         Ok(Self {
             index: RwLock::new(index),
             metric,
             dim,
+            m,
             claimed: AtomicUsize::new(0),
             capacity: AtomicUsize::new(capacity),
             inserted: AtomicUsize::new(0),
-            threads,
-            free_threads: Mutex::new(threads),
+            max_threads,
+            threads: Mutex::new(Threads { reserved: threads, free: threads }),
             thread_freed: Condvar::new(),
         })
     }
@@ -119,26 +168,46 @@ impl UsearchIndex {
 
     /// Grows the reserved capacity to at least `needed` vectors.
     fn grow(&self, needed: usize) {
+        // Read before the index lock (lock order: threads, then index). A stale, smaller count
+        // is harmless: USearch never shrinks the contexts a reserve keeps.
+        let threads = self.threads.lock().reserved;
         let index = self.index.write();
         let capacity = self.capacity.load(Ordering::Acquire);
         if capacity >= needed {
             return;
         }
         let target = needed.max(capacity.saturating_mul(2));
-        if let Err(e) = index.reserve_capacity_and_threads(target, self.threads) {
+        if let Err(e) = index.reserve_capacity_and_threads(target, threads) {
             // Allocation failure: the worker pool catches this and fails the observation's ack.
             panic!("usearch could not reserve {target} vectors: {e}");
         }
         self.capacity.store(target, Ordering::Release);
     }
 
-    /// Waits for a free USearch thread context; it is returned when the permit drops.
+    /// Waits for a free USearch thread context (reserving more, up to `max_threads`, when none
+    /// is free); it is returned when the permit drops.
+    ///
+    /// Lock order: the thread lock, then the index lock. No caller takes the thread lock while
+    /// it holds the index lock (a permit is dropped after its index guard).
     fn permit(&self) -> Permit<'_> {
-        let mut free = self.free_threads.lock();
-        while *free == 0 {
-            self.thread_freed.wait(&mut free);
+        let mut threads = self.threads.lock();
+        if threads.free == 0 && threads.reserved < self.max_threads {
+            let more = (threads.reserved * 2).min(self.max_threads);
+            let index = self.index.write();
+            let capacity = self.capacity.load(Ordering::Acquire);
+            match index.reserve_capacity_and_threads(capacity, more) {
+                Ok(()) => {
+                    threads.free += more - threads.reserved;
+                    threads.reserved = more;
+                }
+                // Out of memory for a context: wait for a free one instead.
+                Err(e) => tracing::warn!("usearch could not reserve {more} thread contexts: {e}"),
+            }
         }
-        *free -= 1;
+        while threads.free == 0 {
+            self.thread_freed.wait(&mut threads);
+        }
+        threads.free -= 1;
         Permit(self)
     }
 
@@ -150,11 +219,18 @@ impl UsearchIndex {
     }
 }
 
+/// Thread contexts reserved and free.
+#[derive(Debug, Clone, Copy)]
+struct Threads {
+    reserved: usize,
+    free: usize,
+}
+
 struct Permit<'a>(&'a UsearchIndex);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        *self.0.free_threads.lock() += 1;
+        self.0.threads.lock().free += 1;
         self.0.thread_freed.notify_one();
     }
 }
@@ -216,8 +292,16 @@ impl VectorIndex for UsearchIndex {
         self.inserted.load(Ordering::Acquire)
     }
 
+    /// The engine's accounting of what the index holds in use (never USearch's
+    /// `memory_usage()`, which walks the node table and is unsafe while adds run, and counts
+    /// the reserved but untouched tail of its 4 MiB-and-doubling arenas as used): reserved
+    /// slots × [`SLOT_BYTES`], inserted vectors × (graph node + `f32` vector), and the thread
+    /// contexts. Checked against resident-memory growth in `engine/tests/memory.rs`.
     fn memory_bytes(&self) -> usize {
-        self.index.read().memory_usage()
+        let vectors = self.len() as f64 * (node_bytes(self.m) + (self.dim * 4) as f64);
+        let slots = self.capacity.load(Ordering::Acquire) * SLOT_BYTES;
+        let contexts = self.threads.lock().reserved * (CONTEXT_BYTES + self.dim * 4);
+        vectors as usize + slots + contexts
     }
 }
 
