@@ -8,6 +8,7 @@
 //! | request body too large | 413 | `RESOURCE_EXHAUSTED` (tonic's message size limit) |
 //! | rejected by backpressure / full queue | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` + `retry-after-ms` |
 //! | shutting down | 503 + `Retry-After` | `UNAVAILABLE` |
+//! | `engine.max_spaces` spaces exist (a quota: no `Retry-After`) | 429 | `RESOURCE_EXHAUSTED` |
 //! | internal failure | 500 | `INTERNAL` |
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,8 +35,10 @@ pub enum Refusal {
     Overloaded = 5,
     /// The server is shutting down.
     ShuttingDown = 6,
+    /// Creating the memory space would exceed `engine.max_spaces`.
+    SpaceLimit = 7,
 }
-const _: () = assert!(engram_telemetry::events::api::REFUSAL_REASONS.len() == 7);
+const _: () = assert!(engram_telemetry::events::api::REFUSAL_REASONS.len() == 8);
 
 /// An API error: status, gRPC code and a JSON body naming the field and reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +163,14 @@ impl From<EngineError> for ApiError {
                 a.retry_after = Some(r.retry_after);
                 a.level = Some(r.level);
                 a.refusal = Some(Refusal::Overloaded);
+                a
+            }
+            EngineError::SpaceLimit { .. } => {
+                // A quota, not a rate: RESOURCE_EXHAUSTED (429 in the gRPC ↔ HTTP mapping), with
+                // no Retry-After because waiting does not help; dropping a space does.
+                let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, message);
+                a.reason = Some("space_limit");
+                a.refusal = Some(Refusal::SpaceLimit);
                 a
             }
             EngineError::ShuttingDown => {

@@ -457,6 +457,7 @@ mod tests {
             duplicates: 0,
             rejected: Default::default(),
             retried: 0,
+            sent_per_accepted: 1.0,
             indexed: 1000,
             space_vectors: 1000,
             lost: 0,

@@ -37,8 +37,22 @@ pub struct ServerConfig {
     pub max_request_bytes: usize,
     /// Longest wait for the queue to drain on SIGTERM/SIGINT, in seconds. Default 120.
     pub shutdown_timeout_secs: u64,
-    /// Most distinct `memory_space` label values in metrics (then `__other__`). Default 100.
+    /// Most memory spaces holding a `memory_space` label of their own at once (spaces created
+    /// while all are held are exported as `__other__`; a dropped space frees its label).
+    /// Default 100.
     pub max_space_labels: usize,
+    /// Most open client connections, both listeners together; more are closed as soon as
+    /// accepted. Default 4,096.
+    pub max_connections: usize,
+    /// Seconds a connection may move no byte before it is closed. Default 120.
+    pub idle_timeout_secs: u64,
+    /// Seconds an HTTP/1 client has to send a request head (request line and headers); also
+    /// how long an idle keep-alive connection waits for its next request. Default 30.
+    pub header_read_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings on gRPC connections. Default 30.
+    pub grpc_keepalive_interval_secs: u64,
+    /// Seconds a gRPC peer has to answer a keep-alive ping before it is disconnected. Default 20.
+    pub grpc_keepalive_timeout_secs: u64,
     /// Engine settings (`[engine]`).
     pub engine: EngineConfig,
 }
@@ -52,6 +66,11 @@ impl Default for ServerConfig {
             max_request_bytes: 64 << 20,
             shutdown_timeout_secs: 120,
             max_space_labels: 100,
+            max_connections: 4096,
+            idle_timeout_secs: 120,
+            header_read_timeout_secs: 30,
+            grpc_keepalive_interval_secs: 30,
+            grpc_keepalive_timeout_secs: 20,
             engine: EngineConfig::default(),
         }
     }
@@ -71,7 +90,33 @@ impl ServerConfig {
             }
             fig = fig.merge(Toml::file(file));
         }
-        fig.merge(Env::prefixed("ENGRAM_").split("__")).extract().map_err(Box::new)
+        let config: Self = fig.merge(Env::prefixed("ENGRAM_").split("__")).extract().map_err(Box::new)?;
+        config.validate().map_err(|e| Box::new(figment::Error::from(e)))?;
+        Ok(config)
+    }
+
+    /// Checks the server's own limits (the engine checks `[engine]`).
+    ///
+    /// # Errors
+    /// The first bad key and why.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_connections", self.max_connections as u64),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("grpc_keepalive_interval_secs", self.grpc_keepalive_interval_secs),
+            ("grpc_keepalive_timeout_secs", self.grpc_keepalive_timeout_secs),
+            ("max_request_bytes", self.max_request_bytes as u64),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{key}: must be at least 1"));
+        }
+        if self.grpc_keepalive_interval_secs >= self.idle_timeout_secs {
+            return Err("grpc_keepalive_interval_secs: must be below idle_timeout_secs, or live idle gRPC \
+                        connections are closed as idle"
+                .into());
+        }
+        Ok(())
     }
 }
 

@@ -7,6 +7,7 @@
 //! Modules:
 //! - [`config`]: `ServerConfig` from defaults, TOML file, `ENGRAM_*` environment.
 //! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
+//! - [`listen`]: accepting connections: the connection cap, idle and header-read timeouts.
 //! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
 //! - [`grpc`]: `engram.v1.Engram` (observation stream, recall, spaces), health and reflection.
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod grpc;
 pub mod health;
 pub mod http;
+pub mod listen;
 pub mod load;
 pub mod server;
 

@@ -2,9 +2,10 @@
 //! observation is indexed, run every query, score recall@10, and write a JSON report.
 //!
 //! Row `i` of `base.fvecs` is sent as observation id `i` (with line `i` of `base.txt` as
-//! content when present), so ground-truth row numbers are ids. Rejected batches are retried
-//! after their retry-after, so nothing is lost; `sent = accepted + rejected` counts every
-//! attempt. With `--limit N` only the first N rows are sent and the ground truth is recomputed
+//! content when present), so ground-truth row numbers are ids. Rejected batches are retried,
+//! so nothing is lost, and a rejection's retry-after pauses every send of the client (with
+//! jitter, growing while rejections repeat; see `Pacer`); `sent = accepted + rejected` counts
+//! every attempt, and `sent_per_accepted` what the refusals cost. With `--limit N` only the first N rows are sent and the ground truth is recomputed
 //! exactly over them (brute force, cosine = dot on the data sets' unit vectors).
 
 use crate::proto::{self, engram_client::EngramClient};
@@ -132,6 +133,10 @@ pub struct LoadReport {
     pub rejected: BTreeMap<String, u64>,
     /// Batches re-sent after a rejection.
     pub retried: u64,
+    /// `sent / accepted`: observation sends per accepted observation (1 when nothing was
+    /// refused; what a refusing server costs in traffic).
+    #[serde(default)]
+    pub sent_per_accepted: f64,
     /// Observations confirmed indexed by INDEXED acks (gRPC) or `wait=indexed` responses (HTTP).
     pub indexed: u64,
     /// Vectors the server reports in the space after the run.
@@ -453,19 +458,57 @@ impl Progress {
     }
 }
 
-/// Paces sends to `rate` observations per second.
+/// Paces sends to `rate` observations per second, and holds every send back while the server
+/// asked the client to back off.
+///
+/// Backoff is global: a REJECTED batch's retry-after pauses *all* sends of this client (new
+/// batches and retries), not just the refused batch, since the server is telling the client
+/// its queue is full, not that one batch was bad. The pause is the retry-after stretched by a
+/// random factor in [1, 1.5) (jitter, so clients that were refused together do not return
+/// together), doubled for each further rejection without an acceptance in between (up to 8×)
+/// and reset by the next acceptance. Without this, a client with 16 batches in flight refilled
+/// each refused slot at once: 323 sends per accepted observation against a refusing server
+/// (docs/benchmarks.md).
 struct Pacer {
     rate: Option<f64>,
     next: tokio::time::Instant,
+    /// No send before this instant (the server's retry-after, with jitter and growth).
+    paused_until: tokio::time::Instant,
+    /// Rejections since the last acceptance.
+    strikes: u32,
+    jitter: Jitter,
 }
 
 /// The send loops never sleep in the pacer: they send while [`Pacer::ready`], and otherwise
 /// wait for acks, retries *or* [`Pacer::until_ready`] in one `select!`, so acks are read (and
 /// timed) while the pacer holds the next batch back.
 impl Pacer {
+    fn new(rate: Option<f64>) -> Self {
+        let now = tokio::time::Instant::now();
+        Self { rate, next: now, paused_until: now, strikes: 0, jitter: Jitter::seeded() }
+    }
+
+    /// The earliest instant the next batch may be sent.
+    fn next_send(&self) -> tokio::time::Instant {
+        if self.rate.is_some() { self.next.max(self.paused_until) } else { self.paused_until }
+    }
+
     /// True when the next batch may be sent now.
     fn ready(&self) -> bool {
-        self.rate.is_none() || tokio::time::Instant::now() >= self.next
+        tokio::time::Instant::now() >= self.next_send()
+    }
+
+    /// The server refused a batch and asked to wait `retry_after`: pause every send.
+    fn back_off(&mut self, retry_after: Duration) {
+        let growth = f64::from(1u32 << self.strikes.min(3));
+        self.strikes = self.strikes.saturating_add(1);
+        let wait = retry_after.mul_f64(growth * (1.0 + 0.5 * self.jitter.next_unit()));
+        self.paused_until = self.paused_until.max(tokio::time::Instant::now() + wait);
+    }
+
+    /// The server accepted a batch: rejections no longer compound.
+    fn accepted(&mut self) {
+        self.strikes = 0;
     }
 
     /// True when a rate is set and the next batch has to wait for it.
@@ -482,7 +525,28 @@ impl Pacer {
 
     /// Resolves when the next batch may be sent.
     async fn until_ready(&self) {
-        tokio::time::sleep_until(self.next).await;
+        tokio::time::sleep_until(self.next_send()).await;
+    }
+}
+
+/// Uniform values in [0, 1) for backoff jitter (xorshift64*, seeded from the clock and the
+/// process id: decorrelated across clients, no cryptographic use).
+struct Jitter(u64);
+
+impl Jitter {
+    fn seeded() -> Self {
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        Self((nanos ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    fn next_unit(&mut self) -> f64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        (x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -546,6 +610,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         duplicates: t.duplicates,
         rejected: t.rejected.clone(),
         retried: t.retried,
+        sent_per_accepted: t.sent as f64 / t.accepted.max(1) as f64,
         indexed: t.indexed,
         space_vectors,
         lost: n.saturating_sub(t.indexed),
@@ -572,11 +637,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     write_report(&args.report, &report)?;
     eprintln!(
-        "load: {} indexed in {:.1}s ({:.0}/s), lost {}, recall@10 {:.4} at ef_search {}; report: {}",
+        "load: {} indexed in {:.1}s ({:.0}/s), lost {}, {:.2} sends per accepted, recall@10 {:.4} at ef_search {}; report: {}",
         report.indexed,
         report.duration_s,
         report.ingest_rate_per_s,
         report.lost,
+        report.sent_per_accepted,
         report.recall_at_10,
         report.ef_search,
         args.report.display()
@@ -668,14 +734,13 @@ mod grpc {
         let mut replies =
             client.stream_observations(ReceiverStream::new(req_rx)).await.context("opening the stream")?.into_inner();
         let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
-        let mut retries = FuturesUnordered::new();
         let mut in_flight: HashMap<u64, InFlight> = HashMap::new();
         let mut done = 0usize;
         let mut seq = 0u64;
         let mut t = Tally::default();
         let started = Instant::now();
         let mut progress = Progress { started, last: started, total: data.base.len() };
-        let mut pacer = Pacer { rate: args.rate, next: tokio::time::Instant::now() };
+        let mut pacer = Pacer::new(args.rate);
         while done < ranges.len() {
             while in_flight.len() < args.concurrency
                 && pacer.ready()
@@ -696,6 +761,7 @@ mod grpc {
                     let n = (ranges[f.batch].1 - ranges[f.batch].0) as u64;
                     match proto::AckStatus::try_from(ack.status) {
                         Ok(proto::AckStatus::Accepted) => {
+                            pacer.accepted();
                             t.accepted += u64::from(ack.accepted) + u64::from(ack.duplicates);
                             t.duplicates += u64::from(ack.duplicates);
                             t.ack_latency.push(f.sent_at.elapsed().as_secs_f64());
@@ -717,18 +783,14 @@ mod grpc {
                             let f = in_flight.remove(&ack.sequence).expect("present");
                             *t.rejected.entry(ack.reason.clone()).or_default() += n;
                             t.retried += 1;
-                            let wait = Duration::from_millis(ack.retry_after_ms.max(1));
-                            let b = f.batch;
-                            retries.push(async move {
-                                tokio::time::sleep(wait).await;
-                                b
-                            });
+                            pacer.back_off(Duration::from_millis(ack.retry_after_ms.max(1)));
+                            // Back in line at once; the pacer holds every send until the pause ends.
+                            ready.push_front(f.batch);
                         }
                         _ => bail!("batch {} refused: {} ({})", ack.sequence, ack.message, ack.grpc_code),
                     }
                     progress.tick(&t);
                 }
-                Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
                 () = pacer.until_ready(), if pacer.holding() && in_flight.len() < args.concurrency && !ready.is_empty() => {}
             }
         }
@@ -830,11 +892,10 @@ mod http {
 
         let mut ready: VecDeque<usize> = (0..ranges.len()).collect();
         let mut tasks = FuturesUnordered::new();
-        let mut retries = FuturesUnordered::new();
         let mut t = Tally::default();
         let started = Instant::now();
         let mut progress = Progress { started, last: started, total: data.base.len() };
-        let mut pacer = Pacer { rate: args.rate, next: tokio::time::Instant::now() };
+        let mut pacer = Pacer::new(args.rate);
         let mut done = 0;
         while done < ranges.len() {
             while tasks.len() < args.concurrency
@@ -850,6 +911,7 @@ mod http {
             tokio::select! {
                 Some((b, n, outcome)) = tasks.next(), if !tasks.is_empty() => match outcome? {
                     Outcome::Indexed { accepted, duplicates, indexed, latency } => {
+                        pacer.accepted();
                         t.accepted += accepted + duplicates;
                         t.duplicates += duplicates;
                         t.add_indexed(indexed, data.base.len());
@@ -860,14 +922,10 @@ mod http {
                     Outcome::Rejected { reason, retry_after } => {
                         *t.rejected.entry(reason).or_default() += n;
                         t.retried += 1;
-                        // Wait out the server's retry-after without holding up other batches.
-                        retries.push(async move {
-                            tokio::time::sleep(retry_after).await;
-                            b
-                        });
+                        pacer.back_off(retry_after);
+                        ready.push_front(b);
                     }
                 },
-                Some(b) = retries.next(), if !retries.is_empty() => ready.push_back(b),
                 () = pacer.until_ready(), if pacer.holding() && tasks.len() < args.concurrency && !ready.is_empty() => {}
             }
             progress.tick(&t);

@@ -3,10 +3,14 @@
 //! Shutdown (SIGTERM, SIGINT, or the future given to [`Server::run`]): the engine stops
 //! admitting (new batches get 503 / `UNAVAILABLE`), gRPC health turns NOT_SERVING, the queue
 //! drains into the indexes (bounded by `shutdown_timeout_secs`), and only then do the listeners
-//! close, so clients waiting for INDEXED acks receive them.
+//! close, so clients waiting for INDEXED acks receive them. Once drained, every open
+//! `StreamObservations` stream sends its outstanding acks and ends with `UNAVAILABLE`
+//! ("server shutting down"), and idle HTTP keep-alive connections are closed, so the process
+//! exits as soon as the queue is drained instead of waiting out idle clients.
 
 use crate::config::ServerConfig;
 use crate::grpc::EngramService;
+use crate::listen::{self, ConnectionLimits};
 use crate::proto::engram_server::EngramServer;
 use anyhow::Context;
 use engram_engine::{Engine, ShutdownReport};
@@ -20,7 +24,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 
 /// How long open connections get to finish after the queue drained.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
@@ -82,35 +85,38 @@ impl Server {
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<EngramServer<EngramService>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building gRPC reflection")?;
-        let engram = EngramService::new(engine.clone());
+        // Both reflection versions: v1, and v1alpha for grpcurl builds and the stock Python
+        // client (grpcio-reflection) that speak only it.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1().context("building gRPC reflection v1")?;
+        let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection v1alpha")?;
+        let (close_tx, close_rx) = watch::channel(false);
+        let engram = EngramService::new(engine.clone(), close_rx.clone());
         let events = engram.events();
-        let count_malformed = tower::util::MapResponseLayer::new(move |response| {
-            crate::grpc::codec::count_malformed_unary(&events, response)
-        });
+        let fix_status =
+            tower::util::MapResponseLayer::new(move |response| crate::grpc::codec::fix_unary_status(&events, response));
         let service = EngramServer::new(engram)
             .max_decoding_message_size(config.max_request_bytes)
             .max_encoding_message_size(config.max_request_bytes);
 
-        let (close_tx, close_rx) = watch::channel(false);
         let closed = |mut rx: watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|c| *c).await;
         };
+        let limits = ConnectionLimits::new(&config, engine.telemetry());
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
-                .layer(count_malformed)
+                .http2_keepalive_interval(Some(Duration::from_secs(config.grpc_keepalive_interval_secs)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(config.grpc_keepalive_timeout_secs)))
+                .layer(fix_status)
                 .add_service(health_service)
-                .add_service(reflection)
+                .add_service(reflection_v1)
+                .add_service(reflection_v1alpha)
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    // Small acks and replies must not wait for Nagle's algorithm.
-                    TcpIncoming::from(grpc).with_nodelay(Some(true)),
-                    closed(close_rx.clone()),
-                ),
+                .serve_with_incoming_shutdown(listen::grpc_incoming(grpc, limits.clone()), closed(close_rx.clone())),
         );
         let router = crate::http::router(engine.clone(), Arc::clone(&health), &config);
         let health_task = tokio::spawn(async move {
@@ -121,12 +127,13 @@ impl Server {
                 health.lock().tick();
             }
         });
-        let http = axum::serve::ListenerExt::tap_io(http, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!("cannot set TCP_NODELAY: {e}");
-            }
-        });
-        let http_task = tokio::spawn(axum::serve(http, router).with_graceful_shutdown(closed(close_rx)).into_future());
+        let http_task = tokio::spawn(listen::serve_http(
+            http,
+            router,
+            limits,
+            Duration::from_secs(config.header_read_timeout_secs),
+            closed(close_rx),
+        ));
         tracing::info!(%http_addr, %grpc_addr, "engram-stream serving");
 
         shutdown.await;
@@ -147,7 +154,7 @@ impl Server {
         match joined {
             Ok((grpc, http)) => {
                 grpc?.context("gRPC server")?;
-                http?.context("HTTP server")?;
+                http.context("HTTP server")?;
             }
             Err(_) => tracing::warn!("connections still open after {CLOSE_GRACE:?}; closing them"),
         }

@@ -1,7 +1,7 @@
 //! The prost codec with one change: a request that is not valid protobuf is answered with
 //! `INVALID_ARGUMENT` (the client sent bad input), where tonic-prost answers `INTERNAL`.
 //!
-//! The status carries the [`MALFORMED_MARKER`] metadata key, so that [`count_malformed_unary`]
+//! The status carries the [`MALFORMED_MARKER`] metadata key, so that [`fix_unary_status`]
 //! can count a unary request the codec refused before any handler ran; the key is removed
 //! before the response leaves the server.
 
@@ -64,16 +64,44 @@ impl<U: Message + Default> Decoder for InvalidArgumentDecoder<U> {
 pub const MALFORMED_MARKER: &str = "x-engram-malformed";
 
 /// Counts, as `engram_api_requests_rejected_total{protocol="grpc",reason="malformed"}`, each
-/// response that carries [`MALFORMED_MARKER`] in its headers, and removes the key. For use as
-/// a `tower::util::MapResponseLayer` around the gRPC server.
+/// response that carries [`MALFORMED_MARKER`] in its headers, and removes the key; answers a
+/// message over the size limit with `RESOURCE_EXHAUSTED` (the gRPC status code guide's code for
+/// it) where tonic answers `OUT_OF_RANGE`, counting it as `payload_too_large`. For use as a
+/// `tower::util::MapResponseLayer` around the gRPC server.
 ///
-/// Only a unary call refused by the codec answers with the status in its headers
+/// Only a unary call refused before its handler answers with the status in its headers
 /// ("trailers-only"), before any handler could count it; a stream's decode error arrives in
-/// the trailers of an already started response and is counted by the stream handler, so it is
-/// not counted twice.
-pub fn count_malformed_unary<B>(events: &GrpcEvents, mut response: http::Response<B>) -> http::Response<B> {
-    if response.headers_mut().remove(MALFORMED_MARKER).is_some() {
+/// the trailers of an already started response and is mapped and counted by the stream
+/// handler ([`stream_decode_error`]), so it is not counted twice.
+pub fn fix_unary_status<B>(events: &GrpcEvents, mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers_mut();
+    if headers.remove(MALFORMED_MARKER).is_some() {
         events.refused(crate::api_error::Refusal::Malformed as usize);
     }
+    let out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    if out_of_range && headers.get("grpc-message").is_some_and(|m| is_too_large(m.as_bytes())) {
+        headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+        events.refused(crate::api_error::Refusal::PayloadTooLarge as usize);
+    }
     response
+}
+
+/// tonic's message for a message over `max_decoding_message_size` (percent-encoded in the
+/// `grpc-message` header): "Error, decoded message length too large: found N bytes, the limit
+/// is: M bytes".
+fn is_too_large(message: &[u8]) -> bool {
+    let needle = b"message length too large";
+    let encoded = b"message%20length%20too%20large";
+    message.windows(needle.len()).any(|w| w == needle) || message.windows(encoded.len()).any(|w| w == encoded)
+}
+
+/// The status a stream ends with when its next message could not be decoded: a message over
+/// the size limit becomes `RESOURCE_EXHAUSTED` (tonic says `OUT_OF_RANGE`), anything else is
+/// returned as it is. The second value says whether the refusal is `payload_too_large`.
+pub fn stream_decode_error(status: tonic::Status) -> (tonic::Status, bool) {
+    if status.code() == tonic::Code::OutOfRange && is_too_large(status.message().as_bytes()) {
+        (tonic::Status::resource_exhausted(status.message().to_owned()), true)
+    } else {
+        (status, false)
+    }
 }

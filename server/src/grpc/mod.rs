@@ -20,7 +20,8 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
@@ -43,17 +44,20 @@ const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 pub struct EngramService {
     engine: Arc<Engine>,
     events: GrpcEvents,
+    closing: watch::Receiver<bool>,
 }
 
 impl EngramService {
-    /// A service over `engine`, registering its request metrics.
-    pub fn new(engine: Arc<Engine>) -> Self {
+    /// A service over `engine`, registering its request metrics. When `closing` turns true
+    /// (the server drained its queue and is closing), open observation streams flush their
+    /// acks and end with `UNAVAILABLE`.
+    pub fn new(engine: Arc<Engine>, closing: watch::Receiver<bool>) -> Self {
         let events = GrpcEvents::register(engine.telemetry(), METHODS);
-        Self { engine, events }
+        Self { engine, events, closing }
     }
 
     /// The service's request metrics, for the layer that counts requests refused before a
-    /// handler runs ([`codec::count_malformed_unary`]).
+    /// handler runs ([`codec::fix_unary_status`]).
     pub fn events(&self) -> GrpcEvents {
         self.events.clone()
     }
@@ -129,6 +133,10 @@ struct StreamSession {
     tx: mpsc::Sender<Result<proto::StreamReply, Status>>,
     /// Last level pushed per space written to by this stream.
     levels: HashMap<String, BackpressureLevel>,
+    /// INDEXED acks waiting for their batch.
+    acks: JoinSet<()>,
+    /// Turns true when the server has drained and is closing.
+    closing: watch::Receiver<bool>,
 }
 
 impl StreamSession {
@@ -152,7 +160,7 @@ impl StreamSession {
                 };
                 if let Some(waiter) = a.indexed {
                     let (tx, events, level) = (self.tx.clone(), self.events.clone(), ack.level);
-                    tokio::spawn(async move {
+                    self.acks.spawn(async move {
                         let outcome = waiter.wait().await;
                         let indexed = proto::BatchAck {
                             sequence,
@@ -179,6 +187,11 @@ impl StreamSession {
             self.levels.entry(space).or_insert(BackpressureLevel::Normal);
         }
         self.push_levels().await
+    }
+
+    /// Waits until every INDEXED ack of this stream was sent (or its client went away).
+    async fn finish_acks(&mut self) {
+        while self.acks.join_next().await.is_some() {}
     }
 
     /// Pushes a BackpressureStatus for every space whose level changed since the last push.
@@ -211,6 +224,7 @@ impl StreamSession {
     }
 
     async fn run(mut self, mut inbound: Streaming<proto::ObservationBatch>) -> Code {
+        let mut closing = self.closing.clone();
         let mut tick = tokio::time::interval(STATUS_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -221,19 +235,38 @@ impl StreamSession {
                             return Code::Cancelled;
                         }
                     }
-                    Ok(None) => return Code::Ok,
+                    Ok(None) => {
+                        self.finish_acks().await;
+                        return Code::Ok;
+                    }
                     Err(status) => {
                         // A malformed message ends the stream with INVALID_ARGUMENT (from our
-                        // codec); a client that went away is CANCELLED.
+                        // codec), one over the size limit with RESOURCE_EXHAUSTED; a client that
+                        // went away is CANCELLED.
+                        let (status, too_large) = codec::stream_decode_error(status);
                         let code = status.code();
-                        if code == Code::InvalidArgument {
+                        if too_large {
+                            self.events.refused(Refusal::PayloadTooLarge as usize);
+                        } else if code == Code::InvalidArgument {
                             self.events.refused(Refusal::Malformed as usize);
                         }
+                        self.finish_acks().await;
                         let _ = self.tx.send(Err(status)).await;
                         return code;
                     }
                 },
+                () = async { let _ = closing.wait_for(|c| *c).await; } => {
+                    // The server drained the queue and is closing: flush the INDEXED acks still
+                    // on their way, then end the stream so the client reconnects elsewhere.
+                    self.finish_acks().await;
+                    let status = Status::unavailable(
+                        "server shutting down: every accepted batch was indexed and acknowledged; reconnect and resend what was not acknowledged",
+                    );
+                    let _ = self.tx.send(Err(status)).await;
+                    return Code::Unavailable;
+                }
                 _ = tick.tick() => {
+                    while self.acks.try_join_next().is_some() {}
                     if !self.push_levels().await {
                         return Code::Cancelled;
                     }
@@ -255,8 +288,14 @@ impl Engram for EngramService {
         self.events.started(M_STREAM);
         self.events.session_opened();
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
-        let session =
-            StreamSession { engine: self.engine.clone(), events: self.events.clone(), tx, levels: HashMap::new() };
+        let session = StreamSession {
+            engine: self.engine.clone(),
+            events: self.events.clone(),
+            tx,
+            levels: HashMap::new(),
+            acks: JoinSet::new(),
+            closing: self.closing.clone(),
+        };
         let events = self.events.clone();
         let inbound = request.into_inner();
         tokio::spawn(async move {

@@ -1,0 +1,266 @@
+//! Accepting connections on both listeners: a cap on open connections, TCP_NODELAY, an idle
+//! timeout on every connection's socket and, for HTTP/1, a request-head read timeout.
+//!
+//! | limit | config key | default | what a client sees |
+//! |---|---|---|---|
+//! | open connections, both listeners together | `max_connections` | 4,096 | the connection is closed as soon as accepted (counted in `engram_api_connections_refused_total`) |
+//! | no byte read or written on a connection | `idle_timeout_secs` | 120 | the connection is closed (`engram_api_connections_timed_out_total`) |
+//! | an HTTP/1 request head (request line and headers), and an idle keep-alive connection waiting for the next one | `header_read_timeout_secs` | 30 | the connection is closed (hyper's `header_read_timeout`) |
+//! | gRPC (HTTP/2) keep-alive ping interval and ack timeout | `grpc_keepalive_interval_secs`, `grpc_keepalive_timeout_secs` | 30, 20 | a peer that stops answering pings is disconnected; a live idle stream is kept (its ping acks are traffic) |
+//!
+//! The accept loop is ours (hyper-util serves each HTTP connection, tonic each gRPC one); the
+//! timeouts are hyper's and tokio's timers.
+
+use crate::config::ServerConfig;
+use engram_telemetry::Telemetry;
+use engram_telemetry::events::ConnectionEvents;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+/// Index of `http` in the `protocol` label values.
+pub const HTTP: usize = 0;
+/// Index of `grpc` in the `protocol` label values.
+pub const GRPC: usize = 1;
+
+/// The connection cap shared by both listeners, and each listener's connection metrics.
+#[derive(Clone)]
+pub struct ConnectionLimits {
+    permits: Arc<Semaphore>,
+    idle: Duration,
+    events: [ConnectionEvents; 2],
+}
+
+impl ConnectionLimits {
+    /// Limits from `config` (`max_connections`, `idle_timeout_secs`), registering the
+    /// connection series of both listeners.
+    pub fn new(config: &ServerConfig, telemetry: &Telemetry) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(config.max_connections)),
+            idle: Duration::from_secs(config.idle_timeout_secs),
+            events: [ConnectionEvents::register(telemetry, HTTP), ConnectionEvents::register(telemetry, GRPC)],
+        }
+    }
+
+    /// Admits an accepted connection on listener `protocol` ([`HTTP`] or [`GRPC`]) if fewer
+    /// than `max_connections` are open; otherwise closes it at once and counts it.
+    pub fn admit(&self, stream: TcpStream, protocol: usize) -> Option<IdleIo<TcpStream>> {
+        let events = &self.events[protocol];
+        let Ok(permit) = Arc::clone(&self.permits).try_acquire_owned() else {
+            events.refused();
+            tracing::debug!(protocol, "connection refused: max_connections are open");
+            return None;
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        events.opened();
+        Some(IdleIo::new(stream, self.idle, Open { _permit: permit, events: events.clone() }))
+    }
+
+    /// The metrics of listener `protocol`.
+    pub fn events(&self, protocol: usize) -> &ConnectionEvents {
+        &self.events[protocol]
+    }
+}
+
+/// Held by an admitted connection: its place under the cap and its count in the open gauge.
+struct Open {
+    _permit: OwnedSemaphorePermit,
+    events: ConnectionEvents,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.events.closed();
+    }
+}
+
+/// A connection's socket that fails with `TimedOut` once no byte has been read or written
+/// for the idle timeout (checked when the connection is polled and would wait).
+pub struct IdleIo<T> {
+    io: T,
+    idle: Duration,
+    last_activity: Instant,
+    timer: Pin<Box<Sleep>>,
+    open: Open,
+}
+
+impl<T> IdleIo<T> {
+    fn new(io: T, idle: Duration, open: Open) -> Self {
+        let now = Instant::now();
+        Self { io, idle, last_activity: now, timer: Box::pin(tokio::time::sleep_until(now + idle)), open }
+    }
+
+    /// Called when the socket would wait: `Err(TimedOut)` once idle for too long, else arms the
+    /// timer so the connection is polled again when it may have become idle.
+    fn check_idle(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        loop {
+            let deadline = self.last_activity + self.idle;
+            if self.timer.deadline() != deadline {
+                self.timer.as_mut().reset(deadline);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Ok(());
+            }
+            if Instant::now() >= self.last_activity + self.idle {
+                self.open.events.timed_out();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection idle for longer than idle_timeout_secs",
+                ));
+            }
+        }
+    }
+
+    /// Records progress of `n` bytes, or arms the idle check when the socket would wait.
+    fn track<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<R>>,
+        moved: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Ready(Ok(r)) => {
+                if moved(&r) {
+                    self.last_activity = Instant::now();
+                }
+                Poll::Ready(Ok(r))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => match self.check_idle(cx) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for IdleIo<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let after = buf.filled().len();
+        this.track(cx, polled, |_| after > before)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write(cx, buf);
+        this.track(cx, polled, |&n| n > 0)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
+        this.track(cx, polled, |&n| n > 0)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.io).poll_flush(cx);
+        this.track(cx, polled, |_| false)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
+impl tonic::transport::server::Connected for IdleIo<TcpStream> {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.io.connect_info()
+    }
+}
+
+/// Accepts the next connection the cap admits; accept errors (out of file descriptors, a
+/// connection reset before it was accepted) are logged and waited out briefly, never returned,
+/// so a listener never stops serving.
+pub async fn accept(listener: &TcpListener, limits: &ConnectionLimits, protocol: usize) -> IdleIo<TcpStream> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                if let Some(io) = limits.admit(stream, protocol) {
+                    return io;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(protocol, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The gRPC listener's connections as the stream tonic serves from.
+pub fn grpc_incoming(
+    listener: TcpListener,
+    limits: ConnectionLimits,
+) -> impl futures::Stream<Item = io::Result<IdleIo<TcpStream>>> {
+    futures::stream::unfold((listener, limits), |(listener, limits)| async move {
+        let io = accept(&listener, &limits, GRPC).await;
+        Some((Ok(io), (listener, limits)))
+    })
+}
+
+/// Serves `router` on `listener` with hyper-util (HTTP/1 and HTTP/2), each connection under
+/// `limits` and HTTP/1's `header_read_timeout`, until `shutdown` resolves; then stops
+/// accepting, lets open connections finish their requests (closing idle keep-alive ones), and
+/// resolves when all are closed.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let events = limits.events(HTTP).clone();
+    tokio::pin!(shutdown);
+    loop {
+        let io = tokio::select! {
+            io = accept(&listener, &limits, HTTP) => io,
+            () = &mut shutdown => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let conn = graceful.watch(conn);
+        let events = events.clone();
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
+                if timed_out {
+                    events.timed_out();
+                }
+                tracing::debug!("HTTP connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}

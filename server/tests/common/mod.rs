@@ -1,0 +1,92 @@
+//! Helpers shared by the server's integration tests: a server in process on ephemeral ports.
+#![allow(dead_code)]
+
+use engram_server::load::{LoadArgs, Protocol};
+use engram_server::proto::engram_client::EngramClient;
+use engram_server::{Server, ServerConfig};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub fn data_dir(name: &str) -> PathBuf {
+    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub struct Running {
+    pub http: SocketAddr,
+    pub grpc: SocketAddr,
+    pub engine: std::sync::Arc<engram_engine::Engine>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<engram_engine::ShutdownReport>>,
+}
+
+impl Running {
+    pub async fn start(mut config: ServerConfig) -> Self {
+        config.http_addr = "127.0.0.1:0".parse().unwrap();
+        config.grpc_addr = "127.0.0.1:0".parse().unwrap();
+        let server = Server::bind(config).await.unwrap();
+        let (http, grpc, engine) = (server.http_addr(), server.grpc_addr(), server.engine());
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.run(async move {
+            let _ = rx.await;
+        }));
+        Self { http, grpc, engine, stop: Some(tx), task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn grpc_client(&self) -> EngramClient<tonic::transport::Channel> {
+        EngramClient::connect(format!("http://{}", self.grpc)).await.unwrap()
+    }
+
+    pub async fn stop(mut self) -> engram_engine::ShutdownReport {
+        self.stop.take().unwrap().send(()).unwrap();
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+pub fn config(workers: usize) -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.engine.workers = workers;
+    c
+}
+
+pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path) -> LoadArgs {
+    LoadArgs {
+        dataset: data_dir("minilm-384-stdlib"),
+        server,
+        protocol,
+        space: Some(space.into()),
+        rate: None,
+        batch: 50,
+        priority_mix: "1:2:1".into(),
+        ef_search: None,
+        concurrency: 8,
+        limit: Some(1500),
+        queries: Some(60),
+        no_content: false,
+        index: "usearch".into(),
+        metrics_url: None,
+        report: report.to_path_buf(),
+    }
+}
+
+pub fn temp_report(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("engram-e2e-{}-{name}.json", std::process::id()))
+}
+
+pub fn read_report(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+pub async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Value {
+    http.post(url).json(&body).send().await.unwrap().json().await.unwrap()
+}
+
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}
