@@ -26,11 +26,12 @@ pub struct EngineConfig {
     /// Batch latency target in milliseconds: batches shrink so that one batch's insertion time
     /// stays under it. Default 10 ms.
     pub batch_latency_target_ms: u64,
-    /// Under overload (a space at Critical or worse), the most work the high-priority lane may
+    /// Under pressure (a space at Warning or worse), the most work the high-priority lane may
     /// hold, as milliseconds of the measured drain rate: a high-priority batch that would queue
     /// behind more is refused (`high_lane_full`, with a retry-after) instead of admitted to
     /// wait, so what is admitted at high priority is indexed within about this much more than
-    /// unloaded. A batch is always admitted into an empty lane. 0 turns the bound off.
+    /// unloaded. A batch is always admitted into an empty lane, and there is no bound until the
+    /// monitor has measured a drain rate (its first 200 ms tick). 0 turns the bound off.
     /// Default 25 ms.
     pub high_lane_max_wait_ms: u64,
     /// Backpressure thresholds (queue utilization, 0 to 1).

@@ -516,7 +516,7 @@ impl Engine {
             return Err(shared.reject(&space, priority, n, level, reason));
         }
         if priority == Priority::High
-            && level >= BackpressureLevel::Critical
+            && level >= BackpressureLevel::Warning
             && let Some(retry_after) = shared.high_lane_full(fresh.len())
         {
             space.events.rejected(RejectReason::HighLaneFull as usize, n as u64);

@@ -13,7 +13,7 @@ pub enum RejectReason {
     BackpressureOverloaded = 1,
     /// Admitting the batch would exceed the queue's hard cap (observations or bytes).
     QueueFull = 2,
-    /// Under overload (Critical or worse), the high-priority lane already holds what the
+    /// Under pressure (Warning or worse), the high-priority lane already holds what the
     /// workers drain in `engine.high_lane_max_wait_ms`: admitting more would make admitted
     /// high-priority observations wait longer than that to be indexed.
     HighLaneFull = 3,

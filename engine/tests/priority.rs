@@ -4,7 +4,7 @@
 //! queue with high-priority work once normal and low were shed: admitted high-priority
 //! observations waited behind ~900 others (INDEXED p99 39 ms unloaded → 715 ms). Now a
 //! high-priority batch is refused (`high_lane_full`) while the lane holds more than
-//! `high_lane_max_wait_ms` of work at the measured drain rate.
+//! `high_lane_max_wait_ms` of work at the measured drain rate (from Warning up).
 
 use engram_engine::{Batch, Engine, EngineConfig, EngineError, Observation, Priority, RejectReason, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
@@ -71,12 +71,15 @@ fn under_overload_the_high_lane_holds_no_more_than_its_wait_target() {
         })
         .collect();
 
-    // Sample the high lane whenever the engine is overloaded (Critical or worse).
+    // Sample the high lane whenever the engine is under pressure (Warning or worse).
     let started = Instant::now();
     let (mut samples, mut worst_excess, mut worst) = (0u32, f64::MIN, (0usize, 0.0f64));
     while started.elapsed() < Duration::from_secs(6) {
         let s = e.status();
-        if s.level >= engram_engine::BackpressureLevel::Critical && s.drain_rate_per_s > 0.0 {
+        // The bound holds once a drain rate is measured (the monitor's first ticks, 200 ms
+        // apart); the first second is warm-up.
+        let warm = started.elapsed() > Duration::from_secs(1);
+        if warm && s.level >= engram_engine::BackpressureLevel::Warning && s.drain_rate_per_s > 0.0 {
             let room = s.drain_rate_per_s * target_ms / 1000.0;
             // Concurrent admissions may each pass the check once: allow one batch per client.
             let excess = s.lane_depth[0] as f64 - (room + (CLIENTS * BATCH) as f64);
