@@ -43,7 +43,7 @@ fn round(queue: &LaneQueue<Item>, worker: &WorkerQueue<Item>) -> usize {
         assert!(queue.capacity().try_reserve(BATCH, BATCH * ITEM_BYTES), "capacity sized for the run");
         let at = Instant::now();
         queue.push(lane, (0..BATCH).map(|_| Item { lane, at }).collect());
-        while let Some((item, _)) = worker.next(queue, || [0, 1, 2], BATCH, true) {
+        while let Some((item, _)) = worker.next(queue, || [0, 1, 2], [BATCH; 3], true) {
             black_box(item.lane);
             queue.finished();
             taken += 1;
@@ -88,7 +88,7 @@ fn queue(c: &mut Criterion) {
             let rest: usize = workers
                 .iter()
                 .map(|w| {
-                    std::iter::from_fn(|| w.next(&queue, || [0, 1, 2], BATCH, true))
+                    std::iter::from_fn(|| w.next(&queue, || [0, 1, 2], [BATCH; 3], true))
                         .inspect(|_| queue.finished())
                         .count()
                 })

@@ -2,7 +2,8 @@
 # Overload with priorities, as in the safety issue's probe: a server with a queue of 1,000 and
 # one worker; four `load` clients stream MiniLM-384 as fast as they are let (priority mix
 # 1:2:1, each into its own space), and a high-priority probe stream (`--priority-mix 1:0:0`,
-# 100 obs/s in batches of 10) runs once alone (unloaded) and once under that overload.
+# 3,000 observations at 100 obs/s in batches of 100, one in flight) runs once alone (unloaded)
+# and once under that overload.
 #
 # Writes OUT/probe-unloaded.json, OUT/probe-overloaded.json and OUT/client-{1..4}.json (the
 # `load` reports: the probe's index_latency_seconds is the high-priority INDEXED latency, the
@@ -25,8 +26,8 @@ trap 'kill -TERM $server 2>/dev/null || true; rm -f "$conf"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
 
 probe() { # probe NAME
-  "$bin" load --dataset "$data" --server "http://$grpc" --protocol grpc --space probe --limit 1000 \
-    --batch 10 --concurrency 1 --rate 100 --priority-mix 1:0:0 --queries 10 --report "$out/$1.json" \
+  "$bin" load --dataset "$data" --server "http://$grpc" --protocol grpc --space probe --limit 3000 \
+    --batch 100 --concurrency 1 --rate 100 --priority-mix 1:0:0 --queries 10 --report "$out/$1.json" \
     >"$out/$1.log" 2>&1
 }
 

@@ -3,7 +3,9 @@
 //! Each worker owns a FIFO local deque. To fill a batch it pops its local deque, then refills
 //! it from a priority lane (strict priority, except that the normal and low lanes are
 //! guaranteed their configured minimum share of refills while backlogged), then steals from the
-//! other workers' local deques. Any worker can insert into any space (the index is internally
+//! other workers' local deques. Only a high-lane refill prefetches a surplus (one more batch, for
+//! idle workers to steal); a lower-lane refill takes what the batch needs, so nothing of lower
+//! priority waits in a local deque ahead of high-priority work that arrives meanwhile. Any worker can insert into any space (the index is internally
 //! synchronised), so one hot space can use every worker.
 //!
 //! Batch size adapts: it grows with queue depth (depth ÷ workers) and is capped so one batch's
@@ -132,9 +134,14 @@ impl WorkerLoop {
         let share = self.shared.config.lane_min_share;
         let events = &self.shared.worker_events[self.id];
         while self.batch.len() < target {
-            // Prefetch one batch beyond this one into the local deque: the surplus is what idle
-            // workers steal, so a burst spreads over every worker. Steal only for an empty batch.
-            let prefetch = target - self.batch.len() + target;
+            // From the high lane, prefetch one batch beyond this one into the local deque: the
+            // surplus is what idle workers steal, so a burst spreads over every worker. From the
+            // lower lanes take only what this batch needs: a surplus of them in the local deque
+            // would be served before high-priority work that arrives meanwhile (seen: admitted
+            // high-priority batches waiting behind a prefetched normal batch under overload).
+            // Steal only for an empty batch.
+            let need = target - self.batch.len();
+            let prefetch = [need + target, need.saturating_sub(1), need.saturating_sub(1)];
             let credits = &mut self.credits;
             let next = self.queue.next(
                 &self.shared.queue,

@@ -194,8 +194,8 @@ impl<T: Send + Queued, D: Deques> WorkerQueue<T, D> {
     }
 
     /// Takes the next item: from the local deque; else from the first non-empty lane of
-    /// `order`, moving up to `prefetch` more into the local deque (the surplus idle workers
-    /// steal); else, if `may_steal`, from another worker's local deque. The returned item has
+    /// `order`, moving up to `prefetch[lane]` more into the local deque (the surplus idle
+    /// workers steal); else, if `may_steal`, from another worker's local deque. The returned item has
     /// left `queue`'s capacity and is in flight until [`LaneQueue::finished`].
     ///
     /// `order` is called only when the local deque is empty (a lane refill), so lane-share
@@ -204,13 +204,13 @@ impl<T: Send + Queued, D: Deques> WorkerQueue<T, D> {
         &self,
         queue: &LaneQueue<T, D>,
         order: impl FnOnce() -> [usize; 3],
-        prefetch: usize,
+        prefetch: [usize; 3],
         may_steal: bool,
     ) -> Option<(T, Source)> {
         let found = if let Some(item) = D::pop(&self.local) {
             Some((item, Source::Local))
         } else if let Some(item) =
-            order().into_iter().find_map(|lane| D::steal_into(&queue.lanes[lane], &self.local, prefetch))
+            order().into_iter().find_map(|lane| D::steal_into(&queue.lanes[lane], &self.local, prefetch[lane]))
         {
             Some((item, Source::Lane))
         } else if may_steal {

@@ -186,4 +186,3 @@ fn fresh_spaces_lose_no_first_point(kind: IndexKind, spaces: usize) {
     }
     assert!(missing.is_empty(), "{kind:?}: acked ids never recalled: {missing:?}");
 }
-

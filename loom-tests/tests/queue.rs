@@ -148,7 +148,7 @@ fn every_item_is_taken_once_and_accounting_stays_in_bounds() {
             let q = q.clone();
             thread::spawn(move || {
                 let mut got = Vec::new();
-                if let Some((item, _)) = w0.next(&q, || [0, 1, 2], 2, false) {
+                if let Some((item, _)) = w0.next(&q, || [0, 1, 2], [2; 3], false) {
                     depth_never_negative(&q);
                     q.finished();
                     got.push(item.id);
@@ -158,7 +158,7 @@ fn every_item_is_taken_once_and_accounting_stays_in_bounds() {
         };
         // The main thread is the second worker: it steals from the first when the lanes are empty.
         let mut got = Vec::new();
-        if let Some((item, source)) = w1.next(&q, || [2, 0, 1], 1, true) {
+        if let Some((item, source)) = w1.next(&q, || [2, 0, 1], [1; 3], true) {
             assert!(matches!(source, Source::Lane | Source::Stolen(_)));
             depth_never_negative(&q);
             q.finished();
@@ -168,7 +168,9 @@ fn every_item_is_taken_once_and_accounting_stays_in_bounds() {
         let (got0, w0) = worker.join().unwrap();
         got.extend(got0);
         // Drain what is left, as the pool does before stopping.
-        while let Some((item, _)) = w0.next(&q, || [0, 1, 2], 2, true).or_else(|| w1.next(&q, || [0, 1, 2], 2, true)) {
+        while let Some((item, _)) =
+            w0.next(&q, || [0, 1, 2], [2; 3], true).or_else(|| w1.next(&q, || [0, 1, 2], [2; 3], true))
+        {
             q.finished();
             got.push(item.id);
         }
@@ -201,7 +203,7 @@ fn drain_check_never_sees_an_empty_queue_while_work_is_pending() {
             let (q, done) = (q.clone(), done.clone());
             thread::spawn(move || {
                 loop {
-                    if let Some((item, _)) = w.next(&q, || [0, 1, 2], 1, false) {
+                    if let Some((item, _)) = w.next(&q, || [0, 1, 2], [1; 3], false) {
                         assert_eq!(item.id, 7);
                         done.store(true, Ordering::SeqCst);
                         q.finished();
@@ -248,7 +250,7 @@ fn backpressure_follows_the_utilization_band_with_hysteresis() {
             })
         };
         let mut seen = Vec::new();
-        if let Some((_, _)) = w.next(&q, || [0, 1, 2], 1, false) {
+        if let Some((_, _)) = w.next(&q, || [0, 1, 2], [1; 3], false) {
             q.finished();
             seen.extend(level.update(&T, q.capacity().utilization()));
         }

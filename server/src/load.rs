@@ -458,15 +458,23 @@ impl Progress {
     }
 }
 
+/// Backoff jitter: a pause is the retry-after times a factor drawn from [1, 1 + JITTER).
+const JITTER: f64 = 0.25;
+/// Refusals in a row (no acceptance between) after which the pause is doubled: the server's
+/// retry-after was too short for this client's traffic.
+const REFUSALS_BEFORE_GROWTH: u32 = 4;
+
 /// Paces sends to `rate` observations per second, and holds every send back while the server
 /// asked the client to back off.
 ///
 /// Backoff is global: a REJECTED batch's retry-after pauses *all* sends of this client (new
 /// batches and retries), not just the refused batch, since the server is telling the client
 /// its queue is full, not that one batch was bad. The pause is the retry-after stretched by a
-/// random factor in [1, 1.5) (jitter, so clients that were refused together do not return
-/// together), doubled for each further rejection without an acceptance in between (up to 8×)
-/// and reset by the next acceptance. Without this, a client with 16 batches in flight refilled
+/// random factor in [1, 1.25) (jitter, so clients that were refused together do not return
+/// together), doubled once [`REFUSALS_BEFORE_GROWTH`] refusals came in a row without an
+/// acceptance (the server's estimate was too short for this client), and back to 1× at the
+/// next acceptance. A steeper growth (doubling per refusal, up to 8×) overshot: four clients
+/// left one worker idle and took 150 s for what they sent in 51 s storming. Without this, a client with 16 batches in flight refilled
 /// each refused slot at once: 323 sends per accepted observation against a refusing server
 /// (docs/benchmarks.md).
 struct Pacer {
@@ -500,9 +508,9 @@ impl Pacer {
 
     /// The server refused a batch and asked to wait `retry_after`: pause every send.
     fn back_off(&mut self, retry_after: Duration) {
-        let growth = f64::from(1u32 << self.strikes.min(3));
+        let growth = if self.strikes >= REFUSALS_BEFORE_GROWTH { 2.0 } else { 1.0 };
         self.strikes = self.strikes.saturating_add(1);
-        let wait = retry_after.mul_f64(growth * (1.0 + 0.5 * self.jitter.next_unit()));
+        let wait = retry_after.mul_f64(growth * (1.0 + JITTER * self.jitter.next_unit()));
         self.paused_until = self.paused_until.max(tokio::time::Instant::now() + wait);
     }
 
@@ -956,6 +964,33 @@ mod http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_pauses_every_send_for_the_retry_after_with_jitter() {
+        let mut pacer = Pacer::new(None);
+        assert!(pacer.ready(), "an unpaced client sends at once");
+        pacer.back_off(Duration::from_millis(400));
+        // Every send waits, not just the refused batch's.
+        assert!(pacer.holding());
+        tokio::time::advance(Duration::from_millis(399)).await;
+        assert!(pacer.holding(), "no send before the retry-after");
+        tokio::time::advance(Duration::from_millis(101)).await;
+        assert!(pacer.ready(), "jitter stretches the pause by less than a quarter");
+        // Refusals in a row double the pause once the server's estimate keeps falling short.
+        for _ in 0..REFUSALS_BEFORE_GROWTH {
+            pacer.back_off(Duration::from_millis(100));
+        }
+        tokio::time::advance(Duration::from_millis(125)).await;
+        pacer.back_off(Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(199)).await;
+        assert!(pacer.holding(), "the fifth refusal in a row waits twice the retry-after");
+        pacer.accepted();
+        tokio::time::advance(Duration::from_millis(51)).await;
+        pacer.back_off(Duration::from_millis(100));
+        tokio::time::advance(Duration::from_millis(125)).await;
+        assert!(pacer.ready(), "an acceptance resets the growth");
+    }
+
 
     #[test]
     fn quantiles_nearest_rank() {

@@ -492,6 +492,7 @@ async fn load_retries_rejected_batches_after_retry_after_and_loses_nothing() {
         client_rejected += rejected;
         assert_eq!(r["sent"].as_u64().unwrap(), r["accepted"].as_u64().unwrap() + rejected, "{r}");
         assert_eq!((r["lost"].as_u64(), r["indexed"].as_u64()), (Some(0), Some(1000)), "{r}");
+        assert!(r["sent_per_accepted"].as_f64().unwrap() >= 1.0, "{r}");
         std::fs::remove_file(&path).ok();
     }
     let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();

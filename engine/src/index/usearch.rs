@@ -26,7 +26,9 @@
 //! for every space.
 //!
 //! While inserts run, USearch 2.26 occasionally answers a search with fewer than `min(k, len)`
-//! hits; such a short answer is retried and, if still short, answered by exact search.
+//! hits; such a short answer is retried and, if still short, answered by exact search under
+//! the write lock (exact search scans every slot up to the node count, so it must not run
+//! beside an add).
 //!
 //! **No USearch routine that walks the graph runs while adds may run.** `memory_usage()` and
 //! `stats()` walk the node table, and an add bumps the node count before it stores the node, so
@@ -272,18 +274,24 @@ impl VectorIndex for UsearchIndex {
         // one query in 500 during concurrent adds in `recall_is_correct_while_inserts_run`). A
         // short answer is retried, and answered exactly (brute force) if it stays short.
         let complete = k.min(self.len());
-        let search = |exact: bool| {
-            let found = if exact { index.exact_search(query, k) } else { index.search(query, k) };
-            // Same reasoning as in insert: only allocation failure is left.
-            found.unwrap_or_else(|e| panic!("usearch search failed: {e}"))
-        };
-        let mut found = search(false);
-        for attempt in 1..=3 {
+        // Same reasoning as in insert: only allocation failure is left.
+        fn failed<T>(e: impl std::fmt::Display) -> T {
+            panic!("usearch search failed: {e}")
+        }
+        let mut found = index.search(query, k).unwrap_or_else(failed);
+        for attempt in 1..=2 {
             if found.keys.len() >= complete {
                 break;
             }
             tracing::debug!(got = found.keys.len(), complete, attempt, "usearch returned a short answer");
-            found = search(attempt == 3);
+            found = index.search(query, k).unwrap_or_else(failed);
+        }
+        if found.keys.len() < complete {
+            // Exact search scans every slot up to the node count, which an add bumps before it
+            // stores the node: it runs only under the write lock, with no add in progress.
+            drop(index);
+            let exclusive = self.index.write();
+            found = exclusive.exact_search(query, k).unwrap_or_else(failed);
         }
         found.keys.iter().zip(&found.distances).map(|(&id, &d)| Neighbor { id, score: self.to_score(d) }).collect()
     }
