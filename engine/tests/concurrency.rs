@@ -93,7 +93,7 @@ fn readers_while_ingesting(kind: IndexKind) {
             let mut q = 0usize;
             while !stop.load(Ordering::Relaxed) {
                 let info = e.describe_space("hot").unwrap();
-                assert!(info.memory_bytes > 0);
+                assert!(info.memory_bytes > 0 || info.vectors == 0, "{kind:?}: {info:?}");
                 assert!(!e.list_spaces().is_empty());
                 let _ = e.status();
                 let vectors = info.vectors;
@@ -148,8 +148,11 @@ fn every_acked_id_of_many_fresh_spaces_is_reachable() {
     // Without the seed lock, hnsw_rs lost a space's first point in about one space of 900 here
     // (1 run in 15 of 60 spaces each): 1,200 spaces catch it in most runs. usearch serialises
     // its first insert itself; 200 spaces check that.
-    fresh_spaces_lose_no_first_point(IndexKind::HnswRs, 1200);
-    fresh_spaces_lose_no_first_point(IndexKind::Usearch, 200);
+    // `ENGRAM_FRESH_SPACES_SCALE` scales both down (the AddressSanitizer run looks for memory errors,
+    // not for the race's odds).
+    let scale: f64 = std::env::var("ENGRAM_FRESH_SPACES_SCALE").ok().and_then(|s| s.parse().ok()).unwrap_or(1.0);
+    fresh_spaces_lose_no_first_point(IndexKind::HnswRs, (1200.0 * scale) as usize);
+    fresh_spaces_lose_no_first_point(IndexKind::Usearch, (200.0 * scale).max(1.0) as usize);
 }
 
 fn fresh_spaces_lose_no_first_point(kind: IndexKind, spaces: usize) {

@@ -991,7 +991,6 @@ mod tests {
         assert!(pacer.ready(), "an acceptance resets the growth");
     }
 
-
     #[test]
     fn quantiles_nearest_rank() {
         let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
