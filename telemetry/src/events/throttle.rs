@@ -33,7 +33,8 @@ impl LogThrottle {
     }
 
     /// `Some(held back since the last line)` when a line may be written now, else `None` (and
-    /// the line is counted as held back).
+    /// the line is counted as held back). Every held-back line is reported exactly once: by
+    /// this interval's line if it raced the winner, else by the next one.
     pub fn admit(&self) -> Option<u64> {
         self.admit_at(self.origin.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64)
     }
