@@ -7,6 +7,9 @@
 //! `memory_bytes` (USearch's `memory_usage()`, reserved arenas included) read 17.3 MB for 10
 //! vectors: the sum over 1,000 spaces overstated the process's growth about 6×.
 
+mod common;
+
+use common::vector;
 use engram_engine::{Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::time::Duration;
@@ -16,18 +19,6 @@ fn rss_bytes() -> f64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("/proc/self/statm");
     let pages: f64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).expect("resident pages");
     pages * 4096.0
-}
-
-fn vector(dim: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..dim)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
 }
 
 /// Creates `spaces` spaces of `kind` (dim 384) with `per_space` vectors each; returns the RSS

@@ -6,6 +6,9 @@
 //! high-priority batch is refused (`high_lane_full`) while the lane holds more than
 //! `high_lane_max_wait_ms` of work at the measured drain rate (from Warning up).
 
+mod common;
+
+use common::vector;
 use engram_engine::{Batch, Engine, EngineConfig, EngineError, Observation, Priority, RejectReason, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::sync::Arc;
@@ -15,18 +18,6 @@ use std::time::{Duration, Instant};
 const DIM: usize = 384;
 const BATCH: u64 = 50;
 const CLIENTS: u64 = 4;
-
-fn vector(seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..DIM)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-        })
-        .collect()
-}
 
 #[test]
 fn under_overload_the_high_lane_holds_no_more_than_its_wait_target() {
@@ -48,7 +39,7 @@ fn under_overload_the_high_lane_holds_no_more_than_its_wait_target() {
                         _ => Priority::Normal,
                     };
                     let observations = (next..next + BATCH)
-                        .map(|id| Observation { id, embedding: vector(id), content: None })
+                        .map(|id| Observation { id, embedding: vector(DIM, id), content: None })
                         .collect();
                     match e.submit("p", Batch { priority, observations }, false) {
                         Ok(_) => {

@@ -330,13 +330,7 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
     let path = tonic::codegen::http::uri::PathAndQuery::from_static("/engram.v1.Engram/StreamObservations");
     let request = tonic::Request::new(tokio_stream::iter(vec![vec![0x0a, 0x05, b'a']]));
     let mut replies = raw.streaming(request, path, RawCodec).await.unwrap().into_inner();
-    let e = loop {
-        match replies.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream should end with an error"),
-            Err(e) => break e,
-        }
-    };
+    let e = stream_error(&mut replies).await;
     assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
     // Both are counted once as malformed: the unary one by the layer around the server (the
     // codec refused it before any handler ran), the stream one by the stream handler.

@@ -211,13 +211,7 @@ async fn a_live_idle_grpc_stream_is_kept_and_ends_unavailable_as_soon_as_the_ser
     assert!(report.drained);
     // Before, the server waited out a 10 s grace period for the idle stream to close.
     assert!(took < Duration::from_secs(5), "shutdown with an idle stream open took {took:?}");
-    let end = loop {
-        match replies.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream should end with UNAVAILABLE"),
-            Err(e) => break e,
-        }
-    };
+    let end = stream_error(&mut replies).await;
     assert_eq!(end.code(), tonic::Code::Unavailable, "{end:?}");
     drop(tx);
 }
@@ -250,13 +244,7 @@ async fn oversized_grpc_messages_are_resource_exhausted_and_reflection_speaks_v1
             .collect(),
     };
     let mut replies = client.stream_observations(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
-    let e = loop {
-        match replies.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the stream should end with RESOURCE_EXHAUSTED"),
-            Err(e) => break e,
-        }
-    };
+    let e = stream_error(&mut replies).await;
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");
     let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
     let counted = "engram_api_requests_rejected_total{protocol=\"grpc\",reason=\"payload_too_large\"}";

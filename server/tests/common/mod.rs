@@ -90,3 +90,15 @@ pub async fn post_json(http: &reqwest::Client, url: String, body: Value) -> Valu
 pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
+
+/// Reads `replies` until the stream ends with an error status and returns it; panics if the
+/// stream ends cleanly instead.
+pub async fn stream_error<T>(replies: &mut tonic::Streaming<T>) -> tonic::Status {
+    loop {
+        match replies.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream should end with an error status"),
+            Err(e) => return e,
+        }
+    }
+}

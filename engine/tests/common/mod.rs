@@ -1,0 +1,15 @@
+//! Helpers shared by the engine's integration tests.
+#![allow(dead_code)]
+
+/// A deterministic pseudo-random vector of `dim` values in [-0.5, 0.5) (xorshift64 from `seed`).
+pub fn vector(dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..dim)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        })
+        .collect()
+}
