@@ -297,9 +297,4 @@ impl ConnectionEvents {
     pub fn timed_out(&self) {
         self.timed_out.inc();
     }
-
-    /// Connections open now.
-    pub fn open(&self) -> f64 {
-        self.open.get()
-    }
 }
