@@ -8,6 +8,7 @@
 
 use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main, measurement};
 use engram_benches::{Data, build, exact_top_k, index_params, read_data, recall};
+use engram_engine::AckLevel;
 use engram_engine::admission::Capacity;
 use engram_engine::index::{self, IndexKind};
 use engram_engine::{Batch, Engine, EngineConfig, Observation, Priority, SpaceParams};
@@ -55,7 +56,7 @@ fn submit_all(e: &Engine, batches: Vec<(String, Vec<Observation>)>) {
     let waiters: Vec<_> = batches
         .into_iter()
         .map(|(space, observations)| {
-            e.submit(&space, Batch { priority: Priority::Normal, observations }, true)
+            e.submit(&space, Batch { priority: Priority::Normal, observations }, AckLevel::Indexed)
                 .expect("admitted: the queue is sized for the run")
                 .indexed
                 .expect("a waiter was asked for")

@@ -11,6 +11,7 @@
 //! the index's work, the same from run to run and from build to build.
 
 use engram_benches::data_dir;
+use engram_engine::AckLevel;
 use engram_engine::dataset;
 use engram_engine::{Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
@@ -45,7 +46,8 @@ fn main() {
                     content: text.as_ref().map(|t| t[i].clone()),
                 })
                 .collect();
-            let admission = engine.submit("fixed", Batch { priority: Priority::Normal, observations }, true);
+            let admission =
+                engine.submit("fixed", Batch { priority: Priority::Normal, observations }, AckLevel::Indexed);
             admission.expect("admitted").indexed.expect("indexed waiter")
         })
         .collect();

@@ -9,7 +9,7 @@
 //! (docs/benchmarks.md, "Many small spaces"). Uses only the engine API that predates the
 //! change it measures, so the same file builds against the previous commit for a before/after.
 
-use engram_engine::{Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
+use engram_engine::{AckLevel, Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::time::Duration;
 
@@ -46,7 +46,7 @@ fn main() {
                 Observation { id, embedding, content: None }
             })
             .collect();
-        let a = e.submit(&name, Batch { priority: Priority::Normal, observations }, true).expect("submit");
+        let a = e.submit(&name, Batch { priority: Priority::Normal, observations }, AckLevel::Indexed).expect("submit");
         a.indexed.expect("waiter").wait_blocking();
     }
     let after = rss_bytes();

@@ -158,12 +158,6 @@ impl LevelCell {
             }
         }
     }
-
-    /// Sets the level to `to`, returning the previous level when it changed.
-    pub fn set(&self, to: u8) -> Option<(u8, u8)> {
-        let from = self.level.swap(to, Ordering::AcqRel);
-        (from != to).then_some((from, to))
-    }
 }
 
 #[cfg(all(test, not(engram_loom)))]

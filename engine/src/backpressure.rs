@@ -4,7 +4,8 @@
 //! the space's own level (its pending observations against its share of the queue: all of it
 //! for a lone space, `max_space_share` of it once two or more exist). A hot space therefore
 //! reaches Critical on its own share first and is shed before it can push every other space
-//! into Overloaded. Each level moves with hysteresis ([`crate::admission::Thresholds`]).
+//! into Overloaded. Each level moves with hysteresis (`admission::Thresholds`). The levels are
+//! decided, per space, by the update path's admission stage (`update::admit`).
 //!
 //! | level | admits |
 //! |---|---|
@@ -13,10 +14,8 @@
 //! | Critical | high and normal; low is rejected |
 //! | Overloaded | high only, until the queue's hard cap |
 
-use crate::admission::Thresholds;
-use crate::config::BackpressureConfig;
-use crate::error::RejectReason;
 use crate::observation::Priority;
+use engram_telemetry::labels::Rejected;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -66,9 +65,58 @@ impl BackpressureLevel {
     }
 }
 
-impl From<&BackpressureConfig> for Thresholds {
-    fn from(c: &BackpressureConfig) -> Self {
-        Thresholds { enter: [c.warning, c.critical, c.overloaded], hysteresis: c.hysteresis }
+/// Why a batch was refused admission (a refusal the client may retry after its retry-after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The space is in Critical: low priority is shed.
+    BackpressureCritical,
+    /// The space is in Overloaded: normal and low priority are shed.
+    BackpressureOverloaded,
+    /// Admitting the batch would exceed the queue's hard cap (observations or bytes).
+    QueueFull,
+    /// Under pressure (Warning or worse), the high-priority lane already holds what the
+    /// workers drain in `engine.high_lane_max_wait_ms`: admitting more would make admitted
+    /// high-priority observations wait longer than that to be indexed.
+    HighLaneFull,
+}
+
+impl RejectReason {
+    /// The reason's `reason` label, the one place a reason maps to it.
+    pub fn label(self) -> Rejected {
+        match self {
+            Self::BackpressureCritical => Rejected::BackpressureCritical,
+            Self::BackpressureOverloaded => Rejected::BackpressureOverloaded,
+            Self::QueueFull => Rejected::QueueFull,
+            Self::HighLaneFull => Rejected::HighLaneFull,
+        }
+    }
+
+    /// The reason as exported in metrics and API responses.
+    pub fn as_str(self) -> &'static str {
+        self.label().as_str()
+    }
+}
+
+/// A refused batch: nothing in it was accepted; retry the whole batch after `retry_after`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    /// Why it was refused.
+    pub reason: RejectReason,
+    /// When to retry, estimated from the measured queue drain rate.
+    pub retry_after: Duration,
+    /// The space's backpressure level at the time.
+    pub level: BackpressureLevel,
+}
+
+/// Retry-after told to clients refused because the engine is shutting down (another instance,
+/// or this one restarted, may take the batch by then).
+pub const SHUTDOWN_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl BackpressureLevel {
+    /// The retry-after pushed with a level change to stream clients: 1 s at Overloaded (normal
+    /// and low priority are refused there), none below.
+    pub fn retry_hint(self) -> Option<Duration> {
+        (self >= Self::Overloaded).then_some(Duration::from_secs(1))
     }
 }
 

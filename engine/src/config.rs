@@ -3,6 +3,7 @@
 //! Every field has a documented default; the server reads this as the `[engine]` table of its
 //! TOML config, with `ENGRAM_ENGINE__<FIELD>` environment overrides.
 
+use crate::admission::Thresholds;
 use crate::error::EngineError;
 use serde::{Deserialize, Serialize};
 
@@ -187,6 +188,12 @@ fn physical_memory_bytes() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+impl From<&BackpressureConfig> for Thresholds {
+    fn from(c: &BackpressureConfig) -> Self {
+        Thresholds { enter: [c.warning, c.critical, c.overloaded], hysteresis: c.hysteresis }
+    }
 }
 
 #[cfg(test)]

@@ -1,28 +1,42 @@
 //! The Engram Stream ingest engine: memory spaces of HNSW indexes fed by a bounded, prioritised
 //! observation queue and a work-stealing worker pool, guarded by a backpressure state machine.
 //!
-//! Follow one observation from admission to the index:
+//! Follow one observation from admission to the index (docs/architecture.md walks it hop by
+//! hop):
 //!
 //! 1. [`observation`]: what a client sends: [`Observation`]s in a [`Batch`] with a [`Priority`].
-//! 2. [`engine`]: [`Engine::submit`] finds the space, validates the whole batch (errors name
-//!    the field), acknowledges ids already accepted as duplicates, and asks backpressure.
-//! 3. [`backpressure`]: the space's level (worse of global and its own share) decides which
-//!    priorities are admitted, and how long a refused client should wait.
-//! 4. [`admission`]: the lock-free cores: exact queue capacity reservation and levels with
-//!    hysteresis (modelled with loom in `loom-tests/`, through the [`sync`] shim).
-//! 5. [`queue`]: the reserved observations are pushed into their priority lane; the deques
-//!    sit behind [`queue::Deques`] (crossbeam-deque here, a loom stand-in in the models).
-//! 6. `pool`: workers refill from the lanes (strict priority with minimum shares), steal from
-//!    each other, size batches adaptively, and insert into the space's index.
-//! 7. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch` (default)
+//! 2. [`engine`]: [`Engine`], the facade; [`Engine::submit`] hands the batch to the update path.
+//! 3. `update`: the update path's owner (`UpdateHandler`) and its stages, calls one way:
+//!    `update::admit` validates (errors name the field), dedupes, decides the level and
+//!    reserves room, and turns the batch into an [`Operation`]; `update::scheduler` holds the
+//!    queue and wakes the workers; `update::worker` inserts into the index and acks;
+//!    `update::monitor` samples rates and levels; `update::registry` holds the spaces.
+//! 4. [`operation`]: [`Operation`], a change in the form a log records it, and [`AckLevel`].
+//! 5. [`backpressure`]: levels, which priorities each admits, [`RejectReason`] and retry-after.
+//! 6. `admission`: the lock-free cores: exact queue capacity reservation and levels with
+//!    hysteresis (modelled with loom, through the crate-private `sync` shim).
+//! 7. `queue`: three priority lanes and the workers' local deques (crossbeam-deque here, a loom
+//!    stand-in in the models, behind `queue::Deques`).
+//! 8. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch` (default)
 //!    and `hnsw_rs`, chosen per space by [`IndexKind`].
-//! 8. `space`: ids, content and index of a memory space; [`Engine::recall`] searches it.
-//! 9. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
+//! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]).
+//! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
 //!
 //! [`config`] holds every setting with its default; [`error`] every failure; [`dataset`] reads
 //! the TEXMEX benchmark files used by the load generator, tests and benches.
+//!
+//! The feature `internals` makes `admission` and `queue` public for the criterion benches and
+//! the loom models; it is not a stable interface.
 
+#[cfg(any(feature = "internals", engram_loom))]
 pub mod admission;
+#[cfg(not(any(feature = "internals", engram_loom)))]
+mod admission;
+#[cfg(any(feature = "internals", engram_loom))]
+pub mod queue;
+#[cfg(not(any(feature = "internals", engram_loom)))]
+mod queue;
+
 pub mod backpressure;
 pub mod config;
 pub mod dataset;
@@ -30,19 +44,20 @@ pub mod engine;
 pub mod error;
 pub mod index;
 pub mod observation;
-pub mod queue;
-pub mod sync;
+pub mod operation;
 
 mod ack;
-mod job;
-mod pool;
 mod space;
+mod sync;
+mod update;
 
 pub use ack::{IndexedOutcome, IndexedWaiter};
-pub use backpressure::BackpressureLevel;
+pub use backpressure::{BackpressureLevel, RejectReason, Rejection};
 pub use config::EngineConfig;
-pub use engine::{Admission, Engine, EngineStatus, RecallHit, ShutdownReport, queued_bytes};
-pub use error::{EngineError, RejectReason, Rejection};
+pub use engine::{Engine, EngineStatus};
+pub use error::EngineError;
 pub use index::{IndexKind, Metric};
 pub use observation::{Batch, Observation, Priority};
-pub use space::{SpaceInfo, SpaceParams, validate_space_name};
+pub use operation::{AckLevel, Operation};
+pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, validate_space_name};
+pub use update::{Admission, ShutdownReport, queued_bytes};

@@ -1,4 +1,5 @@
-//! Memory spaces: parameters, the index, the id map and stored content.
+//! Memory spaces: parameters, the index, the id map and stored content, and recall (the read
+//! path: [`Space::recall`]).
 
 use crate::admission::LevelCell;
 use crate::backpressure::BackpressureLevel;
@@ -6,11 +7,12 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
 use crate::observation::Batch;
+use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use engram_telemetry::events::SpaceEvents;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::time::Instant;
 
 /// Parameters of a memory space, fixed at creation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,6 +145,21 @@ pub(crate) fn build_index(params: &SpaceParams, threads: usize) -> Result<Box<dy
     .map_err(|e| EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index.as_str())))
 }
 
+/// Hits a recall returns when the request names no `k`.
+pub const DEFAULT_RECALL_K: usize = 10;
+
+/// One recall result.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecallHit {
+    /// Observation id.
+    pub id: u64,
+    /// Similarity (cosine similarity, inner product, or negative L2 distance).
+    pub score: f32,
+    /// The observation's content, if it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
 /// A description of a memory space.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpaceInfo {
@@ -268,9 +285,41 @@ impl Space {
     }
 }
 
+impl Space {
+    /// The `k` observations most similar to `embedding`, best first; see
+    /// [`Engine::recall`](crate::Engine::recall) for the errors.
+    pub(crate) fn recall(
+        &self,
+        mut embedding: Vec<f32>,
+        k: usize,
+        ef_search: Option<usize>,
+    ) -> Result<Vec<RecallHit>, EngineError> {
+        let started = Instant::now();
+        if !(1..=1000).contains(&k) {
+            return Err(EngineError::invalid("k", format!("must be within 1 and 1000, got {k}")));
+        }
+        let ef = ef_search.unwrap_or(self.params.ef_search);
+        if !(1..=4096).contains(&ef) {
+            return Err(EngineError::invalid("ef_search", format!("must be within 1 and 4096, got {ef}")));
+        }
+        if let Some(reason) = embedding_problem(&embedding, self.params.dim) {
+            return Err(EngineError::invalid("embedding", reason));
+        }
+        self.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
+        let hits = self
+            .index
+            .search(&embedding, k, ef.max(k))
+            .into_iter()
+            .map(|n| RecallHit { id: n.id, score: n.score, content: self.content.get(&n.id).map(|c| c.to_string()) })
+            .collect();
+        self.events.recalled(started.elapsed());
+        Ok(hits)
+    }
+}
+
 /// What is wrong with an embedding's length or values, if anything. The caller names the field,
 /// so a valid embedding costs no allocation.
-pub(crate) fn embedding_problem(v: &[f32], dim: usize) -> Option<String> {
+fn embedding_problem(v: &[f32], dim: usize) -> Option<String> {
     if v.len() != dim {
         return Some(format!("expected {dim} values, got {}", v.len()));
     }

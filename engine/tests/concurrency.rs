@@ -9,6 +9,7 @@
 //!   fresh spaces; every acked id must come back from an exhaustive search. Before the fix,
 //!   hnsw_rs lost the first point of a space when a second insert raced it into the empty graph.
 
+use engram_engine::AckLevel;
 use engram_engine::dataset;
 use engram_engine::{Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
@@ -27,7 +28,7 @@ fn engine(workers: usize) -> Arc<Engine> {
 /// Submits `batch`, waiting out backpressure; returns the INDEXED waiter.
 fn submit_until_accepted(e: &Engine, space: &str, batch: Batch) -> engram_engine::IndexedWaiter {
     loop {
-        match e.submit(space, batch.clone(), true) {
+        match e.submit(space, batch.clone(), AckLevel::Indexed) {
             Ok(a) => return a.indexed.expect("asked for an INDEXED waiter"),
             Err(EngineError::Rejected(r)) => std::thread::sleep(r.retry_after.min(Duration::from_millis(50))),
             Err(other) => panic!("submit failed: {other}"),
@@ -115,7 +116,7 @@ fn readers_while_ingesting(kind: IndexKind) {
                 let observations = (0..20)
                     .map(|i| Observation { id: i, embedding: base.row(i as usize + 500).to_vec(), content: None })
                     .collect();
-                let _ = e.submit(&name, Batch { priority: Priority::High, observations }, false);
+                let _ = e.submit(&name, Batch { priority: Priority::High, observations }, AckLevel::Accepted);
                 let _ = e.describe_space(&name).unwrap();
                 let _ = e.recall(&name, base.row(3).to_vec(), 5, None).unwrap();
                 e.drop_space(&name).unwrap();

@@ -1,6 +1,7 @@
 //! Engine behaviour end to end, in process: real embeddings in, recall out; overload; fairness
 //! between spaces; drain on shutdown; bad input; dropped spaces.
 
+use engram_engine::AckLevel;
 use engram_engine::dataset;
 use engram_engine::{
     BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RejectReason,
@@ -68,7 +69,7 @@ fn real_embeddings_round_trip(kind: IndexKind) {
         let observations = (start..start + 250)
             .map(|i| Observation { id: i as u64, embedding: base.row(i).to_vec(), content: Some(text[i].clone()) })
             .collect();
-        let a = e.submit("docs", Batch { priority: Priority::Normal, observations }, true).unwrap();
+        let a = e.submit("docs", Batch { priority: Priority::Normal, observations }, AckLevel::Indexed).unwrap();
         assert_eq!((a.accepted, a.duplicates), (250, 0));
         waiters.push(a.indexed.unwrap());
     }
@@ -96,7 +97,7 @@ fn real_embeddings_round_trip(kind: IndexKind) {
 
     // Re-sending accepted ids is acknowledged, not inserted twice.
     let again = (0..10).map(|i| obs(i, base.row(i as usize).to_vec())).collect();
-    let a = e.submit("docs", Batch { priority: Priority::High, observations: again }, true).unwrap();
+    let a = e.submit("docs", Batch { priority: Priority::High, observations: again }, AckLevel::Indexed).unwrap();
     assert_eq!((a.accepted, a.duplicates), (0, 10));
     assert_eq!(e.describe_space("docs").unwrap().vectors, n);
     let text = e.telemetry().render();
@@ -120,7 +121,7 @@ fn overload_sheds_low_then_normal_admits_high_to_the_cap_and_accounts_every_obse
         let b = batch(p, next..next + n, dim);
         next += n;
         sent += n as usize;
-        match e.submit("s", b, false) {
+        match e.submit("s", b, AckLevel::Accepted) {
             Ok(a) => {
                 accepted += a.accepted + a.duplicates;
                 Ok(a.level)
@@ -204,7 +205,7 @@ fn a_hot_space_is_shed_on_its_own_share_before_it_starves_another() {
     let mut id = 0;
     let mut hot_rejected = None;
     for _ in 0..20 {
-        match e.submit("hot", batch(Priority::Normal, id..id + 5, dim), false) {
+        match e.submit("hot", batch(Priority::Normal, id..id + 5, dim), AckLevel::Accepted) {
             Ok(_) => id += 5,
             Err(EngineError::Rejected(r)) => {
                 hot_rejected = Some(r);
@@ -218,10 +219,10 @@ fn a_hot_space_is_shed_on_its_own_share_before_it_starves_another() {
     assert!(id <= 50, "the hot space holds at most its 50% share of normal traffic, held {id}");
     // The global level stays below Critical, so the quiet space's normal and low traffic flow.
     assert!(e.status().level <= BackpressureLevel::Warning);
-    e.submit("quiet", batch(Priority::Low, 1000..1005, dim), false).unwrap();
-    e.submit("quiet", batch(Priority::Normal, 1005..1010, dim), false).unwrap();
+    e.submit("quiet", batch(Priority::Low, 1000..1005, dim), AckLevel::Accepted).unwrap();
+    e.submit("quiet", batch(Priority::Normal, 1005..1010, dim), AckLevel::Accepted).unwrap();
     // High priority of the hot space is still admitted.
-    e.submit("hot", batch(Priority::High, 2000..2005, dim), false).unwrap();
+    e.submit("hot", batch(Priority::High, 2000..2005, dim), AckLevel::Accepted).unwrap();
 }
 
 #[test]
@@ -231,13 +232,16 @@ fn shutdown_stops_intake_and_drains_every_accepted_observation() {
     e.create_space("s", SpaceParams::with_dim(dim)).unwrap();
     e.pause();
     for start in (0..1000).step_by(100) {
-        e.submit("s", batch(Priority::Normal, start..start + 100, dim), false).unwrap();
+        e.submit("s", batch(Priority::Normal, start..start + 100, dim), AckLevel::Accepted).unwrap();
     }
     assert_eq!(e.describe_space("s").unwrap().vectors, 0);
     let report = e.shutdown(None);
     assert_eq!(report, engram_engine::ShutdownReport { drained: true, remaining: 0 });
     assert_eq!(e.describe_space("s").unwrap().vectors, 1000);
-    assert_eq!(e.submit("s", batch(Priority::High, 5000..5001, dim), false).unwrap_err(), EngineError::ShuttingDown);
+    assert_eq!(
+        e.submit("s", batch(Priority::High, 5000..5001, dim), AckLevel::Accepted).unwrap_err(),
+        EngineError::ShuttingDown
+    );
     assert!(e.status().closing);
 }
 
@@ -248,7 +252,7 @@ fn one_hot_space_uses_every_worker() {
     e.create_space("hot", SpaceParams::with_dim(dim)).unwrap();
     e.pause();
     for start in (0..4000).step_by(500) {
-        e.submit("hot", batch(Priority::Normal, start..start + 500, dim), false).unwrap();
+        e.submit("hot", batch(Priority::Normal, start..start + 500, dim), AckLevel::Accepted).unwrap();
     }
     e.resume();
     assert!(e.shutdown(None).drained);
@@ -270,10 +274,10 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
         ..EngineConfig::default()
     });
     e.create_space("s", SpaceParams::with_dim(dim)).unwrap();
-    let a = e.submit("s", batch(Priority::Normal, 0..3, dim), true).unwrap();
+    let a = e.submit("s", batch(Priority::Normal, 0..3, dim), AckLevel::Indexed).unwrap();
     a.indexed.unwrap().wait_blocking();
 
-    let field_of = |b: Batch| match e.submit("s", b, false) {
+    let field_of = |b: Batch| match e.submit("s", b, AckLevel::Accepted) {
         Err(EngineError::InvalidArgument { field, reason }) => format!("{field}: {reason}"),
         other => panic!("expected InvalidArgument, got {other:?}"),
     };
@@ -301,7 +305,7 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
     assert!(field_of(Batch { priority: Priority::Low, observations: vec![] }).starts_with("observations: must hold"));
     assert!(field_of(batch(Priority::Low, 100..151, dim)).starts_with("observations: holds 51"));
     assert_eq!(
-        e.submit("nope", batch(Priority::Normal, 0..1, dim), false).unwrap_err(),
+        e.submit("nope", batch(Priority::Normal, 0..1, dim), AckLevel::Accepted).unwrap_err(),
         EngineError::SpaceNotFound("nope".into())
     );
     assert!(
@@ -321,7 +325,7 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
     assert!(!e.create_space("s", SpaceParams::with_dim(dim)).unwrap().1, "same parameters: idempotent");
 
     // Nothing of the refused batches was accepted: ids 10..15 are still new.
-    let a = e.submit("s", batch(Priority::Normal, 10..15, dim), true).unwrap();
+    let a = e.submit("s", batch(Priority::Normal, 10..15, dim), AckLevel::Indexed).unwrap();
     assert_eq!((a.accepted, a.duplicates), (5, 0));
     a.indexed.unwrap().wait_blocking();
     assert_eq!(e.describe_space("s").unwrap().vectors, 8);
@@ -338,7 +342,7 @@ fn dropping_a_space_fails_its_queued_observations_visibly() {
     let e = engine(EngineConfig { workers: 1, ..EngineConfig::default() });
     e.create_space("gone", SpaceParams::with_dim(dim)).unwrap();
     e.pause();
-    let a = e.submit("gone", batch(Priority::Normal, 0..7, dim), true).unwrap();
+    let a = e.submit("gone", batch(Priority::Normal, 0..7, dim), AckLevel::Indexed).unwrap();
     e.drop_space("gone").unwrap();
     e.resume();
     assert_eq!(a.indexed.unwrap().wait_blocking(), engram_engine::IndexedOutcome { indexed: 0, failed: 7 });
@@ -366,7 +370,7 @@ fn recall_while_inserting(kind: IndexKind) {
     e.create_space("g", SpaceParams { index: kind, ..SpaceParams::with_dim(50) }).unwrap();
     // The first half is indexed before the queries start.
     let first: Vec<Observation> = (0..n / 2).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
-    e.submit("g", Batch { priority: Priority::Normal, observations: first }, true)
+    e.submit("g", Batch { priority: Priority::Normal, observations: first }, AckLevel::Indexed)
         .unwrap()
         .indexed
         .unwrap()
@@ -387,8 +391,11 @@ fn recall_while_inserting(kind: IndexKind) {
         })
     };
     let second: Vec<Observation> = (n / 2..n).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
-    let waiter =
-        e.submit("g", Batch { priority: Priority::Normal, observations: second }, true).unwrap().indexed.unwrap();
+    let waiter = e
+        .submit("g", Batch { priority: Priority::Normal, observations: second }, AckLevel::Indexed)
+        .unwrap()
+        .indexed
+        .unwrap();
     assert_eq!(reader.join().unwrap(), 200);
     waiter.wait_blocking();
     let mut total = 0.0;
@@ -409,7 +416,7 @@ fn memory_space_label_is_bounded() {
     .unwrap();
     for name in ["a", "b", "c", "d"] {
         e.create_space(name, SpaceParams::with_dim(2)).unwrap();
-        e.submit(name, batch(Priority::High, 0..3, 2), true).unwrap().indexed.unwrap().wait_blocking();
+        e.submit(name, batch(Priority::High, 0..3, 2), AckLevel::Indexed).unwrap().indexed.unwrap().wait_blocking();
     }
     let text = e.telemetry().render();
     assert_eq!(sample(&text, "engram_streaming_observations_indexed_total{memory_space=\"a\"}"), Some(3.0));
@@ -428,9 +435,9 @@ fn a_backlogged_low_lane_gets_its_minimum_share_before_high_runs_dry() {
     e.create_space("l", SpaceParams { metric: engram_engine::Metric::L2, ..SpaceParams::with_dim(dim) }).unwrap();
     e.pause();
     for start in (0..2000).step_by(500) {
-        e.submit("h", batch(Priority::High, start..start + 500, dim), false).unwrap();
+        e.submit("h", batch(Priority::High, start..start + 500, dim), AckLevel::Accepted).unwrap();
     }
-    let low = e.submit("l", batch(Priority::Low, 0..8, dim), true).unwrap().indexed.unwrap();
+    let low = e.submit("l", batch(Priority::Low, 0..8, dim), AckLevel::Indexed).unwrap().indexed.unwrap();
     e.resume();
     low.wait_blocking();
     // The low lane's 5 % share of refills came due after about 20 refills (~320 high

@@ -9,7 +9,9 @@
 mod common;
 
 use common::vector;
-use engram_engine::{Batch, Engine, EngineConfig, EngineError, Observation, Priority, RejectReason, SpaceParams};
+use engram_engine::{
+    AckLevel, Batch, Engine, EngineConfig, EngineError, Observation, Priority, RejectReason, SpaceParams,
+};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,7 +43,7 @@ fn under_overload_the_high_lane_holds_no_more_than_its_wait_target() {
                     let observations = (next..next + BATCH)
                         .map(|id| Observation { id, embedding: vector(DIM, id), content: None })
                         .collect();
-                    match e.submit("p", Batch { priority, observations }, false) {
+                    match e.submit("p", Batch { priority, observations }, AckLevel::Accepted) {
                         Ok(_) => {
                             next += BATCH;
                             b += 1;

@@ -17,28 +17,8 @@ use engram_engine::{BackpressureLevel, EngineError};
 use serde::Serialize;
 use std::time::Duration;
 
-/// Why a request was refused: the `reason` of `engram_api_requests_rejected_total` (the
-/// discriminant indexes `REFUSAL_REASONS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    /// The body or message could not be parsed (bad JSON syntax, bad protobuf).
-    Malformed = 0,
-    /// Parsed, but a field is invalid.
-    InvalidArgument = 1,
-    /// The body is over the size limit.
-    PayloadTooLarge = 2,
-    /// The memory space does not exist.
-    UnknownSpace = 3,
-    /// No such route.
-    UnknownRoute = 4,
-    /// Shed by backpressure or a full queue.
-    Overloaded = 5,
-    /// The server is shutting down.
-    ShuttingDown = 6,
-    /// Creating the memory space would exceed `engine.max_spaces`.
-    SpaceLimit = 7,
-}
-const _: () = assert!(engram_telemetry::events::api::REFUSAL_REASONS.len() == 8);
+/// Why a request was refused: the `reason` of `engram_api_requests_rejected_total`.
+pub use engram_telemetry::labels::Refusal;
 
 /// An API error: status, gRPC code and a JSON body naming the field and reason.
 #[derive(Debug, Clone, PartialEq)]
@@ -169,19 +149,25 @@ impl From<EngineError> for ApiError {
                 // A quota, not a rate: RESOURCE_EXHAUSTED (429 in the gRPC ↔ HTTP mapping), with
                 // no Retry-After because waiting does not help; dropping a space does.
                 let mut a = Self::new(StatusCode::TOO_MANY_REQUESTS, tonic::Code::ResourceExhausted, message);
-                a.reason = Some("space_limit");
+                a.reason = Some(Refusal::SpaceLimit.as_str());
                 a.refusal = Some(Refusal::SpaceLimit);
                 a
             }
             EngineError::ShuttingDown => {
                 let mut a = Self::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, message);
-                a.reason = Some("shutting_down");
-                a.retry_after = Some(Duration::from_secs(1));
+                a.reason = Some(Refusal::ShuttingDown.as_str());
+                a.retry_after = Some(engram_engine::backpressure::SHUTDOWN_RETRY_AFTER);
                 a.refusal = Some(Refusal::ShuttingDown);
                 a
             }
         }
     }
+}
+
+/// The ack level a client asks for: [`AckLevel::Indexed`] when it waits for indexing, else
+/// [`AckLevel::Accepted`] (one mapping for both transports).
+pub fn ack_level(want_indexed: bool) -> engram_engine::AckLevel {
+    if want_indexed { engram_engine::AckLevel::Indexed } else { engram_engine::AckLevel::Accepted }
 }
 
 /// gRPC status code name (`INVALID_ARGUMENT`, ...).

@@ -8,25 +8,90 @@
 use parking_lot::Mutex;
 use std::collections::HashSet;
 
-/// `priority` label values, indexed by the engine's `Priority as usize`.
+/// Defines a label as an enum: each variant is one label value, `as_str` gives it, `ALL`
+/// lists the variants in discriminant order and `NAMES` their values, so a call site picks a
+/// value by variant and the strings live in one place.
+macro_rules! label_enum {
+    ($(#[$meta:meta])* $name:ident, $names:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every value, in discriminant order.
+            pub const ALL: [$name; [$($value),+].len()] = [$($name::$variant),+];
+
+            /// The exported label value.
+            pub const fn as_str(self) -> &'static str {
+                $names[self as usize]
+            }
+        }
+
+        #[doc = concat!("The label values of [`", stringify!($name), "`], indexed by its discriminant.")]
+        pub const $names: [&str; [$($value),+].len()] = [$($value),+];
+    };
+}
+
+/// `priority` label values, indexed by the engine's `Priority as usize` (lane order).
 pub const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 
 /// `level` label values of backpressure activations, indexed by `level - 1`
 /// (Normal is never *entered* as a worse state).
 pub const ACTIVATION_LEVELS: [&str; 3] = ["warning", "critical", "overloaded"];
 
-/// `reason` label values of rejected observations, indexed by the engine's `RejectReason`.
-pub const REJECT_REASONS: [&str; 6] = [
-    "backpressure_critical",
-    "backpressure_overloaded",
-    "queue_full",
-    "high_lane_full",
-    "invalid_argument",
-    "shutting_down",
-];
+label_enum! {
+    /// `reason` of `engram_streaming_observations_rejected_total`: why admission refused
+    /// observations. The engine's `RejectReason` (the refusals a client may retry) maps onto the
+    /// first four; the last two are refusals without a retry-after.
+    Rejected, REJECT_REASONS {
+        /// The space is in Critical: low priority is shed.
+        BackpressureCritical = "backpressure_critical",
+        /// The space is in Overloaded: normal and low priority are shed.
+        BackpressureOverloaded = "backpressure_overloaded",
+        /// The queue's hard cap (observations or bytes).
+        QueueFull = "queue_full",
+        /// The high-priority lane holds `engine.high_lane_max_wait_ms` of work.
+        HighLaneFull = "high_lane_full",
+        /// The batch failed validation.
+        InvalidArgument = "invalid_argument",
+        /// The engine is draining for shutdown.
+        ShuttingDown = "shutting_down",
+    }
+}
 
-/// `error_type` label values of batch insertion failures, indexed by the engine's failure kind.
-pub const BATCH_ERROR_TYPES: [&str; 2] = ["space_dropped", "index_panic"];
+label_enum! {
+    /// `error_type` of `engram_streaming_batch_failures_total`: why a worker could not insert.
+    BatchError, BATCH_ERROR_TYPES {
+        /// The observation's space was dropped while it was queued.
+        SpaceDropped = "space_dropped",
+        /// The index panicked on the insert (caught; the observation is failed).
+        IndexPanic = "index_panic",
+    }
+}
+
+label_enum! {
+    /// `reason` of `engram_api_requests_rejected_total`: why the API refused a request.
+    Refusal, REFUSAL_REASONS {
+        /// The body or message could not be parsed (bad JSON syntax, bad protobuf).
+        Malformed = "malformed",
+        /// Parsed, but a field is invalid.
+        InvalidArgument = "invalid_argument",
+        /// The body is over the size limit.
+        PayloadTooLarge = "payload_too_large",
+        /// The memory space does not exist.
+        UnknownSpace = "unknown_space",
+        /// No such route.
+        UnknownRoute = "unknown_route",
+        /// Shed by backpressure or a full queue.
+        Overloaded = "overloaded",
+        /// The server is shutting down.
+        ShuttingDown = "shutting_down",
+        /// Creating the memory space would exceed `engine.max_spaces`.
+        SpaceLimit = "space_limit",
+    }
+}
 
 /// The value exported for a bounded label once its budget of distinct values is spent.
 pub const OVERFLOW: &str = "__other__";
@@ -78,6 +143,19 @@ impl BoundedLabel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_enums_map_each_variant_to_its_own_value() {
+        assert_eq!(Rejected::ALL.len(), REJECT_REASONS.len());
+        for (i, r) in Rejected::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i);
+            assert_eq!(r.as_str(), REJECT_REASONS[i]);
+        }
+        assert_eq!(Rejected::HighLaneFull.as_str(), "high_lane_full");
+        assert_eq!(BatchError::IndexPanic.as_str(), "index_panic");
+        assert_eq!(Refusal::SpaceLimit.as_str(), "space_limit");
+        assert_eq!(Refusal::ALL.len(), 8);
+    }
 
     #[test]
     fn bounded_label_overflows_after_budget_and_remembers_values() {

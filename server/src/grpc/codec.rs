@@ -76,12 +76,12 @@ pub const MALFORMED_MARKER: &str = "x-engram-malformed";
 pub fn fix_unary_status<B>(events: &GrpcEvents, mut response: http::Response<B>) -> http::Response<B> {
     let headers = response.headers_mut();
     if headers.remove(MALFORMED_MARKER).is_some() {
-        events.refused(crate::api_error::Refusal::Malformed as usize);
+        events.refused(crate::api_error::Refusal::Malformed);
     }
     let out_of_range = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
     if out_of_range && headers.get("grpc-message").is_some_and(|m| is_too_large(m.as_bytes())) {
         headers.insert("grpc-status", http::HeaderValue::from_static("8"));
-        events.refused(crate::api_error::Refusal::PayloadTooLarge as usize);
+        events.refused(crate::api_error::Refusal::PayloadTooLarge);
     }
     response
 }

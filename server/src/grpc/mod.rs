@@ -10,7 +10,7 @@ mod convert;
 
 pub(crate) use convert::index_backend;
 
-use crate::api_error::{ApiError, Refusal, code_name};
+use crate::api_error::{ApiError, Refusal, ack_level, code_name};
 use crate::proto::{self, engram_server::Engram};
 use engram_engine::{BackpressureLevel, Engine};
 use engram_telemetry::events::GrpcEvents;
@@ -108,7 +108,7 @@ fn ack_reply(ack: proto::BatchAck) -> proto::StreamReply {
 /// Counts `e` in `engram_api_requests_rejected_total` when it is a refusal.
 fn count_refusal(events: &GrpcEvents, e: &ApiError) {
     if let Some(refusal) = e.refusal {
-        events.refused(refusal as usize);
+        events.refused(refusal);
     }
 }
 
@@ -146,8 +146,9 @@ impl StreamSession {
         let sequence = batch.sequence;
         let space = batch.memory_space.clone();
         let want_indexed = batch.want_indexed;
-        let admitted =
-            convert::batch(batch).and_then(|b| self.engine.submit(&space, b, want_indexed)).map_err(ApiError::from);
+        let admitted = convert::batch(batch)
+            .and_then(|b| self.engine.submit(&space, b, ack_level(want_indexed)))
+            .map_err(ApiError::from);
         let ack = match admitted {
             Ok(a) => {
                 let ack = proto::BatchAck {
@@ -213,7 +214,7 @@ impl StreamSession {
                 memory_space: space,
                 level: convert::level(level),
                 queue_utilization: utilization,
-                retry_after_ms: if level >= BackpressureLevel::Overloaded { 1000 } else { 0 },
+                retry_after_ms: level.retry_hint().map_or(0, |d| d.as_millis() as u64),
             };
             let reply = proto::StreamReply { reply: Some(proto::stream_reply::Reply::Backpressure(status)) };
             if !send(&self.tx, &self.events, reply).await {
@@ -246,9 +247,9 @@ impl StreamSession {
                         let (status, too_large) = codec::stream_decode_error(status);
                         let code = status.code();
                         if too_large {
-                            self.events.refused(Refusal::PayloadTooLarge as usize);
+                            self.events.refused(Refusal::PayloadTooLarge);
                         } else if code == Code::InvalidArgument {
-                            self.events.refused(Refusal::Malformed as usize);
+                            self.events.refused(Refusal::Malformed);
                         }
                         self.finish_acks().await;
                         let _ = self.tx.send(Err(status)).await;
@@ -309,7 +310,7 @@ impl Engram for EngramService {
     async fn recall(&self, request: Request<proto::RecallRequest>) -> Result<Response<proto::RecallResponse>, Status> {
         let engine = self.engine.clone();
         self.unary(M_RECALL, request, async move |r: proto::RecallRequest| {
-            let k = if r.k == 0 { 10 } else { r.k as usize };
+            let k = if r.k == 0 { engram_engine::DEFAULT_RECALL_K } else { r.k as usize };
             let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
             let hits = tokio::task::spawn_blocking(move || engine.recall(&r.memory_space, r.embedding, k, ef))
                 .await

@@ -2,7 +2,7 @@
 //! path (`observations[2].embedding[5]`); engine errors map through [`ApiError`].
 
 use super::AppState;
-use crate::api_error::{ApiError, Refusal};
+use crate::api_error::{ApiError, Refusal, ack_level};
 use crate::health::{self, DetailedHealth, HealthStatus};
 use axum::Json;
 use axum::body::Bytes;
@@ -108,7 +108,7 @@ pub(super) async fn post_observations(
 ) -> Result<Response, ApiError> {
     let want_indexed = wait_for_indexed(query.as_deref())?;
     let batch: Batch = parse_json(&body(bytes, app.max_request_bytes)?)?;
-    let admission = app.engine.submit(&space, batch, want_indexed)?;
+    let admission = app.engine.submit(&space, batch, ack_level(want_indexed))?;
     let level = admission.level;
     let (status, body) = match admission.indexed {
         Some(waiter) => {
@@ -151,7 +151,7 @@ struct RecallBody {
 }
 
 fn default_k() -> usize {
-    10
+    engram_engine::DEFAULT_RECALL_K
 }
 
 pub(super) async fn recall(
@@ -210,7 +210,7 @@ pub(super) async fn metrics(State(app): State<AppState>) -> Response {
 pub(super) async fn not_found(State(app): State<AppState>) -> ApiError {
     let e = ApiError::unknown_route();
     // Fallback responses skip the route-level metrics layer: count the refusal here.
-    app.http_events.refused(Refusal::UnknownRoute as usize);
+    app.http_events.refused(Refusal::UnknownRoute);
     e
 }
 

@@ -30,7 +30,7 @@ pub async fn track(State(app): State<AppState>, req: Request, next: Next) -> Res
     let response_bytes = resp.body().size_hint().exact().unwrap_or_else(|| resp.body().size_hint().lower());
     series.finished(resp.status().as_u16(), started.elapsed(), request_bytes, response_bytes);
     if let Some(refusal) = resp.extensions().get::<Refusal>() {
-        app.http_events.refused(*refusal as usize);
+        app.http_events.refused(*refusal);
     }
     resp
 }

@@ -6,6 +6,7 @@
 
 use crate::Telemetry;
 use crate::catalog;
+use crate::labels::{REFUSAL_REASONS, Refusal};
 use crate::primitives::{Counter, Gauge, Histogram};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,21 +20,6 @@ const HTTP_STATUS_LABELS: [&str; 17] = [
 
 /// `protocol` label values of refused requests.
 pub const PROTOCOLS: [&str; 2] = ["http", "grpc"];
-
-/// `reason` label values of refused requests (`engram_api_requests_rejected_total`): input that
-/// could not be parsed, input that parsed but is invalid, a body over the size limit, a memory
-/// space or route that does not exist, load shedding, shutdown, and a space over the
-/// configured `engine.max_spaces`.
-pub const REFUSAL_REASONS: [&str; 8] = [
-    "malformed",
-    "invalid_argument",
-    "payload_too_large",
-    "unknown_space",
-    "unknown_route",
-    "overloaded",
-    "shutting_down",
-    "space_limit",
-];
 
 /// Refused-request counters of one protocol, every reason registered up front.
 #[derive(Debug, Clone)]
@@ -111,13 +97,13 @@ impl HttpEvents {
         Self { refusals: Refusals::register(t, PROTOCOLS[0]), telemetry: Arc::clone(t), routes }
     }
 
-    /// A request was refused for reason index `reason` (see [`REFUSAL_REASONS`]).
+    /// A request was refused for `reason`.
     #[inline]
-    pub fn refused(&self, reason: usize) {
+    pub fn refused(&self, reason: Refusal) {
         if !super::RECORDING {
             return;
         }
-        self.refusals.0[reason].inc();
+        self.refusals.0[reason as usize].inc();
     }
 
     /// The series of a registered (method, route template), or `None` for any other pair.
@@ -201,10 +187,10 @@ impl GrpcEvents {
         }
     }
 
-    /// A call or stream batch was refused for reason index `reason` (see [`REFUSAL_REASONS`]).
+    /// A call or stream batch was refused for `reason`.
     #[inline]
-    pub fn refused(&self, reason: usize) {
-        self.refusals.0[reason].inc();
+    pub fn refused(&self, reason: Refusal) {
+        self.refusals.0[reason as usize].inc();
     }
 
     /// A call of method index `method` started.

@@ -2,7 +2,7 @@
 
 use crate::Telemetry;
 use crate::catalog;
-use crate::labels::BATCH_ERROR_TYPES;
+use crate::labels::{BATCH_ERROR_TYPES, BatchError};
 use crate::primitives::{Counter, Gauge, Histogram};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,13 +74,13 @@ impl WorkerEvents {
         self.utilization.get()
     }
 
-    /// `count` observations of a batch failed with error type index `error_type`.
+    /// `count` observations of a batch failed with `error_type`.
     #[inline]
-    pub fn batch_failed(&self, error_type: usize, count: u64) {
+    pub fn batch_failed(&self, error_type: BatchError, count: u64) {
         if super::RECORDING {
-            self.failures[error_type].add(count);
+            self.failures[error_type as usize].add(count);
         }
-        tracing::error!(error_type = BATCH_ERROR_TYPES[error_type], count, "batch insertion failed");
+        tracing::error!(error_type = error_type.as_str(), count, "batch insertion failed");
     }
 
     /// The worker stole `count` observations from another worker's local queue.

@@ -3,7 +3,7 @@
 use super::throttle::{LEVEL_LOG_INTERVAL, LogThrottle};
 use crate::Telemetry;
 use crate::catalog;
-use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS};
+use crate::labels::{ACTIVATION_LEVELS, PRIORITIES, REJECT_REASONS, Rejected};
 use crate::primitives::{Counter, Histogram, HistogramSnapshot};
 use crate::registry::Source;
 use std::sync::Arc;
@@ -101,13 +101,13 @@ impl SpaceEvents {
         self.duplicates.add(count);
     }
 
-    /// `count` observations were rejected for reason index `reason` (see `REJECT_REASONS`).
+    /// `count` observations were rejected for `reason`.
     #[inline]
-    pub fn rejected(&self, reason: usize, count: u64) {
+    pub fn rejected(&self, reason: Rejected, count: u64) {
         if super::RECORDING {
-            self.rejected[reason].add(count);
+            self.rejected[reason as usize].add(count);
         }
-        tracing::debug!(memory_space = %self.label, reason = REJECT_REASONS[reason], count, "observations rejected");
+        tracing::debug!(memory_space = %self.label, reason = reason.as_str(), count, "observations rejected");
     }
 
     /// One observation became searchable `latency` after it was accepted.

@@ -1,0 +1,238 @@
+//! [`Admitter`]: admission of a batch into a space, all or nothing, and the backpressure
+//! levels it decides by.
+//!
+//! [`Admitter::submit`] runs the stages in order, each refusing the whole batch:
+//! shutting down → [`validate`](Admitter::validate) (errors name the field) → level
+//! ([`Admitter::evaluate`]) → dedupe (ids already accepted are acknowledged, not queued) →
+//! policy (the level's admitted priorities, the high-lane bound) → [`prepare`](Admitter::prepare)
+//! (the [`Operation`] a log would record) → reserve queue room → claim ids → enqueue. Levels are
+//! re-evaluated by the workers and the monitor as the queue drains.
+
+use super::job::Job;
+use super::registry::Registry;
+use super::scheduler::Scheduler;
+use crate::ack::{BatchAck, IndexedWaiter};
+use crate::admission::{LevelCell, Thresholds};
+use crate::backpressure::{self, BackpressureLevel, RejectReason, Rejection};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::observation::{Batch, Priority};
+use crate::operation::{AckLevel, InsertBatch, Operation, Record};
+use crate::space::Space;
+use crate::sync::Ordering;
+use engram_telemetry::events::LogThrottle;
+use engram_telemetry::events::throttle::LEVEL_LOG_INTERVAL;
+use engram_telemetry::labels::Rejected;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What admission did with a batch.
+#[derive(Debug)]
+pub struct Admission {
+    /// New observations admitted to the queue.
+    pub accepted: usize,
+    /// Observations whose id was already accepted: acknowledged, not inserted again.
+    pub duplicates: usize,
+    /// The space's backpressure level after admission (Warning and above: slow down).
+    pub level: BackpressureLevel,
+    /// Resolves when every admitted observation is indexed (with [`AckLevel::Indexed`]).
+    pub indexed: Option<IndexedWaiter>,
+}
+
+/// Admission policy and the global backpressure level.
+pub(crate) struct Admitter {
+    config: Arc<EngineConfig>,
+    thresholds: Thresholds,
+    global: LevelCell,
+    /// Global level-change log lines: one per `LEVEL_LOG_INTERVAL` at most.
+    global_level_log: LogThrottle,
+    registry: Arc<Registry>,
+    scheduler: Arc<Scheduler>,
+}
+
+impl Admitter {
+    pub(crate) fn new(config: Arc<EngineConfig>, registry: Arc<Registry>, scheduler: Arc<Scheduler>) -> Self {
+        Self {
+            thresholds: Thresholds::from(&config.backpressure),
+            config,
+            global: LevelCell::default(),
+            global_level_log: LogThrottle::new(LEVEL_LOG_INTERVAL),
+            registry,
+            scheduler,
+        }
+    }
+
+    /// The global level (whole-queue utilization).
+    pub(crate) fn global_level(&self) -> BackpressureLevel {
+        BackpressureLevel::from_u8(self.global.get())
+    }
+
+    /// Admits `batch` into `space`, all or nothing; see the module docs for the stages.
+    pub(crate) fn submit(&self, space: &Arc<Space>, batch: Batch, ack: AckLevel) -> Result<Admission, EngineError> {
+        let n = batch.observations.len();
+        if self.scheduler.lifecycle.is(&self.scheduler.lifecycle.closing) {
+            space.events.rejected(Rejected::ShuttingDown, n as u64);
+            return Err(EngineError::ShuttingDown);
+        }
+        if let Err(e) = space.validate_batch(&batch, &self.config) {
+            space.events.rejected(Rejected::InvalidArgument, n as u64);
+            return Err(e);
+        }
+        let priority = batch.priority;
+        let level = self.evaluate(space);
+        let fresh: Vec<(usize, crate::observation::Observation)> =
+            batch.observations.into_iter().enumerate().filter(|(_, o)| !space.ids.contains_key(&o.id)).collect();
+        let mut duplicates = n - fresh.len();
+        if fresh.is_empty() {
+            space.events.duplicates(duplicates as u64);
+            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
+            return Ok(Admission { accepted: 0, duplicates, level, indexed });
+        }
+        if let Some(reason) = level.refuses(priority) {
+            return Err(self.reject(space, priority, n, level, reason));
+        }
+        if priority == Priority::High
+            && level >= BackpressureLevel::Warning
+            && let Some(retry_after) = self.high_lane_full(fresh.len())
+        {
+            return Err(self.refuse(space, n, Rejection { reason: RejectReason::HighLaneFull, retry_after, level }));
+        }
+        let accepted_at = Instant::now();
+        let Operation::Insert(mut insert) = self.prepare(space, priority, fresh, n)?;
+        let dim = space.params.dim;
+        let bytes: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
+        let reserved = insert.records.len();
+        if !self.scheduler.queue.capacity().try_reserve(reserved, bytes) {
+            return Err(self.reject(space, priority, n, level, RejectReason::QueueFull));
+        }
+        // Claim the ids; one that a concurrent batch claimed first becomes a duplicate and its
+        // reserved room is returned.
+        insert.records.retain(|r| space.ids.insert(r.id, ()).is_none());
+        let accepted = insert.records.len();
+        if accepted < reserved {
+            let kept: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
+            self.scheduler.queue.capacity().release(reserved - accepted, bytes - kept);
+            duplicates += reserved - accepted;
+        }
+        let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
+            let (a, w) = BatchAck::new(accepted);
+            (a, Some(w))
+        } else {
+            (None, None)
+        };
+        if accepted > 0 {
+            space.pending.fetch_add(accepted, Ordering::AcqRel);
+            space.events.admitted(priority.index(), accepted as u64);
+            let jobs = insert
+                .records
+                .into_iter()
+                .map(|r| Job::new(space, r, priority, accepted_at, batch_ack.clone()))
+                .collect();
+            self.scheduler.queue.push(priority.index(), jobs);
+            self.scheduler.wake_workers();
+        }
+        space.events.duplicates(duplicates as u64);
+        let level = self.evaluate(space);
+        Ok(Admission { accepted, duplicates, level, indexed: waiter })
+    }
+
+    /// The batch's new observations as the [`Operation`] the update path applies: embeddings
+    /// prepared for the space's metric (a failure names `observations[i].embedding`, `i` its
+    /// index in the client's batch of `n`).
+    fn prepare(
+        &self,
+        space: &Space,
+        priority: Priority,
+        fresh: Vec<(usize, crate::observation::Observation)>,
+        n: usize,
+    ) -> Result<Operation, EngineError> {
+        let metric = space.params.metric;
+        let mut records = Vec::with_capacity(fresh.len());
+        for (i, o) in fresh {
+            let mut vector = o.embedding.into_boxed_slice();
+            if let Err(reason) = metric.prepare(&mut vector) {
+                space.events.rejected(Rejected::InvalidArgument, n as u64);
+                return Err(EngineError::invalid(format!("observations[{i}].embedding"), reason));
+            }
+            records.push(Record { id: o.id, vector, content: o.content.map(String::into_boxed_str) });
+        }
+        Ok(Operation::Insert(InsertBatch { space: space.name.clone(), seq: None, priority, records }))
+    }
+
+    /// Updates the global level and `space`'s own and effective levels; returns the effective.
+    pub(crate) fn evaluate(&self, space: &Space) -> BackpressureLevel {
+        let cap = self.scheduler.queue.capacity();
+        if let Some((from, to)) = self.global.update(&self.thresholds, cap.utilization())
+            && let Some(suppressed) = self.global_level_log.admit()
+        {
+            tracing::info!(from, to, utilization = cap.utilization(), suppressed, "global backpressure level changed");
+        }
+        space.own.update(&self.thresholds, self.own_utilization(space));
+        let effective = self.global.get().max(space.own.get());
+        let previous = space.effective.swap(effective, Ordering::AcqRel);
+        if previous != effective {
+            space.events.backpressure_changed(previous, effective);
+        }
+        BackpressureLevel::from_u8(effective)
+    }
+
+    /// Observations one space may hold before its own level counts as full: the whole queue
+    /// for a lone space, `max_space_share` of it once there are two or more.
+    fn space_capacity(&self) -> usize {
+        let cap = self.scheduler.queue.capacity().max_count();
+        if self.registry.len() <= 1 { cap } else { ((cap as f64 * self.config.max_space_share) as usize).max(1) }
+    }
+
+    /// The space's pending observations over its share of the queue.
+    fn own_utilization(&self, space: &Space) -> f64 {
+        space.pending.load(Ordering::Acquire) as f64 / self.space_capacity() as f64
+    }
+
+    /// `Some(retry-after)` when `n` more high-priority observations would queue behind more
+    /// than `high_lane_max_wait_ms` of work at the measured drain rate (and the lane is not
+    /// empty); `None` to admit. No bound before a drain rate is measured.
+    fn high_lane_full(&self, n: usize) -> Option<Duration> {
+        let target = self.config.high_lane_max_wait_ms;
+        let drain = self.scheduler.drain_rate();
+        if target == 0 || drain <= 0.0 {
+            return None;
+        }
+        let room = (drain * target as f64 / 1000.0) as usize;
+        let depth = self.scheduler.queue.lane_lens()[Priority::High.index()];
+        (depth > 0 && depth + n > room).then(|| backpressure::retry_after(depth, room, 1.0, n, drain))
+    }
+
+    /// A backpressure or full-queue refusal of `n` observations, with the time until the
+    /// refusing level is left (or room is free) at the measured drain rate.
+    fn reject(
+        &self,
+        space: &Space,
+        priority: Priority,
+        n: usize,
+        level: BackpressureLevel,
+        reason: RejectReason,
+    ) -> EngineError {
+        let th = &self.thresholds;
+        // The utilization at which the refusing level is left.
+        let exit = |level: usize| th.enter[level - 1] - th.hysteresis;
+        let cap = self.scheduler.queue.capacity();
+        let (depth, capacity) = if self.global.get() >= space.own.get() {
+            (cap.len(), cap.max_count())
+        } else {
+            (space.pending.load(Ordering::Acquire), self.space_capacity())
+        };
+        let exit_util = match (reason, priority) {
+            (RejectReason::QueueFull, _) => 1.0,
+            (_, Priority::Low) => exit(2),
+            _ => exit(3),
+        };
+        let retry_after = backpressure::retry_after(depth, capacity, exit_util, n, self.scheduler.drain_rate());
+        self.refuse(space, n, Rejection { reason, retry_after, level })
+    }
+
+    /// Counts a refusal of `n` observations under its reason and returns it as the error.
+    fn refuse(&self, space: &Space, n: usize, rejection: Rejection) -> EngineError {
+        space.events.rejected(rejection.reason.label(), n as u64);
+        EngineError::Rejected(rejection)
+    }
+}

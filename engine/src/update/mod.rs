@@ -1,0 +1,216 @@
+//! The update path and its owner, [`UpdateHandler`] (in the spirit of Qdrant's
+//! `lib/collection/src/update_handler.rs`: one owner of everything that changes state, with
+//! named workers).
+//!
+//! Calls go one way, top to bottom:
+//!
+//! - [`admit`]: [`Admitter`] validates, dedupes, decides the level and reserves queue room,
+//!   turns a batch into an [`Operation`](crate::Operation) and hands its jobs to the scheduler.
+//! - [`worker`] and [`monitor`]: the pool's threads; workers apply jobs to the index and
+//!   re-evaluate levels through the admitter; the monitor samples rates and levels.
+//! - [`scheduler`]: [`Scheduler`] holds the queue, the lifecycle flags, sleep and wake-up and
+//!   the adaptive batch size.
+//! - [`registry`]: [`Registry`], the spaces by name.
+//! - [`job`]: [`Job`], one admitted observation in the queue.
+//!
+//! A durable log (next) sits between admission and the scheduler: the operation is appended
+//! and synced before its jobs are queued, and recovery replays operations through the same
+//! apply path.
+
+mod admit;
+mod job;
+mod monitor;
+mod registry;
+mod scheduler;
+mod worker;
+
+pub use admit::Admission;
+pub use job::queued_bytes;
+
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::observation::Batch;
+use crate::operation::AckLevel;
+use crate::queue::LaneQueue;
+use crate::space::{Space, SpaceInfo, SpaceParams, build_index, validate_space_name};
+use crate::sync::{Mutex, Ordering};
+use admit::Admitter;
+use engram_telemetry::Telemetry;
+use engram_telemetry::events::space::SpaceSources;
+use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
+use engram_telemetry::registry::Source;
+use registry::Registry;
+use scheduler::Scheduler;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use worker::Pool;
+
+/// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
+/// (the server runs queries on tokio's blocking pool, which can hold hundreds).
+const QUERY_THREADS: usize = 8;
+
+/// Result of [`Engine::shutdown`](crate::Engine::shutdown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// True when every accepted observation was inserted before the workers stopped.
+    pub drained: bool,
+    /// Observations still queued or in flight when the workers stopped (0 when drained).
+    pub remaining: usize,
+}
+
+/// The owner of the update path: the space registry, admission, scheduling and the pool.
+pub(crate) struct UpdateHandler {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) admitter: Arc<Admitter>,
+    pool: Mutex<Option<Pool>>,
+}
+
+impl UpdateHandler {
+    /// Registers the queue and pool series in `telemetry` and starts the workers and monitor;
+    /// `config` is validated by the caller.
+    pub(crate) fn start(config: EngineConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
+        let config = Arc::new(config);
+        let workers = config.resolved_workers();
+        let queue = LaneQueue::new(
+            config.queue_capacity,
+            config.queue_capacity_bytes,
+            QueueEvents::register(&telemetry, config.queue_capacity, config.queue_capacity_bytes),
+        );
+        PoolEvents::register(&telemetry).workers(workers);
+        let worker_events = (0..workers).map(|id| WorkerEvents::register(&telemetry, id)).collect();
+        let scheduler = Arc::new(Scheduler::new(Arc::clone(&config), queue, worker_events));
+        let registry = Arc::new(Registry::default());
+        let admitter = Arc::new(Admitter::new(Arc::clone(&config), Arc::clone(&registry), Arc::clone(&scheduler)));
+        // The queue's bytes and utilization are exported straight from the admission
+        // accounting, read at scrape time.
+        let (weak, weak2) = (Arc::downgrade(&scheduler), Arc::downgrade(&scheduler));
+        QueueEvents::sample(
+            &telemetry,
+            move || weak.upgrade().map(|s| s.queue.capacity().bytes() as f64),
+            move || weak2.upgrade().map(|s| s.queue.capacity().utilization()),
+        );
+        let pool = Pool::start(&scheduler, &admitter, &registry)
+            .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
+        tracing::info!(workers, capacity = config.queue_capacity, "engine started");
+        Ok(Self { config, telemetry, registry, scheduler, admitter, pool: Mutex::new(Some(pool)) })
+    }
+
+    /// See [`Engine::create_space`](crate::Engine::create_space).
+    pub(crate) fn create_space(&self, name: &str, params: SpaceParams) -> Result<(SpaceInfo, bool), EngineError> {
+        validate_space_name(name)?;
+        params.validate(&self.config)?;
+        let created = self.registry.update(|spaces| {
+            if let Some(existing) = spaces.get(name) {
+                return if existing.params == params {
+                    Ok((existing.info(), false))
+                } else {
+                    Err(EngineError::SpaceExists(name.to_owned()))
+                };
+            }
+            if spaces.len() >= self.config.max_spaces {
+                return Err(EngineError::SpaceLimit { limit: self.config.max_spaces });
+            }
+            let index = build_index(&params, self.config.resolved_workers() + QUERY_THREADS)?;
+            let events = SpaceEvents::register(&self.telemetry, name);
+            let space = Arc::new(Space::new(name.to_owned(), params, index, events));
+            space.events.sample(
+                &self.telemetry,
+                SpaceSources {
+                    state: space_source(&space, |s| f64::from(s.effective.load(Ordering::Acquire))),
+                    vectors: space_source(&space, |s| s.index.len() as f64),
+                    memory_bytes: space_source(&space, |s| s.memory_bytes() as f64),
+                },
+            );
+            let info = space.info();
+            spaces.insert(name.to_owned(), space);
+            Ok((info, true))
+        })?;
+        if created.1 {
+            tracing::info!(
+                memory_space = name,
+                index = params.index.as_str(),
+                dim = params.dim,
+                metric = ?params.metric,
+                m = params.m,
+                "memory space created"
+            );
+        }
+        Ok(created)
+    }
+
+    /// See [`Engine::drop_space`](crate::Engine::drop_space).
+    pub(crate) fn drop_space(&self, name: &str) -> Result<(), EngineError> {
+        self.registry.update(|spaces| {
+            let space = spaces.remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
+            space.dropped.store(true, Ordering::Release);
+            // Under the registry lock, so a space of the same name created next registers afresh.
+            space.events.release(&self.telemetry);
+            Ok::<_, EngineError>(())
+        })?;
+        tracing::info!(memory_space = name, "memory space dropped");
+        Ok(())
+    }
+
+    /// See [`Engine::submit`](crate::Engine::submit).
+    pub(crate) fn submit(&self, space: &str, batch: Batch, ack: AckLevel) -> Result<Admission, EngineError> {
+        let space = self.registry.get(space)?;
+        self.admitter.submit(&space, batch, ack)
+    }
+
+    /// See [`Engine::pause`](crate::Engine::pause).
+    pub(crate) fn pause(&self) {
+        self.scheduler.lifecycle.paused.store(true, Ordering::Release);
+        tracing::warn!("worker pool paused");
+    }
+
+    /// See [`Engine::resume`](crate::Engine::resume).
+    pub(crate) fn resume(&self) {
+        self.scheduler.lifecycle.paused.store(false, Ordering::Release);
+        self.scheduler.wake_all_workers();
+        tracing::info!("worker pool resumed");
+    }
+
+    /// See [`Engine::shutdown`](crate::Engine::shutdown).
+    pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> ShutdownReport {
+        let s = &*self.scheduler;
+        s.lifecycle.closing.store(true, Ordering::Release);
+        let Some(pool) = self.pool.lock().take() else {
+            return ShutdownReport { drained: true, remaining: 0 };
+        };
+        self.resume();
+        let started = Instant::now();
+        let drained = loop {
+            // Capacity before in_flight: a job is counted in flight before it leaves the queue.
+            let queued = s.queue.capacity().len();
+            let in_flight = s.queue.in_flight();
+            if queued == 0 && in_flight == 0 {
+                break true;
+            }
+            if timeout.is_some_and(|t| started.elapsed() >= t) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let remaining = s.queue.capacity().len() + s.queue.in_flight();
+        if !drained {
+            s.lifecycle.abort.store(true, Ordering::Release);
+            tracing::error!(remaining, "shutdown timed out: observations still queued are lost");
+        }
+        s.lifecycle.stop.store(true, Ordering::Release);
+        s.stop_monitor();
+        s.wake_all_workers();
+        pool.join();
+        tracing::info!(drained, remaining, "engine stopped");
+        ShutdownReport { drained, remaining }
+    }
+}
+
+/// A sampled-series source reading `read` from a live space; `None` once it is dropped or gone
+/// (which removes the source from its series).
+fn space_source(space: &Arc<Space>, read: impl Fn(&Space) -> f64 + Send + Sync + 'static) -> Source {
+    let weak: Weak<Space> = Arc::downgrade(space);
+    Box::new(move || weak.upgrade().filter(|s| !s.dropped.load(Ordering::Acquire)).map(|s| read(&s)))
+}
