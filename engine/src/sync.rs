@@ -55,7 +55,7 @@ mod shim {
     }
 
     /// loom's rwlock with parking_lot's API.
-    #[derive(Debug)]
+    #[derive(Debug, Default)]
     pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
     impl<T> RwLock<T> {
         pub(crate) fn new(v: T) -> Self {
