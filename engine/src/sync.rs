@@ -58,9 +58,6 @@ mod shim {
     #[derive(Debug, Default)]
     pub(crate) struct RwLock<T>(loom::sync::RwLock<T>);
     impl<T> RwLock<T> {
-        pub(crate) fn new(v: T) -> Self {
-            Self(loom::sync::RwLock::new(v))
-        }
         pub(crate) fn read(&self) -> loom::sync::RwLockReadGuard<'_, T> {
             self.0.read().unwrap()
         }
