@@ -121,28 +121,28 @@ pub const OBSERVATIONS: MetricDef = counter(
     &["memory_space", "priority"],
     "Observations admitted into the observation queue (new ids only).",
 )
-.doc("observations", "engine::Engine::submit", "monotonic; rate ≈ offered load minus rejections");
+.doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate ≈ offered load minus rejections");
 /// Observations acknowledged as duplicates of an id already accepted (not inserted again).
 pub const OBSERVATIONS_DUPLICATE: MetricDef = counter(
     "engram_streaming_observations_duplicate_total",
     &["memory_space"],
     "Observations whose id was already accepted: acknowledged without inserting twice.",
 )
-.doc("observations", "engine::Engine::submit", "monotonic; 0 unless clients retry acknowledged ids");
+.doc("observations", "engine update::admit::Admitter::submit", "monotonic; 0 unless clients retry acknowledged ids");
 /// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
 pub const OBSERVATIONS_REJECTED: MetricDef = counter(
     "engram_streaming_observations_rejected_total",
     &["memory_space", "reason"],
     "Observations rejected at admission, by reason (each rejection carries a retry-after).",
 )
-.doc("observations", "engine::Engine::submit", "monotonic; rate 0 below Critical");
+.doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate 0 below Critical");
 /// Observations inserted into their space's index (searchable).
 pub const OBSERVATIONS_INDEXED: MetricDef = counter(
     "engram_streaming_observations_indexed_total",
     &["memory_space"],
     "Observations inserted into the memory space's index (searchable).",
 )
-.doc("observations", "engine pool::WorkerLoop::process", "monotonic; rate ≈ admitted rate in steady state");
+.doc("observations", "engine update::worker::WorkerLoop::process", "monotonic; rate ≈ admitted rate in steady state");
 /// Queue depth per priority lane.
 pub const QUEUE_DEPTH: MetricDef = gauge(
     "engram_streaming_queue_depth",
@@ -190,7 +190,7 @@ pub const QUEUE_DRAIN_RATE: MetricDef = gauge(
 )
 .doc(
     "observations per second",
-    "engine pool::Monitor (smoothed, every 200 ms)",
+    "engine update::monitor::Monitor (smoothed, every 200 ms)",
     "0 to the index insert rate; 0 when idle since start",
 );
 /// Time from admission to being taken by a worker.
@@ -209,7 +209,7 @@ pub const BACKPRESSURE_STATE: MetricDef = gauge(
     &["memory_space"],
     "Backpressure state of the memory space: 0 normal, 1 warning, 2 critical, 3 overloaded.",
 )
-.doc("level", "engine engine::Shared::evaluate (read at scrape)", "0 to 3; 0 in normal operation")
+.doc("level", "engine update::admit::Admitter::evaluate (read at scrape)", "0 to 3; 0 in normal operation")
 .fold(Fold::Max);
 /// Entries into a worse backpressure state.
 pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
@@ -217,13 +217,13 @@ pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
     &["memory_space", "level"],
     "Entries into a worse backpressure state, by the level entered.",
 )
-.doc("transitions", "engine engine::Shared::evaluate", "monotonic; rare in normal operation");
+.doc("transitions", "engine update::admit::Admitter::evaluate", "monotonic; rare in normal operation");
 
 // ---- streaming: worker pool ---------------------------------------------------------------
 /// Worker threads in the pool.
 pub const WORKERS: MetricDef = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.").doc(
     "threads",
-    "engine pool::Pool::start",
+    "engine update::UpdateHandler::start",
     "constant (config workers)",
 );
 /// Batches inserted by each worker.
@@ -232,28 +232,36 @@ pub const BATCHES_PROCESSED: MetricDef = counter(
     &["worker_id"],
     "Batches of observations inserted by the worker.",
 )
-.doc("batches", "engine pool::WorkerLoop::run", "monotonic");
+.doc("batches", "engine update::worker::WorkerLoop::run", "monotonic");
 /// Batch insertion failures by type.
 pub const BATCH_FAILURES: MetricDef = counter(
     "engram_streaming_batch_failures_total",
     &["worker_id", "error_type"],
     "Observations of a batch that could not be inserted, by error type.",
 )
-.doc("observations", "engine pool::WorkerLoop::process", "monotonic; 0 unless a space is dropped with work queued");
+.doc(
+    "observations",
+    "engine update::worker::WorkerLoop::process",
+    "monotonic; 0 unless a space is dropped with work queued",
+);
 /// Observations stolen from other workers' local queues.
 pub const WORK_STOLEN: MetricDef = counter(
     "engram_streaming_work_stolen_total",
     &["worker_id"],
     "Observations the worker stole from other workers' local queues.",
 )
-.doc("observations", "engine pool::WorkerLoop::steal", "monotonic; a small share of the indexed rate");
+.doc("observations", "engine update::worker::WorkerLoop::fill", "monotonic; a small share of the indexed rate");
 /// Busy ratio of each worker over the last sampling interval.
 pub const WORKER_UTILIZATION: MetricDef = gauge(
     "engram_streaming_worker_utilization",
     &["worker_id"],
     "Fraction of the last sampling interval the worker spent inserting (0 to 1).",
 )
-.doc("ratio", "engine pool::Monitor (from batch_duration_seconds, every 1 s)", "0 to 1; near 1 under sustained load");
+.doc(
+    "ratio",
+    "engine update::monitor::Monitor (from batch_duration_seconds, every 1 s)",
+    "0 to 1; near 1 under sustained load",
+);
 /// Time each worker spends inserting a batch; its sum is the worker's busy time.
 pub const BATCH_DURATION: MetricDef = histogram(
     "engram_streaming_batch_duration_seconds",
@@ -261,7 +269,7 @@ pub const BATCH_DURATION: MetricDef = histogram(
     "Time the worker spent inserting one batch (its sum is the worker's busy time).",
     REQUEST_LATENCY_BUCKETS,
 )
-.doc("seconds", "engine pool::WorkerLoop::run", "up to about batch_latency_target_ms");
+.doc("seconds", "engine update::worker::WorkerLoop::run", "up to about batch_latency_target_ms");
 /// Batch sizes chosen by the adaptive batcher.
 pub const BATCH_SIZE: MetricDef = histogram(
     "engram_streaming_batch_size",
@@ -269,7 +277,7 @@ pub const BATCH_SIZE: MetricDef = histogram(
     "Observations per batch taken by the worker (adaptive batch size).",
     BATCH_SIZE_BUCKETS,
 )
-.doc("observations", "engine pool::WorkerLoop::run", "min_batch to max_batch");
+.doc("observations", "engine update::worker::WorkerLoop::run", "min_batch to max_batch");
 /// Accepted → indexed latency.
 pub const OBSERVATION_LATENCY: MetricDef = histogram(
     "engram_streaming_observation_latency_seconds",
@@ -277,7 +285,7 @@ pub const OBSERVATION_LATENCY: MetricDef = histogram(
     "Time from admission (accepted) to insertion into the index (indexed).",
     INGEST_LATENCY_BUCKETS,
 )
-.doc("seconds", "engine pool::WorkerLoop::process", "p99 below 0.1 s at moderate load");
+.doc("seconds", "engine update::worker::WorkerLoop::process", "p99 below 0.1 s at moderate load");
 
 // ---- recall and index ---------------------------------------------------------------------
 /// Recall query latency.
@@ -287,7 +295,7 @@ pub const RECALL_LATENCY: MetricDef = histogram(
     "Time to answer a recall query (index search and content lookup).",
     REQUEST_LATENCY_BUCKETS,
 )
-.doc("seconds", "engine engine::Engine::recall", "about 1 ms at ef 64 on 50 to 384 dimensions");
+.doc("seconds", "engine space::Space::recall", "about 1 ms at ef 64 on 50 to 384 dimensions");
 /// Vectors in each space's index.
 pub const INDEX_VECTORS: MetricDef = gauge(
     "engram_index_vectors",
