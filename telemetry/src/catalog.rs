@@ -114,443 +114,403 @@ pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 1
 pub const SIZE_BUCKETS: &[f64] =
     &[64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0, 67108864.0];
 
-// ---- streaming: admission and queue ------------------------------------------------------
-/// Observations admitted into the queue (new ids only), by space and priority.
-pub const OBSERVATIONS: MetricDef = counter(
-    "engram_streaming_observations_total",
-    &["memory_space", "priority"],
-    "Observations admitted into the observation queue (new ids only).",
-)
-.doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate ≈ offered load minus rejections");
-/// Observations acknowledged as duplicates of an id already accepted (not inserted again).
-pub const OBSERVATIONS_DUPLICATE: MetricDef = counter(
-    "engram_streaming_observations_duplicate_total",
-    &["memory_space"],
-    "Observations whose id was already accepted: acknowledged without inserting twice.",
-)
-.doc("observations", "engine update::admit::Admitter::submit", "monotonic; 0 unless clients retry acknowledged ids");
-/// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
-pub const OBSERVATIONS_REJECTED: MetricDef = counter(
-    "engram_streaming_observations_rejected_total",
-    &["memory_space", "reason"],
-    "Observations rejected at admission, by reason (each rejection carries a retry-after).",
-)
-.doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate 0 below Critical");
-/// Observations inserted into their space's index (searchable).
-pub const OBSERVATIONS_INDEXED: MetricDef = counter(
-    "engram_streaming_observations_indexed_total",
-    &["memory_space"],
-    "Observations inserted into the memory space's index (searchable).",
-)
-.doc("observations", "engine update::worker::WorkerLoop::process", "monotonic; rate ≈ admitted rate in steady state");
-/// Queue depth per priority lane.
-pub const QUEUE_DEPTH: MetricDef = gauge(
-    "engram_streaming_queue_depth",
-    &["priority"],
-    "Observations waiting in the queue, by priority lane.",
-)
-.doc("observations", "engine queue::LaneQueue::push / take", "0 to queue capacity (all lanes together)");
-/// Queue capacity in observations (the hard cap).
-pub const QUEUE_CAPACITY: MetricDef = gauge(
-    "engram_streaming_queue_capacity",
-    &[],
-    "Capacity of the observation queue, in observations.",
-)
-.doc("observations", "engine queue (config queue_capacity)", "constant");
-/// Bytes held by queued observations.
-pub const QUEUE_MEMORY_BYTES: MetricDef = gauge(
-    "engram_streaming_queue_memory_bytes",
-    &[],
-    "Bytes held by queued observations (embedding, content and bookkeeping).",
-)
-.doc("bytes", "engine admission::Capacity (read at scrape)", "0 to queue capacity bytes");
-/// Queue capacity in bytes.
-pub const QUEUE_CAPACITY_BYTES: MetricDef = gauge(
-    "engram_streaming_queue_capacity_bytes",
-    &[],
-    "Capacity of the observation queue, in bytes.",
-)
-.doc("bytes", "engine queue (config queue_capacity_bytes)", "constant");
-/// Queue utilization, the value backpressure steers by.
-pub const QUEUE_UTILIZATION: MetricDef = gauge(
-    "engram_streaming_queue_utilization_ratio",
-    &[],
-    "Queue fill, 0 to 1: the larger of observations over capacity and bytes over capacity bytes.",
-)
-.doc(
-    "ratio",
-    "engine admission::Capacity (read at scrape)",
-    "0 to 1; Warning at 0.6, Critical 0.8, Overloaded 0.9 by default",
-);
-/// The smoothed drain rate retry-after is computed from.
-pub const QUEUE_DRAIN_RATE: MetricDef = gauge(
-    "engram_streaming_queue_drain_rate_observations_per_second",
-    &[],
-    "Observations taken from the queue per second (exponentially smoothed; retry-after uses it).",
-)
-.doc(
-    "observations per second",
-    "engine update::monitor::Monitor (smoothed, every 200 ms)",
-    "0 to the index insert rate; 0 when idle since start",
-);
-/// Time from admission to being taken by a worker.
-pub const QUEUE_WAIT_TIME: MetricDef = histogram(
-    "engram_streaming_queue_wait_time_seconds",
-    &["priority"],
-    "Time an observation waited in the queue before a worker took it.",
-    INGEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "engine queue::LaneQueue::take", "below batch_latency_target_ms when not backlogged");
+/// Declares each metric as a `pub const` and [`CATALOG`] as the list of them, in table order,
+/// from one table (as Vector's `all_metrics()`): a metric cannot be defined and left out of the
+/// catalog, nor listed twice by hand.
+macro_rules! catalog {
+    ($($(#[$attr:meta])* $name:ident = $def:expr;)+) => {
+        $($(#[$attr])* pub const $name: MetricDef = $def;)+
+        /// Every metric we export, in table order (the order of docs/metrics.md).
+        pub const CATALOG: &[MetricDef] = &[$($name),+];
+    };
+}
 
-// ---- streaming: backpressure -------------------------------------------------------------
-/// Backpressure state per space (0 Normal, 1 Warning, 2 Critical, 3 Overloaded).
-pub const BACKPRESSURE_STATE: MetricDef = gauge(
-    "engram_streaming_backpressure_state",
-    &["memory_space"],
-    "Backpressure state of the memory space: 0 normal, 1 warning, 2 critical, 3 overloaded.",
-)
-.doc("level", "engine update::admit::Admitter::evaluate (read at scrape)", "0 to 3; 0 in normal operation")
-.fold(Fold::Max);
-/// Entries into a worse backpressure state.
-pub const BACKPRESSURE_ACTIVATIONS: MetricDef = counter(
-    "engram_streaming_backpressure_activations_total",
-    &["memory_space", "level"],
-    "Entries into a worse backpressure state, by the level entered.",
-)
-.doc("transitions", "engine update::admit::Admitter::evaluate", "monotonic; rare in normal operation");
-
-// ---- streaming: worker pool ---------------------------------------------------------------
-/// Worker threads in the pool.
-pub const WORKERS: MetricDef = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.").doc(
-    "threads",
-    "engine update::UpdateHandler::start",
-    "constant (config workers)",
-);
-/// Batches inserted by each worker.
-pub const BATCHES_PROCESSED: MetricDef = counter(
-    "engram_streaming_batches_processed_total",
-    &["worker_id"],
-    "Batches of observations inserted by the worker.",
-)
-.doc("batches", "engine update::worker::WorkerLoop::run", "monotonic");
-/// Batch insertion failures by type.
-pub const BATCH_FAILURES: MetricDef = counter(
-    "engram_streaming_batch_failures_total",
-    &["worker_id", "error_type"],
-    "Observations of a batch that could not be inserted, by error type.",
-)
-.doc(
-    "observations",
-    "engine update::worker::WorkerLoop::process",
-    "monotonic; 0 unless a space is dropped with work queued",
-);
-/// Observations stolen from other workers' local queues.
-pub const WORK_STOLEN: MetricDef = counter(
-    "engram_streaming_work_stolen_total",
-    &["worker_id"],
-    "Observations the worker stole from other workers' local queues.",
-)
-.doc("observations", "engine update::worker::WorkerLoop::fill", "monotonic; a small share of the indexed rate");
-/// Busy ratio of each worker over the last sampling interval.
-pub const WORKER_UTILIZATION: MetricDef = gauge(
-    "engram_streaming_worker_utilization",
-    &["worker_id"],
-    "Fraction of the last sampling interval the worker spent inserting (0 to 1).",
-)
-.doc(
-    "ratio",
-    "engine update::monitor::Monitor (from batch_duration_seconds, every 1 s)",
-    "0 to 1; near 1 under sustained load",
-);
-/// Time each worker spends inserting a batch; its sum is the worker's busy time.
-pub const BATCH_DURATION: MetricDef = histogram(
-    "engram_streaming_batch_duration_seconds",
-    &["worker_id"],
-    "Time the worker spent inserting one batch (its sum is the worker's busy time).",
-    REQUEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "engine update::worker::WorkerLoop::run", "up to about batch_latency_target_ms");
-/// Batch sizes chosen by the adaptive batcher.
-pub const BATCH_SIZE: MetricDef = histogram(
-    "engram_streaming_batch_size",
-    &["worker_id"],
-    "Observations per batch taken by the worker (adaptive batch size).",
-    BATCH_SIZE_BUCKETS,
-)
-.doc("observations", "engine update::worker::WorkerLoop::run", "min_batch to max_batch");
-/// Accepted → indexed latency.
-pub const OBSERVATION_LATENCY: MetricDef = histogram(
-    "engram_streaming_observation_latency_seconds",
-    &["memory_space"],
-    "Time from admission (accepted) to insertion into the index (indexed).",
-    INGEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "engine update::worker::WorkerLoop::process", "p99 below 0.1 s at moderate load");
-
-// ---- recall and index ---------------------------------------------------------------------
-/// Recall query latency.
-pub const RECALL_LATENCY: MetricDef = histogram(
-    "engram_streaming_recall_latency_seconds",
-    &["memory_space"],
-    "Time to answer a recall query (index search and content lookup).",
-    REQUEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "engine space::Space::recall", "about 1 ms at ef 64 on 50 to 384 dimensions");
-/// Vectors in each space's index.
-pub const INDEX_VECTORS: MetricDef = gauge(
-    "engram_index_vectors",
-    &["memory_space"],
-    "Vectors inserted into the memory space's index.",
-)
-.doc("vectors", "engine index (read at scrape)", "0 to the space max_elements");
-/// Estimated memory of each space.
-pub const INDEX_MEMORY_BYTES: MetricDef = gauge(
-    "engram_index_memory_bytes",
-    &["memory_space"],
-    "Memory the memory space holds in use, from the engine's own accounting: index graph, vectors, reserved index slots, content and id map (not reserved address space).",
-)
-.doc(
-    "bytes",
-    "engine space::Space::memory_bytes (read at scrape)",
-    "grows with vectors; checked against resident-memory growth (engine/tests/memory.rs)",
-);
-
-// ---- sessions and API ---------------------------------------------------------------------
-/// Open client connections per listener.
-pub const CONNECTIONS_OPEN: MetricDef = gauge(
-    "engram_api_connections_open",
-    &["protocol"],
-    "Open client connections, by listener (HTTP or gRPC).",
-)
-.doc("connections", "server listen::ConnectionLimits::admit", "0 to max_connections (both listeners together)");
-/// Connections refused at the connection cap.
-pub const CONNECTIONS_REFUSED: MetricDef = counter(
-    "engram_api_connections_refused_total",
-    &["protocol"],
-    "Connections closed as soon as accepted because max_connections were open.",
-)
-.doc(
-    "connections",
-    "server listen::ConnectionLimits::admit",
-    "monotonic; 0 unless clients open more connections than the cap",
-);
-/// Connections closed for idleness or a slow request head.
-pub const CONNECTIONS_TIMED_OUT: MetricDef = counter(
-    "engram_api_connections_timed_out_total",
-    &["protocol"],
-    "Connections closed because no byte moved for idle_timeout_secs, or an HTTP request head took longer than header_read_timeout_secs.",
-)
-.doc("connections", "server listen::IdleIo, listen::serve_http", "monotonic; a steady rate means clients hold connections open without using them");
-/// Open gRPC observation streams.
-pub const ACTIVE_SESSIONS: MetricDef = gauge(
-    "engram_streaming_active_sessions",
-    &[],
-    "Open gRPC StreamObservations streams.",
-)
-.doc("streams", "server grpc StreamObservations", "0 to the number of connected clients");
-/// HTTP requests by route template and status.
-pub const HTTP_REQUESTS: MetricDef = counter(
-    "engram_http_requests_total",
-    &["method", "route", "status"],
-    "HTTP requests served, by method, route template and status code.",
-)
-.doc("requests", "server http::metrics_layer::track", "monotonic");
-/// HTTP request duration.
-pub const HTTP_REQUEST_DURATION: MetricDef = histogram(
-    "engram_http_request_duration_seconds",
-    &["method", "route"],
-    "Time to serve an HTTP request, by method and route template.",
-    REQUEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "server http::metrics_layer::track", "ms for ingest and recall; longer with ?wait=indexed");
-/// HTTP request body size.
-pub const HTTP_REQUEST_SIZE: MetricDef =
-    histogram("engram_http_request_size_bytes", &["method", "route"], "HTTP request body size.", SIZE_BUCKETS).doc(
-        "bytes",
-        "server http::metrics_layer::track",
-        "up to http body_limit_bytes",
+catalog! {
+    // ---- streaming: admission and queue ------------------------------------------------------
+    /// Observations admitted into the queue (new ids only), by space and priority.
+    OBSERVATIONS = counter(
+        "engram_streaming_observations_total",
+        &["memory_space", "priority"],
+        "Observations admitted into the observation queue (new ids only).",
+    )
+    .doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate ≈ offered load minus rejections");
+    /// Observations acknowledged as duplicates of an id already accepted (not inserted again).
+    OBSERVATIONS_DUPLICATE = counter(
+        "engram_streaming_observations_duplicate_total",
+        &["memory_space"],
+        "Observations whose id was already accepted: acknowledged without inserting twice.",
+    )
+    .doc("observations", "engine update::admit::Admitter::submit", "monotonic; 0 unless clients retry acknowledged ids");
+    /// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
+    OBSERVATIONS_REJECTED = counter(
+        "engram_streaming_observations_rejected_total",
+        &["memory_space", "reason"],
+        "Observations rejected at admission, by reason (each rejection carries a retry-after).",
+    )
+    .doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate 0 below Critical");
+    /// Observations inserted into their space's index (searchable).
+    OBSERVATIONS_INDEXED = counter(
+        "engram_streaming_observations_indexed_total",
+        &["memory_space"],
+        "Observations inserted into the memory space's index (searchable).",
+    )
+    .doc("observations", "engine update::worker::WorkerLoop::process", "monotonic; rate ≈ admitted rate in steady state");
+    /// Queue depth per priority lane.
+    QUEUE_DEPTH = gauge(
+        "engram_streaming_queue_depth",
+        &["priority"],
+        "Observations waiting in the queue, by priority lane.",
+    )
+    .doc("observations", "engine queue::LaneQueue::push / take", "0 to queue capacity (all lanes together)");
+    /// Queue capacity in observations (the hard cap).
+    QUEUE_CAPACITY = gauge(
+        "engram_streaming_queue_capacity",
+        &[],
+        "Capacity of the observation queue, in observations.",
+    )
+    .doc("observations", "engine queue (config queue_capacity)", "constant");
+    /// Bytes held by queued observations.
+    QUEUE_MEMORY_BYTES = gauge(
+        "engram_streaming_queue_memory_bytes",
+        &[],
+        "Bytes held by queued observations (embedding, content and bookkeeping).",
+    )
+    .doc("bytes", "engine admission::Capacity (read at scrape)", "0 to queue capacity bytes");
+    /// Queue capacity in bytes.
+    QUEUE_CAPACITY_BYTES = gauge(
+        "engram_streaming_queue_capacity_bytes",
+        &[],
+        "Capacity of the observation queue, in bytes.",
+    )
+    .doc("bytes", "engine queue (config queue_capacity_bytes)", "constant");
+    /// Queue utilization, the value backpressure steers by.
+    QUEUE_UTILIZATION = gauge(
+        "engram_streaming_queue_utilization_ratio",
+        &[],
+        "Queue fill, 0 to 1: the larger of observations over capacity and bytes over capacity bytes.",
+    )
+    .doc(
+        "ratio",
+        "engine admission::Capacity (read at scrape)",
+        "0 to 1; Warning at 0.6, Critical 0.8, Overloaded 0.9 by default",
     );
-/// HTTP response body size.
-pub const HTTP_RESPONSE_SIZE: MetricDef =
-    histogram("engram_http_response_size_bytes", &["method", "route"], "HTTP response body size.", SIZE_BUCKETS).doc(
-        "bytes",
-        "server http::metrics_layer::track",
-        "under 1 MiB",
+    /// The smoothed drain rate retry-after is computed from.
+    QUEUE_DRAIN_RATE = gauge(
+        "engram_streaming_queue_drain_rate_observations_per_second",
+        &[],
+        "Observations taken from the queue per second (exponentially smoothed; retry-after uses it).",
+    )
+    .doc(
+        "observations per second",
+        "engine update::monitor::Monitor (smoothed, every 200 ms)",
+        "0 to the index insert rate; 0 when idle since start",
     );
-/// HTTP requests being served.
-pub const HTTP_IN_FLIGHT: MetricDef = gauge(
-    "engram_http_requests_in_flight",
-    &["method", "route"],
-    "HTTP requests being served.",
-)
-.doc("requests", "server http::metrics_layer::track", "0 to the number of client connections");
-/// API requests refused before reaching the engine's queue, by reason.
-pub const API_REJECTED: MetricDef = counter(
-    "engram_api_requests_rejected_total",
-    &["protocol", "reason"],
-    "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, unknown_route, overloaded, shutting_down, space_limit).",
-)
-    .doc("requests", "server api_error::ApiError (HTTP metrics layer, gRPC handlers)", "monotonic; sustained malformed or oversized traffic is worth a look");
-/// gRPC calls by method and status code.
-pub const GRPC_REQUESTS: MetricDef = counter(
-    "engram_grpc_requests_total",
-    &["method", "code"],
-    "gRPC calls completed, by method and status code (streams count once, when they end).",
-)
-.doc("calls", "server grpc::EngramService", "monotonic");
-/// gRPC call duration (stream lifetime for streams).
-pub const GRPC_REQUEST_DURATION: MetricDef = histogram(
-    "engram_grpc_request_duration_seconds",
-    &["method"],
-    "Duration of a gRPC call (for streams, the stream's lifetime).",
-    REQUEST_LATENCY_BUCKETS,
-)
-.doc("seconds", "server grpc::EngramService", "ms for unary calls; stream lifetime for streams");
-/// gRPC request message size.
-pub const GRPC_REQUEST_SIZE: MetricDef = histogram(
-    "engram_grpc_request_size_bytes",
-    &["method"],
-    "Encoded size of each gRPC request message.",
-    SIZE_BUCKETS,
-)
-.doc("bytes", "server grpc::EngramService", "up to grpc max_message_bytes");
-/// gRPC response message size.
-pub const GRPC_RESPONSE_SIZE: MetricDef = histogram(
-    "engram_grpc_response_size_bytes",
-    &["method"],
-    "Encoded size of each gRPC response message.",
-    SIZE_BUCKETS,
-)
-.doc("bytes", "server grpc::EngramService", "under 1 MiB");
-/// gRPC calls in progress.
-pub const GRPC_IN_FLIGHT: MetricDef = gauge(
-    "engram_grpc_requests_in_flight",
-    &["method"],
-    "gRPC calls in progress (open streams included).",
-)
-.doc("calls", "server grpc::EngramService", "0 to the number of client calls and streams");
-/// Composite health score (see `docs/metrics.md#health-score`).
-pub const HEALTH_SCORE: MetricDef = gauge(
-    "engram_health_score",
-    &[],
-    "Health, 0 to 100: 100 minus weighted penalties for errors (40), backpressure (30), queue utilization (15) and resource use (15).",
-)
-    .doc("score", "server health::HealthSampler (every 5 s)", "0 to 100; 100 healthy, below 70 degraded, below 50 failing");
-/// Build information.
-pub const BUILD_INFO: MetricDef = gauge(
-    "engram_build_info",
-    &["version"],
-    "Always 1; the version label names the running build.",
-)
-.doc("1", "telemetry registry::Telemetry::new", "always 1");
+    /// Time from admission to being taken by a worker.
+    QUEUE_WAIT_TIME = histogram(
+        "engram_streaming_queue_wait_time_seconds",
+        &["priority"],
+        "Time an observation waited in the queue before a worker took it.",
+        INGEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine queue::LaneQueue::take", "below batch_latency_target_ms when not backlogged");
 
-// ---- process (Prometheus client library standard names) ----------------------------------
-/// Process CPU time.
-pub const PROCESS_CPU: MetricDef = counter(
-    "process_cpu_seconds_total",
-    &[],
-    "Total user and system CPU time spent in seconds.",
-)
-.doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "monotonic; rate ≤ cores");
-/// Resident memory.
-pub const PROCESS_RSS: MetricDef = gauge("process_resident_memory_bytes", &[], "Resident memory size in bytes.").doc(
-    "bytes",
-    "telemetry events::process (metrics-process, read at scrape)",
-    "grows with indexed vectors",
-);
-/// Virtual memory.
-pub const PROCESS_VIRTUAL: MetricDef = gauge("process_virtual_memory_bytes", &[], "Virtual memory size in bytes.").doc(
-    "bytes",
-    "telemetry events::process (metrics-process, read at scrape)",
-    "larger than resident",
-);
-/// Open file descriptors.
-pub const PROCESS_OPEN_FDS: MetricDef = gauge("process_open_fds", &[], "Number of open file descriptors.").doc(
-    "descriptors",
-    "telemetry events::process (metrics-process, read at scrape)",
-    "tens, plus one per connection",
-);
-/// File descriptor limit.
-pub const PROCESS_MAX_FDS: MetricDef = gauge(
-    "process_max_fds",
-    &[],
-    "Maximum number of open file descriptors (0: unlimited).",
-)
-.doc("descriptors", "telemetry events::process (metrics-process, read at scrape)", "constant (RLIMIT_NOFILE)");
-/// OS threads.
-pub const PROCESS_THREADS: MetricDef = gauge("process_threads", &[], "Number of OS threads in the process.").doc(
-    "threads",
-    "telemetry events::process (metrics-process, read at scrape)",
-    "workers + tokio threads + a few",
-);
-/// Start time.
-pub const PROCESS_START: MetricDef = gauge(
-    "process_start_time_seconds",
-    &[],
-    "Start time of the process since the Unix epoch, in seconds.",
-)
-.doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "constant (Unix time)");
+    // ---- streaming: backpressure -------------------------------------------------------------
+    /// Backpressure state per space (0 Normal, 1 Warning, 2 Critical, 3 Overloaded).
+    BACKPRESSURE_STATE = gauge(
+        "engram_streaming_backpressure_state",
+        &["memory_space"],
+        "Backpressure state of the memory space: 0 normal, 1 warning, 2 critical, 3 overloaded.",
+    )
+    .doc("level", "engine update::admit::Admitter::evaluate (read at scrape)", "0 to 3; 0 in normal operation")
+    .fold(Fold::Max);
+    /// Entries into a worse backpressure state.
+    BACKPRESSURE_ACTIVATIONS = counter(
+        "engram_streaming_backpressure_activations_total",
+        &["memory_space", "level"],
+        "Entries into a worse backpressure state, by the level entered.",
+    )
+    .doc("transitions", "engine update::admit::Admitter::evaluate", "monotonic; rare in normal operation");
 
-/// The memory the process may use: the cgroup limit, or physical memory when there is none.
-pub const MEMORY_LIMIT: MetricDef = gauge(
-    "engram_memory_limit_bytes",
-    &[],
-    "Memory the process may use: the cgroup v2 memory.max, or physical memory when unlimited.",
-)
-.doc("bytes", "telemetry events::process (read at scrape)", "constant; resident memory should stay below 0.9 of it");
+    // ---- streaming: worker pool ---------------------------------------------------------------
+    /// Worker threads in the pool.
+    WORKERS = gauge("engram_streaming_workers", &[], "Worker threads in the insertion pool.").doc(
+        "threads",
+        "engine update::UpdateHandler::start",
+        "constant (config workers)",
+    );
+    /// Batches inserted by each worker.
+    BATCHES_PROCESSED = counter(
+        "engram_streaming_batches_processed_total",
+        &["worker_id"],
+        "Batches of observations inserted by the worker.",
+    )
+    .doc("batches", "engine update::worker::WorkerLoop::run", "monotonic");
+    /// Batch insertion failures by type.
+    BATCH_FAILURES = counter(
+        "engram_streaming_batch_failures_total",
+        &["worker_id", "error_type"],
+        "Observations of a batch that could not be inserted, by error type.",
+    )
+    .doc(
+        "observations",
+        "engine update::worker::WorkerLoop::process",
+        "monotonic; 0 unless a space is dropped with work queued",
+    );
+    /// Observations stolen from other workers' local queues.
+    WORK_STOLEN = counter(
+        "engram_streaming_work_stolen_total",
+        &["worker_id"],
+        "Observations the worker stole from other workers' local queues.",
+    )
+    .doc("observations", "engine update::worker::WorkerLoop::fill", "monotonic; a small share of the indexed rate");
+    /// Busy ratio of each worker over the last sampling interval.
+    WORKER_UTILIZATION = gauge(
+        "engram_streaming_worker_utilization",
+        &["worker_id"],
+        "Fraction of the last sampling interval the worker spent inserting (0 to 1).",
+    )
+    .doc(
+        "ratio",
+        "engine update::monitor::Monitor (from batch_duration_seconds, every 1 s)",
+        "0 to 1; near 1 under sustained load",
+    );
+    /// Time each worker spends inserting a batch; its sum is the worker's busy time.
+    BATCH_DURATION = histogram(
+        "engram_streaming_batch_duration_seconds",
+        &["worker_id"],
+        "Time the worker spent inserting one batch (its sum is the worker's busy time).",
+        REQUEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine update::worker::WorkerLoop::run", "up to about batch_latency_target_ms");
+    /// Batch sizes chosen by the adaptive batcher.
+    BATCH_SIZE = histogram(
+        "engram_streaming_batch_size",
+        &["worker_id"],
+        "Observations per batch taken by the worker (adaptive batch size).",
+        BATCH_SIZE_BUCKETS,
+    )
+    .doc("observations", "engine update::worker::WorkerLoop::run", "min_batch to max_batch");
+    /// Accepted → indexed latency.
+    OBSERVATION_LATENCY = histogram(
+        "engram_streaming_observation_latency_seconds",
+        &["memory_space"],
+        "Time from admission (accepted) to insertion into the index (indexed).",
+        INGEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine update::worker::WorkerLoop::process", "p99 below 0.1 s at moderate load");
 
-/// Every metric we export.
-pub const CATALOG: &[MetricDef] = &[
-    OBSERVATIONS,
-    OBSERVATIONS_DUPLICATE,
-    OBSERVATIONS_REJECTED,
-    OBSERVATIONS_INDEXED,
-    QUEUE_DEPTH,
-    QUEUE_CAPACITY,
-    QUEUE_MEMORY_BYTES,
-    QUEUE_CAPACITY_BYTES,
-    QUEUE_UTILIZATION,
-    QUEUE_DRAIN_RATE,
-    QUEUE_WAIT_TIME,
-    BACKPRESSURE_STATE,
-    BACKPRESSURE_ACTIVATIONS,
-    WORKERS,
-    BATCHES_PROCESSED,
-    BATCH_FAILURES,
-    WORK_STOLEN,
-    WORKER_UTILIZATION,
-    BATCH_DURATION,
-    BATCH_SIZE,
-    OBSERVATION_LATENCY,
-    RECALL_LATENCY,
-    INDEX_VECTORS,
-    INDEX_MEMORY_BYTES,
-    CONNECTIONS_OPEN,
-    CONNECTIONS_REFUSED,
-    CONNECTIONS_TIMED_OUT,
-    ACTIVE_SESSIONS,
-    HTTP_REQUESTS,
-    HTTP_REQUEST_DURATION,
-    HTTP_REQUEST_SIZE,
-    HTTP_RESPONSE_SIZE,
-    HTTP_IN_FLIGHT,
-    GRPC_REQUESTS,
-    GRPC_REQUEST_DURATION,
-    GRPC_REQUEST_SIZE,
-    GRPC_RESPONSE_SIZE,
-    GRPC_IN_FLIGHT,
-    API_REJECTED,
-    HEALTH_SCORE,
-    BUILD_INFO,
-    PROCESS_CPU,
-    PROCESS_RSS,
-    PROCESS_VIRTUAL,
-    PROCESS_OPEN_FDS,
-    PROCESS_MAX_FDS,
-    PROCESS_THREADS,
-    PROCESS_START,
-    MEMORY_LIMIT,
-];
+    // ---- recall and index ---------------------------------------------------------------------
+    /// Recall query latency.
+    RECALL_LATENCY = histogram(
+        "engram_streaming_recall_latency_seconds",
+        &["memory_space"],
+        "Time to answer a recall query (index search and content lookup).",
+        REQUEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine space::Space::recall", "about 1 ms at ef 64 on 50 to 384 dimensions");
+    /// Vectors in each space's index.
+    INDEX_VECTORS = gauge(
+        "engram_index_vectors",
+        &["memory_space"],
+        "Vectors inserted into the memory space's index.",
+    )
+    .doc("vectors", "engine index (read at scrape)", "0 to the space max_elements");
+    /// Estimated memory of each space.
+    INDEX_MEMORY_BYTES = gauge(
+        "engram_index_memory_bytes",
+        &["memory_space"],
+        "Memory the memory space holds in use, from the engine's own accounting: index graph, vectors, reserved index slots, content and id map (not reserved address space).",
+    )
+    .doc(
+        "bytes",
+        "engine space::Space::memory_bytes (read at scrape)",
+        "grows with vectors; checked against resident-memory growth (engine/tests/memory.rs)",
+    );
+
+    // ---- sessions and API ---------------------------------------------------------------------
+    /// Open client connections per listener.
+    CONNECTIONS_OPEN = gauge(
+        "engram_api_connections_open",
+        &["protocol"],
+        "Open client connections, by listener (HTTP or gRPC).",
+    )
+    .doc("connections", "server listen::ConnectionLimits::admit", "0 to max_connections (both listeners together)");
+    /// Connections refused at the connection cap.
+    CONNECTIONS_REFUSED = counter(
+        "engram_api_connections_refused_total",
+        &["protocol"],
+        "Connections closed as soon as accepted because max_connections were open.",
+    )
+    .doc(
+        "connections",
+        "server listen::ConnectionLimits::admit",
+        "monotonic; 0 unless clients open more connections than the cap",
+    );
+    /// Connections closed for idleness or a slow request head.
+    CONNECTIONS_TIMED_OUT = counter(
+        "engram_api_connections_timed_out_total",
+        &["protocol"],
+        "Connections closed because no byte moved for idle_timeout_secs, or an HTTP request head took longer than header_read_timeout_secs.",
+    )
+    .doc("connections", "server listen::IdleIo, listen::serve_http", "monotonic; a steady rate means clients hold connections open without using them");
+    /// Open gRPC observation streams.
+    ACTIVE_SESSIONS = gauge(
+        "engram_streaming_active_sessions",
+        &[],
+        "Open gRPC StreamObservations streams.",
+    )
+    .doc("streams", "server grpc::EngramService::stream_observations", "0 to the number of connected clients");
+    /// HTTP requests by route template and status.
+    HTTP_REQUESTS = counter(
+        "engram_http_requests_total",
+        &["method", "route", "status"],
+        "HTTP requests served, by method, route template and status code.",
+    )
+    .doc("requests", "server http::metrics_layer::track", "monotonic");
+    /// HTTP request duration.
+    HTTP_REQUEST_DURATION = histogram(
+        "engram_http_request_duration_seconds",
+        &["method", "route"],
+        "Time to serve an HTTP request, by method and route template.",
+        REQUEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "server http::metrics_layer::track", "ms for ingest and recall; longer with ?wait=indexed");
+    /// HTTP request body size.
+    HTTP_REQUEST_SIZE =
+        histogram("engram_http_request_size_bytes", &["method", "route"], "HTTP request body size.", SIZE_BUCKETS).doc(
+            "bytes",
+            "server http::metrics_layer::track",
+            "up to http body_limit_bytes",
+        );
+    /// HTTP response body size.
+    HTTP_RESPONSE_SIZE =
+        histogram("engram_http_response_size_bytes", &["method", "route"], "HTTP response body size.", SIZE_BUCKETS).doc(
+            "bytes",
+            "server http::metrics_layer::track",
+            "under 1 MiB",
+        );
+    /// HTTP requests being served.
+    HTTP_IN_FLIGHT = gauge(
+        "engram_http_requests_in_flight",
+        &["method", "route"],
+        "HTTP requests being served.",
+    )
+    .doc("requests", "server http::metrics_layer::track", "0 to the number of client connections");
+    /// gRPC calls by method and status code.
+    GRPC_REQUESTS = counter(
+        "engram_grpc_requests_total",
+        &["method", "code"],
+        "gRPC calls completed, by method and status code (streams count once, when they end).",
+    )
+    .doc("calls", "server grpc::EngramService", "monotonic");
+    /// gRPC call duration (stream lifetime for streams).
+    GRPC_REQUEST_DURATION = histogram(
+        "engram_grpc_request_duration_seconds",
+        &["method"],
+        "Duration of a gRPC call (for streams, the stream's lifetime).",
+        REQUEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "server grpc::EngramService", "ms for unary calls; stream lifetime for streams");
+    /// gRPC request message size.
+    GRPC_REQUEST_SIZE = histogram(
+        "engram_grpc_request_size_bytes",
+        &["method"],
+        "Encoded size of each gRPC request message.",
+        SIZE_BUCKETS,
+    )
+    .doc("bytes", "server grpc::EngramService", "up to grpc max_message_bytes");
+    /// gRPC response message size.
+    GRPC_RESPONSE_SIZE = histogram(
+        "engram_grpc_response_size_bytes",
+        &["method"],
+        "Encoded size of each gRPC response message.",
+        SIZE_BUCKETS,
+    )
+    .doc("bytes", "server grpc::EngramService", "under 1 MiB");
+    /// gRPC calls in progress.
+    GRPC_IN_FLIGHT = gauge(
+        "engram_grpc_requests_in_flight",
+        &["method"],
+        "gRPC calls in progress (open streams included).",
+    )
+    .doc("calls", "server grpc::EngramService", "0 to the number of client calls and streams");
+    /// API requests refused before reaching the engine's queue, by reason.
+    API_REJECTED = counter(
+        "engram_api_requests_rejected_total",
+        &["protocol", "reason"],
+        "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, unknown_route, overloaded, shutting_down, space_limit).",
+    )
+        .doc("requests", "server api_error::ApiError (HTTP metrics layer, gRPC handlers)", "monotonic; sustained malformed or oversized traffic is worth a look");
+    /// Composite health score (see `docs/metrics.md#health-score`).
+    HEALTH_SCORE = gauge(
+        "engram_health_score",
+        &[],
+        "Health, 0 to 100: 100 minus weighted penalties for errors (40), backpressure (30), queue utilization (15) and resource use (15).",
+    )
+        .doc("score", "telemetry health::HealthSampler::tick (every 5 s)", "0 to 100; 100 healthy, below 70 degraded, below 50 failing");
+    /// Build information.
+    BUILD_INFO = gauge(
+        "engram_build_info",
+        &["version"],
+        "Always 1; the version label names the running build.",
+    )
+    .doc("1", "telemetry registry::Telemetry::new", "always 1");
+
+    // ---- process (Prometheus client library standard names) ----------------------------------
+    /// Process CPU time.
+    PROCESS_CPU = counter(
+        "process_cpu_seconds_total",
+        &[],
+        "Total user and system CPU time spent in seconds.",
+    )
+    .doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "monotonic; rate ≤ cores");
+    /// Resident memory.
+    PROCESS_RSS = gauge("process_resident_memory_bytes", &[], "Resident memory size in bytes.").doc(
+        "bytes",
+        "telemetry events::process (metrics-process, read at scrape)",
+        "grows with indexed vectors",
+    );
+    /// Virtual memory.
+    PROCESS_VIRTUAL = gauge("process_virtual_memory_bytes", &[], "Virtual memory size in bytes.").doc(
+        "bytes",
+        "telemetry events::process (metrics-process, read at scrape)",
+        "larger than resident",
+    );
+    /// Open file descriptors.
+    PROCESS_OPEN_FDS = gauge("process_open_fds", &[], "Number of open file descriptors.").doc(
+        "descriptors",
+        "telemetry events::process (metrics-process, read at scrape)",
+        "tens, plus one per connection",
+    );
+    /// File descriptor limit.
+    PROCESS_MAX_FDS = gauge(
+        "process_max_fds",
+        &[],
+        "Maximum number of open file descriptors (0: unlimited).",
+    )
+    .doc("descriptors", "telemetry events::process (metrics-process, read at scrape)", "constant (RLIMIT_NOFILE)");
+    /// OS threads.
+    PROCESS_THREADS = gauge("process_threads", &[], "Number of OS threads in the process.").doc(
+        "threads",
+        "telemetry events::process (metrics-process, read at scrape)",
+        "workers + tokio threads + a few",
+    );
+    /// Start time.
+    PROCESS_START = gauge(
+        "process_start_time_seconds",
+        &[],
+        "Start time of the process since the Unix epoch, in seconds.",
+    )
+    .doc("seconds", "telemetry events::process (metrics-process, read at scrape)", "constant (Unix time)");
+
+    /// The memory the process may use: the cgroup limit, or physical memory when there is none.
+    MEMORY_LIMIT = gauge(
+        "engram_memory_limit_bytes",
+        &[],
+        "Memory the process may use: the cgroup v2 memory.max, or physical memory when unlimited.",
+    )
+    .doc("bytes", "telemetry events::process (read at scrape)", "constant; resident memory should stay below 0.9 of it");
+}
 
 impl MetricDef {
     /// Resolution at which a histogram keeps its sum: 1 ns for `_seconds` metrics, else 1
