@@ -8,6 +8,8 @@
 //! - [`config`]: `ServerConfig` from defaults, TOML file, `ENGRAM_*` environment.
 //! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
 //! - [`listen`]: accepting connections: the connection cap, idle and header-read timeouts.
+//! - [`session`]: what both transports do with a request, once: an ingest session (submit,
+//!   level changes) and recall. [`http`] and [`grpc`] only decode, call it and encode.
 //! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
 //! - [`grpc`]: `engram.v1.Engram` (observation stream, recall, spaces), health and reflection.
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
@@ -26,6 +28,7 @@ pub mod http;
 pub mod listen;
 pub mod load;
 pub mod server;
+pub mod session;
 
 /// Generated `engram.v1` code (from `proto/engram/v1/engram.proto`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

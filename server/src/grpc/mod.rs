@@ -10,13 +10,13 @@ mod convert;
 
 pub(crate) use convert::index_backend;
 
-use crate::api_error::{ApiError, Refusal, ack_level, code_name};
+use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
-use engram_engine::{BackpressureLevel, Engine};
+use crate::session::{self, IngestSession};
+use engram_engine::Engine;
 use engram_telemetry::events::GrpcEvents;
 use futures::Stream;
 use prost::Message;
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,11 +128,10 @@ fn error_ack(sequence: u64, e: ApiError) -> proto::BatchAck {
 }
 
 struct StreamSession {
-    engine: Arc<Engine>,
+    /// The transport-neutral part: submission and level tracking.
+    ingest: IngestSession,
     events: GrpcEvents,
     tx: mpsc::Sender<Result<proto::StreamReply, Status>>,
-    /// Last level pushed per space written to by this stream.
-    levels: HashMap<String, BackpressureLevel>,
     /// INDEXED acks waiting for their batch.
     acks: JoinSet<()>,
     /// Turns true when the server has drained and is closing.
@@ -146,10 +145,7 @@ impl StreamSession {
         let sequence = batch.sequence;
         let space = batch.memory_space.clone();
         let want_indexed = batch.want_indexed;
-        let admitted = convert::batch(batch)
-            .and_then(|b| self.engine.submit(&space, b, ack_level(want_indexed)))
-            .map_err(ApiError::from);
-        let ack = match admitted {
+        let ack = match self.ingest.submit(&space, convert::batch(batch).map_err(ApiError::from), want_indexed) {
             Ok(a) => {
                 let ack = proto::BatchAck {
                     sequence,
@@ -184,9 +180,6 @@ impl StreamSession {
         if !send(&self.tx, &self.events, ack_reply(ack)).await {
             return false;
         }
-        if self.engine.space_level(&space).is_some() {
-            self.levels.entry(space).or_insert(BackpressureLevel::Normal);
-        }
         self.push_levels().await
     }
 
@@ -197,24 +190,12 @@ impl StreamSession {
 
     /// Pushes a BackpressureStatus for every space whose level changed since the last push.
     async fn push_levels(&mut self) -> bool {
-        let utilization = self.engine.status().queue_utilization;
-        let mut changed = Vec::new();
-        self.levels.retain(|space, last| match self.engine.space_level(space) {
-            Some(level) => {
-                if level != *last {
-                    *last = level;
-                    changed.push((space.clone(), level));
-                }
-                true
-            }
-            None => false,
-        });
-        for (space, level) in changed {
+        for change in self.ingest.level_changes() {
             let status = proto::BackpressureStatus {
-                memory_space: space,
-                level: convert::level(level),
-                queue_utilization: utilization,
-                retry_after_ms: level.retry_hint().map_or(0, |d| d.as_millis() as u64),
+                memory_space: change.space,
+                level: convert::level(change.level),
+                queue_utilization: change.queue_utilization,
+                retry_after_ms: change.retry_after.map_or(0, |d| d.as_millis() as u64),
             };
             let reply = proto::StreamReply { reply: Some(proto::stream_reply::Reply::Backpressure(status)) };
             if !send(&self.tx, &self.events, reply).await {
@@ -290,10 +271,9 @@ impl Engram for EngramService {
         self.events.session_opened();
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
         let session = StreamSession {
-            engine: self.engine.clone(),
+            ingest: IngestSession::new(self.engine.clone()),
             events: self.events.clone(),
             tx,
-            levels: HashMap::new(),
             acks: JoinSet::new(),
             closing: self.closing.clone(),
         };
@@ -310,11 +290,9 @@ impl Engram for EngramService {
     async fn recall(&self, request: Request<proto::RecallRequest>) -> Result<Response<proto::RecallResponse>, Status> {
         let engine = self.engine.clone();
         self.unary(M_RECALL, request, async move |r: proto::RecallRequest| {
-            let k = if r.k == 0 { engram_engine::DEFAULT_RECALL_K } else { r.k as usize };
+            let k = (r.k > 0).then_some(r.k as usize);
             let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
-            let hits = tokio::task::spawn_blocking(move || engine.recall(&r.memory_space, r.embedding, k, ef))
-                .await
-                .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+            let hits = session::recall(&engine, r.memory_space, r.embedding, k, ef).await?;
             Ok(proto::RecallResponse {
                 hits: hits
                     .into_iter()

@@ -2,8 +2,9 @@
 //! path (`observations[2].embedding[5]`); engine errors map through [`ApiError`].
 
 use super::AppState;
-use crate::api_error::{ApiError, Refusal, ack_level};
+use crate::api_error::{ApiError, Refusal};
 use crate::health::{self, DetailedHealth, HealthStatus};
+use crate::session::{self, IngestSession};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -107,8 +108,8 @@ pub(super) async fn post_observations(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let want_indexed = wait_for_indexed(query.as_deref())?;
-    let batch: Batch = parse_json(&body(bytes, app.max_request_bytes)?)?;
-    let admission = app.engine.submit(&space, batch, ack_level(want_indexed))?;
+    let batch = body(bytes, app.max_request_bytes).and_then(|b| parse_json::<Batch>(&b));
+    let admission = IngestSession::new(app.engine.clone()).submit(&space, batch, want_indexed)?;
     let level = admission.level;
     let (status, body) = match admission.indexed {
         Some(waiter) => {
@@ -144,14 +145,10 @@ pub(super) async fn post_observations(
 #[serde(deny_unknown_fields)]
 struct RecallBody {
     embedding: Vec<f32>,
-    #[serde(default = "default_k")]
-    k: usize,
+    #[serde(default)]
+    k: Option<usize>,
     #[serde(default)]
     ef_search: Option<usize>,
-}
-
-fn default_k() -> usize {
-    engram_engine::DEFAULT_RECALL_K
 }
 
 pub(super) async fn recall(
@@ -160,10 +157,7 @@ pub(super) async fn recall(
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let req: RecallBody = parse_json(&body(bytes, app.max_request_bytes)?)?;
-    let engine = app.engine.clone();
-    let hits = tokio::task::spawn_blocking(move || engine.recall(&space, req.embedding, req.k, req.ef_search))
-        .await
-        .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))??;
+    let hits = session::recall(&app.engine, space, req.embedding, req.k, req.ef_search).await?;
     Ok(Json(json!({ "hits": hits })).into_response())
 }
 

@@ -1,0 +1,106 @@
+//! What both transports do with a client's request, written once: the gRPC observation stream
+//! and the HTTP observation route each decode their message into an engine [`Batch`], hand it
+//! to an [`IngestSession`], and encode what comes back; recall runs through [`recall`].
+//!
+//! An HTTP request is a session of one batch; a gRPC `StreamObservations` stream is one session
+//! for its whole life, which also tells the stream when the level of a space it writes to
+//! changed ([`IngestSession::level_changes`]).
+
+use crate::api_error::{ApiError, ack_level};
+use engram_engine::{Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One client's run of batches into the engine.
+pub struct IngestSession {
+    engine: Arc<Engine>,
+    /// The level last reported per space this session wrote to.
+    levels: HashMap<String, BackpressureLevel>,
+}
+
+/// A space whose backpressure level changed since the session last reported it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LevelChange {
+    /// The memory space.
+    pub space: String,
+    /// Its level now.
+    pub level: BackpressureLevel,
+    /// Queue utilization (0 to 1) when the change was seen.
+    pub queue_utilization: f64,
+    /// How long a client should wait before sending more to the space, from Warning up.
+    pub retry_after: Option<Duration>,
+}
+
+impl IngestSession {
+    /// A session over `engine`.
+    pub fn new(engine: Arc<Engine>) -> Self {
+        Self { engine, levels: HashMap::new() }
+    }
+
+    /// Submits a decoded batch (or the transport's decode error) to `space`, acknowledging at
+    /// INDEXED when `want_indexed`, else at ACCEPTED. The space is watched for level changes
+    /// from then on.
+    ///
+    /// # Errors
+    /// The decode error as given, or the engine's refusal mapped by [`ApiError`] (invalid
+    /// field, unknown space, backpressure with retry-after, shutting down).
+    pub fn submit(
+        &mut self,
+        space: &str,
+        batch: Result<Batch, ApiError>,
+        want_indexed: bool,
+    ) -> Result<Admission, ApiError> {
+        let admitted = batch.and_then(|b| Ok(self.engine.submit(space, b, ack_level(want_indexed))?));
+        if !self.levels.contains_key(space) && self.engine.space_level(space).is_some() {
+            self.levels.insert(space.to_owned(), BackpressureLevel::Normal);
+        }
+        admitted
+    }
+
+    /// The spaces whose level changed since the last call (dropped spaces are forgotten).
+    pub fn level_changes(&mut self) -> Vec<LevelChange> {
+        let mut changed = Vec::new();
+        let engine = &self.engine;
+        self.levels.retain(|space, last| match engine.space_level(space) {
+            Some(level) => {
+                if level != *last {
+                    *last = level;
+                    changed.push((space.clone(), level));
+                }
+                true
+            }
+            None => false,
+        });
+        if changed.is_empty() {
+            return Vec::new();
+        }
+        let queue_utilization = engine.status().queue_utilization;
+        changed
+            .into_iter()
+            .map(|(space, level)| LevelChange { space, level, queue_utilization, retry_after: level.retry_hint() })
+            .collect()
+    }
+}
+
+/// The `k` (default [`DEFAULT_RECALL_K`]) observations nearest `embedding` in `space`, searching
+/// `ef_search` candidates (default: the space's), on the blocking pool so a search never holds
+/// up the async runtime.
+///
+/// # Errors
+/// The engine's error (unknown space, wrong dimension, `k` over the limit) mapped by
+/// [`ApiError`], or an internal error when the search task was lost.
+pub async fn recall(
+    engine: &Arc<Engine>,
+    space: String,
+    embedding: Vec<f32>,
+    k: Option<usize>,
+    ef_search: Option<usize>,
+) -> Result<Vec<RecallHit>, ApiError> {
+    let engine = Arc::clone(engine);
+    let k = k.unwrap_or(DEFAULT_RECALL_K);
+    tokio::task::spawn_blocking(move || engine.recall(&space, embedding, k, ef_search))
+        .await
+        .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?
+        .map_err(ApiError::from)
+}
