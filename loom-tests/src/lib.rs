@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! RUSTFLAGS="--cfg engram_loom" LOOM_MAX_PREEMPTIONS=3 \
-//!   cargo test -p engram-loom-tests --release --target-dir target/loom
+//!   cargo test -p engram-loom-tests --profile loom --target-dir target/loom
 //! ```
 //!
 //! - `tests/capacity.rs`: exact queue admission ([`engram_engine::admission::Capacity`]).

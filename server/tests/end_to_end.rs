@@ -356,21 +356,7 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
         .into_inner()
         .status;
     assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut reflection = ServerReflectionClient::new(channel);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut resp = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = common::reflected_services!(v1, channel);
     assert!(names.contains(&"engram.v1.Engram".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
     server.stop().await;

@@ -250,22 +250,8 @@ async fn oversized_grpc_messages_are_resource_exhausted_and_reflection_speaks_v1
     let counted = "engram_api_requests_rejected_total{protocol=\"grpc\",reason=\"payload_too_large\"}";
     assert_eq!(sample(&text, counted), Some(2.0), "{text}");
 
-    use tonic_reflection::pb::v1alpha::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc)).unwrap();
-    let mut reflection = ServerReflectionClient::new(channel.connect().await.unwrap());
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut resp = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
-    else {
-        panic!("expected a service list")
-    };
-    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    let names = common::reflected_services!(v1alpha, channel.connect().await.unwrap());
     assert!(names.contains(&"engram.v1.Engram".to_owned()), "{names:?}");
     server.stop().await;
 }

@@ -102,3 +102,26 @@ pub async fn stream_error<T>(replies: &mut tonic::Streaming<T>) -> tonic::Status
         }
     }
 }
+
+/// The service names the server's reflection lists over `channel`, through reflection's `v1` or
+/// `v1alpha` client (the two are separately generated, hence a macro).
+macro_rules! reflected_services {
+    ($version:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let mut reflection = ServerReflectionClient::new($channel);
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut resp = reflection.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response
+        else {
+            panic!("expected a service list")
+        };
+        list.service.into_iter().map(|s| s.name).collect::<Vec<String>>()
+    }};
+}
+pub(crate) use reflected_services;
