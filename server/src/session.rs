@@ -2,9 +2,10 @@
 //! and the HTTP observation route each decode their message into an engine [`Batch`], hand it
 //! to an [`IngestSession`], and encode what comes back; recall runs through [`recall`].
 //!
-//! An HTTP request is a session of one batch; a gRPC `StreamObservations` stream is one session
-//! for its whole life, which also tells the stream when the level of a space it writes to
-//! changed ([`IngestSession::level_changes`]).
+//! An HTTP request is one batch ([`submit`]: the level travels in its response header, so
+//! nothing is tracked); a gRPC `StreamObservations` stream is one session for its whole life,
+//! which also tells the stream when the level of a space it writes to changed
+//! ([`IngestSession::level_changes`]).
 
 use crate::api_error::{ApiError, ack_level};
 use engram_engine::{Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit};
@@ -51,7 +52,7 @@ impl IngestSession {
         batch: Result<Batch, ApiError>,
         want_indexed: bool,
     ) -> Result<Admission, ApiError> {
-        let admitted = batch.and_then(|b| Ok(self.engine.submit(space, b, ack_level(want_indexed))?));
+        let admitted = submit(&self.engine, space, batch, want_indexed);
         if !self.levels.contains_key(space) && self.engine.space_level(space).is_some() {
             self.levels.insert(space.to_owned(), BackpressureLevel::Normal);
         }
@@ -81,6 +82,21 @@ impl IngestSession {
             .map(|(space, level)| LevelChange { space, level, queue_utilization, retry_after: level.retry_hint() })
             .collect()
     }
+}
+
+/// Submits one decoded batch (or the transport's decode error) to `space`, acknowledging at
+/// INDEXED when `want_indexed`, else at ACCEPTED: a request that is its own session (HTTP), with
+/// no level tracking to keep.
+///
+/// # Errors
+/// As [`IngestSession::submit`].
+pub fn submit(
+    engine: &Engine,
+    space: &str,
+    batch: Result<Batch, ApiError>,
+    want_indexed: bool,
+) -> Result<Admission, ApiError> {
+    batch.and_then(|b| Ok(engine.submit(space, b, ack_level(want_indexed))?))
 }
 
 /// The `k` (default [`DEFAULT_RECALL_K`]) observations nearest `embedding` in `space`, searching

@@ -4,7 +4,7 @@
 use super::AppState;
 use crate::api_error::{ApiError, Refusal};
 use crate::health::{self, DetailedHealth, HealthStatus};
-use crate::session::{self, IngestSession};
+use crate::session;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -109,7 +109,7 @@ pub(super) async fn post_observations(
 ) -> Result<Response, ApiError> {
     let want_indexed = wait_for_indexed(query.as_deref())?;
     let batch = body(bytes, app.max_request_bytes).and_then(|b| parse_json::<Batch>(&b));
-    let admission = IngestSession::new(app.engine.clone()).submit(&space, batch, want_indexed)?;
+    let admission = session::submit(&app.engine, &space, batch, want_indexed)?;
     let level = admission.level;
     let (status, body) = match admission.indexed {
         Some(waiter) => {
