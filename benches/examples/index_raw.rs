@@ -14,7 +14,7 @@
 //! comparing backends at equal recall.
 
 use engram_benches::{build, data_dir, exact_top_k, index_params, read_data, recall};
-use engram_engine::dataset;
+use engram_dataset as dataset;
 use engram_engine::index::IndexKind;
 use std::time::Instant;
 

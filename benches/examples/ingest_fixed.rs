@@ -11,8 +11,8 @@
 //! the index's work, the same from run to run and from build to build.
 
 use engram_benches::data_dir;
+use engram_dataset as dataset;
 use engram_engine::AckLevel;
-use engram_engine::dataset;
 use engram_engine::{Batch, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 

@@ -15,7 +15,7 @@ backend=${3:-usearch}
 out=${4:-target/engine-overhead}
 data_root=${ENGRAM_DATA_DIR:-../shared/data}
 mkdir -p "$out"
-cargo build --release -p engram-server --bin engram-stream
+cargo build --release -p engram-server -p engram-tools
 cargo build --release -p engram-benches --example index_raw
 bin=target/release/engram-stream
 raw=target/release/examples/index_raw

@@ -14,17 +14,17 @@
 //! Results land in `target/criterion/<group>/<function>/new/estimates.json` (ns per iteration);
 //! `scripts/criterion-summary.py` turns them into the table in docs/benchmarks.md.
 
+use engram_dataset::{self as dataset, Vectors, recall_at_k};
 use engram_engine::SpaceParams;
-use engram_engine::dataset::{self, Vectors, recall_at_k};
 use engram_engine::index::{self, IndexKind, IndexParams, VectorIndex};
 use std::path::PathBuf;
 
-/// Directory of a shared data set (see [`engram_engine::dataset::shared_data_dir`]).
+/// Directory of a shared data set (see [`engram_dataset::shared_data_dir`]).
 ///
 /// # Panics
 /// When the directory does not exist (benchmarks need the real data).
 pub fn data_dir(name: &str) -> PathBuf {
-    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
+    engram_dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Base vectors (`n × dim`, row-major) and queries of a shared data set.

@@ -22,8 +22,7 @@
 //! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]).
 //! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
 //!
-//! [`config`] holds every setting with its default; [`error`] every failure; [`dataset`] reads
-//! the TEXMEX benchmark files used by the load generator, tests and benches.
+//! [`config`] holds every setting with its default; [`error`] every failure.
 //!
 //! The feature `internals` makes `admission` and `queue` public for the criterion benches and
 //! the loom models; it is not a stable interface.
@@ -39,7 +38,6 @@ mod queue;
 
 pub mod backpressure;
 pub mod config;
-pub mod dataset;
 pub mod engine;
 pub mod error;
 pub mod index;

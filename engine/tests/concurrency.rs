@@ -9,8 +9,8 @@
 //!   fresh spaces; every acked id must come back from an exhaustive search. Before the fix,
 //!   hnsw_rs lost the first point of a space when a second insert raced it into the empty graph.
 
+use engram_dataset as dataset;
 use engram_engine::AckLevel;
-use engram_engine::dataset;
 use engram_engine::{Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, SpaceParams};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::sync::Arc;

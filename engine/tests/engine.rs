@@ -1,8 +1,8 @@
 //! Engine behaviour end to end, in process: real embeddings in, recall out; overload; fairness
 //! between spaces; drain on shutdown; bad input; dropped spaces.
 
+use engram_dataset as dataset;
 use engram_engine::AckLevel;
-use engram_engine::dataset;
 use engram_engine::{
     BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RejectReason,
     SpaceParams,
@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 fn data_dir(name: &str) -> PathBuf {
-    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
+    engram_dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn engine(config: EngineConfig) -> Engine {

@@ -1,5 +1,6 @@
-//! The `engram-stream` server: HTTP (axum) and gRPC (tonic) front ends over the engine, health,
-//! `/metrics`, the `load` generator and the `capacity` planner.
+//! The `engram-stream` server: HTTP (axum) and gRPC (tonic) front ends over the engine, health
+//! and `/metrics`. The `load` generator and the `capacity` planner are in `engram-tools`
+//! (`benches/tools`); `engram-stream load|capacity` runs that binary.
 //!
 //! Data flows one way: a request is parsed and validated here, handed to
 //! [`engram_engine::Engine`], and answered from what the engine returns.
@@ -12,21 +13,19 @@
 //!   level changes) and recall. [`http`] and [`grpc`] only decode, call it and encode.
 //! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
 //! - [`grpc`]: `engram.v1.Engram` (observation stream, recall, spaces), health and reflection.
+//! - `layers`: every tower layer around both listeners, built in one place (the place for
+//!   cross-protocol policy such as authentication).
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
 //! - [`health`]: the health assessment behind `/health*`.
-//! - [`load`]: `engram-stream load`, which streams a TEXMEX data set and scores recall.
-//! - [`capacity`]: `engram-stream capacity`, which sizes a deployment from `load` reports, and
-//!   [`capacity::criterion`] the per-observation costs criterion measured.
 //! - [`proto`]: the generated `engram.v1` messages and clients.
 
 pub mod api_error;
-pub mod capacity;
 pub mod config;
 pub mod grpc;
 pub mod health;
 pub mod http;
+mod layers;
 pub mod listen;
-pub mod load;
 pub mod server;
 pub mod session;
 

@@ -1,11 +1,12 @@
-//! `engram-stream`: `serve` (the default) runs the server; `load` streams a benchmark data set
-//! into a running server and writes a JSON report; `capacity` sizes a deployment from reports.
+//! `engram-stream`: `serve` (the default) runs the server; `catalog` prints the metric catalog.
+//! `load` (stream a benchmark data set into a running server, write a JSON report) and
+//! `capacity` (size a deployment from reports) are the `engram-tools` binary's
+//! (`benches/tools`), run with the same arguments, so the server carries no client code.
 
 use clap::{Args, Parser, Subcommand};
-use engram_server::capacity::CapacityArgs;
 use engram_server::config::{LogFormat, ServerConfig};
-use engram_server::load::LoadArgs;
 use engram_server::server::{Server, shutdown_signal};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,16 +29,55 @@ struct Cli {
 enum Command {
     /// Run the server (the default when no subcommand is given).
     Serve(ServeArgs),
-    /// Stream a TEXMEX data set into a running server, then score recall@10.
-    Load(LoadArgs),
-    /// Size a deployment (workers, queue, memory, nodes, scrape cost) from `load` reports.
-    Capacity(CapacityArgs),
+    /// Stream a TEXMEX data set into a running server, then score recall@10 (runs
+    /// `engram-tools load`; `engram-stream load --help` lists its options).
+    #[command(disable_help_flag = true)]
+    Load(Forwarded),
+    /// Size a deployment (workers, queue, memory, nodes, scrape cost) from `load` reports (runs
+    /// `engram-tools capacity`).
+    #[command(disable_help_flag = true)]
+    Capacity(Forwarded),
     /// Print the metric catalog (every exported metric) as JSON or Markdown.
     Catalog {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CatalogFormat::Json)]
         format: CatalogFormat,
     },
+}
+
+/// The arguments of a subcommand another binary runs, passed through unparsed.
+#[derive(Args)]
+struct Forwarded {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
+}
+
+/// The `engram-tools` binary: `$ENGRAM_TOOLS`, else the one beside this executable (cargo
+/// builds both into `target/<profile>/`), else `engram-tools` on `PATH`.
+fn tools_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("ENGRAM_TOOLS") {
+        return path.into();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join(format!("engram-tools{}", std::env::consts::EXE_SUFFIX))))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| "engram-tools".into())
+}
+
+/// Runs `engram-tools <command> <args>` and exits as it does.
+fn run_tool(command: &str, args: &[OsString]) -> ExitCode {
+    let tools = tools_binary();
+    match std::process::Command::new(&tools).arg(command).args(args).status() {
+        Ok(status) => status.code().and_then(|c| u8::try_from(c).ok()).map_or(ExitCode::FAILURE, ExitCode::from),
+        Err(e) => {
+            eprintln!(
+                "error: `engram-stream {command}` runs `{}`, which could not start: {e} (build it with `cargo build --release -p engram-tools`, or set ENGRAM_TOOLS)",
+                tools.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -103,6 +143,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let serve_args = match cli.command {
+        Some(Command::Load(f)) => return run_tool("load", &f.args),
+        Some(Command::Capacity(f)) => return run_tool("capacity", &f.args),
+        Some(Command::Catalog { format }) => {
+            print_catalog(format);
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -110,22 +160,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            None => serve(cli.serve).await,
-            Some(Command::Serve(args)) => serve(args).await,
-            Some(Command::Catalog { format }) => {
-                print_catalog(format);
-                Ok(())
-            }
-            Some(Command::Capacity(args)) => engram_server::capacity::run(&args),
-            Some(Command::Load(args)) => {
-                init_logs(LogFormat::Text);
-                engram_server::load::run(args).await
-            }
-        }
-    });
-    match result {
+    match runtime.block_on(serve(serve_args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
-use engram_server::load::{self, Protocol};
 use engram_server::proto;
 use engram_telemetry::catalog::{CATALOG, MetricKind};
+use engram_tools::load::{self, Protocol};
 use prost::bytes::{Buf, BufMut};
 use serde_json::{Value, json};
 
@@ -60,7 +60,7 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
 
     // Content comes back with recall.
     let http = reqwest::Client::new();
-    let q = engram_engine::dataset::read_fvecs(&data_dir("minilm-384-stdlib").join("query.fvecs")).unwrap();
+    let q = engram_dataset::read_fvecs(&data_dir("minilm-384-stdlib").join("query.fvecs")).unwrap();
     let v = post_json(&http, server.url("/v1/spaces/minilm-http/recall"), json!({"embedding": q.row(0), "k": 3})).await;
     assert_eq!(v["hits"].as_array().unwrap().len(), 3);
     assert!(v["hits"][0]["content"].as_str().is_some_and(|c| !c.is_empty()), "{v}");

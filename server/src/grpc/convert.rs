@@ -67,11 +67,14 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
     })
 }
 
-/// The wire form of an index backend (also what `load` asks for when it creates a space).
-pub(crate) fn index_backend(kind: IndexKind) -> proto::IndexBackend {
-    match kind {
-        IndexKind::HnswRs => proto::IndexBackend::HnswRs,
-        IndexKind::Usearch => proto::IndexBackend::Usearch,
+/// The wire form of an index backend (also what a client such as `load` sends to create a
+/// space).
+impl From<IndexKind> for proto::IndexBackend {
+    fn from(kind: IndexKind) -> Self {
+        match kind {
+            IndexKind::HnswRs => proto::IndexBackend::HnswRs,
+            IndexKind::Usearch => proto::IndexBackend::Usearch,
+        }
     }
 }
 
@@ -90,7 +93,7 @@ pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
             ef_construction: i.params.ef_construction as u32,
             ef_search: i.params.ef_search as u32,
             max_elements: i.params.max_elements as u64,
-            index: index_backend(i.params.index) as i32,
+            index: proto::IndexBackend::from(i.params.index) as i32,
         }),
         vectors: i.vectors as u64,
         pending: i.pending as u64,

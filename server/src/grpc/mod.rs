@@ -8,8 +8,6 @@
 pub mod codec;
 mod convert;
 
-pub(crate) use convert::index_backend;
-
 use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
 use crate::session::{self, IngestSession};

@@ -1,9 +1,9 @@
 //! Helpers shared by the server's integration tests: a server in process on ephemeral ports.
 #![allow(dead_code)]
 
-use engram_server::load::{LoadArgs, Protocol};
 use engram_server::proto::engram_client::EngramClient;
 use engram_server::{Server, ServerConfig};
+use engram_tools::load::{LoadArgs, Protocol};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub fn data_dir(name: &str) -> PathBuf {
-    engram_engine::dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
+    engram_dataset::shared_data_dir(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub struct Running {

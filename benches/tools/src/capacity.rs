@@ -1,4 +1,4 @@
-//! `engram-stream capacity`: sizes a deployment from measured `load` reports.
+//! `engram-tools capacity` (also `engram-stream capacity`): sizes a deployment from measured `load` reports.
 //!
 //! Every constant comes from a report given with `--from`, and the output names the report it
 //! came from:
@@ -571,8 +571,9 @@ mod docs_tests {
     use super::*;
     use std::path::{Path, PathBuf};
 
+    /// The repository root (this crate is `benches/tools/`).
     fn root() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
     }
 
     /// The committed MiniLM usearch reports, named as the docs' commands name them.

@@ -1,7 +1,8 @@
 //! TEXMEX benchmark files (`.fvecs`, `.ivecs`; <http://corpus-texmex.irisa.fr/>): per row a
 //! little-endian `i32` dimension followed by that many little-endian `f32` (fvecs) or `i32`
-//! (ivecs) values. Used by the load generator, the tests and the benchmarks on
-//! `../shared/data/*` (`base.fvecs`, `query.fvecs`, `groundtruth.ivecs`, optional `base.txt`).
+//! (ivecs) values. Used by the load generator (`engram-tools`), the tests and the benchmarks on
+//! `../shared/data/*` (`base.fvecs`, `query.fvecs`, `groundtruth.ivecs`, optional `base.txt`),
+//! and recall@k against exact neighbours.
 
 use std::fmt;
 use std::io;
@@ -106,14 +107,15 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, DatasetError> {
 }
 
 /// Directory of a shared benchmark data set: `$ENGRAM_DATA_DIR/<name>` when that variable is
-/// set, else `../shared/data/<name>` beside the repository (as CI lays it out).
+/// set, else `../shared/data/<name>` beside the repository (as CI lays it out; found from this
+/// crate's directory, `benches/dataset/`).
 ///
 /// # Errors
 /// When the directory does not exist.
 pub fn shared_data_dir(name: &str) -> Result<PathBuf, DatasetError> {
     let root = std::env::var_os("ENGRAM_DATA_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
     let dir = root.join(name);
     if dir.is_dir() {
         Ok(dir)

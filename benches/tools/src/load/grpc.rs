@@ -1,0 +1,138 @@
+//! The load over gRPC: one `engram.v1.Engram/StreamObservations` stream with INDEXED acks, and
+//! unary `Recall`.
+
+use super::Data;
+use super::drive::{Event, Transport};
+use anyhow::{Context, bail};
+use engram_engine::IndexKind;
+use engram_server::proto::{self, engram_client::EngramClient};
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+const PRIORITIES: [proto::Priority; 3] = [proto::Priority::High, proto::Priority::Normal, proto::Priority::Low];
+
+/// A gRPC client with its observation stream open.
+pub(super) struct Grpc<'a> {
+    data: &'a Data,
+    space: String,
+    client: EngramClient<Channel>,
+    requests: mpsc::Sender<proto::ObservationBatch>,
+    replies: tonic::Streaming<proto::StreamReply>,
+    /// Batch of each sequence number in flight.
+    batch_of: HashMap<u64, usize>,
+    sequence: u64,
+}
+
+impl<'a> Grpc<'a> {
+    /// Connects to `server`, drops and re-creates `space` for `data` with backend `index`, and
+    /// opens the observation stream (`concurrency` batches in flight).
+    pub(super) async fn connect(
+        server: &str,
+        data: &'a Data,
+        space: &str,
+        index: IndexKind,
+        concurrency: usize,
+    ) -> anyhow::Result<Self> {
+        let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
+            .context("--server: not a valid URL")?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {server}"))?;
+        let mut client =
+            EngramClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        match client.drop_space(proto::DropSpaceRequest { memory_space: space.to_owned() }).await {
+            Ok(_) => {}
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => bail!("dropping space {space}: {s}"),
+        }
+        client
+            .create_space(proto::CreateSpaceRequest {
+                memory_space: space.to_owned(),
+                params: Some(proto::SpaceParams {
+                    dim: data.base.dim as u32,
+                    metric: proto::Metric::Cosine as i32,
+                    max_elements: data.base.len() as u64,
+                    index: proto::IndexBackend::from(index) as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .context("creating the space")?;
+        let (requests, rx) = mpsc::channel(concurrency * 2);
+        let replies =
+            client.stream_observations(ReceiverStream::new(rx)).await.context("opening the stream")?.into_inner();
+        Ok(Self { data, space: space.to_owned(), client, requests, replies, batch_of: HashMap::new(), sequence: 0 })
+    }
+}
+
+impl Transport for Grpc<'_> {
+    async fn send(&mut self, batch: usize, rows: Range<usize>, priority: usize) -> anyhow::Result<()> {
+        self.sequence += 1;
+        self.batch_of.insert(self.sequence, batch);
+        let message = proto::ObservationBatch {
+            sequence: self.sequence,
+            memory_space: self.space.clone(),
+            priority: PRIORITIES[priority] as i32,
+            want_indexed: true,
+            observations: rows
+                .map(|i| proto::Observation {
+                    id: i as u64,
+                    embedding: self.data.base.row(i).to_vec(),
+                    content: self.data.content.as_ref().map(|c| c[i].clone()),
+                })
+                .collect(),
+        };
+        self.requests.send(message).await.context("the server closed the stream")
+    }
+
+    async fn next_event(&mut self) -> anyhow::Result<Event> {
+        loop {
+            let reply =
+                self.replies.message().await.context("stream failed")?.context("the server ended the stream early")?;
+            let Some(proto::stream_reply::Reply::Ack(ack)) = reply.reply else { continue };
+            let Some(&batch) = self.batch_of.get(&ack.sequence) else {
+                bail!("ack for unknown sequence {}", ack.sequence)
+            };
+            return match proto::AckStatus::try_from(ack.status) {
+                Ok(proto::AckStatus::Accepted) => Ok(Event::Accepted {
+                    batch,
+                    accepted: u64::from(ack.accepted),
+                    duplicates: u64::from(ack.duplicates),
+                }),
+                Ok(proto::AckStatus::Indexed) => {
+                    self.batch_of.remove(&ack.sequence);
+                    if ack.failed > 0 {
+                        bail!("batch {} reports {} observations failed to index", ack.sequence, ack.failed);
+                    }
+                    Ok(Event::Indexed { batch, indexed: u64::from(ack.indexed) })
+                }
+                Ok(proto::AckStatus::Rejected) => {
+                    self.batch_of.remove(&ack.sequence);
+                    let retry_after = Duration::from_millis(ack.retry_after_ms.max(1));
+                    Ok(Event::Rejected { batch, reason: ack.reason, retry_after })
+                }
+                _ => bail!("batch {} refused: {} ({})", ack.sequence, ack.message, ack.grpc_code),
+            };
+        }
+    }
+
+    async fn space_vectors(&mut self) -> anyhow::Result<u64> {
+        let info = self.client.get_space(proto::GetSpaceRequest { memory_space: self.space.clone() }).await?;
+        Ok(info.into_inner().vectors)
+    }
+
+    async fn recall(&mut self, embedding: &[f32], k: usize, ef_search: Option<usize>) -> anyhow::Result<Vec<u64>> {
+        let req = proto::RecallRequest {
+            memory_space: self.space.clone(),
+            embedding: embedding.to_vec(),
+            k: k as u32,
+            ef_search: ef_search.unwrap_or(0) as u32,
+        };
+        let resp = self.client.recall(req).await.context("recall")?.into_inner();
+        Ok(resp.hits.iter().map(|h| h.id).collect())
+    }
+}

@@ -1,0 +1,124 @@
+//! The load over HTTP: `POST /v1/spaces/{space}/observations?wait=indexed` (one response per
+//! batch, when it is indexed) and `POST .../recall`.
+
+use super::Data;
+use super::drive::{Event, Transport};
+use anyhow::{Context, bail};
+use engram_engine::IndexKind;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use serde_json::{Value, json};
+use std::ops::Range;
+use std::time::Duration;
+
+const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
+
+/// What one POST of observations came back with.
+enum Outcome {
+    Indexed { accepted: u64, duplicates: u64, indexed: u64 },
+    Rejected { reason: String, retry_after: Duration },
+}
+
+/// An HTTP client with up to `concurrency` POSTs in flight.
+pub(super) struct Http<'a> {
+    data: &'a Data,
+    client: reqwest::Client,
+    space_url: String,
+    posts: FuturesUnordered<BoxFuture<'static, (usize, anyhow::Result<Outcome>)>>,
+    /// The `Indexed` that follows an `Accepted` (HTTP acknowledges both at once).
+    pending: Option<Event>,
+}
+
+impl<'a> Http<'a> {
+    /// Drops and re-creates `space` on the server at `server` for `data` with backend `index`.
+    pub(super) async fn connect(server: &str, data: &'a Data, space: &str, index: IndexKind) -> anyhow::Result<Self> {
+        let base_url = server.trim_end_matches('/');
+        let client = reqwest::Client::builder().build()?;
+        let space_url = format!("{base_url}/v1/spaces/{space}");
+        let r = client.delete(&space_url).send().await.with_context(|| format!("connecting to {base_url}"))?;
+        if !(r.status().is_success() || r.status().as_u16() == 404) {
+            bail!("dropping space {space}: {}", r.status());
+        }
+        let r = client
+            .put(&space_url)
+            .json(&json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len(), "index": index}))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("creating space {space}: {} {}", r.status(), r.text().await.unwrap_or_default());
+        }
+        Ok(Self { data, client, space_url, posts: FuturesUnordered::new(), pending: None })
+    }
+}
+
+async fn post_batch(client: reqwest::Client, url: String, body: Value) -> anyhow::Result<Outcome> {
+    let resp = client.post(&url).json(&body).send().await.context("POST observations")?;
+    let status = resp.status();
+    let v: Value = resp.json().await.context("reading the response")?;
+    if status.as_u16() == 429 || status.as_u16() == 503 {
+        let e = &v["error"];
+        let reason = e["reason"].as_str().unwrap_or("unknown").to_owned();
+        let retry_after = Duration::from_millis(e["retry_after_ms"].as_u64().unwrap_or(1000).max(1));
+        return Ok(Outcome::Rejected { reason, retry_after });
+    }
+    if status.as_u16() != 200 {
+        bail!("server answered {status}: {v}");
+    }
+    if v["failed"].as_u64().unwrap_or(0) > 0 {
+        bail!("observations failed to index: {v}");
+    }
+    Ok(Outcome::Indexed {
+        accepted: v["accepted"].as_u64().unwrap_or(0),
+        duplicates: v["duplicates"].as_u64().unwrap_or(0),
+        indexed: v["indexed"].as_u64().unwrap_or(0),
+    })
+}
+
+impl Transport for Http<'_> {
+    async fn send(&mut self, batch: usize, rows: Range<usize>, priority: usize) -> anyhow::Result<()> {
+        let observations: Vec<Value> = rows
+            .map(|i| {
+                let mut o = json!({"id": i, "embedding": self.data.base.row(i)});
+                if let Some(c) = &self.data.content {
+                    o["content"] = json!(c[i]);
+                }
+                o
+            })
+            .collect();
+        let body = json!({"priority": PRIORITIES[priority], "observations": observations});
+        let url = format!("{}/observations?wait=indexed", self.space_url);
+        let client = self.client.clone();
+        self.posts.push(Box::pin(async move { (batch, post_batch(client, url, body).await) }));
+        Ok(())
+    }
+
+    async fn next_event(&mut self) -> anyhow::Result<Event> {
+        if let Some(event) = self.pending.take() {
+            return Ok(event);
+        }
+        let Some((batch, outcome)) = self.posts.next().await else { bail!("no batch in flight") };
+        match outcome? {
+            Outcome::Indexed { accepted, duplicates, indexed } => {
+                self.pending = Some(Event::Indexed { batch, indexed });
+                Ok(Event::Accepted { batch, accepted, duplicates })
+            }
+            Outcome::Rejected { reason, retry_after } => Ok(Event::Rejected { batch, reason, retry_after }),
+        }
+    }
+
+    async fn space_vectors(&mut self) -> anyhow::Result<u64> {
+        let info: Value = self.client.get(&self.space_url).send().await?.json().await?;
+        Ok(info["vectors"].as_u64().unwrap_or(0))
+    }
+
+    async fn recall(&mut self, embedding: &[f32], k: usize, ef_search: Option<usize>) -> anyhow::Result<Vec<u64>> {
+        let body = json!({"embedding": embedding, "k": k, "ef_search": ef_search});
+        let resp = self.client.post(format!("{}/recall", self.space_url)).json(&body).send().await?;
+        if !resp.status().is_success() {
+            bail!("recall answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
+        }
+        let v: Value = resp.json().await?;
+        Ok(v["hits"].as_array().map(|a| a.iter().filter_map(|h| h["id"].as_u64()).collect()).unwrap_or_default())
+    }
+}

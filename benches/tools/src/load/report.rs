@@ -1,0 +1,140 @@
+//! The JSON report of a load, and the server's view of it read from `/metrics`.
+
+use super::Protocol;
+use engram_engine::IndexKind;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// p50 / p99 / p99.9 of a latency sample, in seconds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, Default, PartialEq)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+}
+
+impl Quantiles {
+    /// Nearest-rank quantiles of `samples` (zeros for an empty sample).
+    pub fn of(samples: &mut [f64]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
+        Self { p50: at(0.5), p99: at(0.99), p999: at(0.999) }
+    }
+}
+
+/// The JSON report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Data set name (directory name).
+    pub dataset: String,
+    /// Protocol used.
+    pub protocol: Protocol,
+    /// Server URL.
+    pub server: String,
+    /// Memory space loaded.
+    pub memory_space: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Distinct observations in the run (base rows sent).
+    pub observations: usize,
+    /// Observations per batch.
+    pub batch: usize,
+    /// Observations sent, counting every attempt.
+    pub sent: u64,
+    /// Observations acknowledged as accepted (new or duplicate).
+    pub accepted: u64,
+    /// Observations acknowledged as duplicates (included in `accepted`).
+    pub duplicates: u64,
+    /// Observations rejected, by reason (every one was retried).
+    pub rejected: BTreeMap<String, u64>,
+    /// Batches re-sent after a rejection.
+    pub retried: u64,
+    /// `sent / accepted`: observation sends per accepted observation (1 when nothing was
+    /// refused; what a refusing server costs in traffic).
+    #[serde(default)]
+    pub sent_per_accepted: f64,
+    /// Observations confirmed indexed by INDEXED acks (gRPC) or `wait=indexed` responses (HTTP).
+    pub indexed: u64,
+    /// Vectors the server reports in the space after the run.
+    pub space_vectors: u64,
+    /// Observations not confirmed indexed: `observations - indexed`.
+    pub lost: u64,
+    /// Seconds from the first send to the last indexed confirmation.
+    pub duration_s: f64,
+    /// `observations / duration_s`.
+    pub ingest_rate_per_s: f64,
+    /// Rate over the second half of the run (half indexed → last indexed): what the larger index
+    /// sustains; the paced runs and `capacity` use it, since inserts slow as the graph grows.
+    pub ingest_rate_second_half_per_s: f64,
+    /// Send → ACCEPTED ack, per batch (HTTP acknowledges once, when indexed: same as index).
+    pub ack_latency_seconds: Quantiles,
+    /// Send → INDEXED ack, per batch.
+    pub index_latency_seconds: Quantiles,
+    /// ACCEPTED ack → INDEXED ack, per batch (gRPC only; HTTP acknowledges once).
+    pub accepted_to_indexed_seconds: Option<Quantiles>,
+    /// Recall query round trip, per query.
+    pub recall_latency_seconds: Quantiles,
+    /// ef_search of the queries.
+    pub ef_search: usize,
+    /// Queries run.
+    pub queries: usize,
+    /// Mean recall@10 over the queries.
+    pub recall_at_10: f64,
+    /// Client machine's available parallelism.
+    pub client_cores: usize,
+    /// Client machine's memory (`MemTotal` of /proc/meminfo), bytes.
+    pub machine_memory_bytes: Option<u64>,
+    /// Mean content bytes per observation sent (0 with --no-content or no base.txt).
+    pub content_bytes_mean: f64,
+    /// Index backend of the space.
+    pub index: IndexKind,
+    /// Target rate asked for with `--rate`, observations per second (None: as fast as admitted).
+    pub target_rate_per_s: Option<f64>,
+    /// What the server's `/metrics` said, when `--metrics-url` was given.
+    pub server_stats: Option<ServerStats>,
+}
+
+/// The server seen through its `/metrics` endpoint before and after a load.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ServerStats {
+    /// `engram_streaming_workers`: insert worker threads.
+    pub workers: u64,
+    /// `process_resident_memory_bytes` before the space was created.
+    pub rss_bytes_before: u64,
+    /// `process_resident_memory_bytes` after every observation was indexed.
+    pub rss_bytes_after: u64,
+    /// `engram_index_memory_bytes` of the loaded space after the load (the backend's accounting).
+    pub index_memory_bytes: u64,
+    /// Size of one `/metrics` response after the load, bytes.
+    pub scrape_bytes: u64,
+    /// Samples (non-comment lines) in that response.
+    pub scrape_samples: u64,
+    /// Time to fetch it, seconds (median of 5).
+    pub scrape_seconds: f64,
+    /// Per-observation accepted → indexed p99 over the run, seconds, from the space's
+    /// `engram_streaming_observation_latency_seconds` buckets (after minus before), interpolated
+    /// as PromQL's `histogram_quantile` does.
+    pub observation_latency_p99_seconds: f64,
+    /// Share of the run's observations indexed within 50 ms of acceptance (exact: 0.05 s is a
+    /// bucket bound), so `>= 0.99` means p99 <= 50 ms.
+    pub observation_latency_share_within_50ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_nearest_rank() {
+        let mut v: Vec<f64> = (1..=1000).map(f64::from).collect();
+        let q = Quantiles::of(&mut v);
+        assert_eq!((q.p50, q.p99, q.p999), (500.0, 990.0, 999.0));
+        assert_eq!(Quantiles::of(&mut []), Quantiles::default());
+    }
+}
