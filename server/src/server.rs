@@ -96,9 +96,7 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection v1alpha")?;
         let (close_tx, close_rx) = watch::channel(false);
         let engram = EngramService::new(engine.clone(), close_rx.clone());
-        let events = engram.events();
-        let fix_status =
-            tower::util::MapResponseLayer::new(move |response| crate::grpc::codec::fix_unary_status(&events, response));
+        let layers = crate::layers::grpc(engram.events());
         let service = EngramServer::new(engram)
             .max_decoding_message_size(config.max_request_bytes)
             .max_encoding_message_size(config.max_request_bytes);
@@ -111,7 +109,7 @@ impl Server {
             tonic::transport::Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(config.grpc_keepalive_interval_secs)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(config.grpc_keepalive_timeout_secs)))
-                .layer(fix_status)
+                .layer(layers)
                 .add_service(health_service)
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)

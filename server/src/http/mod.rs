@@ -8,7 +8,6 @@ pub mod metrics_layer;
 
 use crate::config::ServerConfig;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use engram_engine::Engine;
 use engram_telemetry::events::HttpEvents;
@@ -47,7 +46,7 @@ pub struct AppState {
     pub health: Arc<Mutex<HealthSampler>>,
 }
 
-/// The router with every route, the body limit and the request-metrics layer.
+/// The router with every route and the HTTP listener's layers ([`crate::layers::http`]).
 pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &ServerConfig) -> Router {
     let state = AppState {
         http_events: HttpEvents::register(engine.telemetry(), ROUTES),
@@ -56,7 +55,7 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         max_request_bytes: config.max_request_bytes,
         health,
     };
-    Router::new()
+    let routes = Router::new()
         .route("/v1/spaces", get(handlers::list_spaces))
         .route("/v1/spaces/{space}", get(handlers::get_space).put(handlers::create_space).delete(handlers::drop_space))
         .route("/v1/spaces/{space}/observations", axum::routing::post(handlers::post_observations))
@@ -66,8 +65,6 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         .route("/health/ready", get(handlers::ready))
         .route("/health/detailed", get(handlers::detailed))
         .route("/metrics", get(handlers::metrics))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics_layer::track))
-        .fallback(handlers::not_found)
-        .layer(DefaultBodyLimit::max(config.max_request_bytes))
-        .with_state(state)
+        .fallback(handlers::not_found);
+    crate::layers::http(routes, state)
 }
