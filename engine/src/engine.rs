@@ -10,7 +10,6 @@ use crate::space::{RecallHit, SpaceInfo, SpaceParams};
 use crate::sync::Ordering;
 use crate::update::{Admission, ShutdownReport, UpdateHandler};
 use engram_telemetry::Telemetry;
-use engram_telemetry::events::WorkerEvents;
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -185,7 +184,7 @@ impl Engine {
             in_flight: s.queue.in_flight(),
             workers: s.workers,
             workers_alive: s.workers_alive.load(Ordering::Acquire),
-            worker_utilization: s.worker_events.iter().map(WorkerEvents::utilization_ratio).collect(),
+            worker_utilization: s.worker_stats.iter().map(|w| w.utilization()).collect(),
             closing: s.lifecycle.is(&s.lifecycle.closing),
         }
     }

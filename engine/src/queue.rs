@@ -13,7 +13,7 @@
 //! deque), then as in flight until the worker calls [`LaneQueue::finished`].
 
 use crate::admission::Capacity;
-use crate::sync::{AtomicUsize, Ordering};
+use crate::sync::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use engram_telemetry::events::QueueEvents;
 use std::sync::Arc;
 use std::time::Instant;
@@ -105,17 +105,24 @@ pub struct LaneQueue<T: Send, D: Deques = Crossbeam> {
     lanes: [D::Lane<T>; 3],
     capacity: Capacity,
     in_flight: AtomicUsize,
+    /// Items queued per lane (in the lane or a worker's local deque): the engine's own count,
+    /// which `engram_streaming_queue_depth` samples at scrape time.
+    depth: [AtomicI64; 3],
+    /// Items taken by workers since start (the drain rate is its derivative).
+    taken: AtomicU64,
     events: QueueEvents,
 }
 
 impl<T: Send + Queued, D: Deques> LaneQueue<T, D> {
-    /// An empty queue bounded by `capacity` items and `capacity_bytes` bytes, exporting its lane
-    /// depths and wait times through `events`.
+    /// An empty queue bounded by `capacity` items and `capacity_bytes` bytes, recording its wait
+    /// times through `events` (the lane depths are its own; the exporter samples them).
     pub fn new(capacity: usize, capacity_bytes: usize, events: QueueEvents) -> Self {
         Self {
             lanes: [D::lane(), D::lane(), D::lane()],
             capacity: Capacity::new(capacity, capacity_bytes),
             in_flight: AtomicUsize::new(0),
+            depth: [AtomicI64::new(0), AtomicI64::new(0), AtomicI64::new(0)],
+            taken: AtomicU64::new(0),
             events,
         }
     }
@@ -125,17 +132,28 @@ impl<T: Send + Queued, D: Deques> LaneQueue<T, D> {
         &self.capacity
     }
 
-    /// The queue's telemetry (lane depths, wait times, drain rate), read back by the engine.
+    /// The queue's telemetry (wait times).
     pub fn events(&self) -> &QueueEvents {
         &self.events
+    }
+
+    /// Items queued in lane `lane` now (0 high, 1 normal, 2 low). Never negative: the queue
+    /// raises it before it pushes (checked by the loom model `queue`).
+    pub fn depth(&self, lane: usize) -> i64 {
+        self.depth[lane].load(Ordering::Acquire)
+    }
+
+    /// Items taken by workers since start, all lanes.
+    pub fn taken_total(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
     }
 
     /// Pushes items into `lane` whose room the caller reserved with
     /// `capacity().try_reserve(items.len(), their bytes)`.
     pub fn push(&self, lane: usize, items: Vec<T>) {
-        // The depth gauge first: a worker can take an item the instant it is pushed, and the
-        // gauge must never dip below zero.
-        self.events.enqueued(lane, items.len());
+        // The depth first: a worker can take an item the instant it is pushed, and the depth
+        // must never dip below zero.
+        self.depth[lane].fetch_add(items.len() as i64, Ordering::AcqRel);
         for item in items {
             D::push(&self.lanes[lane], item);
         }
@@ -157,13 +175,14 @@ impl<T: Send + Queued, D: Deques> LaneQueue<T, D> {
         // flight" is never observed while an item is between the two.
         self.in_flight.fetch_add(1, Ordering::AcqRel);
         self.capacity.release(1, item.bytes());
+        self.depth[item.lane()].fetch_sub(1, Ordering::AcqRel);
+        self.taken.fetch_add(1, Ordering::Relaxed);
         self.events.dequeued(item.lane(), item.accepted_at().elapsed());
     }
 
-    /// Items queued per lane (in the lane or prefetched into a worker's local deque), read back
-    /// from the exported `engram_streaming_queue_depth` gauges.
+    /// Items queued per lane (in the lane or prefetched into a worker's local deque).
     pub fn lane_lens(&self) -> [usize; 3] {
-        [0, 1, 2].map(|lane| self.events.depth(lane).max(0.0) as usize)
+        [0, 1, 2].map(|lane| self.depth(lane).max(0) as usize)
     }
 }
 

@@ -13,13 +13,13 @@
 //! feature (see `lib.rs`).
 
 #[cfg(engram_loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(engram_loom))]
 pub(crate) use parking_lot::{Condvar, Mutex, RwLock};
 #[cfg(engram_loom)]
 pub(crate) use shim::{Condvar, Mutex, RwLock};
 #[cfg(not(engram_loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// An `f64` held as its bits in an [`AtomicU64`] (load and store only: the engine never does a
 /// read-modify-write on a float).

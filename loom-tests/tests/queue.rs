@@ -8,9 +8,9 @@
 //!    `drain_check_never_sees_an_empty_queue_while_work_is_pending` fail: the observer reads an
 //!    empty queue and nothing in flight while the item is taken but unfinished (shutdown would
 //!    report "drained" and stop a worker with work in hand).
-//! 2. In `LaneQueue::push`, raising the depth gauge *after* pushing makes
+//! 2. In `LaneQueue::push`, raising the lane depth *after* pushing makes
 //!    `every_item_is_taken_once_and_accounting_stays_in_bounds` fail: a worker takes the item
-//!    and lowers the gauge first, and the depth reads -1.
+//!    and lowers the depth first, and it reads -1.
 //! 3. In `WorkerQueue::next`, not calling `queue.take` for stolen items makes
 //!    `every_item_is_taken_once_and_accounting_stays_in_bounds` fail: a stolen item never leaves
 //!    the capacity (1 still reserved with the queue empty) and `finished` underflows `in_flight`.
@@ -110,7 +110,7 @@ fn admit(q: &Queue, item: Item) -> bool {
 
 fn depth_never_negative(q: &Queue) {
     for lane in 0..3 {
-        assert!(q.events().depth(lane) >= 0.0, "lane {lane} depth {}", q.events().depth(lane));
+        assert!(q.depth(lane) >= 0, "lane {lane} depth {}", q.depth(lane));
     }
 }
 

@@ -161,7 +161,7 @@ catalog! {
         &["priority"],
         "Observations waiting in the queue, by priority lane.",
     )
-    .doc("observations", "engine queue::LaneQueue::push / take", "0 to queue capacity (all lanes together)");
+    .doc("observations", "engine queue::LaneQueue::push / take (the engine's count, sampled at scrape)", "0 to queue capacity (all lanes together)");
     /// Queue capacity in observations (the hard cap).
     QUEUE_CAPACITY = gauge(
         "engram_streaming_queue_capacity",
@@ -202,7 +202,7 @@ catalog! {
     )
     .doc(
         "observations per second",
-        "engine update::monitor::Monitor (smoothed, every 200 ms)",
+        "engine update::scheduler::Scheduler::observe_drain (smoothed every 200 ms by the monitor; sampled at scrape)",
         "0 to the index insert rate; 0 when idle since start",
     );
     /// Time from admission to being taken by a worker.
@@ -271,7 +271,7 @@ catalog! {
     )
     .doc(
         "ratio",
-        "engine update::monitor::Monitor (from batch_duration_seconds, every 1 s)",
+        "engine update::monitor::Monitor::close_window (the worker's busy time, every 1 s; sampled at scrape)",
         "0 to 1; near 1 under sustained load",
     );
     /// Time each worker spends inserting a batch; its sum is the worker's busy time.

@@ -37,7 +37,7 @@ use crate::sync::{Mutex, Ordering};
 use admit::Admitter;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::space::SpaceSources;
-use engram_telemetry::events::{PoolEvents, QueueEvents, SpaceEvents, WorkerEvents};
+use engram_telemetry::events::{PoolEvents, QueueEvents, QueueSources, SpaceEvents, WorkerEvents};
 use engram_telemetry::registry::Source;
 use registry::Registry;
 use scheduler::Scheduler;
@@ -84,14 +84,32 @@ impl UpdateHandler {
         let scheduler = Arc::new(Scheduler::new(Arc::clone(&config), queue, worker_events));
         let registry = Arc::new(Registry::default());
         let admitter = Arc::new(Admitter::new(Arc::clone(&config), Arc::clone(&registry), Arc::clone(&scheduler)));
-        // The queue's bytes and utilization are exported straight from the admission
-        // accounting, read at scrape time.
-        let (weak, weak2) = (Arc::downgrade(&scheduler), Arc::downgrade(&scheduler));
+        // What the engine steers by is exported straight from the engine's own state, read at
+        // scrape time: the queue's accounting, lane depths and drain rate, each worker's
+        // utilization.
+        let source = |read: fn(&Scheduler) -> f64| {
+            let weak = Arc::downgrade(&scheduler);
+            move || weak.upgrade().map(|s| read(&s))
+        };
         QueueEvents::sample(
             &telemetry,
-            move || weak.upgrade().map(|s| s.queue.capacity().bytes() as f64),
-            move || weak2.upgrade().map(|s| s.queue.capacity().utilization()),
+            QueueSources {
+                bytes: source(|s| s.queue.capacity().bytes() as f64),
+                utilization: source(|s| s.queue.capacity().utilization()),
+                depth: [
+                    source(|s| s.queue.depth(0).max(0) as f64),
+                    source(|s| s.queue.depth(1).max(0) as f64),
+                    source(|s| s.queue.depth(2).max(0) as f64),
+                ],
+                drain_rate: source(Scheduler::drain_rate),
+            },
         );
+        for id in 0..workers {
+            let weak = Arc::downgrade(&scheduler);
+            WorkerEvents::sample_utilization(&telemetry, id, move || {
+                weak.upgrade().and_then(|s| s.worker_stats.get(id).map(|w| w.utilization()))
+            });
+        }
         let pool = Pool::start(&scheduler, &admitter, &registry)
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
         tracing::info!(workers, capacity = config.queue_capacity, "engine started");

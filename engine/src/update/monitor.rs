@@ -1,9 +1,9 @@
-//! The monitor thread: steers from the exported telemetry. Every 200 ms the drain rate (the
-//! wait histograms' count, smoothed into the exported gauge retry-after reads) and every space's
-//! backpressure level; every second each worker's utilization (its batch-duration histogram's
-//! sum over the window), the per-observation insertion time batch sizing uses (batch-duration
-//! sum over batch-size sum), and the windowed p99 queue wait and observation latency
-//! (histogram deltas).
+//! The monitor thread: steers from the engine's own state, which `/metrics` samples. Every
+//! 200 ms the drain rate (the queue's count of items taken, smoothed into the estimate
+//! retry-after reads) and every space's backpressure level; every second each worker's
+//! utilization (its busy time over the window), the per-observation insertion time batch sizing
+//! uses (busy time over observations), and the windowed p99 queue wait and observation latency
+//! that `status` reports (deltas of the exported histograms: reported, not steered by).
 
 use super::admit::Admitter;
 use super::registry::Registry;
@@ -40,7 +40,7 @@ impl Monitor {
         let shared = &self.scheduler;
         let life = &shared.lifecycle;
         let mut window = self.window(Instant::now());
-        let mut last_taken = shared.queue.events().taken_total();
+        let mut last_taken = shared.queue.taken_total();
         let mut last_tick = Instant::now();
         let mut ticks = 0u32;
         while !life.is(&life.monitor_stop) {
@@ -48,7 +48,7 @@ impl Monitor {
             let now = Instant::now();
             let dt = now.duration_since(last_tick).as_secs_f64().max(1e-6);
             last_tick = now;
-            let taken = shared.queue.events().taken_total();
+            let taken = shared.queue.taken_total();
             shared.observe_drain((taken - last_taken) as f64 / dt);
             last_taken = taken;
             for space in self.registry.snapshot() {
@@ -72,7 +72,7 @@ impl Monitor {
         }
         Window {
             started,
-            totals: shared.worker_events.iter().map(|e| e.totals()).collect(),
+            totals: shared.worker_stats.iter().map(|w| w.totals()).collect(),
             queue_wait: shared.queue.events().wait_time(),
             latency,
         }
@@ -86,7 +86,7 @@ impl Monitor {
         let (mut busy, mut observations) = (0.0, 0.0);
         for (i, (then, now)) in old.totals.iter().zip(&next.totals).enumerate() {
             let worker_busy = (now.0 - then.0).max(0.0);
-            shared.worker_events[i].utilization((worker_busy / secs).clamp(0.0, 1.0));
+            shared.worker_stats[i].set_utilization((worker_busy / secs).clamp(0.0, 1.0));
             busy += worker_busy;
             observations += (now.1 - then.1).max(0.0);
         }

@@ -11,7 +11,7 @@ use super::job::Job;
 use crate::config::EngineConfig;
 use crate::queue::LaneQueue;
 use crate::space::Space;
-use crate::sync::{AtomicBool, AtomicF64Cell, AtomicUsize, Condvar, Mutex, Ordering};
+use crate::sync::{AtomicBool, AtomicF64Cell, AtomicU64, AtomicUsize, Condvar, Mutex, Ordering};
 use engram_telemetry::events::WorkerEvents;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +37,44 @@ impl Lifecycle {
     }
 }
 
+/// One worker's own accounting: the monitor turns it into the worker's utilization and the
+/// insertion-time estimate batch sizing uses.
+#[derive(Debug)]
+pub(crate) struct WorkerStats {
+    /// Nanoseconds spent inserting since start.
+    busy_ns: AtomicU64,
+    /// Observations inserted or failed since start.
+    processed: AtomicU64,
+    /// Busy share of the monitor's last window, 0 to 1 (exported, sampled, as
+    /// `engram_streaming_worker_utilization`).
+    utilization: AtomicF64Cell,
+}
+
+impl WorkerStats {
+    fn new() -> Self {
+        Self { busy_ns: AtomicU64::new(0), processed: AtomicU64::new(0), utilization: AtomicF64Cell::new(0.0) }
+    }
+
+    /// The worker inserted a batch of `size` observations in `elapsed`.
+    pub(crate) fn batch(&self, size: usize, elapsed: Duration) {
+        self.busy_ns.fetch_add(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.processed.fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    /// (seconds spent inserting, observations inserted or failed) since start.
+    pub(crate) fn totals(&self) -> (f64, f64) {
+        (self.busy_ns.load(Ordering::Relaxed) as f64 * 1e-9, self.processed.load(Ordering::Relaxed) as f64)
+    }
+
+    pub(crate) fn utilization(&self) -> f64 {
+        self.utilization.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_utilization(&self, ratio: f64) {
+        self.utilization.store(ratio, Ordering::Relaxed);
+    }
+}
+
 /// Scheduling state shared by admission, the workers and the monitor.
 pub(crate) struct Scheduler {
     pub(crate) config: Arc<EngineConfig>,
@@ -44,10 +82,14 @@ pub(crate) struct Scheduler {
     pub(crate) workers: usize,
     pub(crate) workers_alive: AtomicUsize,
     pub(crate) worker_events: Vec<WorkerEvents>,
+    /// Per worker, in `worker_events`' order.
+    pub(crate) worker_stats: Box<[WorkerStats]>,
     pub(crate) lifecycle: Lifecycle,
-    /// Mean insertion time per observation (ns), derived by the monitor from the exported
-    /// batch duration and size histograms.
+    /// Mean insertion time per observation (ns), derived by the monitor from `worker_stats`.
     per_item_ns: AtomicF64Cell,
+    /// Smoothed drain rate, observations per second (exported, sampled, as
+    /// `engram_streaming_queue_drain_rate`).
+    drain_rate: AtomicF64Cell,
     /// Windowed p99s computed by the monitor (queue wait, observation latency).
     pub(crate) latency_window: Mutex<(Option<f64>, Option<f64>)>,
     idle_lock: Mutex<()>,
@@ -64,9 +106,11 @@ impl Scheduler {
             config,
             queue,
             workers_alive: AtomicUsize::new(0),
+            worker_stats: worker_events.iter().map(|_| WorkerStats::new()).collect(),
             worker_events,
             lifecycle: Lifecycle::default(),
             per_item_ns: AtomicF64Cell::new(0.0),
+            drain_rate: AtomicF64Cell::new(0.0),
             latency_window: Mutex::new((None, None)),
             idle_lock: Mutex::new(()),
             idle_cv: Condvar::new(),
@@ -93,8 +137,8 @@ impl Scheduler {
         by_depth.min(by_latency).clamp(c.min_batch, c.max_batch)
     }
 
-    /// Folds the mean insertion time per observation over the last window (from the exported
-    /// histograms' sums) into the estimate batch sizing uses (EWMA, α = 0.2).
+    /// Folds the mean insertion time per observation over the last window (from the workers'
+    /// own totals) into the estimate batch sizing uses (EWMA, α = 0.2).
     pub(crate) fn observe_insert_time(&self, busy_seconds: f64, observations: f64) {
         if observations <= 0.0 {
             return;
@@ -105,22 +149,22 @@ impl Scheduler {
         self.per_item_ns.store(new, Ordering::Relaxed);
     }
 
-    /// Folds an instantaneous drain rate (observations per second) into the exported estimate.
+    /// Folds an instantaneous drain rate (observations per second) into the estimate (EWMA,
+    /// α = 0.3) that retry-after reads and `/metrics` samples.
     /// Idle periods (nothing queued) keep the last busy estimate, which is the rate that
     /// matters when the queue fills again.
     pub(crate) fn observe_drain(&self, rate: f64) {
         if rate <= 0.0 && self.queue.capacity().is_empty() {
             return;
         }
-        let events = self.queue.events();
-        let old = events.drain_rate();
-        events.set_drain_rate(if old == 0.0 { rate } else { 0.7 * old + 0.3 * rate });
+        let old = self.drain_rate.load(Ordering::Relaxed);
+        self.drain_rate.store(if old == 0.0 { rate } else { 0.7 * old + 0.3 * rate }, Ordering::Relaxed);
     }
 
     /// The smoothed drain rate (observations per second) retry-after and the high-lane bound
     /// are computed from.
     pub(crate) fn drain_rate(&self) -> f64 {
-        self.queue.events().drain_rate()
+        self.drain_rate.load(Ordering::Relaxed)
     }
 
     pub(crate) fn idle_wait(&self) {

@@ -114,7 +114,9 @@ impl WorkerLoop {
             let started = Instant::now();
             let size = self.batch.len();
             self.process();
-            shared.worker_events[self.id].batch_processed(size, started.elapsed());
+            let elapsed = started.elapsed();
+            shared.worker_stats[self.id].batch(size, elapsed);
+            shared.worker_events[self.id].batch_processed(size, elapsed);
         }
     }
 

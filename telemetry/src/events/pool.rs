@@ -25,13 +25,13 @@ impl PoolEvents {
     }
 }
 
-/// Handles of one worker thread, labelled `worker_id`.
+/// Handles of one worker thread, labelled `worker_id`. Its utilization is the engine's own
+/// value, sampled at scrape time ([`WorkerEvents::sample_utilization`]).
 #[derive(Debug, Clone)]
 pub struct WorkerEvents {
     batches: Arc<Counter>,
     failures: [Arc<Counter>; BATCH_ERROR_TYPES.len()],
     stolen: Arc<Counter>,
-    utilization: Arc<Gauge>,
     batch_size: Arc<Histogram>,
     batch_duration: Arc<Histogram>,
 }
@@ -45,33 +45,26 @@ impl WorkerEvents {
             batches: t.counter(&catalog::BATCHES_PROCESSED, &[w]),
             failures: BATCH_ERROR_TYPES.map(|e| t.counter(&catalog::BATCH_FAILURES, &[w, e])),
             stolen: t.counter(&catalog::WORK_STOLEN, &[w]),
-            utilization: t.gauge(&catalog::WORKER_UTILIZATION, &[w]),
             batch_size: t.histogram(&catalog::BATCH_SIZE, &[w]),
             batch_duration: t.histogram(&catalog::BATCH_DURATION, &[w]),
         }
     }
 
+    /// Exports worker `id`'s utilization (0 to 1 over the engine's last window), read from
+    /// `source` at each scrape (`None` once the worker is gone).
+    pub fn sample_utilization(t: &Telemetry, id: usize, source: impl Fn() -> Option<f64> + Send + Sync + 'static) {
+        t.sampled(&catalog::WORKER_UTILIZATION, &[id.to_string().as_str()], source);
+    }
+
     /// The worker inserted a batch of `size` observations in `elapsed`.
     #[inline]
     pub fn batch_processed(&self, size: usize, elapsed: Duration) {
-        if super::RECORDING {
-            self.batches.add(1);
+        if !super::RECORDING {
+            return;
         }
-        // Steering inputs (insertion time, utilization): recorded even with the `off` feature.
+        self.batches.add(1);
         self.batch_size.record(size as f64);
         self.batch_duration.record(elapsed.as_secs_f64());
-    }
-
-    /// Totals since start, read from the exported histograms: (seconds spent inserting, i.e.
-    /// the `engram_streaming_batch_duration_seconds` sum; observations inserted or failed, the
-    /// `engram_streaming_batch_size` sum).
-    pub fn totals(&self) -> (f64, f64) {
-        (self.batch_duration.snapshot().sum, self.batch_size.snapshot().sum)
-    }
-
-    /// The exported utilization (0 to 1), read back.
-    pub fn utilization_ratio(&self) -> f64 {
-        self.utilization.get()
     }
 
     /// `count` observations of a batch failed with `error_type`.
@@ -90,11 +83,5 @@ impl WorkerEvents {
             return;
         }
         self.stolen.add(count);
-    }
-
-    /// The worker was busy for `ratio` (0 to 1) of the last sampling interval.
-    #[inline]
-    pub fn utilization(&self, ratio: f64) {
-        self.utilization.set(ratio);
     }
 }

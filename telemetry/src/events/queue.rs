@@ -3,20 +3,31 @@
 use crate::Telemetry;
 use crate::catalog;
 use crate::labels::PRIORITIES;
-use crate::primitives::{Gauge, Histogram, HistogramSnapshot};
+use crate::primitives::{Histogram, HistogramSnapshot};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Handles of the observation queue: depth and wait time per lane, and the drain rate.
+/// Handles of the observation queue: the wait time per lane, and the sampled series.
 ///
-/// The queue's bytes and utilization are the admission accounting's own values, sampled at
-/// scrape time ([`QueueEvents::sample`]); the lane depths are these gauges, which the engine
-/// reads back; the count of observations taken is the wait histograms' count.
+/// The lane depths, the drain rate, the queue's bytes and its utilization are the engine's own
+/// values (what admission and retry-after steer by), read at each scrape through the sources
+/// given to [`QueueEvents::sample`]; nothing here is read back by the engine but the wait
+/// histograms, which only feed reported p99s.
 #[derive(Debug, Clone)]
 pub struct QueueEvents {
-    depth: [Arc<Gauge>; 3],
     wait: [Arc<Histogram>; 3],
-    drain_rate: Arc<Gauge>,
+}
+
+/// Where the sampled queue series read from; each returns `None` once the queue is gone.
+pub struct QueueSources<F: Fn() -> Option<f64> + Send + Sync + 'static> {
+    /// Bytes queued (`engram_streaming_queue_memory_bytes`).
+    pub bytes: F,
+    /// Utilization, 0 to 1 (`engram_streaming_queue_utilization`).
+    pub utilization: F,
+    /// Observations queued per lane, high, normal, low (`engram_streaming_queue_depth`).
+    pub depth: [F; 3],
+    /// Smoothed drain rate, observations per second (`engram_streaming_queue_drain_rate`).
+    pub drain_rate: F,
 }
 
 impl QueueEvents {
@@ -24,34 +35,18 @@ impl QueueEvents {
     pub fn register(t: &Telemetry, capacity: usize, capacity_bytes: usize) -> Self {
         t.gauge(&catalog::QUEUE_CAPACITY, &[]).set(capacity as f64);
         t.gauge(&catalog::QUEUE_CAPACITY_BYTES, &[]).set(capacity_bytes as f64);
-        Self {
-            depth: PRIORITIES.map(|p| t.gauge(&catalog::QUEUE_DEPTH, &[p])),
-            wait: PRIORITIES.map(|p| t.histogram(&catalog::QUEUE_WAIT_TIME, &[p])),
-            drain_rate: t.gauge(&catalog::QUEUE_DRAIN_RATE, &[]),
-        }
+        Self { wait: PRIORITIES.map(|p| t.histogram(&catalog::QUEUE_WAIT_TIME, &[p])) }
     }
 
-    /// Exports the bytes queued and the utilization (0 to 1), read from the admission
-    /// accounting at each scrape. Each source returns `None` once the queue is gone.
-    pub fn sample(
-        t: &Telemetry,
-        bytes: impl Fn() -> Option<f64> + Send + Sync + 'static,
-        utilization: impl Fn() -> Option<f64> + Send + Sync + 'static,
-    ) {
+    /// Exports the engine's queue state, read from `sources` at each scrape.
+    pub fn sample<F: Fn() -> Option<f64> + Send + Sync + 'static>(t: &Telemetry, sources: QueueSources<F>) {
+        let QueueSources { bytes, utilization, depth, drain_rate } = sources;
         t.sampled(&catalog::QUEUE_MEMORY_BYTES, &[], bytes);
         t.sampled(&catalog::QUEUE_UTILIZATION, &[], utilization);
-    }
-
-    /// `count` observations were pushed into lane `lane` (a priority index).
-    #[inline]
-    pub fn enqueued(&self, lane: usize, count: usize) {
-        self.depth[lane].add(count as f64);
-    }
-
-    /// Observations taken from the queue by workers since start, all lanes: the count of the
-    /// exported wait-time histograms.
-    pub fn taken_total(&self) -> u64 {
-        self.wait.iter().map(|h| h.snapshot().count).sum()
+        for (lane, source) in depth.into_iter().enumerate() {
+            t.sampled(&catalog::QUEUE_DEPTH, &[PRIORITIES[lane]], source);
+        }
+        t.sampled(&catalog::QUEUE_DRAIN_RATE, &[], drain_rate);
     }
 
     /// Everything recorded so far of the queue wait time (seconds), all lanes merged.
@@ -61,27 +56,11 @@ impl QueueEvents {
         all
     }
 
-    /// Sets the exported drain rate (observations per second).
-    pub fn set_drain_rate(&self, rate: f64) {
-        self.drain_rate.set(rate);
-    }
-
-    /// The exported drain rate (observations per second), read back.
-    pub fn drain_rate(&self) -> f64 {
-        self.drain_rate.get()
-    }
-
-    /// Observations queued in lane `lane` now: the exported `engram_streaming_queue_depth`
-    /// value itself, read back (no second copy). Never negative: the queue raises it before it
-    /// pushes (checked by the loom model `queue`).
-    pub fn depth(&self, lane: usize) -> f64 {
-        self.depth[lane].get()
-    }
-
-    /// One observation left lane `lane` for a worker after waiting `waited`.
+    /// One observation left lane `lane` (a priority index) for a worker after waiting `waited`.
     #[inline]
     pub fn dequeued(&self, lane: usize, waited: Duration) {
-        self.depth[lane].sub(1.0);
-        self.wait[lane].record(waited.as_secs_f64());
+        if super::RECORDING {
+            self.wait[lane].record(waited.as_secs_f64());
+        }
     }
 }
