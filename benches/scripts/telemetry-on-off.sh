@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end cost of telemetry: `load` ingest rate against a server built normally (telemetry
-# on) and one built with `--features engram-telemetry/off` (export-only recording compiled out;
-# see telemetry/src/events/mod.rs), same data, same client binary, runs interleaved ABBA so
-# drift on the machine hits both sides alike. Prints a JSON summary: per-run rates, the ratio
-# on/off of the means, and the spread of the per-pair ratios.
+# on) and one built with `--features engram-telemetry/off` (every recording compiled out; the
+# engine steers by its own state either way: telemetry/src/events/mod.rs), same data, same
+# client binary, runs interleaved ABBA so drift on the machine hits both sides alike. Prints a
+# JSON summary: per-run rates, the ratio on/off of the means, and the spread of the per-pair
+# ratios.
 #
 # Usage: benches/scripts/telemetry-on-off.sh [PAIRS] [DATASET]   (defaults: 5, minilm-384-stdlib)
 # PIN=1 pins the server (one worker) to CPU 0 and the load client to CPU 1 with taskset, which
