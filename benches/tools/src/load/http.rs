@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use serde_json::{Value, json};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::Duration;
 
 const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
@@ -25,6 +26,10 @@ pub(super) struct Http<'a> {
     data: &'a Data,
     client: reqwest::Client,
     space_url: String,
+    /// `{space_url}/observations?wait=indexed`, built once.
+    observations_url: Arc<str>,
+    /// `{space_url}/recall`, built once.
+    recall_url: String,
     posts: FuturesUnordered<BoxFuture<'static, (usize, anyhow::Result<Outcome>)>>,
     /// The `Indexed` that follows an `Accepted` (HTTP acknowledges both at once).
     pending: Option<Event>,
@@ -48,12 +53,22 @@ impl<'a> Http<'a> {
         if !r.status().is_success() {
             bail!("creating space {space}: {} {}", r.status(), r.text().await.unwrap_or_default());
         }
-        Ok(Self { data, client, space_url, posts: FuturesUnordered::new(), pending: None })
+        let observations_url = format!("{space_url}/observations?wait=indexed").into();
+        let recall_url = format!("{space_url}/recall");
+        Ok(Self {
+            data,
+            client,
+            space_url,
+            observations_url,
+            recall_url,
+            posts: FuturesUnordered::new(),
+            pending: None,
+        })
     }
 }
 
-async fn post_batch(client: reqwest::Client, url: String, body: Value) -> anyhow::Result<Outcome> {
-    let resp = client.post(&url).json(&body).send().await.context("POST observations")?;
+async fn post_batch(client: reqwest::Client, url: Arc<str>, body: Value) -> anyhow::Result<Outcome> {
+    let resp = client.post(&*url).json(&body).send().await.context("POST observations")?;
     let status = resp.status();
     let v: Value = resp.json().await.context("reading the response")?;
     if status.as_u16() == 429 || status.as_u16() == 503 {
@@ -87,7 +102,7 @@ impl Transport for Http<'_> {
             })
             .collect();
         let body = json!({"priority": PRIORITIES[priority], "observations": observations});
-        let url = format!("{}/observations?wait=indexed", self.space_url);
+        let url = Arc::clone(&self.observations_url);
         let client = self.client.clone();
         self.posts.push(Box::pin(async move { (batch, post_batch(client, url, body).await) }));
         Ok(())
@@ -114,7 +129,7 @@ impl Transport for Http<'_> {
 
     async fn recall(&mut self, embedding: &[f32], k: usize, ef_search: Option<usize>) -> anyhow::Result<Vec<u64>> {
         let body = json!({"embedding": embedding, "k": k, "ef_search": ef_search});
-        let resp = self.client.post(format!("{}/recall", self.space_url)).json(&body).send().await?;
+        let resp = self.client.post(&self.recall_url).json(&body).send().await?;
         if !resp.status().is_success() {
             bail!("recall answered {}: {}", resp.status(), resp.text().await.unwrap_or_default());
         }
