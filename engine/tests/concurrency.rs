@@ -83,6 +83,18 @@ fn readers_while_ingesting(kind: IndexKind) {
             while !stop.load(Ordering::Relaxed) {
                 let text = e.telemetry().render();
                 assert!(text.contains("engram_index_memory_bytes{memory_space=\"hot\"}"));
+                // The lane depths are sampled from the queue's own counters while workers take
+                // and admission pushes: every sample must be a depth the queue can hold.
+                let capacity = e.config().queue_capacity as f64;
+                let depths: Vec<f64> = text
+                    .lines()
+                    .filter(|l| l.starts_with("engram_streaming_queue_depth{"))
+                    .map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a numeric sample"))
+                    .collect();
+                assert_eq!(depths.len(), 3, "{kind:?}: one depth per lane");
+                for d in depths {
+                    assert!((0.0..=capacity).contains(&d), "{kind:?}: lane depth {d} outside 0..={capacity}");
+                }
                 reads.fetch_add(1, Ordering::Relaxed);
             }
         }));
