@@ -87,10 +87,7 @@ impl UpdateHandler {
         // What the engine steers by is exported straight from the engine's own state, read at
         // scrape time: the queue's accounting, lane depths and drain rate, each worker's
         // utilization.
-        let source = |read: fn(&Scheduler) -> f64| {
-            let weak = Arc::downgrade(&scheduler);
-            move || weak.upgrade().map(|s| read(&s))
-        };
+        let source = |read: fn(&Scheduler) -> f64| scheduler_source(&scheduler, read);
         QueueEvents::sample(
             &telemetry,
             QueueSources {
@@ -105,10 +102,8 @@ impl UpdateHandler {
             },
         );
         for id in 0..workers {
-            let weak = Arc::downgrade(&scheduler);
-            WorkerEvents::sample_utilization(&telemetry, id, move || {
-                weak.upgrade().and_then(|s| s.worker_stats.get(id).map(|w| w.utilization()))
-            });
+            let utilization = scheduler_source(&scheduler, move |s| s.worker_stats[id].utilization());
+            WorkerEvents::sample_utilization(&telemetry, id, utilization);
         }
         let pool = Pool::start(&scheduler, &admitter, &registry)
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
@@ -231,4 +226,11 @@ impl UpdateHandler {
 fn space_source(space: &Arc<Space>, read: impl Fn(&Space) -> f64 + Send + Sync + 'static) -> Source {
     let weak: Weak<Space> = Arc::downgrade(space);
     Box::new(move || weak.upgrade().filter(|s| !s.dropped.load(Ordering::Acquire)).map(|s| read(&s)))
+}
+
+/// A sampled-series source reading `read` from the scheduler while it lives; `None` once the
+/// engine is gone (which removes the source from its series).
+fn scheduler_source(scheduler: &Arc<Scheduler>, read: impl Fn(&Scheduler) -> f64 + Send + Sync + 'static) -> Source {
+    let weak: Weak<Scheduler> = Arc::downgrade(scheduler);
+    Box::new(move || weak.upgrade().map(|s| read(&s)))
 }

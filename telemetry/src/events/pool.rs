@@ -4,6 +4,7 @@ use crate::Telemetry;
 use crate::catalog;
 use crate::labels::{BATCH_ERROR_TYPES, BatchError};
 use crate::primitives::{Counter, Gauge, Histogram};
+use crate::registry::Source;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,7 +53,7 @@ impl WorkerEvents {
 
     /// Exports worker `id`'s utilization (0 to 1 over the engine's last window), read from
     /// `source` at each scrape (`None` once the worker is gone).
-    pub fn sample_utilization(t: &Telemetry, id: usize, source: impl Fn() -> Option<f64> + Send + Sync + 'static) {
+    pub fn sample_utilization(t: &Telemetry, id: usize, source: Source) {
         t.sampled(&catalog::WORKER_UTILIZATION, &[id.to_string().as_str()], source);
     }
 

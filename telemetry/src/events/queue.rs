@@ -4,6 +4,7 @@ use crate::Telemetry;
 use crate::catalog;
 use crate::labels::PRIORITIES;
 use crate::primitives::{Histogram, HistogramSnapshot};
+use crate::registry::Source;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +20,15 @@ pub struct QueueEvents {
 }
 
 /// Where the sampled queue series read from; each returns `None` once the queue is gone.
-pub struct QueueSources<F: Fn() -> Option<f64> + Send + Sync + 'static> {
+pub struct QueueSources {
     /// Bytes queued (`engram_streaming_queue_memory_bytes`).
-    pub bytes: F,
+    pub bytes: Source,
     /// Utilization, 0 to 1 (`engram_streaming_queue_utilization`).
-    pub utilization: F,
+    pub utilization: Source,
     /// Observations queued per lane, high, normal, low (`engram_streaming_queue_depth`).
-    pub depth: [F; 3],
+    pub depth: [Source; 3],
     /// Smoothed drain rate, observations per second (`engram_streaming_queue_drain_rate`).
-    pub drain_rate: F,
+    pub drain_rate: Source,
 }
 
 impl QueueEvents {
@@ -39,7 +40,7 @@ impl QueueEvents {
     }
 
     /// Exports the engine's queue state, read from `sources` at each scrape.
-    pub fn sample<F: Fn() -> Option<f64> + Send + Sync + 'static>(t: &Telemetry, sources: QueueSources<F>) {
+    pub fn sample(t: &Telemetry, sources: QueueSources) {
         let QueueSources { bytes, utilization, depth, drain_rate } = sources;
         t.sampled(&catalog::QUEUE_MEMORY_BYTES, &[], bytes);
         t.sampled(&catalog::QUEUE_UTILIZATION, &[], utilization);
