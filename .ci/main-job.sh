@@ -12,7 +12,9 @@ bin=target/release/engram-stream
 http=127.0.0.1:18080
 grpc=127.0.0.1:15051
 
-"$bin" serve --http-addr "$http" --grpc-addr "$grpc" >"$out/serve.log" 2>&1 &
+# A fresh data directory with the default durability (fsync): the restart below reads it back.
+rm -rf "$out/data"
+"$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$out/data" >"$out/serve.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

@@ -73,7 +73,8 @@ echo "== starting engram-stream, node exporter, blackbox exporter, Alertmanager,
 # One worker and a queue of 1,000 observations: a default `load` (16 batches of 100 in flight)
 # overfills it, which drives the server into backpressure for the whole load.
 ENGRAM_ENGINE__WORKERS=1 ENGRAM_ENGINE__QUEUE_CAPACITY=1000 \
-  start engram target/release/engram-stream serve --http-addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:50051
+  start engram target/release/engram-stream serve --http-addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:50051 \
+    --data-dir "$work/engram-data"
 start node prometheus-node-exporter --web.listen-address=127.0.0.1:9100
 start blackbox prometheus-blackbox-exporter --config.file=deploy/prometheus/blackbox.yml --web.listen-address=127.0.0.1:9115
 start alertmanager prometheus-alertmanager --config.file="$work/alertmanager/alertmanager.yml" \

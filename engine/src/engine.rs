@@ -7,8 +7,9 @@ use crate::error::EngineError;
 use crate::observation::Batch;
 use crate::operation::AckLevel;
 use crate::space::{RecallHit, SpaceInfo, SpaceParams};
+use crate::storage::StorageConfig;
 use crate::sync::Ordering;
-use crate::update::{Admission, ShutdownReport, UpdateHandler};
+use crate::update::{Admission, RecoveryStatus, ShutdownReport, UpdateHandler};
 use engram_telemetry::Telemetry;
 use serde::Serialize;
 use std::sync::Arc;
@@ -52,11 +53,17 @@ pub struct EngineStatus {
     pub worker_utilization: Vec<f64>,
     /// True once shutdown has begun: nothing new is admitted.
     pub closing: bool,
+    /// Replay of the durable log at start: until `recovering` is false the engine serves
+    /// nothing but health and space listings.
+    pub recovery: RecoveryStatus,
+    /// Bytes the store holds on disk (0 without one).
+    pub store_disk_bytes: u64,
 }
 
 /// The ingest engine: memory spaces, the observation queue, the worker pool and backpressure.
 ///
-/// Created with [`Engine::new`], which starts the worker and monitor threads. Admission
+/// Created with [`Engine::open`] (on a data directory, recovering what it holds) or
+/// [`Engine::new`] (memory only), which start the worker and monitor threads. Admission
 /// ([`Engine::submit`]) never blocks on insertion. [`Engine::shutdown`] stops admission and
 /// drains; dropping the engine does the same without a time limit.
 pub struct Engine {
@@ -76,8 +83,26 @@ impl Engine {
     /// [`EngineError::InvalidArgument`] naming a bad config field; the OS error of a thread
     /// that could not be spawned is reported the same way, on field `engine.workers`.
     pub fn new(config: EngineConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
+        Self::open(config, &StorageConfig::memory(), telemetry)
+    }
+
+    /// As [`Engine::new`], over the store `storage` describes (none with `durability = none`):
+    /// opens (or creates) the data directory and starts replaying its log in the background.
+    /// Until that finishes ([`EngineStatus::recovery`]), changes and recalls return
+    /// [`EngineError::Recovering`].
+    ///
+    /// # Errors
+    /// As [`Engine::new`], and [`EngineError::InvalidArgument`] on `storage.data_dir` naming
+    /// the path and the reason (cannot be created, locked by another process, a format this
+    /// build does not read).
+    pub fn open(config: EngineConfig, storage: &StorageConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
         config.validate()?;
-        Ok(Self { handler: UpdateHandler::start(config, telemetry)? })
+        Ok(Self { handler: UpdateHandler::start(config, storage, telemetry)? })
+    }
+
+    /// True once recovery has finished and the engine serves.
+    pub fn is_ready(&self) -> bool {
+        !self.handler.recovery.is_active()
     }
 
     /// The telemetry registry the engine records into.
@@ -162,6 +187,7 @@ impl Engine {
         k: usize,
         ef_search: Option<usize>,
     ) -> Result<Vec<RecallHit>, EngineError> {
+        self.handler.serving()?;
         self.handler.registry.get(space)?.recall(embedding, k, ef_search)
     }
 
@@ -186,6 +212,8 @@ impl Engine {
             workers_alive: s.workers_alive.load(Ordering::Acquire),
             worker_utilization: s.worker_stats.iter().map(|w| w.utilization()).collect(),
             closing: s.lifecycle.is(&s.lifecycle.closing),
+            recovery: self.handler.recovery.status(),
+            store_disk_bytes: self.handler.store.as_ref().map_or(0, |st| st.disk_bytes()),
         }
     }
 

@@ -32,6 +32,36 @@ pub enum EngineError {
     /// The engine is draining for shutdown and admits nothing new.
     #[error("the engine is shutting down and accepts no new observations")]
     ShuttingDown,
+    /// The store could not record the change (nothing of it is acknowledged); retry later.
+    #[error("storage {}: {message}", .kind.as_str())]
+    Storage {
+        /// Disk full or any other I/O failure.
+        kind: StorageErrorKind,
+        /// What failed, with the underlying error.
+        message: String,
+    },
+    /// The engine is replaying its log after a start and serves nothing until it is done.
+    #[error("the engine is recovering its memory spaces from the log; retry shortly")]
+    Recovering,
+}
+
+/// What kind of storage failure an [`EngineError::Storage`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The filesystem is full (ENOSPC): HTTP 507, reason `storage_full`.
+    Full,
+    /// Any other I/O error (EIO, permissions, a corrupt record): HTTP 503, reason `storage_error`.
+    Io,
+}
+
+impl StorageErrorKind {
+    /// The reason string clients see: `storage_full` or `storage_error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "storage_full",
+            Self::Io => "storage_error",
+        }
+    }
 }
 
 impl EngineError {

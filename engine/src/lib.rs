@@ -21,6 +21,9 @@
 //!    and `hnsw_rs`, chosen per space by [`IndexKind`].
 //! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]).
 //! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
+//! 11. [`storage`]: the durable log (fjall): space definitions and admitted operations,
+//!     group-committed; [`DurableWaiter`] resolves when a batch is recorded; recovery
+//!     (`update::recovery`) replays it at start.
 //!
 //! [`config`] holds every setting with its default; [`error`] every failure.
 //!
@@ -43,6 +46,7 @@ pub mod error;
 pub mod index;
 pub mod observation;
 pub mod operation;
+pub mod storage;
 
 mod ack;
 mod space;
@@ -53,9 +57,10 @@ pub use ack::{IndexedOutcome, IndexedWaiter};
 pub use backpressure::{BackpressureLevel, RejectReason, Rejection};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineStatus};
-pub use error::EngineError;
+pub use error::{EngineError, StorageErrorKind};
 pub use index::{IndexKind, Metric};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, validate_space_name};
-pub use update::{Admission, ShutdownReport, queued_bytes};
+pub use storage::{Durability, DurableWaiter, StorageConfig};
+pub use update::{Admission, RecoveryStatus, ShutdownReport, queued_bytes};

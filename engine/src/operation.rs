@@ -71,17 +71,21 @@ pub struct Record {
 #[serde(rename_all = "lowercase")]
 pub enum AckLevel {
     /// Admitted to the queue: the engine holds it in memory and will insert it.
-    #[default]
     Accepted,
-    /// Inserted into its space's index: recall finds it.
+    /// Recorded in the log per the store's durability mode (`fsync`: on disk; `os`: handed to
+    /// the OS; `none`: the same as accepted). The default.
+    #[default]
+    Durable,
+    /// Recorded (as [`AckLevel::Durable`]) and inserted into its space's index: recall finds it.
     Indexed,
 }
 
 impl AckLevel {
-    /// The lowercase name (`accepted`, `indexed`), as in API responses.
+    /// The lowercase name (`accepted`, `durable`, `indexed`), as in API responses.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Accepted => "accepted",
+            Self::Durable => "durable",
             Self::Indexed => "indexed",
         }
     }
@@ -104,6 +108,6 @@ mod tests {
         assert_eq!(back, op);
         assert_eq!(back.space(), "s");
         assert_eq!(back.seq(), None);
-        assert!(AckLevel::Indexed > AckLevel::Accepted);
+        assert!(AckLevel::Indexed > AckLevel::Durable && AckLevel::Durable > AckLevel::Accepted);
     }
 }

@@ -179,6 +179,8 @@ pub struct SpaceInfo {
 
 pub(crate) struct Space {
     pub(crate) name: String,
+    /// The store's id of this space (0 without a store): its log records are keyed by it.
+    pub(crate) uid: u64,
     pub(crate) params: SpaceParams,
     pub(crate) index: Box<dyn VectorIndex>,
     /// Every accepted id (queued or indexed): the dedupe set.
@@ -197,9 +199,16 @@ pub(crate) struct Space {
 
 impl Space {
     /// A new, empty space over an index made by [`build_index`].
-    pub(crate) fn new(name: String, params: SpaceParams, index: Box<dyn VectorIndex>, events: SpaceEvents) -> Self {
+    pub(crate) fn new(
+        name: String,
+        uid: u64,
+        params: SpaceParams,
+        index: Box<dyn VectorIndex>,
+        events: SpaceEvents,
+    ) -> Self {
         Self {
             name,
+            uid,
             params,
             index,
             ids: DashMap::new(),

@@ -13,7 +13,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use engram_engine::{BackpressureLevel, EngineError};
+use engram_engine::{AckLevel, BackpressureLevel, EngineError, StorageErrorKind};
 use serde::Serialize;
 use std::time::Duration;
 
@@ -160,14 +160,51 @@ impl From<EngineError> for ApiError {
                 a.refusal = Some(Refusal::ShuttingDown);
                 a
             }
+            EngineError::Storage { kind, .. } => {
+                // 507 for a full disk (RFC 4918 §11.5), 503 for any other write failure; both
+                // UNAVAILABLE in gRPC (the client retries once space or the disk is back).
+                let status = match kind {
+                    StorageErrorKind::Full => StatusCode::INSUFFICIENT_STORAGE,
+                    StorageErrorKind::Io => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                let mut a = Self::new(status, tonic::Code::Unavailable, message);
+                a.reason = Some(kind.as_str());
+                a.retry_after = Some(STORAGE_RETRY_AFTER);
+                a.refusal = Some(Refusal::Storage);
+                a
+            }
+            EngineError::Recovering => {
+                let mut a = Self::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, message);
+                a.reason = Some(Refusal::Recovering.as_str());
+                a.retry_after = Some(RECOVERING_RETRY_AFTER);
+                a.refusal = Some(Refusal::Recovering);
+                a
+            }
         }
     }
 }
 
-/// The ack level a client asks for: [`AckLevel::Indexed`] when it waits for indexing, else
-/// [`AckLevel::Accepted`] (one mapping for both transports).
-pub fn ack_level(want_indexed: bool) -> engram_engine::AckLevel {
-    if want_indexed { engram_engine::AckLevel::Indexed } else { engram_engine::AckLevel::Accepted }
+/// Retry-after of a write the store could not record (disk full or an I/O error).
+pub const STORAGE_RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Retry-after while the engine replays its log at start.
+pub const RECOVERING_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// The ack level a client asks for by name (`accepted`, `durable`, `indexed`; one mapping for
+/// both transports).
+///
+/// # Errors
+/// An invalid-argument error on `field` naming the unknown value.
+pub fn parse_ack_level(field: &str, value: &str) -> Result<AckLevel, ApiError> {
+    match value {
+        "accepted" => Ok(AckLevel::Accepted),
+        "durable" => Ok(AckLevel::Durable),
+        "indexed" => Ok(AckLevel::Indexed),
+        other => Err(ApiError::invalid(
+            field,
+            format!("unknown value `{other}`, expected `accepted`, `durable` or `indexed`"),
+        )),
+    }
 }
 
 /// gRPC status code name (`INVALID_ARGUMENT`, ...).

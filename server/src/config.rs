@@ -3,9 +3,9 @@
 //!
 //! Environment keys are the field paths in upper case with `__` between tables, e.g.
 //! `ENGRAM_HTTP_ADDR=127.0.0.1:8080`, `ENGRAM_ENGINE__WORKERS=4`,
-//! `ENGRAM_ENGINE__BACKPRESSURE__CRITICAL=0.85`. See `docs/configuration.md`.
+//! `ENGRAM_ENGINE__BACKPRESSURE__CRITICAL=0.85`, `ENGRAM_STORAGE__DATA_DIR=/var/lib/engram`. See `docs/configuration.md`.
 
-use engram_engine::EngineConfig;
+use engram_engine::{EngineConfig, StorageConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -55,6 +55,8 @@ pub struct ServerConfig {
     pub grpc_keepalive_timeout_secs: u64,
     /// Engine settings (`[engine]`).
     pub engine: EngineConfig,
+    /// The durable log (`[storage]`): data directory and durability mode.
+    pub storage: StorageConfig,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             grpc_keepalive_interval_secs: 30,
             grpc_keepalive_timeout_secs: 20,
             engine: EngineConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }

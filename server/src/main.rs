@@ -113,6 +113,9 @@ struct ServeArgs {
     /// gRPC listen address [default: 0.0.0.0:50051].
     #[arg(long)]
     grpc_addr: Option<SocketAddr>,
+    /// Data directory of the durable log (`storage.data_dir`) [default: ./engram-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 fn init_logs(format: LogFormat) {
@@ -131,6 +134,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(a) = args.grpc_addr {
         config.grpc_addr = a;
+    }
+    if let Some(d) = args.data_dir {
+        config.storage.data_dir = d;
     }
     init_logs(config.log_format);
     let server = Server::bind(config).await?;

@@ -49,7 +49,8 @@ impl Server {
         let telemetry = Telemetry::new(TelemetryConfig { max_space_labels: config.max_space_labels });
         let process = ProcessEvents::register(&telemetry);
         let health = Arc::new(Mutex::new(HealthSampler::new(Arc::clone(&telemetry), process)));
-        let engine = Arc::new(Engine::new(config.engine.clone(), telemetry).context("engine configuration")?);
+        let engine =
+            Arc::new(Engine::open(config.engine.clone(), &config.storage, telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
             .await
             .with_context(|| format!("binding http_addr {}", config.http_addr))?;
@@ -84,7 +85,19 @@ impl Server {
         let grpc_addr = grpc.local_addr()?;
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
-        health_reporter.set_serving::<EngramServer<EngramService>>().await;
+        // NOT_SERVING until recovery has replayed the log, like `/health/ready`.
+        health_reporter.set_not_serving::<EngramServer<EngramService>>().await;
+        let ready_task = {
+            let (reporter, engine) = (health_reporter.clone(), engine.clone());
+            tokio::spawn(async move {
+                while !engine.is_ready() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                if !engine.is_closing() {
+                    reporter.set_serving::<EngramServer<EngramService>>().await;
+                }
+            })
+        };
         // Both reflection versions: v1, and v1alpha for grpcurl builds and the stock Python
         // client (grpcio-reflection) that speak only it.
         let reflection = || {
@@ -136,6 +149,7 @@ impl Server {
 
         shutdown.await;
         tracing::info!("shutdown requested: stopping intake and draining the queue");
+        ready_task.abort();
         health_reporter.set_not_serving::<EngramServer<EngramService>>().await;
         let timeout = Duration::from_secs(config.shutdown_timeout_secs);
         let drain_engine = engine.clone();

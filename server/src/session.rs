@@ -7,8 +7,8 @@
 //! which also tells the stream when the level of a space it writes to changed
 //! ([`IngestSession::level_changes`]).
 
-use crate::api_error::{ApiError, ack_level};
-use engram_engine::{Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit};
+use crate::api_error::ApiError;
+use engram_engine::{AckLevel, Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,9 +39,8 @@ impl IngestSession {
         Self { engine, levels: HashMap::new() }
     }
 
-    /// Submits a decoded batch (or the transport's decode error) to `space`, acknowledging at
-    /// INDEXED when `want_indexed`, else at ACCEPTED. The space is watched for level changes
-    /// from then on.
+    /// Submits a decoded batch (or the transport's decode error) to `space`, with waiters up to
+    /// `ack` (ACCEPTED, DURABLE or INDEXED). The space is watched for level changes from then on.
     ///
     /// # Errors
     /// The decode error as given, or the engine's refusal mapped by [`ApiError`] (invalid
@@ -50,9 +49,9 @@ impl IngestSession {
         &mut self,
         space: &str,
         batch: Result<Batch, ApiError>,
-        want_indexed: bool,
+        ack: AckLevel,
     ) -> Result<Admission, ApiError> {
-        let admitted = submit(&self.engine, space, batch, want_indexed);
+        let admitted = submit(&self.engine, space, batch, ack);
         if !self.levels.contains_key(space) && self.engine.space_level(space).is_some() {
             self.levels.insert(space.to_owned(), BackpressureLevel::Normal);
         }
@@ -84,9 +83,8 @@ impl IngestSession {
     }
 }
 
-/// Submits one decoded batch (or the transport's decode error) to `space`, acknowledging at
-/// INDEXED when `want_indexed`, else at ACCEPTED: a request that is its own session (HTTP), with
-/// no level tracking to keep.
+/// Submits one decoded batch (or the transport's decode error) to `space`, with waiters up to
+/// `ack`: a request that is its own session (HTTP), with no level tracking to keep.
 ///
 /// # Errors
 /// As [`IngestSession::submit`].
@@ -94,9 +92,9 @@ pub fn submit(
     engine: &Engine,
     space: &str,
     batch: Result<Batch, ApiError>,
-    want_indexed: bool,
+    ack: AckLevel,
 ) -> Result<Admission, ApiError> {
-    batch.and_then(|b| Ok(engine.submit(space, b, ack_level(want_indexed))?))
+    batch.and_then(|b| Ok(engine.submit(space, b, ack)?))
 }
 
 /// The `k` (default [`DEFAULT_RECALL_K`]) observations nearest `embedding` in `space`, searching

@@ -277,6 +277,7 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
         memory_space: space.into(),
         priority,
         want_indexed: true,
+        wait: 0,
         observations: vec![proto::Observation { id: seq, embedding, content: None }],
     };
     let requests = vec![
@@ -423,6 +424,7 @@ async fn overload_over_http_and_grpc_rejects_with_retry_after_then_drains_everyt
         memory_space: "o".into(),
         priority: proto::Priority::Low as i32,
         want_indexed: false,
+        wait: proto::WaitFor::Accepted as i32,
         observations: vec![proto::Observation { id: 10_000, embedding: vec![1.0, 1.0], content: None }],
     };
     let mut replies = client.stream_observations(tokio_stream::iter(vec![b])).await.unwrap().into_inner();

@@ -438,7 +438,7 @@ catalog! {
     API_REJECTED = counter(
         "engram_api_requests_rejected_total",
         &["protocol", "reason"],
-        "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, unknown_route, overloaded, shutting_down, space_limit).",
+        "API requests or stream batches refused, by protocol and reason (malformed, invalid_argument, payload_too_large, unknown_space, unknown_route, overloaded, shutting_down, space_limit, storage, recovering).",
     )
         .doc("requests", "server api_error::ApiError (HTTP metrics layer, gRPC handlers)", "monotonic; sustained malformed or oversized traffic is worth a look");
     /// Composite health score (see `docs/metrics.md#health-score`).
@@ -455,6 +455,80 @@ catalog! {
         "Always 1; the version label names the running build.",
     )
     .doc("1", "telemetry registry::Telemetry::new", "always 1");
+
+    // ---- storage: the durable log ------------------------------------------------------------
+    /// Observations appended to the durable log.
+    STORAGE_APPENDED_RECORDS = counter(
+        "engram_storage_appended_records_total",
+        &[],
+        "Observations appended to the durable log (each batch is one log record holding them).",
+    )
+    .doc("observations", "engine storage::Store::append", "monotonic; follows the admitted rate when durability is not none");
+    /// Bytes appended to the durable log.
+    STORAGE_APPENDED_BYTES = counter(
+        "engram_storage_appended_bytes_total",
+        &[],
+        "Bytes of encoded log records appended to the durable log (before the store's compression).",
+    )
+    .doc("bytes", "engine storage::Store::append", "monotonic; about (4 × dim + 12 + content) bytes per observation");
+    /// Group-commit syncs.
+    STORAGE_SYNCS = counter(
+        "engram_storage_syncs_total",
+        &[],
+        "Group-commit syncs of the log (fsync, or the journal buffer written to the OS with durability os).",
+    )
+    .doc("syncs", "engine storage::commit::GroupCommit::run", "monotonic; at most one sync in flight, so fewer than appends under load");
+    /// Duration of one group-commit sync.
+    STORAGE_SYNC_DURATION = histogram(
+        "engram_storage_sync_duration_seconds",
+        &[],
+        "Time one group-commit sync of the log took.",
+        REQUEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine storage::commit::GroupCommit::run", "fsync on SSD: 0.1 to 10 ms; above 50 ms the disk is slow");
+    /// Observations one sync made durable.
+    STORAGE_SYNC_RECORDS = histogram(
+        "engram_storage_sync_observations",
+        &[],
+        "Observations one group-commit sync made durable (the group commit's batching).",
+        BATCH_SIZE_BUCKETS,
+    )
+    .doc("observations", "engine storage::commit::GroupCommit::run", "grows with concurrent writers");
+    /// Failed storage operations by kind.
+    STORAGE_ERRORS = counter(
+        "engram_storage_errors_total",
+        &["kind"],
+        "Log writes or syncs that failed, by kind (storage_full: ENOSPC; storage_error: any other I/O error). Nothing they covered was acknowledged durable.",
+    )
+    .doc("errors", "engine storage::Store::append, storage::commit::GroupCommit::run", "0; any increase needs a look (disk full or failing)");
+    /// Bytes the store holds on disk.
+    STORAGE_DISK_BYTES = gauge(
+        "engram_storage_disk_bytes",
+        &[],
+        "Bytes the durable store holds on disk (journal and tables), read at scrape time.",
+    )
+    .doc("bytes", "engine storage::Store::disk_bytes (sampled)", "grows with stored observations");
+    /// Seconds the last recovery took.
+    RECOVERY_DURATION = gauge(
+        "engram_storage_recovery_duration_seconds",
+        &[],
+        "Seconds the start-up replay of the log took (0 while it runs, and with durability none).",
+    )
+    .doc("seconds", "engine update::recovery::Recovery::start", "under 2 s per 100,000 stored vectors once checkpoints land; replay-only today");
+    /// Observations replayed from the log at start.
+    RECOVERY_REPLAYED = counter(
+        "engram_storage_recovery_replayed_observations_total",
+        &[],
+        "Observations replayed from the log into the indexes at start.",
+    )
+    .doc("observations", "engine update::recovery::Recovery::run", "the stored observations, once per start");
+    /// Log records that did not decode at replay.
+    RECOVERY_CORRUPT = counter(
+        "engram_storage_recovery_corrupt_records_total",
+        &[],
+        "Log records that did not decode at start; each ends its space's replay at the last whole record before it.",
+    )
+    .doc("records", "engine update::recovery::Recovery::run", "0; any is a torn or corrupt log (see the runbook)");
 
     // ---- process (Prometheus client library standard names) ----------------------------------
     /// Process CPU time.

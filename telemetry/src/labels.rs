@@ -58,6 +58,10 @@ label_enum! {
         InvalidArgument = "invalid_argument",
         /// The engine is draining for shutdown.
         ShuttingDown = "shutting_down",
+        /// The log could not be written: the filesystem is full (ENOSPC).
+        StorageFull = "storage_full",
+        /// The log could not be written: any other I/O error.
+        StorageError = "storage_error",
     }
 }
 
@@ -90,6 +94,10 @@ label_enum! {
         ShuttingDown = "shutting_down",
         /// Creating the memory space would exceed `engine.max_spaces`.
         SpaceLimit = "space_limit",
+        /// The store could not record the change (disk full or an I/O error).
+        Storage = "storage",
+        /// The engine is still replaying its log after a start.
+        Recovering = "recovering",
     }
 }
 

@@ -5,7 +5,8 @@
 //! shutting down → [`validate`](Admitter::validate) (errors name the field) → level
 //! ([`Admitter::evaluate`]) → dedupe (ids already accepted are acknowledged, not queued) →
 //! policy (the level's admitted priorities, the high-lane bound) → [`prepare`](Admitter::prepare)
-//! (the [`Operation`] a log would record) → reserve queue room → claim ids → enqueue. Levels are
+//! (the [`Operation`] the log records) → reserve queue room → claim ids → append to the log
+//! (with a store; a failed write un-claims the ids and returns the room) → enqueue. Levels are
 //! re-evaluated by the workers and the monitor as the queue drains.
 
 use super::job::Job;
@@ -19,6 +20,7 @@ use crate::error::EngineError;
 use crate::observation::{Batch, Priority};
 use crate::operation::{AckLevel, InsertBatch, Operation, Record};
 use crate::space::Space;
+use crate::storage::{DurableWaiter, Store};
 use crate::sync::Ordering;
 use engram_telemetry::events::LogThrottle;
 use engram_telemetry::events::throttle::LEVEL_LOG_INTERVAL;
@@ -35,6 +37,9 @@ pub struct Admission {
     pub duplicates: usize,
     /// The space's backpressure level after admission (Warning and above: slow down).
     pub level: BackpressureLevel,
+    /// Resolves when the batch (and every duplicate it named) is recorded per the durability
+    /// mode (with [`AckLevel::Durable`] or [`AckLevel::Indexed`]).
+    pub durable: Option<DurableWaiter>,
     /// Resolves when every admitted observation is indexed (with [`AckLevel::Indexed`]).
     pub indexed: Option<IndexedWaiter>,
 }
@@ -48,10 +53,16 @@ pub(crate) struct Admitter {
     global_level_log: LogThrottle,
     registry: Arc<Registry>,
     scheduler: Arc<Scheduler>,
+    store: Option<Arc<Store>>,
 }
 
 impl Admitter {
-    pub(crate) fn new(config: Arc<EngineConfig>, registry: Arc<Registry>, scheduler: Arc<Scheduler>) -> Self {
+    pub(crate) fn new(
+        config: Arc<EngineConfig>,
+        registry: Arc<Registry>,
+        scheduler: Arc<Scheduler>,
+        store: Option<Arc<Store>>,
+    ) -> Self {
         Self {
             thresholds: Thresholds::from(&config.backpressure),
             config,
@@ -59,7 +70,14 @@ impl Admitter {
             global_level_log: LogThrottle::new(LEVEL_LOG_INTERVAL),
             registry,
             scheduler,
+            store,
         }
+    }
+
+    /// A waiter for everything the store holds so far (duplicates name ids an earlier batch
+    /// appended), or a resolved one without a store.
+    fn barrier(&self) -> DurableWaiter {
+        self.store.as_ref().map_or_else(DurableWaiter::ready, |s| s.barrier())
     }
 
     /// The global level (whole-queue utilization).
@@ -85,8 +103,9 @@ impl Admitter {
         let mut duplicates = n - fresh.len();
         if fresh.is_empty() {
             space.events.duplicates(duplicates as u64);
+            let durable = (ack >= AckLevel::Durable).then(|| self.barrier());
             let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
-            return Ok(Admission { accepted: 0, duplicates, level, indexed });
+            return Ok(Admission { accepted: 0, duplicates, level, durable, indexed });
         }
         if let Some(reason) = level.refuses(priority) {
             return Err(self.reject(space, priority, n, level, reason));
@@ -109,11 +128,46 @@ impl Admitter {
         // reserved room is returned.
         insert.records.retain(|r| space.ids.insert(r.id, ()).is_none());
         let accepted = insert.records.len();
+        let kept: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
         if accepted < reserved {
-            let kept: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
             self.scheduler.queue.capacity().release(reserved - accepted, bytes - kept);
             duplicates += reserved - accepted;
         }
+        let mut durable = None;
+        if let Some(store) = &self.store
+            && accepted > 0
+        {
+            match store.append(space.uid, dim, &insert) {
+                Ok((seq, waiter)) => {
+                    insert.seq = Some(seq);
+                    durable = Some(waiter);
+                }
+                Err(e) => {
+                    // Nothing of the batch is kept: its ids are free again, its room returned.
+                    for r in &insert.records {
+                        space.ids.remove(&r.id);
+                    }
+                    self.scheduler.queue.capacity().release(accepted, kept);
+                    let label = match &e {
+                        EngineError::Storage { kind: crate::error::StorageErrorKind::Full, .. } => {
+                            Rejected::StorageFull
+                        }
+                        _ => Rejected::StorageError,
+                    };
+                    space.events.rejected(label, n as u64);
+                    return Err(e);
+                }
+            }
+        }
+        let durable = (ack >= AckLevel::Durable).then(|| match durable {
+            // A batch with duplicates also waits for the earlier appends of those ids.
+            Some(w) if duplicates == 0 => w,
+            Some(w) => {
+                drop(w);
+                self.barrier()
+            }
+            None => self.barrier(),
+        });
         let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
             let (a, w) = BatchAck::new(accepted);
             (a, Some(w))
@@ -133,7 +187,7 @@ impl Admitter {
         }
         space.events.duplicates(duplicates as u64);
         let level = self.evaluate(space);
-        Ok(Admission { accepted, duplicates, level, indexed: waiter })
+        Ok(Admission { accepted, duplicates, level, durable, indexed: waiter })
     }
 
     /// The batch's new observations as the [`Operation`] the update path applies: embeddings

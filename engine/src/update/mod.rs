@@ -12,20 +12,24 @@
 //!   the adaptive batch size.
 //! - [`registry`]: [`Registry`], the spaces by name.
 //! - [`job`]: [`Job`], one admitted observation in the queue.
+//! - [`recovery`]: [`Recovery`], the start-up replay of the store's log through the same queue
+//!   and workers.
 //!
-//! A durable log (next) sits between admission and the scheduler: the operation is appended
-//! and synced before its jobs are queued, and recovery replays operations through the same
-//! apply path.
+//! The durable log ([`crate::storage`]) sits between admission and the scheduler: admission
+//! appends the operation (and the group commit syncs it) as its jobs are queued; the DURABLE
+//! ack waits for the sync.
 
 mod admit;
 mod job;
 mod monitor;
+mod recovery;
 mod registry;
 mod scheduler;
 mod worker;
 
 pub use admit::Admission;
 pub use job::queued_bytes;
+pub use recovery::RecoveryStatus;
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
@@ -33,12 +37,14 @@ use crate::observation::Batch;
 use crate::operation::AckLevel;
 use crate::queue::LaneQueue;
 use crate::space::{Space, SpaceInfo, SpaceParams, build_index, validate_space_name};
+use crate::storage::{Durability, StorageConfig, Store};
 use crate::sync::{Mutex, Ordering};
 use admit::Admitter;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::space::SpaceSources;
-use engram_telemetry::events::{PoolEvents, QueueEvents, QueueSources, SpaceEvents, WorkerEvents};
+use engram_telemetry::events::{PoolEvents, QueueEvents, QueueSources, SpaceEvents, StorageEvents, WorkerEvents};
 use engram_telemetry::registry::Source;
+use recovery::{Recovery, Replay};
 use registry::Registry;
 use scheduler::Scheduler;
 use std::sync::{Arc, Weak};
@@ -47,7 +53,7 @@ use worker::Pool;
 
 /// Concurrent recall queries an index admits beyond one insert per worker; more wait their turn
 /// (the server runs queries on tokio's blocking pool, which can hold hundreds).
-const QUERY_THREADS: usize = 8;
+pub(crate) const QUERY_THREADS: usize = 8;
 
 /// Result of [`Engine::shutdown`](crate::Engine::shutdown).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,14 +71,34 @@ pub(crate) struct UpdateHandler {
     pub(crate) registry: Arc<Registry>,
     pub(crate) scheduler: Arc<Scheduler>,
     pub(crate) admitter: Arc<Admitter>,
+    /// The durable log; `None` with `durability = none`.
+    pub(crate) store: Option<Arc<Store>>,
+    pub(crate) recovery: Arc<Recovery>,
     pool: Mutex<Option<Pool>>,
 }
 
 impl UpdateHandler {
-    /// Registers the queue and pool series in `telemetry` and starts the workers and monitor;
+    /// Opens the store (unless `durability = none`), registers the queue and pool series in
+    /// `telemetry`, starts the workers and monitor, and starts recovery from the store;
     /// `config` is validated by the caller.
-    pub(crate) fn start(config: EngineConfig, telemetry: Arc<Telemetry>) -> Result<Self, EngineError> {
+    pub(crate) fn start(
+        config: EngineConfig,
+        storage: &StorageConfig,
+        telemetry: Arc<Telemetry>,
+    ) -> Result<Self, EngineError> {
         let config = Arc::new(config);
+        let store = match storage.durability {
+            Durability::None => None,
+            _ => {
+                let store = Arc::new(Store::open(storage, StorageEvents::register(&telemetry))?);
+                let weak = Arc::downgrade(&store);
+                StorageEvents::sample_disk_bytes(
+                    &telemetry,
+                    Box::new(move || weak.upgrade().map(|s| s.disk_bytes() as f64)),
+                );
+                Some(store)
+            }
+        };
         let workers = config.resolved_workers();
         let queue = LaneQueue::new(
             config.queue_capacity,
@@ -83,7 +109,8 @@ impl UpdateHandler {
         let worker_events = (0..workers).map(|id| WorkerEvents::register(&telemetry, id)).collect();
         let scheduler = Arc::new(Scheduler::new(Arc::clone(&config), queue, worker_events));
         let registry = Arc::new(Registry::default());
-        let admitter = Arc::new(Admitter::new(Arc::clone(&config), Arc::clone(&registry), Arc::clone(&scheduler)));
+        let admitter =
+            Arc::new(Admitter::new(Arc::clone(&config), Arc::clone(&registry), Arc::clone(&scheduler), store.clone()));
         // What the engine steers by is exported straight from the engine's own state, read at
         // scrape time: the queue's accounting, lane depths and drain rate, each worker's
         // utilization.
@@ -107,12 +134,35 @@ impl UpdateHandler {
         }
         let pool = Pool::start(&scheduler, &admitter, &registry)
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
-        tracing::info!(workers, capacity = config.queue_capacity, "engine started");
-        Ok(Self { config, telemetry, registry, scheduler, admitter, pool: Mutex::new(Some(pool)) })
+        let recovery = match &store {
+            None => Recovery::done(),
+            Some(store) => Recovery::start(Replay {
+                config: Arc::clone(&config),
+                telemetry: Arc::clone(&telemetry),
+                registry: Arc::clone(&registry),
+                scheduler: Arc::clone(&scheduler),
+                store: Arc::clone(store),
+            })
+            .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start the recovery thread: {e}")))?,
+        };
+        tracing::info!(
+            workers,
+            capacity = config.queue_capacity,
+            durability = storage.durability.as_str(),
+            data_dir = %storage.data_dir.display(),
+            "engine started"
+        );
+        Ok(Self { config, telemetry, registry, scheduler, admitter, store, recovery, pool: Mutex::new(Some(pool)) })
+    }
+
+    /// `Err(Recovering)` while recovery runs (or failed).
+    pub(crate) fn serving(&self) -> Result<(), EngineError> {
+        if self.recovery.is_active() { Err(EngineError::Recovering) } else { Ok(()) }
     }
 
     /// See [`Engine::create_space`](crate::Engine::create_space).
     pub(crate) fn create_space(&self, name: &str, params: SpaceParams) -> Result<(SpaceInfo, bool), EngineError> {
+        self.serving()?;
         validate_space_name(name)?;
         params.validate(&self.config)?;
         let created = self.registry.update(|spaces| {
@@ -126,17 +176,13 @@ impl UpdateHandler {
             if spaces.len() >= self.config.max_spaces {
                 return Err(EngineError::SpaceLimit { limit: self.config.max_spaces });
             }
+            // Build the index first (it may refuse the parameters), then record the space.
             let index = build_index(&params, self.config.resolved_workers() + QUERY_THREADS)?;
-            let events = SpaceEvents::register(&self.telemetry, name);
-            let space = Arc::new(Space::new(name.to_owned(), params, index, events));
-            space.events.sample(
-                &self.telemetry,
-                SpaceSources {
-                    state: space_source(&space, |s| f64::from(s.effective.load(Ordering::Acquire))),
-                    vectors: space_source(&space, |s| s.index.len() as f64),
-                    memory_bytes: space_source(&space, |s| s.memory_bytes() as f64),
-                },
-            );
+            let uid = match &self.store {
+                Some(store) => store.create_space(name, params)?,
+                None => 0,
+            };
+            let space = new_space(&self.telemetry, name, uid, params, index);
             let info = space.info();
             spaces.insert(name.to_owned(), space);
             Ok((info, true))
@@ -156,19 +202,35 @@ impl UpdateHandler {
 
     /// See [`Engine::drop_space`](crate::Engine::drop_space).
     pub(crate) fn drop_space(&self, name: &str) -> Result<(), EngineError> {
-        self.registry.update(|spaces| {
-            let space = spaces.remove(name).ok_or_else(|| EngineError::SpaceNotFound(name.to_owned()))?;
+        self.serving()?;
+        let uid = self.registry.update(|spaces| {
+            if !spaces.contains_key(name) {
+                return Err(EngineError::SpaceNotFound(name.to_owned()));
+            }
+            // The drop is durable before it takes effect: a crash after this finishes it at the
+            // next start (the log records of a uid no space has are removed then).
+            if let Some(store) = &self.store {
+                store.forget_space(name)?;
+            }
+            let space = spaces.remove(name).expect("present under the lock");
             space.dropped.store(true, Ordering::Release);
             // Under the registry lock, so a space of the same name created next registers afresh.
             space.events.release(&self.telemetry);
-            Ok::<_, EngineError>(())
+            Ok::<_, EngineError>(space.uid)
         })?;
+        if let Some(store) = &self.store
+            && let Err(e) = store.purge_log(uid)
+        {
+            // The definition is gone, so the next start removes what is left.
+            tracing::warn!(memory_space = name, error = %e, "removing a dropped space's log records failed; the next start finishes it");
+        }
         tracing::info!(memory_space = name, "memory space dropped");
         Ok(())
     }
 
     /// See [`Engine::submit`](crate::Engine::submit).
     pub(crate) fn submit(&self, space: &str, batch: Batch, ack: AckLevel) -> Result<Admission, EngineError> {
+        self.serving()?;
         let space = self.registry.get(space)?;
         self.admitter.submit(&space, batch, ack)
     }
@@ -190,6 +252,7 @@ impl UpdateHandler {
     pub(crate) fn shutdown(&self, timeout: Option<Duration>) -> ShutdownReport {
         let s = &*self.scheduler;
         s.lifecycle.closing.store(true, Ordering::Release);
+        self.recovery.stop();
         let Some(pool) = self.pool.lock().take() else {
             return ShutdownReport { drained: true, remaining: 0 };
         };
@@ -216,9 +279,52 @@ impl UpdateHandler {
         s.stop_monitor();
         s.wake_all_workers();
         pool.join();
+        if let Some(store) = &self.store {
+            // The last sync: every DURABLE waiter still open is resolved.
+            store.close();
+        }
         tracing::info!(drained, remaining, "engine stopped");
         ShutdownReport { drained, remaining }
     }
+}
+
+/// A space over `index`, its series registered and sampled in `telemetry`.
+fn new_space(
+    telemetry: &Arc<Telemetry>,
+    name: &str,
+    uid: u64,
+    params: SpaceParams,
+    index: Box<dyn crate::index::VectorIndex>,
+) -> Arc<Space> {
+    let events = SpaceEvents::register(telemetry, name);
+    let space = Arc::new(Space::new(name.to_owned(), uid, params, index, events));
+    space.events.sample(
+        telemetry,
+        SpaceSources {
+            state: space_source(&space, |s| f64::from(s.effective.load(Ordering::Acquire))),
+            vectors: space_source(&space, |s| s.index.len() as f64),
+            memory_bytes: space_source(&space, |s| s.memory_bytes() as f64),
+        },
+    );
+    space
+}
+
+/// A stored space built again at start (recovery): its index with `threads` concurrent calls.
+///
+/// # Errors
+/// [`EngineError::InvalidArgument`] when the stored parameters no longer pass this
+/// configuration's limits or the index cannot be built.
+pub(crate) fn register_space(
+    config: &EngineConfig,
+    telemetry: &Arc<Telemetry>,
+    name: &str,
+    uid: u64,
+    params: SpaceParams,
+    threads: usize,
+) -> Result<Arc<Space>, EngineError> {
+    params.validate(config).map_err(|e| EngineError::invalid(format!("stored space `{name}`"), e.to_string()))?;
+    let index = build_index(&params, threads)?;
+    Ok(new_space(telemetry, name, uid, params, index))
 }
 
 /// A sampled-series source reading `read` from a live space; `None` once it is dropped or gone

@@ -1,7 +1,8 @@
 //! The gRPC API `engram.v1.Engram` (tonic), plus `grpc.health.v1` and server reflection.
 //!
-//! `StreamObservations` reads batches, answers each with an ack (ACCEPTED, then INDEXED when
-//! requested; REJECTED with reason and retry-after; INVALID naming the field), and pushes a
+//! `StreamObservations` reads batches, answers each with an ack (ACCEPTED, then DURABLE and
+//! INDEXED as requested by the batch's `wait`, or FAILED when the log could not record it;
+//! REJECTED with reason and retry-after; INVALID naming the field), and pushes a
 //! `BackpressureStatus` whenever the level of a space the stream writes to changes (checked
 //! after every batch and every second).
 
@@ -11,7 +12,7 @@ mod convert;
 use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
 use crate::session::{self, IngestSession};
-use engram_engine::Engine;
+use engram_engine::{AckLevel, Engine};
 use engram_telemetry::events::GrpcEvents;
 use futures::Stream;
 use prost::Message;
@@ -110,6 +111,22 @@ fn count_refusal(events: &GrpcEvents, e: &ApiError) {
     }
 }
 
+/// The last ack a batch asks for: its `wait`, or, unspecified, DURABLE (INDEXED with the older
+/// `want_indexed`).
+///
+/// # Errors
+/// Invalid argument on `wait` for a value outside the enum.
+fn wait_level(batch: &proto::ObservationBatch) -> Result<AckLevel, ApiError> {
+    let asked = match proto::WaitFor::try_from(batch.wait) {
+        Ok(proto::WaitFor::Unspecified) => AckLevel::Durable,
+        Ok(proto::WaitFor::Accepted) => AckLevel::Accepted,
+        Ok(proto::WaitFor::Durable) => AckLevel::Durable,
+        Ok(proto::WaitFor::Indexed) => AckLevel::Indexed,
+        Err(_) => return Err(ApiError::invalid("wait", format!("unknown value {}", batch.wait))),
+    };
+    Ok(if batch.want_indexed { AckLevel::Indexed } else { asked })
+}
+
 /// The ack for a batch that admission refused or that was invalid.
 fn error_ack(sequence: u64, e: ApiError) -> proto::BatchAck {
     let rejected = matches!(e.code, Code::ResourceExhausted | Code::Unavailable);
@@ -130,7 +147,7 @@ struct StreamSession {
     ingest: IngestSession,
     events: GrpcEvents,
     tx: mpsc::Sender<Result<proto::StreamReply, Status>>,
-    /// INDEXED acks waiting for their batch.
+    /// DURABLE and INDEXED acks waiting for their batch.
     acks: JoinSet<()>,
     /// Turns true when the server has drained and is closing.
     closing: watch::Receiver<bool>,
@@ -142,8 +159,14 @@ impl StreamSession {
         self.events.request_message(M_STREAM, batch.encoded_len());
         let sequence = batch.sequence;
         let space = batch.memory_space.clone();
-        let want_indexed = batch.want_indexed;
-        let ack = match self.ingest.submit(&space, convert::batch(batch).map_err(ApiError::from), want_indexed) {
+        let wait = match wait_level(&batch) {
+            Ok(w) => w,
+            Err(e) => {
+                count_refusal(&self.events, &e);
+                return send(&self.tx, &self.events, ack_reply(error_ack(sequence, e))).await;
+            }
+        };
+        let ack = match self.ingest.submit(&space, convert::batch(batch).map_err(ApiError::from), wait) {
             Ok(a) => {
                 let ack = proto::BatchAck {
                     sequence,
@@ -153,19 +176,43 @@ impl StreamSession {
                     level: convert::level(a.level),
                     ..Default::default()
                 };
-                if let Some(waiter) = a.indexed {
+                if a.durable.is_some() || a.indexed.is_some() {
                     let (tx, events, level) = (self.tx.clone(), self.events.clone(), ack.level);
+                    let (durable, indexed) = (a.durable, a.indexed);
                     self.acks.spawn(async move {
-                        let outcome = waiter.wait().await;
-                        let indexed = proto::BatchAck {
-                            sequence,
-                            status: proto::AckStatus::Indexed as i32,
-                            indexed: outcome.indexed as u32,
-                            failed: outcome.failed.min(u32::MAX as usize) as u32,
-                            level,
-                            ..Default::default()
-                        };
-                        send(&tx, &events, ack_reply(indexed)).await;
+                        if let Some(durable) = durable {
+                            let reply = match durable.wait().await {
+                                Ok(()) => proto::BatchAck {
+                                    sequence,
+                                    status: proto::AckStatus::Durable as i32,
+                                    level,
+                                    ..Default::default()
+                                },
+                                Err(e) => {
+                                    let e = ApiError::from(e);
+                                    let mut failed = error_ack(sequence, e);
+                                    failed.status = proto::AckStatus::Failed as i32;
+                                    // INDEXED implies DURABLE: no INDEXED ack after a failed record.
+                                    send(&tx, &events, ack_reply(failed)).await;
+                                    return;
+                                }
+                            };
+                            if !send(&tx, &events, ack_reply(reply)).await {
+                                return;
+                            }
+                        }
+                        if let Some(waiter) = indexed {
+                            let outcome = waiter.wait().await;
+                            let indexed = proto::BatchAck {
+                                sequence,
+                                status: proto::AckStatus::Indexed as i32,
+                                indexed: outcome.indexed as u32,
+                                failed: outcome.failed.min(u32::MAX as usize) as u32,
+                                level,
+                                ..Default::default()
+                            };
+                            send(&tx, &events, ack_reply(indexed)).await;
+                        }
                     });
                 }
                 ack

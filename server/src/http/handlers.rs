@@ -2,7 +2,7 @@
 //! path (`observations[2].embedding[5]`); engine errors map through [`ApiError`].
 
 use super::AppState;
-use crate::api_error::{ApiError, Refusal};
+use crate::api_error::{ApiError, Refusal, parse_ack_level};
 use crate::health::{self, DetailedHealth, HealthStatus};
 use crate::session;
 use axum::Json;
@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use engram_engine::{BackpressureLevel, Batch, SpaceParams};
+use engram_engine::{AckLevel, BackpressureLevel, Batch, SpaceParams};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -80,19 +80,12 @@ struct AdmissionBody {
     backpressure: BackpressureLevel,
 }
 
-fn wait_for_indexed(query: Option<&str>) -> Result<bool, ApiError> {
-    let Some(q) = query else { return Ok(false) };
-    let mut wait = false;
-    for pair in q.split('&').filter(|p| !p.is_empty()) {
+/// The ack level of `?wait=accepted|durable|indexed` (default durable).
+fn wait_level(query: Option<&str>) -> Result<AckLevel, ApiError> {
+    let mut wait = AckLevel::Durable;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some(("wait", "indexed")) => wait = true,
-            Some(("wait", "accepted")) => wait = false,
-            Some(("wait", other)) => {
-                return Err(ApiError::invalid(
-                    "wait",
-                    format!("unknown value `{other}`, expected `accepted` or `indexed`"),
-                ));
-            }
+            Some(("wait", value)) => wait = parse_ack_level("wait", value)?,
             _ => {
                 return Err(ApiError::invalid("query", format!("unknown parameter `{pair}`, expected `wait`")));
             }
@@ -107,35 +100,32 @@ pub(super) async fn post_observations(
     RawQuery(query): RawQuery,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let want_indexed = wait_for_indexed(query.as_deref())?;
+    let wait = wait_level(query.as_deref())?;
     let batch = body(bytes, app.max_request_bytes).and_then(|b| parse_json::<Batch>(&b));
-    let admission = session::submit(&app.engine, &space, batch, want_indexed)?;
+    let admission = session::submit(&app.engine, &space, batch, wait)?;
     let level = admission.level;
-    let (status, body) = match admission.indexed {
-        Some(waiter) => {
-            let outcome = waiter.wait().await;
-            let body = AdmissionBody {
-                status: "indexed",
-                accepted: admission.accepted,
-                duplicates: admission.duplicates,
-                indexed: Some(outcome.indexed),
-                failed: Some(outcome.failed),
-                backpressure: level,
-            };
-            (StatusCode::OK, body)
-        }
-        None => {
-            let body = AdmissionBody {
-                status: "accepted",
-                accepted: admission.accepted,
-                duplicates: admission.duplicates,
-                indexed: None,
-                failed: None,
-                backpressure: level,
-            };
-            (StatusCode::ACCEPTED, body)
-        }
+    let mut body = AdmissionBody {
+        status: "accepted",
+        accepted: admission.accepted,
+        duplicates: admission.duplicates,
+        indexed: None,
+        failed: None,
+        backpressure: level,
     };
+    let mut status = StatusCode::ACCEPTED;
+    if let Some(durable) = admission.durable {
+        // INDEXED implies DURABLE: an observation is never acknowledged searchable before it
+        // is recorded.
+        durable.wait().await?;
+        body.status = "durable";
+    }
+    if let Some(waiter) = admission.indexed {
+        let outcome = waiter.wait().await;
+        body.status = "indexed";
+        body.indexed = Some(outcome.indexed);
+        body.failed = Some(outcome.failed);
+        status = StatusCode::OK;
+    }
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut().insert(BACKPRESSURE_HEADER, HeaderValue::from_static(level.as_str()));
     Ok(resp)
@@ -173,8 +163,14 @@ pub(super) async fn live() -> Response {
 
 pub(super) async fn ready(State(app): State<AppState>) -> Response {
     let s = app.engine.status();
-    if s.closing || s.workers_alive == 0 {
-        let why = if s.closing { "shutting down" } else { "no worker thread is running" };
+    if s.closing || s.workers_alive == 0 || s.recovery.recovering {
+        let why = if s.closing {
+            "shutting down"
+        } else if s.recovery.recovering {
+            "recovering memory spaces from the log"
+        } else {
+            "no worker thread is running"
+        };
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "not_ready", "reason": why })))
             .into_response();
     }
@@ -225,8 +221,13 @@ mod tests {
 
     #[test]
     fn wait_parameter() {
-        assert!(!wait_for_indexed(None).unwrap());
-        assert!(wait_for_indexed(Some("wait=indexed")).unwrap());
-        assert_eq!(wait_for_indexed(Some("wait=soon")).unwrap_err().field.as_deref(), Some("wait"));
+        assert_eq!(wait_level(None).unwrap(), AckLevel::Durable);
+        assert_eq!(wait_level(Some("wait=indexed")).unwrap(), AckLevel::Indexed);
+        assert_eq!(wait_level(Some("wait=accepted")).unwrap(), AckLevel::Accepted);
+        assert_eq!(wait_level(Some("wait=durable")).unwrap(), AckLevel::Durable);
+        let e = wait_level(Some("wait=soon")).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("wait"));
+        assert!(e.message.contains("`durable`"), "{}", e.message);
+        assert_eq!(wait_level(Some("when=now")).unwrap_err().field.as_deref(), Some("query"));
     }
 }

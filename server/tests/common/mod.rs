@@ -52,6 +52,9 @@ impl Running {
 pub fn config(workers: usize) -> ServerConfig {
     let mut c = ServerConfig::default();
     c.engine.workers = workers;
+    // Memory only: parallel tests must not share ./engram-data (durability has its own tests,
+    // each on a temporary data directory).
+    c.storage = engram_engine::StorageConfig::memory();
     c
 }
 

@@ -9,6 +9,7 @@
 //! - [`space`]: admission outcomes, indexing, latency, backpressure and index size of a space.
 //! - [`pool`]: a worker's batches, failures, steals and utilization.
 //! - [`api`]: HTTP and gRPC request metrics, refused requests by reason, open sessions.
+//! - [`storage`]: the durable log: appends, group-commit syncs, errors, recovery.
 //! - [`throttle`]: one log line per interval for events that repeat (level changes).
 //! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
 
@@ -25,6 +26,7 @@ pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod space;
+pub mod storage;
 pub mod throttle;
 
 pub use api::{ConnectionEvents, GrpcEvents, HttpEvents, HttpRoute};
@@ -32,4 +34,5 @@ pub use pool::{PoolEvents, WorkerEvents};
 pub use process::{ProcessEvents, ProcessSample};
 pub use queue::{QueueEvents, QueueSources};
 pub use space::SpaceEvents;
+pub use storage::StorageEvents;
 pub use throttle::LogThrottle;

@@ -77,7 +77,8 @@ impl Transport for Grpc<'_> {
             sequence: self.sequence,
             memory_space: self.space.clone(),
             priority: PRIORITIES[priority] as i32,
-            want_indexed: true,
+            want_indexed: false,
+            wait: proto::WaitFor::Indexed as i32,
             observations: rows
                 .map(|i| proto::Observation {
                     id: i as u64,
@@ -98,6 +99,8 @@ impl Transport for Grpc<'_> {
                 bail!("ack for unknown sequence {}", ack.sequence)
             };
             return match proto::AckStatus::try_from(ack.status) {
+                // Between ACCEPTED and INDEXED; the INDEXED ack implies it.
+                Ok(proto::AckStatus::Durable) => continue,
                 Ok(proto::AckStatus::Accepted) => Ok(Event::Accepted {
                     batch,
                     accepted: u64::from(ack.accepted),

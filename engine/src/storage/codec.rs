@@ -1,0 +1,166 @@
+//! The log's record encoding: one [`InsertBatch`] per log value, little-endian, no padding.
+//!
+//! ```text
+//! insert  := tag=1 u8 | priority u8 | dim u32 | n u32 | record{n}
+//! record  := id u64 | content_len_plus_one u32 (0: no content) | content bytes | vector f32{dim}
+//! ```
+//!
+//! The store (fjall) checksums its journal and its tables, so a record needs no CRC of its own;
+//! [`decode`] still checks every length against the value's size, so a value that does not
+//! parse is an error naming the offset, never a panic or an allocation sized by the value.
+
+use crate::observation::Priority;
+use crate::operation::{InsertBatch, Record};
+
+const TAG_INSERT: u8 = 1;
+
+/// Bytes [`encode_insert`] writes for `batch` in a space of dimension `dim`.
+pub(crate) fn encoded_len(batch: &InsertBatch, dim: usize) -> usize {
+    10 + batch.records.iter().map(|r| 12 + r.content.as_ref().map_or(0, |c| c.len()) + dim * 4).sum::<usize>()
+}
+
+/// Encodes `batch` (records of `dim` values each) into `out`.
+pub(crate) fn encode_insert(batch: &InsertBatch, dim: usize, out: &mut Vec<u8>) {
+    out.reserve(encoded_len(batch, dim));
+    out.push(TAG_INSERT);
+    out.push(batch.priority.index() as u8);
+    out.extend_from_slice(&(dim as u32).to_le_bytes());
+    out.extend_from_slice(&(batch.records.len() as u32).to_le_bytes());
+    for r in &batch.records {
+        out.extend_from_slice(&r.id.to_le_bytes());
+        match &r.content {
+            Some(c) => {
+                out.extend_from_slice(&(c.len() as u32 + 1).to_le_bytes());
+                out.extend_from_slice(c.as_bytes());
+            }
+            None => out.extend_from_slice(&0u32.to_le_bytes()),
+        }
+        for x in r.vector.iter() {
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// A reader over a value that refuses to read past its end.
+struct Reader<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.buf.len());
+        let Some(end) = end else {
+            return Err(format!("record cut short: {n} bytes wanted at offset {} of {}", self.at, self.buf.len()));
+        };
+        let s = &self.buf[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+}
+
+/// Decodes one log value of a space named `space` whose dimension is `dim`.
+///
+/// # Errors
+/// A description of what does not parse (unknown tag, a dimension other than `dim`, a length
+/// past the value's end, content that is not UTF-8), with the byte offset.
+pub(crate) fn decode(space: &str, dim: usize, value: &[u8]) -> Result<InsertBatch, String> {
+    let mut r = Reader { buf: value, at: 0 };
+    let tag = r.u8()?;
+    if tag != TAG_INSERT {
+        return Err(format!("unknown record tag {tag}"));
+    }
+    let priority = match r.u8()? {
+        0 => Priority::High,
+        1 => Priority::Normal,
+        2 => Priority::Low,
+        p => return Err(format!("unknown priority {p}")),
+    };
+    let d = r.u32()? as usize;
+    if d != dim {
+        return Err(format!("record of dimension {d} in a space of dimension {dim}"));
+    }
+    let n = r.u32()? as usize;
+    // Each record takes at least 12 bytes: a count past what the value holds is corrupt, and
+    // must not size the allocation.
+    if n > value.len() / 12 {
+        return Err(format!("{n} records cannot fit in {} bytes", value.len()));
+    }
+    let mut records = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = r.u64()?;
+        let content = match r.u32()? {
+            0 => None,
+            len => {
+                let at = r.at;
+                let bytes = r.take(len as usize - 1)?;
+                let s = std::str::from_utf8(bytes).map_err(|e| format!("content at offset {at} is not UTF-8: {e}"))?;
+                Some(Box::from(s))
+            }
+        };
+        let raw = r.take(dim * 4)?;
+        let vector: Box<[f32]> =
+            raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        records.push(Record { id, vector, content });
+    }
+    if r.at != value.len() {
+        return Err(format!("{} bytes after the last record", value.len() - r.at));
+    }
+    Ok(InsertBatch { space: space.to_owned(), seq: None, priority, records })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch() -> InsertBatch {
+        InsertBatch {
+            space: "s".into(),
+            seq: None,
+            priority: Priority::Low,
+            records: vec![
+                Record { id: 7, vector: vec![1.0, -0.5, 0.25].into(), content: Some("héllo".into()) },
+                Record { id: u64::MAX - 1, vector: vec![0.0, 2.0, f32::MIN_POSITIVE].into(), content: None },
+                Record { id: 9, vector: vec![3.0, 0.0, 1.0].into(), content: Some("".into()) },
+            ],
+        }
+    }
+
+    #[test]
+    fn an_insert_round_trips_and_its_length_is_exact() {
+        let b = batch();
+        let mut out = Vec::new();
+        encode_insert(&b, 3, &mut out);
+        assert_eq!(out.len(), encoded_len(&b, 3));
+        assert_eq!(decode("s", 3, &out).unwrap(), b);
+    }
+
+    #[test]
+    fn every_truncation_and_a_wrong_dimension_are_errors_not_panics() {
+        let mut out = Vec::new();
+        encode_insert(&batch(), 3, &mut out);
+        for cut in 0..out.len() {
+            assert!(decode("s", 3, &out[..cut]).is_err(), "cut at {cut} parsed");
+        }
+        assert!(decode("s", 4, &out).unwrap_err().contains("dimension 3"));
+        let mut long = out.clone();
+        long.push(0);
+        assert!(decode("s", 3, &long).unwrap_err().contains("after the last record"));
+        // A record count far past the value's size is refused before allocating.
+        let mut huge = out.clone();
+        huge[6..10].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode("s", 3, &huge).unwrap_err().contains("cannot fit"));
+        let mut tag = out;
+        tag[0] = 9;
+        assert!(decode("s", 3, &tag).unwrap_err().contains("tag 9"));
+    }
+}

@@ -1,0 +1,433 @@
+//! The durable log: space definitions and admitted operations recorded in an embedded store
+//! (fjall 3, an LSM tree with a checksummed write-ahead journal) before they are acknowledged
+//! DURABLE, and read back at start to rebuild the indexes.
+//!
+//! - [`StorageConfig`] and [`Durability`]: where (`storage.data_dir`) and how far a write goes
+//!   before DURABLE (`fsync`, `os`, `none`).
+//! - [`Store`]: the data directory (`FORMAT`, `LOCK`, the fjall database in `db/`), the
+//!   `spaces` keyspace (name → uid and parameters) and the `log` keyspace (space uid and
+//!   sequence number → one encoded [`InsertBatch`], see `codec`).
+//! - Group commit (`commit`): appends write to fjall's journal and take a ticket; one syncer
+//!   thread persists everything written since its last sync and resolves every ticket it
+//!   covered, so concurrent writers share one `fsync` (docs/architecture.md, "The durable log").
+//!
+//! fjall's `PersistMode` maps the modes: `fsync` → `SyncAll` (fsync of the journal),
+//! `os` → `Buffer` (the journal's buffer written to the OS: survives a process crash, not a
+//! power loss), `none` → no store at all. Source: fjall's `PersistMode` docs
+//! (<https://docs.rs/fjall/3/fjall/enum.PersistMode.html>).
+
+pub(crate) mod codec;
+mod commit;
+
+pub use commit::DurableWaiter;
+
+use crate::error::{EngineError, StorageErrorKind};
+use crate::operation::{InsertBatch, Seq};
+use crate::space::SpaceParams;
+use crate::sync::Mutex;
+use commit::GroupCommit;
+use engram_telemetry::events::StorageEvents;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The on-disk format this build reads and writes, in the data directory's `FORMAT` file.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// How far a write has gone when it is acknowledged DURABLE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// After an fsync of the journal that covers it (group-committed): survives a process
+    /// crash and a power loss or kernel crash (as far as the disk honours fsync). The default.
+    #[default]
+    Fsync,
+    /// After the journal's buffer is written to the OS (group-committed): survives a process
+    /// crash (kill -9), not a power loss or kernel crash.
+    Os,
+    /// Nothing is stored: memory only, lost at exit. DURABLE is then the same as ACCEPTED.
+    /// For benchmarks and tests.
+    None,
+}
+
+impl Durability {
+    /// The lowercase name, as in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fsync => "fsync",
+            Self::Os => "os",
+            Self::None => "none",
+        }
+    }
+}
+
+/// Storage settings (`[storage]` of the server config).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// The data directory, created on first start. Default `./engram-data`. One server at a
+    /// time: a second one on the same directory is refused at start.
+    pub data_dir: PathBuf,
+    /// What DURABLE means: `fsync` (default), `os` or `none` (see [`Durability`]).
+    pub durability: Durability,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self { data_dir: PathBuf::from("./engram-data"), durability: Durability::Fsync }
+    }
+}
+
+impl StorageConfig {
+    /// Memory only (`durability = none`): for tests and benchmarks.
+    pub fn memory() -> Self {
+        Self { durability: Durability::None, ..Self::default() }
+    }
+}
+
+/// A space definition as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct StoredSpace {
+    /// Unique for the life of the data directory: log keys start with it, so a space dropped
+    /// and created again under the same name never sees the old one's records.
+    pub(crate) uid: u64,
+    pub(crate) params: SpaceParams,
+}
+
+/// The data directory, opened and locked.
+pub(crate) struct Store {
+    db: Database,
+    spaces: Keyspace,
+    log: Keyspace,
+    /// Held (with an exclusive lock) for the store's life.
+    _lock: File,
+    /// Serialises appends, so sequence numbers are in journal order.
+    append: Mutex<Counters>,
+    commit: Arc<GroupCommit>,
+    pub(crate) events: StorageEvents,
+}
+
+/// Counts `e` in `engram_storage_errors_total` when it is a storage error.
+pub(crate) fn count_error(events: &StorageEvents, e: &EngineError) {
+    if let EngineError::Storage { kind, .. } = e {
+        events.failed(*kind == StorageErrorKind::Full);
+    }
+}
+
+struct Counters {
+    next_seq: Seq,
+    next_uid: u64,
+}
+
+/// A log key: the space's uid, then the sequence number, both big-endian, so one space's
+/// records are one contiguous range in sequence order.
+fn log_key(uid: u64, seq: Seq) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&uid.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn parse_log_key(k: &[u8]) -> Option<(u64, Seq)> {
+    let k: &[u8; 16] = k.try_into().ok()?;
+    Some((u64::from_be_bytes(k[..8].try_into().ok()?), u64::from_be_bytes(k[8..].try_into().ok()?)))
+}
+
+/// An I/O failure as the engine reports it: disk full apart from every other error.
+pub(crate) fn storage_error(context: &str, e: impl std::fmt::Display + IoKind) -> EngineError {
+    EngineError::Storage { kind: e.kind(), message: format!("{context}: {e}") }
+}
+
+/// Classifies a store error as disk full or anything else.
+pub(crate) trait IoKind {
+    /// The kind of failure.
+    fn kind(&self) -> StorageErrorKind;
+}
+
+impl IoKind for std::io::Error {
+    fn kind(&self) -> StorageErrorKind {
+        if self.kind() == std::io::ErrorKind::StorageFull || self.raw_os_error() == Some(28) {
+            StorageErrorKind::Full
+        } else {
+            StorageErrorKind::Io
+        }
+    }
+}
+
+impl IoKind for fjall::Error {
+    fn kind(&self) -> StorageErrorKind {
+        match self {
+            fjall::Error::Io(e) => IoKind::kind(e),
+            fjall::Error::Storage(fjall::LsmError::Io(e)) => IoKind::kind(e),
+            _ => StorageErrorKind::Io,
+        }
+    }
+}
+
+/// A start-up failure naming the path and the reason.
+fn at_start(path: &Path, reason: impl std::fmt::Display) -> EngineError {
+    EngineError::invalid("storage.data_dir", format!("{}: {reason}", path.display()))
+}
+
+impl Store {
+    /// Opens (creating on first start) the data directory `config.data_dir`: checks its
+    /// `FORMAT`, takes its `LOCK`, opens the database, and starts the group-commit syncer.
+    /// Log records of spaces that no longer exist (a drop a crash interrupted) are removed.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] on `storage.data_dir`, naming the path and the reason:
+    /// it cannot be created or written, another process holds it, it holds a format this build
+    /// does not read, or the database cannot be opened.
+    pub(crate) fn open(config: &StorageConfig, events: StorageEvents) -> Result<Self, EngineError> {
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| at_start(&dir, format!("cannot create the data directory: {e}")))?;
+        let lock_path = dir.join("LOCK");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| at_start(&lock_path, format!("cannot open the lock file: {e}")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(at_start(&dir, "another engram-stream process holds this data directory (LOCK is locked)"));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(at_start(&lock_path, format!("cannot lock: {e}"))),
+        }
+        check_format(&dir)?;
+        let db_path = dir.join("db");
+        let db = Database::builder(&db_path)
+            .open()
+            .map_err(|e| at_start(&db_path, format!("cannot open the store: {e}")))?;
+        let open_ks = |name: &str| {
+            db.keyspace(name, KeyspaceCreateOptions::default)
+                .map_err(|e| at_start(&db_path, format!("cannot open keyspace `{name}`: {e}")))
+        };
+        let spaces = open_ks("spaces")?;
+        let log = open_ks("log")?;
+        let mode = match config.durability {
+            Durability::Os => PersistMode::Buffer,
+            _ => PersistMode::SyncAll,
+        };
+        let commit = GroupCommit::start(db.clone(), mode, events.clone())
+            .map_err(|e| at_start(&dir, format!("cannot start the syncer thread: {e}")))?;
+        let store = Self {
+            db,
+            spaces,
+            log,
+            _lock: lock,
+            append: Mutex::new(Counters { next_seq: 1, next_uid: 1 }),
+            commit,
+            events,
+        };
+        store.settle()?;
+        Ok(store)
+    }
+
+    /// Removes log records of uids no live space has, and sets the next sequence number and uid
+    /// past everything stored.
+    fn settle(&self) -> Result<(), EngineError> {
+        let live: std::collections::HashMap<u64, String> =
+            self.spaces()?.into_iter().map(|(name, s)| (s.uid, name)).collect();
+        let mut next_seq = 1;
+        let mut next_uid = live.keys().max().map_or(1, |u| u + 1);
+        let mut orphans = 0usize;
+        for kv in self.log.iter() {
+            let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
+            let Some((uid, seq)) = parse_log_key(&key) else { continue };
+            next_seq = next_seq.max(seq + 1);
+            next_uid = next_uid.max(uid + 1);
+            if !live.contains_key(&uid) {
+                self.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+                orphans += 1;
+            }
+        }
+        if orphans > 0 {
+            self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))?;
+            tracing::info!(records = orphans, "removed the log records of dropped memory spaces");
+        }
+        *self.append.lock() = Counters { next_seq, next_uid };
+        Ok(())
+    }
+
+    /// Every stored space definition, by name.
+    pub(crate) fn spaces(&self) -> Result<Vec<(String, StoredSpace)>, EngineError> {
+        let mut out = Vec::new();
+        for kv in self.spaces.iter() {
+            let (k, v) = kv.into_inner().map_err(|e| storage_error("reading space definitions", e))?;
+            let name = String::from_utf8(k.to_vec()).map_err(|_| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: "a space name is not UTF-8".into(),
+            })?;
+            let space: StoredSpace = serde_json::from_slice(&v).map_err(|e| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: format!("the definition of space `{name}` does not parse: {e}"),
+            })?;
+            out.push((name, space));
+        }
+        Ok(out)
+    }
+
+    /// Records a new space durably (synced, whatever the durability mode: definitions are rare)
+    /// and returns its uid.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn create_space(&self, name: &str, params: SpaceParams) -> Result<u64, EngineError> {
+        let uid = {
+            let mut c = self.append.lock();
+            let uid = c.next_uid;
+            let value = serde_json::to_vec(&StoredSpace { uid, params }).expect("a space definition serialises");
+            self.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e))?;
+            c.next_uid += 1;
+            uid
+        };
+        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the space definition", e))?;
+        Ok(uid)
+    }
+
+    /// Removes a space's definition durably (synced whatever the mode). Its log records are
+    /// then removed by [`Store::purge_log`], or, after a crash, by the next [`Store::open`].
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn forget_space(&self, name: &str) -> Result<(), EngineError> {
+        self.spaces.remove(name.as_bytes()).map_err(|e| storage_error("removing the space", e))?;
+        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the drop", e))
+    }
+
+    /// Removes the log records of space `uid` (dropped: see [`Store::forget_space`]).
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn purge_log(&self, uid: u64) -> Result<usize, EngineError> {
+        let mut removed = 0usize;
+        for kv in self.log.prefix(uid.to_be_bytes()) {
+            let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
+            self.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Appends `batch` (records of `dim` values) to the log of space `uid` and returns its
+    /// sequence number and a waiter that resolves once the write is durable per the mode.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the write fails (nothing of it is acknowledged).
+    pub(crate) fn append(
+        &self,
+        uid: u64,
+        dim: usize,
+        batch: &InsertBatch,
+    ) -> Result<(Seq, DurableWaiter), EngineError> {
+        let mut value = Vec::new();
+        codec::encode_insert(batch, dim, &mut value);
+        let bytes = value.len();
+        let mut c = self.append.lock();
+        let seq = c.next_seq;
+        if let Err(e) = self.log.insert(log_key(uid, seq), value) {
+            drop(c);
+            let e = storage_error("appending to the log", e);
+            self.count_error(&e);
+            return Err(e);
+        }
+        c.next_seq += 1;
+        let waiter = self.commit.written(batch.records.len());
+        drop(c);
+        self.events.appended(batch.records.len(), bytes);
+        Ok((seq, waiter))
+    }
+
+    /// Counts a storage error by kind.
+    pub(crate) fn count_error(&self, e: &EngineError) {
+        count_error(&self.events, e);
+    }
+
+    /// A waiter that resolves once everything appended so far is durable (for observations
+    /// acknowledged as duplicates of earlier ones).
+    pub(crate) fn barrier(&self) -> DurableWaiter {
+        self.commit.barrier()
+    }
+
+    /// Every record of space `uid` in sequence order, decoded for a space `name` of dimension
+    /// `dim`. A record that does not decode ends the iteration with its error.
+    pub(crate) fn replay<'a>(
+        &'a self,
+        name: &'a str,
+        uid: u64,
+        dim: usize,
+    ) -> impl Iterator<Item = Result<(Seq, InsertBatch), EngineError>> + 'a {
+        self.log.prefix(uid.to_be_bytes()).map(move |kv| {
+            let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
+            let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: "a log key is not 16 bytes".into(),
+            })?;
+            let mut batch = codec::decode(name, dim, &v).map_err(|reason| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: format!("log record {seq} of space `{name}`: {reason}"),
+            })?;
+            batch.seq = Some(seq);
+            Ok((seq, batch))
+        })
+    }
+
+    /// Bytes the store holds on disk (journal and tables).
+    pub(crate) fn disk_bytes(&self) -> u64 {
+        self.db.disk_space().unwrap_or(0)
+    }
+
+    /// Syncs once more and stops the syncer: every waiter is resolved. Idempotent.
+    pub(crate) fn close(&self) {
+        self.commit.stop();
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Checks (or, in a new directory, writes) the `FORMAT` file.
+fn check_format(dir: &Path) -> Result<(), EngineError> {
+    let path = dir.join("FORMAT");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = text.trim();
+            if found != FORMAT_VERSION.to_string() {
+                return Err(at_start(
+                    &path,
+                    format!(
+                        "the data directory has format version `{found}`; this build reads version {FORMAT_VERSION} \
+                         (start an older build, or point storage.data_dir elsewhere)"
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let non_empty = std::fs::read_dir(dir)
+                .map_err(|e| at_start(dir, format!("cannot list: {e}")))?
+                .filter_map(Result::ok)
+                .any(|e| e.file_name() != "LOCK");
+            if non_empty {
+                return Err(at_start(
+                    dir,
+                    "holds files but no FORMAT file: not an engram-stream data directory (refusing to write into it)",
+                ));
+            }
+            let mut f = File::create(&path).map_err(|e| at_start(&path, format!("cannot write: {e}")))?;
+            writeln!(f, "{FORMAT_VERSION}")
+                .and_then(|()| f.sync_all())
+                .map_err(|e| at_start(&path, format!("cannot write: {e}")))?;
+            Ok(())
+        }
+        Err(e) => Err(at_start(&path, format!("cannot read: {e}"))),
+    }
+}

@@ -1,0 +1,205 @@
+//! Recovery: at start, the spaces the store defines are created again and their log is
+//! replayed, in sequence order, through the same queue and workers as live admission (so
+//! replay inserts on every worker, in adaptive batches). Until it finishes the engine serves
+//! nothing but health and space listings ([`EngineError::Recovering`]).
+//!
+//! Replay is idempotent: an id already present is skipped. A record that does not decode ends
+//! that space's replay at the last whole record before it (logged and counted); the records
+//! stay on disk, nothing is deleted.
+
+use super::job::Job;
+use super::registry::Registry;
+use super::scheduler::Scheduler;
+use super::{QUERY_THREADS, register_space};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::storage::Store;
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
+use engram_telemetry::Telemetry;
+use serde::Serialize;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Recovery progress, for `/health/detailed`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RecoveryStatus {
+    /// True until every space is replayed and indexed.
+    pub recovering: bool,
+    /// Spaces the store defines.
+    pub spaces: usize,
+    /// Spaces whose log has been read to the end.
+    pub spaces_replayed: usize,
+    /// Observations replayed into the queue so far.
+    pub replayed_observations: u64,
+    /// Log records that did not decode (each ended its space's replay).
+    pub corrupt_records: u64,
+    /// Seconds since recovery began, or that it took once done.
+    pub seconds: f64,
+    /// Why recovery could not run, if it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Shared recovery state.
+pub(crate) struct Recovery {
+    active: AtomicBool,
+    stop: AtomicBool,
+    spaces: AtomicUsize,
+    spaces_replayed: AtomicUsize,
+    replayed: AtomicU64,
+    corrupt: AtomicU64,
+    started: Instant,
+    took: Mutex<Option<f64>>,
+    error: Mutex<Option<String>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the replay thread needs of the update path.
+pub(crate) struct Replay {
+    pub(crate) config: Arc<EngineConfig>,
+    pub(crate) telemetry: Arc<Telemetry>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) scheduler: Arc<Scheduler>,
+    pub(crate) store: Arc<Store>,
+}
+
+impl Recovery {
+    /// Nothing to recover (no store).
+    pub(crate) fn done() -> Arc<Self> {
+        let r = Self::new();
+        r.active.store(false, Ordering::Release);
+        *r.took.lock() = Some(0.0);
+        Arc::new(r)
+    }
+
+    fn new() -> Self {
+        Self {
+            active: AtomicBool::new(true),
+            stop: AtomicBool::new(false),
+            spaces: AtomicUsize::new(0),
+            spaces_replayed: AtomicUsize::new(0),
+            replayed: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            started: Instant::now(),
+            took: Mutex::new(None),
+            error: Mutex::new(None),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Starts replaying on a background thread.
+    pub(crate) fn start(replay: Replay) -> std::io::Result<Arc<Self>> {
+        let me = Arc::new(Self::new());
+        let r = Arc::clone(&me);
+        let handle = std::thread::Builder::new().name("engram-recovery".into()).spawn(move || {
+            if let Err(e) = r.run(&replay) {
+                tracing::error!(error = %e, "recovery failed: the engine stays not ready");
+                *r.error.lock() = Some(e.to_string());
+                return;
+            }
+            let took = r.started.elapsed().as_secs_f64();
+            replay.store.events.recovered(r.started.elapsed());
+            *r.took.lock() = Some(took);
+            r.active.store(false, Ordering::Release);
+            tracing::info!(
+                seconds = took,
+                spaces = r.spaces.load(Ordering::Acquire),
+                observations = r.replayed.load(Ordering::Acquire),
+                corrupt_records = r.corrupt.load(Ordering::Acquire),
+                "recovery finished: ready"
+            );
+        })?;
+        *me.thread.lock() = Some(handle);
+        Ok(me)
+    }
+
+    /// True while the engine is not yet serving (replaying, or recovery failed).
+    pub(crate) fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Stops a replay in progress and joins its thread.
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn status(&self) -> RecoveryStatus {
+        RecoveryStatus {
+            recovering: self.is_active(),
+            spaces: self.spaces.load(Ordering::Acquire),
+            spaces_replayed: self.spaces_replayed.load(Ordering::Acquire),
+            replayed_observations: self.replayed.load(Ordering::Acquire),
+            corrupt_records: self.corrupt.load(Ordering::Acquire),
+            seconds: self.took.lock().unwrap_or_else(|| self.started.elapsed().as_secs_f64()),
+            error: self.error.lock().clone(),
+        }
+    }
+
+    fn run(&self, r: &Replay) -> Result<(), EngineError> {
+        let stored = r.store.spaces()?;
+        self.spaces.store(stored.len(), Ordering::Release);
+        let threads = r.config.resolved_workers() + QUERY_THREADS;
+        let mut spaces = Vec::with_capacity(stored.len());
+        for (name, s) in stored {
+            let space = register_space(&r.config, &r.telemetry, &name, s.uid, s.params, threads)?;
+            r.registry.update(|all| all.insert(name.clone(), Arc::clone(&space)));
+            spaces.push(space);
+        }
+        let cap = r.scheduler.queue.capacity();
+        for space in spaces {
+            let dim = space.params.dim;
+            for item in r.store.replay(&space.name, space.uid, dim) {
+                if self.stopping() {
+                    return Ok(());
+                }
+                let mut batch = match item {
+                    Ok((_, batch)) => batch,
+                    Err(e) => {
+                        // Ends this space's replay at the last whole record; the rest stays on disk.
+                        self.corrupt.fetch_add(1, Ordering::AcqRel);
+                        r.store.events.corrupt_record();
+                        tracing::error!(memory_space = %space.name, error = %e, "log replay stopped at a record that does not decode");
+                        break;
+                    }
+                };
+                batch.records.retain(|rec| space.ids.insert(rec.id, ()).is_none());
+                if batch.records.is_empty() {
+                    continue;
+                }
+                let n = batch.records.len();
+                let bytes: usize = batch.records.iter().map(|rec| Job::record_footprint(dim, rec)).sum();
+                while !cap.try_reserve(n, bytes) {
+                    if self.stopping() {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                space.pending.fetch_add(n, Ordering::AcqRel);
+                let now = Instant::now();
+                let jobs =
+                    batch.records.into_iter().map(|rec| Job::new(&space, rec, batch.priority, now, None)).collect();
+                r.scheduler.queue.push(batch.priority.index(), jobs);
+                r.scheduler.wake_workers();
+                self.replayed.fetch_add(n as u64, Ordering::AcqRel);
+                r.store.events.replayed(n as u64);
+            }
+            self.spaces_replayed.fetch_add(1, Ordering::AcqRel);
+        }
+        // Ready once everything replayed is searchable.
+        while !cap.is_empty() || r.scheduler.queue.in_flight() > 0 {
+            if self.stopping() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,89 @@
+//! Durable-log events: appends, group-commit syncs, storage errors, recovery.
+
+use crate::Telemetry;
+use crate::catalog;
+use crate::primitives::{Counter, Gauge, Histogram};
+use crate::registry::Source;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `kind` label values of `engram_storage_errors_total`.
+pub const STORAGE_ERROR_KINDS: [&str; 2] = ["storage_full", "storage_error"];
+
+/// Handles of the durable log (one per store).
+#[derive(Debug, Clone)]
+pub struct StorageEvents {
+    appended_records: Arc<Counter>,
+    appended_bytes: Arc<Counter>,
+    syncs: Arc<Counter>,
+    sync_duration: Arc<Histogram>,
+    sync_records: Arc<Histogram>,
+    errors: [Arc<Counter>; 2],
+    recovery_duration: Arc<Gauge>,
+    replayed: Arc<Counter>,
+    corrupt: Arc<Counter>,
+}
+
+impl StorageEvents {
+    /// Registers the log's series.
+    pub fn register(t: &Telemetry) -> Self {
+        Self {
+            appended_records: t.counter(&catalog::STORAGE_APPENDED_RECORDS, &[]),
+            appended_bytes: t.counter(&catalog::STORAGE_APPENDED_BYTES, &[]),
+            syncs: t.counter(&catalog::STORAGE_SYNCS, &[]),
+            sync_duration: t.histogram(&catalog::STORAGE_SYNC_DURATION, &[]),
+            sync_records: t.histogram(&catalog::STORAGE_SYNC_RECORDS, &[]),
+            errors: STORAGE_ERROR_KINDS.map(|k| t.counter(&catalog::STORAGE_ERRORS, &[k])),
+            recovery_duration: t.gauge(&catalog::RECOVERY_DURATION, &[]),
+            replayed: t.counter(&catalog::RECOVERY_REPLAYED, &[]),
+            corrupt: t.counter(&catalog::RECOVERY_CORRUPT, &[]),
+        }
+    }
+
+    /// Exports the store's bytes on disk, read from `disk_bytes` at each scrape (`None` once
+    /// the store is gone).
+    pub fn sample_disk_bytes(t: &Telemetry, disk_bytes: Source) {
+        t.sampled(&catalog::STORAGE_DISK_BYTES, &[], disk_bytes);
+    }
+
+    /// One log record of `observations` observations and `bytes` bytes was appended.
+    #[inline]
+    pub fn appended(&self, observations: usize, bytes: usize) {
+        if super::RECORDING {
+            self.appended_records.add(observations as u64);
+            self.appended_bytes.add(bytes as u64);
+        }
+    }
+
+    /// One group-commit sync took `elapsed` and made `observations` observations durable.
+    #[inline]
+    pub fn synced(&self, observations: u64, elapsed: Duration) {
+        if super::RECORDING {
+            self.syncs.add(1);
+            self.sync_duration.record(elapsed.as_secs_f64());
+            self.sync_records.record(observations as f64);
+        }
+    }
+
+    /// A write or sync failed; `full` when the filesystem is full (ENOSPC).
+    #[inline]
+    pub fn failed(&self, full: bool) {
+        self.errors[usize::from(!full)].add(1);
+    }
+
+    /// `observations` were replayed from the log at start.
+    #[inline]
+    pub fn replayed(&self, observations: u64) {
+        self.replayed.add(observations);
+    }
+
+    /// A log record did not decode at start.
+    pub fn corrupt_record(&self) {
+        self.corrupt.add(1);
+    }
+
+    /// Recovery finished after `elapsed`.
+    pub fn recovered(&self, elapsed: Duration) {
+        self.recovery_duration.set(elapsed.as_secs_f64());
+    }
+}
