@@ -6,7 +6,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::observation::Batch;
 use crate::operation::AckLevel;
-use crate::space::{RecallHit, SpaceInfo, SpaceParams};
+use crate::space::{RecallHit, SpaceInfo, SpaceParams, StoredObservation};
 use crate::storage::StorageConfig;
 use crate::sync::Ordering;
 use crate::update::{Admission, RecoveryStatus, ShutdownReport, UpdateHandler};
@@ -189,6 +189,16 @@ impl Engine {
     ) -> Result<Vec<RecallHit>, EngineError> {
         self.handler.serving()?;
         self.handler.registry.get(space)?.recall(embedding, k, ef_search)
+    }
+
+    /// Observation `id` of `space` (its content), or `None` when the space never accepted it.
+    /// An accepted observation may still be queued: it is returned before it is searchable.
+    ///
+    /// # Errors
+    /// [`EngineError::SpaceNotFound`], [`EngineError::Recovering`].
+    pub fn get_observation(&self, space: &str, id: u64) -> Result<Option<StoredObservation>, EngineError> {
+        self.handler.serving()?;
+        Ok(self.handler.registry.get(space)?.get(id))
     }
 
     /// A point-in-time status of the queue and pool.

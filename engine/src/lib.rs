@@ -61,6 +61,6 @@ pub use error::{EngineError, StorageErrorKind};
 pub use index::{IndexKind, Metric};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
-pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, validate_space_name};
+pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name};
 pub use storage::{Durability, DurableWaiter, StorageConfig};
 pub use update::{Admission, RecoveryStatus, ShutdownReport, queued_bytes};

@@ -160,6 +160,16 @@ pub struct RecallHit {
     pub content: Option<String>,
 }
 
+/// One observation as the space holds it (see [`Engine::get_observation`](crate::Engine::get_observation)).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StoredObservation {
+    /// Observation id.
+    pub id: u64,
+    /// Its content, if it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
 /// A description of a memory space.
 #[derive(Debug, Clone, Serialize)]
 pub struct SpaceInfo {
@@ -295,6 +305,13 @@ impl Space {
 }
 
 impl Space {
+    /// Observation `id` if the space has accepted it.
+    pub(crate) fn get(&self, id: u64) -> Option<StoredObservation> {
+        self.ids
+            .contains_key(&id)
+            .then(|| StoredObservation { id, content: self.content.get(&id).map(|c| c.to_string()) })
+    }
+
     /// The `k` observations most similar to `embedding`, best first; see
     /// [`Engine::recall`](crate::Engine::recall) for the errors.
     pub(crate) fn recall(

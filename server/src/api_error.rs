@@ -91,6 +91,13 @@ impl ApiError {
         e
     }
 
+    /// A resource named by `field` that does not exist (not a refusal: nothing was asked to change).
+    pub fn not_found(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, message);
+        e.field = Some(field.into());
+        e
+    }
+
     /// No route matches the request.
     pub fn unknown_route() -> Self {
         let mut e = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, "no such route");

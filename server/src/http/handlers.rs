@@ -68,6 +68,18 @@ pub(super) async fn drop_space(State(app): State<AppState>, Path(space): Path<St
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+pub(super) async fn get_observation(
+    State(app): State<AppState>,
+    Path((space, id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id: u64 =
+        id.parse().map_err(|e| ApiError::invalid("id", format!("`{id}` is not an id (0 to 2^64 - 2): {e}")))?;
+    match app.engine.get_observation(&space, id)? {
+        Some(o) => Ok(Json(o).into_response()),
+        None => Err(ApiError::not_found("id", format!("memory space `{space}` holds no observation {id}"))),
+    }
+}
+
 #[derive(Serialize)]
 struct AdmissionBody {
     status: &'static str,

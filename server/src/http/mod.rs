@@ -59,6 +59,7 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         .route("/v1/spaces", get(handlers::list_spaces))
         .route("/v1/spaces/{space}", get(handlers::get_space).put(handlers::create_space).delete(handlers::drop_space))
         .route("/v1/spaces/{space}/observations", axum::routing::post(handlers::post_observations))
+        .route("/v1/spaces/{space}/observations/{id}", get(handlers::get_observation))
         .route("/v1/spaces/{space}/recall", axum::routing::post(handlers::recall))
         .route("/health", get(handlers::health))
         .route("/health/live", get(handlers::live))
