@@ -13,7 +13,12 @@ use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_every_metric() {
-    let server = Running::start(config(2)).await;
+    // The default durability (fsync) on a data directory of its own, so the durable log's
+    // series are produced too.
+    let data = tempfile::tempdir().unwrap();
+    let mut c = config(2);
+    c.storage = engram_engine::StorageConfig { data_dir: data.path().to_owned(), ..Default::default() };
+    let server = Running::start(c).await;
 
     // One backend per protocol, so both are exercised over the wire.
     for (protocol, url, space, index) in [

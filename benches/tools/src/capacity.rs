@@ -467,6 +467,8 @@ mod tests {
             ack_latency_seconds: q,
             index_latency_seconds: q,
             accepted_to_indexed_seconds: Some(q),
+            durable_latency_seconds: None,
+            accepted_to_durable_seconds: None,
             recall_latency_seconds: q,
             ef_search: 128,
             queries: 10,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub(super) enum Event {
     /// Admitted: `accepted` new observations, `duplicates` already present.
     Accepted { batch: usize, accepted: u64, duplicates: u64 },
+    /// Recorded in the server's durable log.
+    Durable { batch: usize },
     /// Searchable: `indexed` observations inserted.
     Indexed { batch: usize, indexed: u64 },
     /// Refused for `reason`; send it again after `retry_after`.
@@ -22,8 +24,8 @@ pub(super) enum Event {
 /// is an error, which ends the run.
 pub(super) trait Transport {
     /// Sends batch `batch` (base rows `rows`) at priority `priority` (0 high, 1 normal, 2 low).
-    /// What becomes of it comes from [`Transport::next_event`]: an `Accepted` (optional) and
-    /// then an `Indexed`, or a `Rejected`.
+    /// What becomes of it comes from [`Transport::next_event`]: an `Accepted` and a `Durable`
+    /// (both optional) and then an `Indexed`, or a `Rejected`.
     async fn send(&mut self, batch: usize, rows: Range<usize>, priority: usize) -> anyhow::Result<()>;
 
     /// The next event of a batch in flight. Cancel-safe: the loop polls it in a `select!`
@@ -50,6 +52,8 @@ pub(super) struct Tally {
     pub ack_latency: Vec<f64>,
     pub index_latency: Vec<f64>,
     pub accepted_to_indexed: Vec<f64>,
+    pub durable_latency: Vec<f64>,
+    pub accepted_to_durable: Vec<f64>,
     /// When `indexed` first reached half the run's observations, and when it last grew.
     half_indexed_at: Option<Instant>,
     last_indexed_at: Option<Instant>,
@@ -133,6 +137,13 @@ pub(super) async fn drive<T: Transport>(transport: &mut T, plan: &Plan<'_>) -> a
                         t.duplicates += duplicates;
                         t.ack_latency.push(f.sent_at.elapsed().as_secs_f64());
                         f.accepted_at = Some(Instant::now());
+                    }
+                    Event::Durable { batch } => {
+                        let Some(f) = in_flight.get(&batch) else { anyhow::bail!("durable ack for batch {batch}, not in flight") };
+                        t.durable_latency.push(f.sent_at.elapsed().as_secs_f64());
+                        if let Some(at) = f.accepted_at {
+                            t.accepted_to_durable.push(at.elapsed().as_secs_f64());
+                        }
                     }
                     Event::Indexed { batch, indexed } => {
                         let Some(f) = in_flight.remove(&batch) else { anyhow::bail!("indexed ack for batch {batch}, not in flight") };

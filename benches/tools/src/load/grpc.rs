@@ -99,8 +99,7 @@ impl Transport for Grpc<'_> {
                 bail!("ack for unknown sequence {}", ack.sequence)
             };
             return match proto::AckStatus::try_from(ack.status) {
-                // Between ACCEPTED and INDEXED; the INDEXED ack implies it.
-                Ok(proto::AckStatus::Durable) => continue,
+                Ok(proto::AckStatus::Durable) => Ok(Event::Durable { batch }),
                 Ok(proto::AckStatus::Accepted) => Ok(Event::Accepted {
                     batch,
                     accepted: u64::from(ack.accepted),

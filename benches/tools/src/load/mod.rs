@@ -285,6 +285,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         index_latency_seconds: Quantiles::of(&mut t.index_latency),
         accepted_to_indexed_seconds: (args.protocol == Protocol::Grpc)
             .then(|| Quantiles::of(&mut t.accepted_to_indexed)),
+        durable_latency_seconds: (!t.durable_latency.is_empty()).then(|| Quantiles::of(&mut t.durable_latency)),
+        accepted_to_durable_seconds: (!t.accepted_to_durable.is_empty())
+            .then(|| Quantiles::of(&mut t.accepted_to_durable)),
         recall_latency_seconds: Quantiles::of(&mut recall_latency),
         ef_search: args.ef_search.unwrap_or(SpaceParams::with_dim(data.base.dim).ef_search),
         queries: hits.len(),

@@ -78,6 +78,12 @@ pub struct LoadReport {
     pub index_latency_seconds: Quantiles,
     /// ACCEPTED ack → INDEXED ack, per batch (gRPC only; HTTP acknowledges once).
     pub accepted_to_indexed_seconds: Option<Quantiles>,
+    /// Send → DURABLE ack, per batch (gRPC only; absent in reports from before the durable log).
+    #[serde(default)]
+    pub durable_latency_seconds: Option<Quantiles>,
+    /// ACCEPTED ack → DURABLE ack, per batch: the group commit's wait (gRPC only).
+    #[serde(default)]
+    pub accepted_to_durable_seconds: Option<Quantiles>,
     /// Recall query round trip, per query.
     pub recall_latency_seconds: Quantiles,
     /// ef_search of the queries.
