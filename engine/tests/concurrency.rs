@@ -9,6 +9,9 @@
 //!   fresh spaces; every acked id must come back from an exhaustive search. Before the fix,
 //!   hnsw_rs lost the first point of a space when a second insert raced it into the empty graph.
 
+mod common;
+
+use common::sample;
 use engram_dataset as dataset;
 use engram_engine::AckLevel;
 use engram_engine::{Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, SpaceParams};
@@ -86,13 +89,11 @@ fn readers_while_ingesting(kind: IndexKind) {
                 // The lane depths are sampled from the queue's own counters while workers take
                 // and admission pushes: every sample must be a depth the queue can hold.
                 let capacity = e.config().queue_capacity as f64;
-                let depths: Vec<f64> = text
-                    .lines()
-                    .filter(|l| l.starts_with("engram_streaming_queue_depth{"))
-                    .map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()).expect("a numeric sample"))
-                    .collect();
-                assert_eq!(depths.len(), 3, "{kind:?}: one depth per lane");
-                for d in depths {
+                let lanes = text.lines().filter(|l| l.starts_with("engram_streaming_queue_depth{")).count();
+                assert_eq!(lanes, 3, "{kind:?}: one depth per lane");
+                for lane in ["high", "normal", "low"] {
+                    let series = format!("engram_streaming_queue_depth{{priority=\"{lane}\"}}");
+                    let d = sample(&text, &series).unwrap_or_else(|| panic!("{kind:?}: no numeric sample of {series}"));
                     assert!((0.0..=capacity).contains(&d), "{kind:?}: lane depth {d} outside 0..={capacity}");
                 }
                 reads.fetch_add(1, Ordering::Relaxed);

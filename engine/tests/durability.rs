@@ -3,6 +3,9 @@
 //! drops stay dropped, and a data directory is refused clearly when it is locked, of another
 //! format, or not ours. (Killing the process is `server/tests/crash.rs`.)
 
+mod common;
+
+use common::sample;
 use engram_dataset::{read_fvecs, read_lines, shared_data_dir};
 use engram_engine::{
     AckLevel, Batch, Durability, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, SpaceParams,
@@ -192,8 +195,4 @@ fn many_concurrent_durable_writers_share_syncs() {
     let records = sample(&text, "engram_storage_appended_records_total").unwrap();
     assert_eq!(records, (writers * per) as f64);
     assert!(syncs >= 1.0 && syncs < records, "{syncs} syncs for {records} appends: no group commit");
-}
-
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find(|l| l.split([' ', '{']).next() == Some(series))?.rsplit(' ').next()?.parse().ok()
 }

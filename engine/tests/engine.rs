@@ -1,6 +1,9 @@
 //! Engine behaviour end to end, in process: real embeddings in, recall out; overload; fairness
 //! between spaces; drain on shutdown; bad input; dropped spaces.
 
+mod common;
+
+use common::sample;
 use engram_dataset as dataset;
 use engram_engine::AckLevel;
 use engram_engine::{
@@ -17,12 +20,6 @@ fn data_dir(name: &str) -> PathBuf {
 
 fn engine(config: EngineConfig) -> Engine {
     Engine::new(config, Telemetry::new(TelemetryConfig::default())).unwrap()
-}
-
-/// Value of one exported sample, e.g. `engram_streaming_queue_depth{priority="high"}`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
 fn obs(id: u64, v: Vec<f32>) -> Observation {

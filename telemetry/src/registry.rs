@@ -201,12 +201,12 @@ impl Telemetry {
     /// # Panics
     /// If `def` is a histogram, or the series exists as a non-sampled primitive (a programming
     /// error caught by the first test that registers it).
-    pub fn sampled(&self, def: &MetricDef, values: &[&str], source: impl Fn() -> Option<f64> + Send + Sync + 'static) {
+    pub fn sampled(&self, def: &MetricDef, values: &[&str], source: Source) {
         assert_ne!(def.kind, MetricKind::Histogram, "{} cannot be sampled", def.name);
         let primitive =
             self.register(def, values, || Primitive::Sampled(Arc::new(Sampled { sources: Mutex::new(Vec::new()) })));
         match primitive {
-            Primitive::Sampled(s) => s.sources.lock().push(Box::new(source)),
+            Primitive::Sampled(s) => s.sources.lock().push(source),
             _ => panic!("{} is registered as a recorded primitive, not a sampled one", def.name),
         }
     }
@@ -317,12 +317,14 @@ mod tests {
         let t = Telemetry::new(TelemetryConfig::default());
         let level = Arc::new(std::sync::atomic::AtomicU8::new(2));
         let weak = Arc::downgrade(&level);
-        t.sampled(&catalog::BACKPRESSURE_STATE, &["__other__"], move || {
-            weak.upgrade().map(|l| f64::from(l.load(std::sync::atomic::Ordering::Relaxed)))
-        });
-        t.sampled(&catalog::BACKPRESSURE_STATE, &["__other__"], || Some(1.0));
-        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], || Some(10.0));
-        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], || Some(5.0));
+        t.sampled(
+            &catalog::BACKPRESSURE_STATE,
+            &["__other__"],
+            Box::new(move || weak.upgrade().map(|l| f64::from(l.load(std::sync::atomic::Ordering::Relaxed)))),
+        );
+        t.sampled(&catalog::BACKPRESSURE_STATE, &["__other__"], Box::new(|| Some(1.0)));
+        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], Box::new(|| Some(10.0)));
+        t.sampled(&catalog::INDEX_VECTORS, &["__other__"], Box::new(|| Some(5.0)));
         let text = t.render();
         assert!(text.contains("engram_streaming_backpressure_state{memory_space=\"__other__\"} 2"), "{text}");
         assert!(text.contains("engram_index_vectors{memory_space=\"__other__\"} 15"), "{text}");
@@ -347,7 +349,7 @@ mod tests {
         let t = Telemetry::new(TelemetryConfig { max_space_labels: 2 });
         let a = t.space_label("a");
         t.counter(&catalog::OBSERVATIONS_INDEXED, &[&a]).add(1);
-        t.sampled(&catalog::INDEX_VECTORS, &[&a], || Some(3.0));
+        t.sampled(&catalog::INDEX_VECTORS, &[&a], Box::new(|| Some(3.0)));
         let b = t.space_label("b");
         assert_eq!(t.space_label("c"), OVERFLOW);
         t.release_space(&a);

@@ -13,3 +13,10 @@ pub fn vector(dim: usize, seed: u64) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Value of one exported sample, e.g. `engram_streaming_queue_depth{priority="high"}` (the
+/// series with its labels, exactly as rendered), or `None` when it is not in `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+}

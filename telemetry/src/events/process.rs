@@ -76,7 +76,7 @@ impl ProcessEvents {
         for (def, field) in series {
             let weak = Arc::downgrade(&events);
             // A field the platform does not report exports 0 rather than vanishing.
-            t.sampled(def, &[], move || weak.upgrade().map(|e| field(&e.sample()).unwrap_or(0.0)));
+            t.sampled(def, &[], Box::new(move || weak.upgrade().map(|e| field(&e.sample()).unwrap_or(0.0))));
         }
         events
     }
