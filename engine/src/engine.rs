@@ -195,10 +195,11 @@ impl Engine {
     /// An accepted observation may still be queued: it is returned before it is searchable.
     ///
     /// # Errors
-    /// [`EngineError::SpaceNotFound`], [`EngineError::Recovering`].
+    /// [`EngineError::SpaceNotFound`], [`EngineError::Recovering`], [`EngineError::Storage`]
+    /// when its content cannot be read from the store.
     pub fn get_observation(&self, space: &str, id: u64) -> Result<Option<StoredObservation>, EngineError> {
         self.handler.serving()?;
-        Ok(self.handler.registry.get(space)?.get(id))
+        self.handler.registry.get(space)?.get(id)
     }
 
     /// A point-in-time status of the queue and pool.

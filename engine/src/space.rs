@@ -7,11 +7,13 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
 use crate::observation::Batch;
+use crate::storage::Store;
 use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use engram_telemetry::events::SpaceEvents;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Parameters of a memory space, fixed at creation.
@@ -187,6 +189,14 @@ pub struct SpaceInfo {
     pub backpressure: BackpressureLevel,
 }
 
+/// Where a space keeps its observations' content.
+enum Contents {
+    /// In memory (no store: `durability = none`), with the bytes held.
+    Heap { map: DashMap<u64, Box<str>>, bytes: AtomicUsize },
+    /// In the store's `content` keyspace, written with each batch's log record.
+    Stored(Arc<Store>),
+}
+
 pub(crate) struct Space {
     pub(crate) name: String,
     /// The store's id of this space (0 without a store): its log records are keyed by it.
@@ -195,8 +205,8 @@ pub(crate) struct Space {
     pub(crate) index: Box<dyn VectorIndex>,
     /// Every accepted id (queued or indexed): the dedupe set.
     pub(crate) ids: DashMap<u64, ()>,
-    pub(crate) content: DashMap<u64, Box<str>>,
-    content_bytes: AtomicUsize,
+    /// Where content is kept: the store's `content` keyspace, or the heap without a store.
+    contents: Contents,
     /// Accepted but not yet inserted.
     pub(crate) pending: AtomicUsize,
     /// The space's own level (its share of the queue).
@@ -215,15 +225,19 @@ impl Space {
         params: SpaceParams,
         index: Box<dyn VectorIndex>,
         events: SpaceEvents,
+        store: Option<Arc<Store>>,
     ) -> Self {
+        let contents = match store {
+            Some(store) => Contents::Stored(store),
+            None => Contents::Heap { map: DashMap::new(), bytes: AtomicUsize::new(0) },
+        };
         Self {
             name,
             uid,
             params,
             index,
             ids: DashMap::new(),
-            content: DashMap::new(),
-            content_bytes: AtomicUsize::new(0),
+            contents,
             pending: AtomicUsize::new(0),
             own: LevelCell::default(),
             effective: AtomicU8::new(0),
@@ -232,17 +246,30 @@ impl Space {
         }
     }
 
+    /// Keeps `content` of `id` for recall: on the heap without a store (with a store it was
+    /// written with the batch's log record, and this is a no-op).
     pub(crate) fn store_content(&self, id: u64, content: Box<str>) {
-        self.content_bytes.fetch_add(content.len(), Ordering::Relaxed);
-        self.content.insert(id, content);
+        if let Contents::Heap { map, bytes } = &self.contents {
+            bytes.fetch_add(content.len(), Ordering::Relaxed);
+            map.insert(id, content);
+        }
     }
 
-    /// Estimated bytes: index, content (with map entry overhead) and the id map.
+    /// The content of `id`, if it has any.
+    fn content(&self, id: u64) -> Result<Option<String>, EngineError> {
+        match &self.contents {
+            Contents::Heap { map, .. } => Ok(map.get(&id).map(|c| c.to_string())),
+            Contents::Stored(store) => store.content(self.uid, id),
+        }
+    }
+
+    /// Estimated bytes: index, heap content (with map entry overhead) and the id map.
     pub(crate) fn memory_bytes(&self) -> usize {
-        self.index.memory_bytes()
-            + self.content_bytes.load(Ordering::Relaxed)
-            + self.content.len() * 48
-            + self.ids.len() * 16
+        let content = match &self.contents {
+            Contents::Heap { map, bytes } => bytes.load(Ordering::Relaxed) + map.len() * 48,
+            Contents::Stored(_) => 0,
+        };
+        self.index.memory_bytes() + content + self.ids.len() * 16
     }
 
     pub(crate) fn info(&self) -> SpaceInfo {
@@ -306,10 +333,14 @@ impl Space {
 
 impl Space {
     /// Observation `id` if the space has accepted it.
-    pub(crate) fn get(&self, id: u64) -> Option<StoredObservation> {
-        self.ids
-            .contains_key(&id)
-            .then(|| StoredObservation { id, content: self.content.get(&id).map(|c| c.to_string()) })
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when its content cannot be read from the store.
+    pub(crate) fn get(&self, id: u64) -> Result<Option<StoredObservation>, EngineError> {
+        if !self.ids.contains_key(&id) {
+            return Ok(None);
+        }
+        Ok(Some(StoredObservation { id, content: self.content(id)? }))
     }
 
     /// The `k` observations most similar to `embedding`, best first; see
@@ -336,8 +367,8 @@ impl Space {
             .index
             .search(&embedding, k, ef.max(k))
             .into_iter()
-            .map(|n| RecallHit { id: n.id, score: n.score, content: self.content.get(&n.id).map(|c| c.to_string()) })
-            .collect();
+            .map(|n| Ok(RecallHit { id: n.id, score: n.score, content: self.content(n.id)? }))
+            .collect::<Result<_, EngineError>>()?;
         self.events.recalled(started.elapsed());
         Ok(hits)
     }

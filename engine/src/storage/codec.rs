@@ -5,6 +5,9 @@
 //! record  := id u64 | content_len_plus_one u32 (0: no content) | content bytes | vector f32{dim}
 //! ```
 //!
+//! The store writes log records without content (it keeps content in its `content` keyspace,
+//! read by recall); the format carries it so a record can stand alone.
+//!
 //! The store (fjall) checksums its journal and its tables, so a record needs no CRC of its own;
 //! [`decode`] still checks every length against the value's size, so a value that does not
 //! parse is an error naming the offset, never a panic or an allocation sized by the value.
@@ -15,20 +18,22 @@ use crate::operation::{InsertBatch, Record};
 const TAG_INSERT: u8 = 1;
 
 /// Bytes [`encode_insert`] writes for `batch` in a space of dimension `dim`.
-pub(crate) fn encoded_len(batch: &InsertBatch, dim: usize) -> usize {
-    10 + batch.records.iter().map(|r| 12 + r.content.as_ref().map_or(0, |c| c.len()) + dim * 4).sum::<usize>()
+pub(crate) fn encoded_len(batch: &InsertBatch, dim: usize, with_content: bool) -> usize {
+    let content = |r: &Record| if with_content { r.content.as_ref().map_or(0, |c| c.len()) } else { 0 };
+    10 + batch.records.iter().map(|r| 12 + content(r) + dim * 4).sum::<usize>()
 }
 
-/// Encodes `batch` (records of `dim` values each) into `out`.
-pub(crate) fn encode_insert(batch: &InsertBatch, dim: usize, out: &mut Vec<u8>) {
-    out.reserve(encoded_len(batch, dim));
+/// Encodes `batch` (records of `dim` values each) into `out`; without `with_content` every
+/// record is written as having none (the store keeps content in a keyspace of its own).
+pub(crate) fn encode_insert(batch: &InsertBatch, dim: usize, with_content: bool, out: &mut Vec<u8>) {
+    out.reserve(encoded_len(batch, dim, with_content));
     out.push(TAG_INSERT);
     out.push(batch.priority.index() as u8);
     out.extend_from_slice(&(dim as u32).to_le_bytes());
     out.extend_from_slice(&(batch.records.len() as u32).to_le_bytes());
     for r in &batch.records {
         out.extend_from_slice(&r.id.to_le_bytes());
-        match &r.content {
+        match r.content.as_ref().filter(|_| with_content) {
             Some(c) => {
                 out.extend_from_slice(&(c.len() as u32 + 1).to_le_bytes());
                 out.extend_from_slice(c.as_bytes());
@@ -137,17 +142,22 @@ mod tests {
 
     #[test]
     fn an_insert_round_trips_and_its_length_is_exact() {
-        let b = batch();
+        let mut b = batch();
         let mut out = Vec::new();
-        encode_insert(&b, 3, &mut out);
-        assert_eq!(out.len(), encoded_len(&b, 3));
+        encode_insert(&b, 3, true, &mut out);
+        assert_eq!(out.len(), encoded_len(&b, 3, true));
         assert_eq!(decode("s", 3, &out).unwrap(), b);
+        let mut bare = Vec::new();
+        encode_insert(&b, 3, false, &mut bare);
+        assert_eq!(bare.len(), encoded_len(&b, 3, false));
+        b.records.iter_mut().for_each(|r| r.content = None);
+        assert_eq!(decode("s", 3, &bare).unwrap(), b);
     }
 
     #[test]
     fn every_truncation_and_a_wrong_dimension_are_errors_not_panics() {
         let mut out = Vec::new();
-        encode_insert(&batch(), 3, &mut out);
+        encode_insert(&batch(), 3, true, &mut out);
         for cut in 0..out.len() {
             assert!(decode("s", 3, &out[..cut]).is_err(), "cut at {cut} parsed");
         }

@@ -5,8 +5,10 @@
 //! - [`StorageConfig`] and [`Durability`]: where (`storage.data_dir`) and how far a write goes
 //!   before DURABLE (`fsync`, `os`, `none`).
 //! - [`Store`]: the data directory (`FORMAT`, `LOCK`, the fjall database in `db/`), the
-//!   `spaces` keyspace (name → uid and parameters) and the `log` keyspace (space uid and
-//!   sequence number → one encoded [`InsertBatch`], see `codec`).
+//!   `spaces` keyspace (name → uid and parameters), the `log` keyspace (space uid and
+//!   sequence number → one encoded [`InsertBatch`] without content, see `codec`) and the
+//!   `content` keyspace (space uid and observation id → its content, read by recall, so content
+//!   lives on disk and in the store's block cache rather than on the heap).
 //! - Group commit (`commit`): appends write to fjall's journal and take a ticket; one syncer
 //!   thread persists everything written since its last sync and resolves every ticket it
 //!   covered, so concurrent writers share one `fsync` (docs/architecture.md, "The durable log").
@@ -102,6 +104,7 @@ pub(crate) struct Store {
     db: Database,
     spaces: Keyspace,
     log: Keyspace,
+    content: Keyspace,
     /// Held (with an exclusive lock) for the store's life.
     _lock: File,
     /// Serialises appends, so sequence numbers are in journal order.
@@ -123,7 +126,8 @@ struct Counters {
 }
 
 /// A log key: the space's uid, then the sequence number, both big-endian, so one space's
-/// records are one contiguous range in sequence order.
+/// records are one contiguous range in sequence order. Content keys are the same shape with
+/// the observation id in place of the sequence number.
 fn log_key(uid: u64, seq: Seq) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&uid.to_be_bytes());
@@ -209,6 +213,7 @@ impl Store {
         };
         let spaces = open_ks("spaces")?;
         let log = open_ks("log")?;
+        let content = open_ks("content")?;
         let mode = match config.durability {
             Durability::Os => PersistMode::Buffer,
             _ => PersistMode::SyncAll,
@@ -219,6 +224,7 @@ impl Store {
             db,
             spaces,
             log,
+            content,
             _lock: lock,
             append: Mutex::new(Counters { next_seq: 1, next_uid: 1 }),
             commit,
@@ -243,6 +249,15 @@ impl Store {
             next_uid = next_uid.max(uid + 1);
             if !live.contains_key(&uid) {
                 self.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+                orphans += 1;
+            }
+        }
+        for kv in self.content.iter() {
+            let key = kv.key().map_err(|e| storage_error("reading stored content", e))?;
+            if parse_log_key(&key).is_some_and(|(uid, _)| !live.contains_key(&uid)) {
+                self.content
+                    .remove(key.to_vec())
+                    .map_err(|e| storage_error("removing a dropped space's content", e))?;
                 orphans += 1;
             }
         }
@@ -306,12 +321,29 @@ impl Store {
     /// [`EngineError::Storage`].
     pub(crate) fn purge_log(&self, uid: u64) -> Result<usize, EngineError> {
         let mut removed = 0usize;
-        for kv in self.log.prefix(uid.to_be_bytes()) {
-            let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
-            self.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
-            removed += 1;
+        for ks in [&self.log, &self.content] {
+            for kv in ks.prefix(uid.to_be_bytes()) {
+                let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
+                ks.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+                removed += 1;
+            }
         }
         Ok(removed)
+    }
+
+    /// The stored content of observation `id` of space `uid`, if it has any.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the store cannot be read.
+    pub(crate) fn content(&self, uid: u64, id: u64) -> Result<Option<String>, EngineError> {
+        let Some(v) = self.content.get(log_key(uid, id)).map_err(|e| storage_error("reading stored content", e))?
+        else {
+            return Ok(None);
+        };
+        String::from_utf8(v.to_vec()).map(Some).map_err(|_| EngineError::Storage {
+            kind: StorageErrorKind::Io,
+            message: format!("the stored content of observation {id} is not UTF-8"),
+        })
     }
 
     /// Appends `batch` (records of `dim` values) to the log of space `uid` and returns its
@@ -326,11 +358,20 @@ impl Store {
         batch: &InsertBatch,
     ) -> Result<(Seq, DurableWaiter), EngineError> {
         let mut value = Vec::new();
-        codec::encode_insert(batch, dim, &mut value);
-        let bytes = value.len();
+        codec::encode_insert(batch, dim, false, &mut value);
+        let mut bytes = value.len();
         let mut c = self.append.lock();
         let seq = c.next_seq;
-        if let Err(e) = self.log.insert(log_key(uid, seq), value) {
+        // One journal write: the log record and the batch's content, atomically.
+        let mut write = self.db.batch();
+        write.insert(&self.log, log_key(uid, seq), value);
+        for r in &batch.records {
+            if let Some(text) = &r.content {
+                bytes += text.len();
+                write.insert(&self.content, log_key(uid, r.id), text.as_bytes());
+            }
+        }
+        if let Err(e) = write.commit() {
             drop(c);
             let e = storage_error("appending to the log", e);
             self.count_error(&e);

@@ -182,7 +182,7 @@ impl UpdateHandler {
                 Some(store) => store.create_space(name, params)?,
                 None => 0,
             };
-            let space = new_space(&self.telemetry, name, uid, params, index);
+            let space = new_space(&self.telemetry, name, uid, params, index, self.store.clone());
             let info = space.info();
             spaces.insert(name.to_owned(), space);
             Ok((info, true))
@@ -295,9 +295,10 @@ fn new_space(
     uid: u64,
     params: SpaceParams,
     index: Box<dyn crate::index::VectorIndex>,
+    store: Option<Arc<Store>>,
 ) -> Arc<Space> {
     let events = SpaceEvents::register(telemetry, name);
-    let space = Arc::new(Space::new(name.to_owned(), uid, params, index, events));
+    let space = Arc::new(Space::new(name.to_owned(), uid, params, index, events, store));
     space.events.sample(
         telemetry,
         SpaceSources {
@@ -309,7 +310,8 @@ fn new_space(
     space
 }
 
-/// A stored space built again at start (recovery): its index with `threads` concurrent calls.
+/// A stored space built again at start (recovery): its index with `threads` concurrent calls,
+/// its content read from `store`.
 ///
 /// # Errors
 /// [`EngineError::InvalidArgument`] when the stored parameters no longer pass this
@@ -321,10 +323,11 @@ pub(crate) fn register_space(
     uid: u64,
     params: SpaceParams,
     threads: usize,
+    store: &Arc<Store>,
 ) -> Result<Arc<Space>, EngineError> {
     params.validate(config).map_err(|e| EngineError::invalid(format!("stored space `{name}`"), e.to_string()))?;
     let index = build_index(&params, threads)?;
-    Ok(new_space(telemetry, name, uid, params, index))
+    Ok(new_space(telemetry, name, uid, params, index, Some(Arc::clone(store))))
 }
 
 /// A sampled-series source reading `read` from a live space; `None` once it is dropped or gone
