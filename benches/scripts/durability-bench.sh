@@ -46,7 +46,8 @@ for set in minilm-384-stdlib glove-50-angular-100k; do
     "$bin" load --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
       --metrics-url "http://$http/metrics" "${rate[@]}" --report "$out/$set-$mode.json" >/dev/null
     curl -sf "http://$http/metrics" >"$out/$set-$mode.metrics"
-    du -sb "$dir" 2>/dev/null | cut -f1 >"$out/$set-$mode.du" || echo 0 >"$out/$set-$mode.du"
+    # Allocated blocks, not apparent size: fjall preallocates its journal sparsely (64 MiB).
+    du -s --block-size=1 "$dir" 2>/dev/null | cut -f1 >"$out/$set-$mode.du" || echo 0 >"$out/$set-$mode.du"
     if [ "$mode" = fsync ]; then
       kill -9 $pid; wait $pid 2>/dev/null || true
       serve fsync "$dir" "$out/serve-$set-$mode.log"

@@ -505,7 +505,7 @@ catalog! {
     STORAGE_DISK_BYTES = gauge(
         "engram_storage_disk_bytes",
         &[],
-        "Bytes the durable store holds on disk (journal and tables), read at scrape time.",
+        "Bytes the data directory takes on disk (allocated blocks: journal, tables, content), read at scrape time.",
     )
     .doc("bytes", "engine storage::Store::disk_bytes (sampled)", "grows with stored observations");
     /// Seconds the last recovery took.
