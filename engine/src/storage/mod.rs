@@ -25,7 +25,6 @@ pub use commit::DurableWaiter;
 
 use crate::error::{EngineError, StorageErrorKind};
 use crate::operation::{InsertBatch, Seq};
-use crate::space::SpaceParams;
 use crate::sync::Mutex;
 use commit::GroupCommit;
 use engram_telemetry::events::StorageEvents;
@@ -99,7 +98,9 @@ pub(crate) struct StoredSpace {
     /// Unique for the life of the data directory: log keys start with it, so a space dropped
     /// and created again under the same name never sees the old one's records.
     pub(crate) uid: u64,
-    pub(crate) params: SpaceParams,
+    /// The space's parameters as the update path serialised them (the store does not read
+    /// them: storage sits below spaces).
+    pub(crate) params: serde_json::Value,
 }
 
 /// The data directory, opened and locked.
@@ -301,7 +302,7 @@ impl Store {
     ///
     /// # Errors
     /// [`EngineError::Storage`].
-    pub(crate) fn create_space(&self, name: &str, params: SpaceParams) -> Result<u64, EngineError> {
+    pub(crate) fn create_space(&self, name: &str, params: serde_json::Value) -> Result<u64, EngineError> {
         let uid = {
             let mut c = self.append.lock();
             let uid = c.next_uid;

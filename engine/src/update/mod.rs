@@ -179,7 +179,9 @@ impl UpdateHandler {
             // Build the index first (it may refuse the parameters), then record the space.
             let index = build_index(&params, self.config.resolved_workers() + QUERY_THREADS)?;
             let uid = match &self.store {
-                Some(store) => store.create_space(name, params)?,
+                Some(store) => {
+                    store.create_space(name, serde_json::to_value(params).expect("space parameters serialise"))?
+                }
                 None => 0,
             };
             let space = new_space(&self.telemetry, name, uid, params, index, self.store.clone());

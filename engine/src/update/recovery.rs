@@ -149,7 +149,11 @@ impl Recovery {
         let threads = r.config.resolved_workers() + QUERY_THREADS;
         let mut spaces = Vec::with_capacity(stored.len());
         for (name, s) in stored {
-            let space = register_space(&r.config, &r.telemetry, &name, s.uid, s.params, threads, &r.store)?;
+            let params = serde_json::from_value(s.params).map_err(|e| EngineError::Storage {
+                kind: crate::error::StorageErrorKind::Io,
+                message: format!("the stored parameters of space `{name}` do not parse: {e}"),
+            })?;
+            let space = register_space(&r.config, &r.telemetry, &name, s.uid, params, threads, &r.store)?;
             r.registry.update(|all| all.insert(name.clone(), Arc::clone(&space)));
             spaces.push(space);
         }
