@@ -162,7 +162,9 @@ mod tests {
         assert_eq!(Rejected::HighLaneFull.as_str(), "high_lane_full");
         assert_eq!(BatchError::IndexPanic.as_str(), "index_panic");
         assert_eq!(Refusal::SpaceLimit.as_str(), "space_limit");
-        assert_eq!(Refusal::ALL.len(), 8);
+        assert_eq!(Refusal::ALL.len(), 10);
+        assert_eq!(Rejected::StorageFull.as_str(), "storage_full");
+        assert_eq!(Refusal::Recovering.as_str(), "recovering");
     }
 
     #[test]
