@@ -2,8 +2,8 @@
 //! and parking_lot locks normally, loom's under `--cfg engram_loom`, so the loom models explore
 //! every interleaving of the code built on them. Every atomic, `Mutex`, `RwLock` and `Condvar`
 //! of the admission cores, the queue and the update path comes from here; only the index
-//! backends (which lock around C++ or hnsw_rs calls loom cannot see into) use parking_lot
-//! directly.
+//! backends (which lock around C++ or hnsw_rs calls loom cannot see into) and the store
+//! (`storage`: its waits are fsyncs) use parking_lot directly.
 //!
 //! The lock types keep parking_lot's API (a guard, not a `LockResult`). Under loom a timed
 //! [`Condvar::wait_for`] is a spurious wake-up (a yield): every caller re-checks its condition

@@ -8,7 +8,8 @@
 //! the ticket was read covers the write. The waiters are a FIFO in ticket order.
 
 use crate::error::{EngineError, StorageErrorKind};
-use crate::sync::{Condvar, Mutex};
+// parking_lot, not the `sync` shim: the store is not a loom model (its waits are real I/O).
+use parking_lot::{Condvar, Mutex};
 use engram_telemetry::events::StorageEvents;
 use fjall::{Database, PersistMode};
 use std::collections::VecDeque;

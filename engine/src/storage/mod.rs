@@ -25,10 +25,10 @@ pub use commit::DurableWaiter;
 
 use crate::error::{EngineError, StorageErrorKind};
 use crate::operation::{InsertBatch, Seq};
-use crate::sync::Mutex;
 use commit::GroupCommit;
 use engram_telemetry::events::StorageEvents;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
