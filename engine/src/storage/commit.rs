@@ -8,10 +8,10 @@
 //! the ticket was read covers the write. The waiters are a FIFO in ticket order.
 
 use crate::error::{EngineError, StorageErrorKind};
-// parking_lot, not the `sync` shim: the store is not a loom model (its waits are real I/O).
-use parking_lot::{Condvar, Mutex};
 use engram_telemetry::events::StorageEvents;
 use fjall::{Database, PersistMode};
+// parking_lot, not the `sync` shim: the store is not a loom model (its waits are real I/O).
+use parking_lot::{Condvar, Mutex};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::JoinHandle;
