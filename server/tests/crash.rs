@@ -8,10 +8,12 @@
 //! Deletes and upserts are not built yet (issue 13 leaves them open), so this test has no
 //! resurrection check yet.
 
+mod common;
+
+use common::{copy_dir, free_port, open_recovered, recall_ids};
 use engram_dataset::{Vectors, read_fvecs, shared_data_dir};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,10 +27,6 @@ const PER_CLIENT: usize = 6_000;
 const PACE: Duration = Duration::from_millis(40);
 const BATCH: usize = 25;
 const KILLS: usize = 22;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 struct Server {
     child: Child,
@@ -218,16 +216,7 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let truth: HashSet<u64> = scored.iter().take(10).map(|s| s.1).collect();
-        let hits: Value = http
-            .post(format!("{}/v1/spaces/crash/recall", server.http))
-            .json(&json!({ "embedding": query, "k": 10 }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let ids: Vec<u64> = hits["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect();
+        let ids = recall_ids(&http, &server.http, "crash", query, 10).await;
         let unique: HashSet<u64> = ids.iter().copied().collect();
         assert_eq!(unique.len(), ids.len(), "an id appears twice in one recall: {ids:?}");
         recall += ids.iter().filter(|id| truth.contains(id)).count() as f64 / 10.0;
@@ -272,19 +261,9 @@ async fn recall_at_10(
 ) -> f64 {
     let mut total = 0.0;
     for q in 0..100 {
-        let hits: Value = http
-            .post(format!("{url}/v1/spaces/{space}/recall"))
-            .json(&json!({ "embedding": queries.row(q), "k": 10 }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ids = recall_ids(http, url, space, queries.row(q), 10).await;
         let truth = exact_top10(base, n, queries.row(q));
-        total += hits["hits"].as_array().unwrap().iter().filter(|h| truth.contains(&h["id"].as_u64().unwrap())).count()
-            as f64
-            / 10.0;
+        total += ids.iter().filter(|id| truth.contains(id)).count() as f64 / 10.0;
     }
     total / 100.0
 }
@@ -381,20 +360,6 @@ async fn a_sigterm_restart_brings_back_every_space_with_its_parameters_and_conte
     assert!(server.child.wait().unwrap().success());
 }
 
-/// Copies directory `from` into `to` (files only, recursively).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// The journal files of a data directory (fjall's `*.jnl` under `db/`).
 fn journals(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out: Vec<_> = std::fs::read_dir(dir.join("db"))
@@ -468,18 +433,7 @@ async fn a_torn_log_tail_ends_replay_at_the_last_whole_batch() {
             _ => j[used..used + 64].copy_from_slice(&[0xA5; 64]),
         }
         std::fs::write(&target, &j).unwrap();
-        let engine = engram_engine::Engine::open(
-            engram_engine::EngineConfig { workers: 2, ..Default::default() },
-            &engram_engine::StorageConfig { data_dir: copy.clone(), durability: engram_engine::Durability::Fsync },
-            engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default()),
-        )
-        .unwrap_or_else(|e| panic!("cut {how} at {cut}: the engine refused to start: {e}"));
-        let started = Instant::now();
-        while !engine.is_ready() {
-            assert!(engine.status().recovery.error.is_none(), "cut {how} at {cut}: {:?}", engine.status().recovery);
-            assert!(started.elapsed() < Duration::from_secs(30), "cut {how} at {cut}: not ready");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        let engine = open_recovered(&copy, &format!("cut {how} at {cut}"), Duration::from_secs(30));
         let present: Vec<u64> = match engine.list_spaces().first() {
             None => Vec::new(),
             Some(_) => (0..batches * 25).filter(|&id| engine.get_observation("torn", id).unwrap().is_some()).collect(),

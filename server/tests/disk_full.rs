@@ -5,28 +5,12 @@
 //! acknowledged DURABLE before is lost: the data directory, copied to a roomy disk after a
 //! kill -9, holds every acknowledged observation.
 
+mod common;
+
+use common::{copy_dir, free_port, open_recovered};
 use serde_json::{Value, json};
-use std::net::TcpListener;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
 
 /// Unmounts the tmpfs when the test ends, however it ends.
 struct Mount(std::path::PathBuf);
@@ -157,17 +141,7 @@ async fn a_full_disk_refuses_new_writes_with_507_and_keeps_what_was_acknowledged
     // Move the data directory to a roomy disk: every acknowledged observation is there.
     let roomy = tmp.path().join("roomy");
     copy_dir(&data_dir, &roomy);
-    let engine = engram_engine::Engine::open(
-        engram_engine::EngineConfig { workers: 2, ..Default::default() },
-        &engram_engine::StorageConfig { data_dir: roomy, durability: engram_engine::Durability::Fsync },
-        engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default()),
-    )
-    .unwrap();
-    let started = Instant::now();
-    while !engine.is_ready() {
-        assert!(started.elapsed() < Duration::from_secs(60), "{:?}", engine.status().recovery);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let engine = open_recovered(&roomy, "the data directory moved to a roomy disk", Duration::from_secs(60));
     let lost: Vec<u64> =
         acked.iter().copied().filter(|&id| engine.get_observation("full", id).unwrap().is_none()).collect();
     println!("acknowledged {} observations before the 3 MiB filesystem filled; lost {}", acked.len(), lost.len());

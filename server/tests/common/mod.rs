@@ -1,5 +1,5 @@
 //! Helpers shared by the server's integration tests: a server in process on ephemeral ports.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros, unused_imports)] // each test crate uses part of it
 
 use engram_server::proto::engram_client::EngramClient;
 use engram_server::{Server, ServerConfig};
@@ -128,3 +128,56 @@ macro_rules! reflected_services {
     }};
 }
 pub(crate) use reflected_services;
+
+/// A free TCP port on loopback (for a server process that binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Copies directory `from` into `to` (files only, recursively).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// An engine in this process on the data directory `dir` (durability fsync), once recovery
+/// has finished: panics, naming `what`, when it refuses to open, recovery fails, or it is not
+/// ready within `timeout`.
+pub fn open_recovered(dir: &Path, what: &str, timeout: std::time::Duration) -> engram_engine::Engine {
+    let engine = engram_engine::Engine::open(
+        engram_engine::EngineConfig { workers: 2, ..Default::default() },
+        &engram_engine::StorageConfig { data_dir: dir.to_owned(), durability: engram_engine::Durability::Fsync },
+        engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default()),
+    )
+    .unwrap_or_else(|e| panic!("{what}: the engine refused to start: {e}"));
+    let started = std::time::Instant::now();
+    while !engine.is_ready() {
+        assert!(engine.status().recovery.error.is_none(), "{what}: {:?}", engine.status().recovery);
+        assert!(started.elapsed() < timeout, "{what}: not ready: {:?}", engine.status().recovery);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    engine
+}
+
+/// The ids of the `k` observations recall returns for `embedding` in `space` over HTTP at
+/// `url`, best first.
+pub async fn recall_ids(http: &reqwest::Client, url: &str, space: &str, embedding: &[f32], k: usize) -> Vec<u64> {
+    let hits: Value = http
+        .post(format!("{url}/v1/spaces/{space}/recall"))
+        .json(&serde_json::json!({ "embedding": embedding, "k": k }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    hits["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect()
+}
