@@ -56,8 +56,6 @@ pub struct EngineStatus {
     /// Replay of the durable log at start: until `recovering` is false the engine serves
     /// nothing but health and space listings.
     pub recovery: RecoveryStatus,
-    /// Bytes the store holds on disk (0 without one).
-    pub store_disk_bytes: u64,
 }
 
 /// The ingest engine: memory spaces, the observation queue, the worker pool and backpressure.
@@ -224,7 +222,6 @@ impl Engine {
             worker_utilization: s.worker_stats.iter().map(|w| w.utilization()).collect(),
             closing: s.lifecycle.is(&s.lifecycle.closing),
             recovery: self.handler.recovery.status(),
-            store_disk_bytes: self.handler.store.as_ref().map_or(0, |st| st.disk_bytes()),
         }
     }
 
