@@ -9,7 +9,7 @@ use crate::operation::AckLevel;
 use crate::space::{RecallHit, SpaceInfo, SpaceParams, StoredObservation};
 use crate::storage::StorageConfig;
 use crate::sync::Ordering;
-use crate::update::{Admission, RecoveryStatus, ShutdownReport, UpdateHandler};
+use crate::update::{Admission, Deletion, RecoveryStatus, ShutdownReport, UpdateHandler};
 use engram_telemetry::Telemetry;
 use serde::Serialize;
 use std::sync::Arc;
@@ -159,7 +159,8 @@ impl Engine {
     /// Admits a batch into `space`, all or nothing.
     ///
     /// The batch is validated whole first (any bad observation refuses the batch, naming it).
-    /// Ids already accepted are acknowledged as duplicates and not queued again. The rest is
+    /// Ids already accepted are acknowledged as duplicates and not queued again, unless the
+    /// batch is an upsert ([`Batch::upsert`]): then their vector and content are replaced. The rest is
     /// admitted if the space's backpressure level admits the batch's priority and the queue has
     /// room for all of it; otherwise nothing is admitted and the error carries a retry-after.
     /// With [`AckLevel::Indexed`], [`Admission::indexed`] resolves when every admitted
@@ -170,6 +171,24 @@ impl Engine {
     /// `observations[3].embedding`), [`EngineError::Rejected`], [`EngineError::ShuttingDown`].
     pub fn submit(&self, space: &str, batch: Batch, ack: AckLevel) -> Result<Admission, EngineError> {
         self.handler.submit(space, batch, ack)
+    }
+
+    /// Deletes `ids` from `space`. Ids the space holds are recorded as deleted (in one log
+    /// record with a store) and from the moment this returns neither recall nor
+    /// [`Engine::get_observation`] returns them; they leave the index as the workers reach
+    /// them. Ids it does not hold are counted in [`Deletion::not_found`]. Operations on one id
+    /// apply in the order they were admitted, across restarts: an id deleted after an insert
+    /// stays deleted. Deletes are admitted at every backpressure level while the queue has
+    /// room. With [`AckLevel::Durable`] wait for [`Deletion::durable`]; with
+    /// [`AckLevel::Indexed`] also for [`Deletion::indexed`] (every id out of the index).
+    ///
+    /// # Errors
+    /// [`EngineError::SpaceNotFound`]; [`EngineError::InvalidArgument`] on `ids` (empty, more
+    /// than `max_batch_observations`) or `ids[i]` (repeated, `u64::MAX`);
+    /// [`EngineError::Rejected`] when the queue has no room; [`EngineError::Storage`],
+    /// [`EngineError::Recovering`], [`EngineError::ShuttingDown`].
+    pub fn delete(&self, space: &str, ids: Vec<u64>, ack: AckLevel) -> Result<Deletion, EngineError> {
+        self.handler.delete(space, ids, ack)
     }
 
     /// The `k` observations most similar to `embedding` in `space`, best first, searching with
@@ -189,7 +208,8 @@ impl Engine {
         self.handler.registry.get(space)?.recall(embedding, k, ef_search)
     }
 
-    /// Observation `id` of `space` (its content), or `None` when the space never accepted it.
+    /// Observation `id` of `space` (its content), or `None` when the space does not hold it
+    /// (never accepted, or deleted).
     /// An accepted observation may still be queued: it is returned before it is searchable.
     ///
     /// # Errors

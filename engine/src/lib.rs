@@ -63,4 +63,4 @@ pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name};
 pub use storage::{Durability, DurableWaiter, StorageConfig};
-pub use update::{Admission, RecoveryStatus, ShutdownReport, queued_bytes};
+pub use update::{Admission, Deletion, RecoveryStatus, ShutdownReport, queued_bytes};

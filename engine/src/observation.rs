@@ -38,7 +38,7 @@ impl Priority {
 #[serde(deny_unknown_fields)]
 pub struct Observation {
     /// Client-assigned id, unique within the space. Re-sending an accepted id is acknowledged
-    /// as a duplicate and not inserted again.
+    /// as a duplicate and not inserted again, unless the batch is an upsert.
     pub id: u64,
     /// The embedding: exactly `dim` finite `f32` values.
     pub embedding: Vec<f32>,
@@ -55,6 +55,11 @@ pub struct Batch {
     pub priority: Priority,
     /// The observations, 1 to `max_batch_observations` of them.
     pub observations: Vec<Observation>,
+    /// Replace the vector and content of ids the space holds (and insert the others). Without
+    /// it (the default), ids the space holds are acknowledged as duplicates and left as they
+    /// are. Operations on one id apply in the order they were admitted, across restarts too.
+    #[serde(default)]
+    pub upsert: bool,
 }
 
 #[cfg(test)]

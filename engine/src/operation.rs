@@ -8,7 +8,9 @@
 //! serialised; [`Operation::seq`] is the place for the position a log assigns it (unset until
 //! the engine has a log).
 //!
-//! Only inserts exist today; deletes, upserts and space creation and drop become variants here.
+//! An insert batch with `upsert` set replaces the vector and content of ids the space holds;
+//! [`Operation::Delete`] removes ids. Space creation and drop are recorded by the store apart
+//! from operations.
 
 use crate::observation::Priority;
 use serde::{Deserialize, Serialize};
@@ -19,8 +21,10 @@ pub type Seq = u64;
 /// One change to a memory space.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Operation {
-    /// New observations for a space's index.
+    /// New observations for a space's index (or, with `upsert`, replacements).
     Insert(InsertBatch),
+    /// Observations removed from a space.
+    Delete(DeleteBatch),
 }
 
 impl Operation {
@@ -28,14 +32,16 @@ impl Operation {
     pub fn space(&self) -> &str {
         match self {
             Self::Insert(b) => &b.space,
+            Self::Delete(b) => &b.space,
         }
     }
 
-    /// The operation's position in the engine's order, once one is assigned (`None` today: the
-    /// engine has no log yet).
+    /// The operation's position in the engine's order, once one is assigned (by the log, or by
+    /// the engine's own counter without a store).
     pub fn seq(&self) -> Option<Seq> {
         match self {
             Self::Insert(b) => b.seq,
+            Self::Delete(b) => b.seq,
         }
     }
 }
@@ -49,8 +55,23 @@ pub struct InsertBatch {
     pub seq: Option<Seq>,
     /// The lane every record is queued in.
     pub priority: Priority,
-    /// The observations, ids unique within the batch and new to the space.
+    /// True when the records replace ids the space may already hold (their vector and
+    /// content); false for plain inserts, whose ids were new to the space when admitted.
+    #[serde(default)]
+    pub upsert: bool,
+    /// The observations, ids unique within the batch.
     pub records: Vec<Record>,
+}
+
+/// Ids removed from one space together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeleteBatch {
+    /// The memory space's name.
+    pub space: String,
+    /// Position in the engine's order of operations; `None` until one is assigned.
+    pub seq: Option<Seq>,
+    /// The ids, unique within the batch; each one the space held when the delete was admitted.
+    pub ids: Vec<u64>,
 }
 
 /// One observation as admitted.
@@ -101,6 +122,7 @@ mod tests {
             space: "s".into(),
             seq: None,
             priority: Priority::High,
+            upsert: false,
             records: vec![Record { id: 7, vector: vec![1.0, 0.0].into(), content: Some("x".into()) }],
         });
         let json = serde_json::to_string(&op).unwrap();

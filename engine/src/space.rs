@@ -7,10 +7,12 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
 use crate::observation::Batch;
+use crate::operation::Seq;
 use crate::storage::Store;
 use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use engram_telemetry::events::SpaceEvents;
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -147,6 +149,10 @@ pub(crate) fn build_index(params: &SpaceParams, threads: usize) -> Result<Box<dy
     .map_err(|e| EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index.as_str())))
 }
 
+/// The most hits a recall asks the index for when deleted ids (not yet removed from the
+/// index) crowd its answer.
+const MAX_OVERFETCH: usize = 4096;
+
 /// Hits a recall returns when the request names no `k`.
 pub const DEFAULT_RECALL_K: usize = 10;
 
@@ -189,6 +195,29 @@ pub struct SpaceInfo {
     pub backpressure: BackpressureLevel,
 }
 
+/// What a space knows of one id: the latest operation admitted on it and whether the index
+/// holds a vector for it. Admission sets `seq` and `live` (in log order, under the log's append
+/// lock); workers set `indexed`, under the id's stripe lock ([`Space::stripe`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IdState {
+    /// The latest operation admitted on the id; [`PENDING`] while an insert has claimed it and
+    /// not yet been given its position.
+    pub(crate) seq: Seq,
+    /// The latest operation inserts or upserts it (false: deletes it).
+    pub(crate) live: bool,
+    /// The index holds a vector for the id (the latest one applied).
+    pub(crate) indexed: bool,
+}
+
+/// The `seq` of an id claimed by an insert that is not yet sequenced: no job has it, so every
+/// job on the id admitted before the claim finds itself superseded.
+pub(crate) const PENDING: Seq = Seq::MAX;
+
+/// Stripe locks per space: a job holds its id's stripe while it checks whether it is still the
+/// latest operation on the id and changes the index, so two operations on one id never apply
+/// at once (and apply in sequence order: an older one finds itself superseded).
+const STRIPES: usize = 64;
+
 /// Where a space keeps its observations' content.
 enum Contents {
     /// In memory (no store: `durability = none`), with the bytes held.
@@ -203,8 +232,11 @@ pub(crate) struct Space {
     pub(crate) uid: u64,
     pub(crate) params: SpaceParams,
     pub(crate) index: Box<dyn VectorIndex>,
-    /// Every accepted id (queued or indexed): the dedupe set.
-    pub(crate) ids: DashMap<u64, ()>,
+    /// Every id with an operation admitted and not yet fully applied, or live: the dedupe set
+    /// (live ids), the order of operations per id, and what the index holds.
+    pub(crate) ids: DashMap<u64, IdState>,
+    /// See [`STRIPES`].
+    stripes: Box<[Mutex<()>]>,
     /// Where content is kept: the store's `content` keyspace, or the heap without a store.
     contents: Contents,
     /// Accepted but not yet inserted.
@@ -237,6 +269,7 @@ impl Space {
             params,
             index,
             ids: DashMap::new(),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             contents,
             pending: AtomicUsize::new(0),
             own: LevelCell::default(),
@@ -246,12 +279,32 @@ impl Space {
         }
     }
 
-    /// Keeps `content` of `id` for recall: on the heap without a store (with a store it was
-    /// written with the batch's log record, and this is a no-op).
-    pub(crate) fn store_content(&self, id: u64, content: Box<str>) {
+    /// The stripe lock of `id` (see [`STRIPES`]).
+    pub(crate) fn stripe(&self, id: u64) -> parking_lot::MutexGuard<'_, ()> {
+        // Fibonacci hashing: sequential ids spread over every stripe.
+        let i = (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % STRIPES;
+        self.stripes[i].lock()
+    }
+
+    /// True when the latest operation admitted on `id` inserts or upserts it.
+    pub(crate) fn is_live(&self, id: u64) -> bool {
+        self.ids.get(&id).is_some_and(|s| s.live)
+    }
+
+    /// Sets the content of `id` for recall (`None` removes it): on the heap without a store
+    /// (with a store it was written with the operation's log record, and this is a no-op).
+    pub(crate) fn set_content(&self, id: u64, content: Option<Box<str>>) {
         if let Contents::Heap { map, bytes } = &self.contents {
-            bytes.fetch_add(content.len(), Ordering::Relaxed);
-            map.insert(id, content);
+            let old = match content {
+                Some(c) => {
+                    bytes.fetch_add(c.len(), Ordering::Relaxed);
+                    map.insert(id, c)
+                }
+                None => map.remove(&id).map(|(_, c)| c),
+            };
+            if let Some(old) = old {
+                bytes.fetch_sub(old.len(), Ordering::Relaxed);
+            }
         }
     }
 
@@ -269,7 +322,7 @@ impl Space {
             Contents::Heap { map, bytes } => bytes.load(Ordering::Relaxed) + map.len() * 48,
             Contents::Stored(_) => 0,
         };
-        self.index.memory_bytes() + content + self.ids.len() * 16
+        self.index.memory_bytes() + content + self.ids.len() * (8 + std::mem::size_of::<IdState>())
     }
 
     pub(crate) fn info(&self) -> SpaceInfo {
@@ -332,12 +385,39 @@ impl Space {
 }
 
 impl Space {
+    /// Validates the ids of a delete against the engine limits: 1 to `max_batch_observations`,
+    /// unique, none `u64::MAX`.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] naming `ids` or `ids[i]`.
+    pub(crate) fn validate_delete(ids: &[u64], config: &EngineConfig) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Err(EngineError::invalid("ids", "must hold at least one id"));
+        }
+        if ids.len() > config.max_batch_observations {
+            return Err(EngineError::invalid(
+                "ids",
+                format!("holds {} ids, more than the limit of {}", ids.len(), config.max_batch_observations),
+            ));
+        }
+        let mut seen = HashSet::with_capacity(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            if id == u64::MAX {
+                return Err(EngineError::invalid(format!("ids[{i}]"), "18446744073709551615 (u64::MAX) is reserved"));
+            }
+            if !seen.insert(id) {
+                return Err(EngineError::invalid(format!("ids[{i}]"), format!("id {id} appears twice")));
+            }
+        }
+        Ok(())
+    }
+
     /// Observation `id` if the space has accepted it.
     ///
     /// # Errors
     /// [`EngineError::Storage`] when its content cannot be read from the store.
     pub(crate) fn get(&self, id: u64) -> Result<Option<StoredObservation>, EngineError> {
-        if !self.ids.contains_key(&id) {
+        if !self.is_live(id) {
             return Ok(None);
         }
         Ok(Some(StoredObservation { id, content: self.content(id)? }))
@@ -363,9 +443,19 @@ impl Space {
             return Err(EngineError::invalid("embedding", reason));
         }
         self.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
-        let hits = self
-            .index
-            .search(&embedding, k, ef.max(k))
+        // The index may still hold ids deleted since (their delete is queued): they are left
+        // out, and the search asks for more while it came back full but short of `k` live hits.
+        let mut want = k;
+        let hits = loop {
+            let found = self.index.search(&embedding, want, ef.max(want));
+            let full = found.len() >= want;
+            let live: Vec<_> = found.into_iter().filter(|n| self.is_live(n.id)).take(k).collect();
+            if live.len() >= k || !full || want >= MAX_OVERFETCH {
+                break live;
+            }
+            want = (want * 2).min(MAX_OVERFETCH);
+        };
+        let hits = hits
             .into_iter()
             .map(|n| Ok(RecallHit { id: n.id, score: n.score, content: self.content(n.id)? }))
             .collect::<Result<_, EngineError>>()?;

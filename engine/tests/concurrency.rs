@@ -65,7 +65,11 @@ fn readers_while_ingesting(kind: IndexKind) {
                 let observations = (next..end)
                     .map(|i| Observation { id: i as u64, embedding: base.row(i).to_vec(), content: None })
                     .collect();
-                waiters.push(submit_until_accepted(&e, "hot", Batch { priority: Priority::Normal, observations }));
+                waiters.push(submit_until_accepted(
+                    &e,
+                    "hot",
+                    Batch { upsert: false, priority: Priority::Normal, observations },
+                ));
                 next = end;
             }
             let mut indexed = 0;
@@ -129,7 +133,11 @@ fn readers_while_ingesting(kind: IndexKind) {
                 let observations = (0..20)
                     .map(|i| Observation { id: i, embedding: base.row(i as usize + 500).to_vec(), content: None })
                     .collect();
-                let _ = e.submit(&name, Batch { priority: Priority::High, observations }, AckLevel::Accepted);
+                let _ = e.submit(
+                    &name,
+                    Batch { upsert: false, priority: Priority::High, observations },
+                    AckLevel::Accepted,
+                );
                 let _ = e.describe_space(&name).unwrap();
                 let _ = e.recall(&name, base.row(3).to_vec(), 5, None).unwrap();
                 e.drop_space(&name).unwrap();
@@ -186,7 +194,7 @@ fn fresh_spaces_lose_no_first_point(kind: IndexKind, spaces: usize) {
                 let observations = (b * 25..(b + 1) * 25)
                     .map(|i| Observation { id: i as u64, embedding: base.row(offset + i).to_vec(), content: None })
                     .collect();
-                submit_until_accepted(&e, &name, Batch { priority: Priority::Normal, observations })
+                submit_until_accepted(&e, &name, Batch { upsert: false, priority: Priority::Normal, observations })
             })
             .collect();
         for w in waiters {

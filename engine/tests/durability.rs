@@ -49,6 +49,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
         engine.create_space("m", params).unwrap();
         for start in (0..n).step_by(100) {
             let batch = Batch {
+                upsert: false,
                 priority: Priority::Normal,
                 observations: (start..start + 100)
                     .map(|i| Observation {
@@ -77,6 +78,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
         assert_eq!(hits[0].content.as_deref(), Some(text[i].as_str()));
     }
     let again = Batch {
+        upsert: false,
         priority: Priority::High,
         observations: vec![Observation { id: 5, embedding: base.row(5).to_vec(), content: None }],
     };
@@ -100,6 +102,7 @@ fn a_dropped_space_stays_dropped_and_its_name_starts_empty() {
     let tmp = tempfile::tempdir().unwrap();
     let v = |i: u64| vec![1.0, i as f32 + 1.0];
     let batch = |ids: std::ops::Range<u64>| Batch {
+        upsert: false,
         priority: Priority::Normal,
         observations: ids.map(|i| Observation { id: i, embedding: v(i), content: None }).collect(),
     };
@@ -177,6 +180,7 @@ fn many_concurrent_durable_writers_share_syncs() {
                 for b in 0..per {
                     let id = w * 1_000_000 + b;
                     let batch = Batch {
+                        upsert: false,
                         priority: Priority::Normal,
                         observations: vec![Observation {
                             id,

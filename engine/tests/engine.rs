@@ -43,7 +43,7 @@ fn vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
 
 fn batch(priority: Priority, ids: std::ops::Range<u64>, dim: usize) -> Batch {
     let vs = vectors(ids.clone().count(), dim, ids.start + 7);
-    Batch { priority, observations: ids.zip(vs).map(|(id, v)| obs(id, v)).collect() }
+    Batch { upsert: false, priority, observations: ids.zip(vs).map(|(id, v)| obs(id, v)).collect() }
 }
 
 #[test]
@@ -66,7 +66,9 @@ fn real_embeddings_round_trip(kind: IndexKind) {
         let observations = (start..start + 250)
             .map(|i| Observation { id: i as u64, embedding: base.row(i).to_vec(), content: Some(text[i].clone()) })
             .collect();
-        let a = e.submit("docs", Batch { priority: Priority::Normal, observations }, AckLevel::Indexed).unwrap();
+        let a = e
+            .submit("docs", Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed)
+            .unwrap();
         assert_eq!((a.accepted, a.duplicates), (250, 0));
         waiters.push(a.indexed.unwrap());
     }
@@ -94,7 +96,9 @@ fn real_embeddings_round_trip(kind: IndexKind) {
 
     // Re-sending accepted ids is acknowledged, not inserted twice.
     let again = (0..10).map(|i| obs(i, base.row(i as usize).to_vec())).collect();
-    let a = e.submit("docs", Batch { priority: Priority::High, observations: again }, AckLevel::Indexed).unwrap();
+    let a = e
+        .submit("docs", Batch { upsert: false, priority: Priority::High, observations: again }, AckLevel::Indexed)
+        .unwrap();
     assert_eq!((a.accepted, a.duplicates), (0, 10));
     assert_eq!(e.describe_space("docs").unwrap().vectors, n);
     let text = e.telemetry().render();
@@ -299,7 +303,10 @@ fn bad_batches_are_refused_whole_naming_the_field_and_change_nothing() {
     let mut b = batch(Priority::Normal, 10..15, dim);
     b.observations[2].embedding = vec![0.0; dim];
     assert!(field_of(b).starts_with("observations[2].embedding: all zeros"));
-    assert!(field_of(Batch { priority: Priority::Low, observations: vec![] }).starts_with("observations: must hold"));
+    assert!(
+        field_of(Batch { upsert: false, priority: Priority::Low, observations: vec![] })
+            .starts_with("observations: must hold")
+    );
     assert!(field_of(batch(Priority::Low, 100..151, dim)).starts_with("observations: holds 51"));
     assert_eq!(
         e.submit("nope", batch(Priority::Normal, 0..1, dim), AckLevel::Accepted).unwrap_err(),
@@ -367,7 +374,7 @@ fn recall_while_inserting(kind: IndexKind) {
     e.create_space("g", SpaceParams { index: kind, ..SpaceParams::with_dim(50) }).unwrap();
     // The first half is indexed before the queries start.
     let first: Vec<Observation> = (0..n / 2).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
-    e.submit("g", Batch { priority: Priority::Normal, observations: first }, AckLevel::Indexed)
+    e.submit("g", Batch { upsert: false, priority: Priority::Normal, observations: first }, AckLevel::Indexed)
         .unwrap()
         .indexed
         .unwrap()
@@ -389,7 +396,7 @@ fn recall_while_inserting(kind: IndexKind) {
     };
     let second: Vec<Observation> = (n / 2..n).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
     let waiter = e
-        .submit("g", Batch { priority: Priority::Normal, observations: second }, AckLevel::Indexed)
+        .submit("g", Batch { upsert: false, priority: Priority::Normal, observations: second }, AckLevel::Indexed)
         .unwrap()
         .indexed
         .unwrap();

@@ -35,7 +35,9 @@ fn measure(kind: IndexKind, spaces: usize, per_space: usize) -> (f64, f64) {
             let observations = (start..end)
                 .map(|i| Observation { id: i, embedding: vector(384, s as u64 * 1_000_000 + i), content: None })
                 .collect();
-            let a = e.submit(&name, Batch { priority: Priority::Normal, observations }, AckLevel::Indexed).unwrap();
+            let a = e
+                .submit(&name, Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed)
+                .unwrap();
             // One batch queued at a time: the queue's copies of the vectors are freed and reused
             // rather than counted as growth.
             assert_eq!(a.indexed.unwrap().wait_blocking().indexed, (end - start) as usize);

@@ -43,7 +43,7 @@ fn under_overload_the_high_lane_holds_no_more_than_its_wait_target() {
                     let observations = (next..next + BATCH)
                         .map(|id| Observation { id, embedding: vector(DIM, id), content: None })
                         .collect();
-                    match e.submit("p", Batch { priority, observations }, AckLevel::Accepted) {
+                    match e.submit("p", Batch { upsert: false, priority, observations }, AckLevel::Accepted) {
                         Ok(_) => {
                             next += BATCH;
                             b += 1;

@@ -127,11 +127,12 @@ macro_rules! catalog {
 
 catalog! {
     // ---- streaming: admission and queue ------------------------------------------------------
-    /// Observations admitted into the queue (new ids only), by space and priority.
+    /// Observations admitted into the queue (new ids, and every upserted one), by space and
+    /// priority.
     OBSERVATIONS = counter(
         "engram_streaming_observations_total",
         &["memory_space", "priority"],
-        "Observations admitted into the observation queue (new ids only).",
+        "Observations admitted into the observation queue (new ids, and upserts).",
     )
     .doc("observations", "engine update::admit::Admitter::submit", "monotonic; rate ≈ offered load minus rejections");
     /// Observations acknowledged as duplicates of an id already accepted (not inserted again).
@@ -141,6 +142,20 @@ catalog! {
         "Observations whose id was already accepted: acknowledged without inserting twice.",
     )
     .doc("observations", "engine update::admit::Admitter::submit", "monotonic; 0 unless clients retry acknowledged ids");
+    /// Upserted observations that replaced an id the space held (counted in `OBSERVATIONS` too).
+    OBSERVATIONS_REPLACED = counter(
+        "engram_streaming_observations_replaced_total",
+        &["memory_space"],
+        "Upserted observations whose id the space held: vector and content replaced.",
+    )
+    .doc("observations", "engine update::admit::Admitter::submit", "monotonic; 0 unless clients upsert");
+    /// Observations deleted: ids a delete found in the space.
+    OBSERVATIONS_DELETED = counter(
+        "engram_streaming_observations_deleted_total",
+        &["memory_space"],
+        "Observations deleted (ids the space held when the delete was admitted).",
+    )
+    .doc("observations", "engine update::admit::Admitter::delete", "monotonic; 0 unless clients delete");
     /// Observations rejected, by reason. received = admitted + duplicate + rejected, exactly.
     OBSERVATIONS_REJECTED = counter(
         "engram_streaming_observations_rejected_total",

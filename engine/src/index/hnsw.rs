@@ -16,15 +16,22 @@
 //!   again (seen: id 0 of a fresh space missing from recall at k = 1000, ef 4096). The first
 //!   insert into an empty graph therefore runs alone, under [`HnswIndex`]'s seed lock, and every
 //!   later insert finds the entry point set.
+//! - **Points cannot be removed.** hnsw_rs has no removal, and a point inserted twice under one
+//!   id would be found twice. So every insert gets a fresh internal id (the `DataId` hnsw_rs
+//!   stores), the index maps internal ids to the engine's ids and back, and a removal only
+//!   drops the mapping: the point stays in the graph as a tombstone, still routing searches,
+//!   and searches filter it out *inside* the graph walk (`search_filter`), so `k` live hits
+//!   still come back. Tombstones cost memory until the space's index is rebuilt.
 //! - **Nothing is pre-allocated from the capacity hint.** hnsw_rs reserves its per-layer point
 //!   tables from `max_elements` (about `0.94 × max_elements × 8` bytes; `2^32` aborted the
 //!   process asking for 32 GB), so the hint passed on is capped at [`INITIAL_CAPACITY`]; the
 //!   tables grow by doubling.
 
 use super::{Metric, Neighbor, VectorIndex, dot};
-use hnsw_rs::prelude::{Distance, Hnsw};
+use dashmap::DashMap;
+use hnsw_rs::prelude::{DataId, Distance, Hnsw};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Most layers hnsw_rs builds (its `NB_LAYER_MAX`).
 const MAX_LAYERS: usize = 16;
@@ -96,6 +103,14 @@ pub struct HnswIndex {
     seeded: AtomicBool,
     /// Held by the first insert into the empty graph (see the module docs).
     seed_lock: Mutex<()>,
+    /// The next internal id (hnsw_rs's `DataId`); one per insert, never reused.
+    next_internal: AtomicUsize,
+    /// Engine id → the internal id of its live point.
+    live: DashMap<u64, DataId>,
+    /// Internal id → engine id, for every point in the graph (tombstones too).
+    owner: DashMap<DataId, u64>,
+    /// Points removed (tombstones); while 0, searches need no filter.
+    tombstones: AtomicUsize,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -116,7 +131,17 @@ impl HnswIndex {
             Metric::L2 => Graph::L2(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, Euclidean)),
             Metric::Dot => Graph::Dot(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, InnerProduct)),
         };
-        Self { graph, dim, m, seeded: AtomicBool::new(false), seed_lock: Mutex::new(()) }
+        Self {
+            graph,
+            dim,
+            m,
+            seeded: AtomicBool::new(false),
+            seed_lock: Mutex::new(()),
+            next_internal: AtomicUsize::new(0),
+            live: DashMap::new(),
+            owner: DashMap::new(),
+            tombstones: AtomicUsize::new(0),
+        }
     }
 
     fn insert_unchecked(&self, id: usize, vector: &[f32]) {
@@ -126,12 +151,22 @@ impl HnswIndex {
             Graph::Dot(h) => h.insert_slice((vector, id)),
         }
     }
+
+    /// The engine id of internal id `internal` if its point is live (not a tombstone).
+    fn live_owner(&self, internal: DataId) -> Option<u64> {
+        let id = *self.owner.get(&internal)?;
+        self.live.get(&id).is_some_and(|i| *i == internal).then_some(id)
+    }
 }
 
 impl VectorIndex for HnswIndex {
     fn insert(&self, id: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
-        let id = id as usize;
+        let internal = self.next_internal.fetch_add(1, Ordering::AcqRel);
+        // Mapped before the point is in the graph: a search that finds the point can name it.
+        self.owner.insert(internal, id);
+        self.live.insert(id, internal);
+        let id = internal;
         if !self.seeded.load(Ordering::Acquire) {
             let _seed = self.seed_lock.lock();
             if !self.seeded.load(Ordering::Acquire) {
@@ -145,33 +180,47 @@ impl VectorIndex for HnswIndex {
         self.insert_unchecked(id, vector);
     }
 
+    fn remove(&self, id: u64) -> bool {
+        let removed = self.live.remove(&id).is_some();
+        if removed {
+            self.tombstones.fetch_add(1, Ordering::AcqRel);
+        }
+        removed
+    }
+
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
         if k == 0 || self.is_empty() {
             return Vec::new();
         }
         let ef = ef.max(k);
+        // Tombstones route the walk but never enter the answer.
+        let filter = |internal: &DataId| self.live_owner(*internal).is_some();
+        let f: Option<&dyn hnsw_rs::prelude::FilterT> =
+            if self.tombstones.load(Ordering::Acquire) > 0 { Some(&filter) } else { None };
         let (found, to_score): (_, fn(f32) -> f32) = match &self.graph {
-            Graph::Cosine(h) => (h.search(query, k, ef), |d| 1.0 - d),
-            Graph::L2(h) => (h.search(query, k, ef), |d| -d),
-            Graph::Dot(h) => (h.search(query, k, ef), distance_to_ip),
+            Graph::Cosine(h) => (h.search_filter(query, k, ef, f), |d| 1.0 - d),
+            Graph::L2(h) => (h.search_filter(query, k, ef, f), |d| -d),
+            Graph::Dot(h) => (h.search_filter(query, k, ef, f), distance_to_ip),
         };
-        found.into_iter().map(|n| Neighbor { id: n.d_id as u64, score: to_score(n.distance) }).collect()
+        // A point removed after the walk passed the filter is dropped here.
+        found
+            .into_iter()
+            .filter_map(|n| Some(Neighbor { id: self.live_owner(n.d_id)?, score: to_score(n.distance) }))
+            .collect()
     }
 
     fn len(&self) -> usize {
-        match &self.graph {
-            Graph::Cosine(h) => h.get_nb_point(),
-            Graph::L2(h) => h.get_nb_point(),
-            Graph::Dot(h) => h.get_nb_point(),
-        }
+        self.live.len()
     }
 
     /// Estimate from hnsw_rs's layout: per point, the vector (`4 × dim` plus a `Vec` header), one
     /// `Vec` header per possible layer for its neighbour lists (16 × 24 bytes), about `2M` level-0
     /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
     /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1.
+    /// Tombstones count like live points (they stay in the graph), plus both id maps.
     fn memory_bytes(&self) -> usize {
-        (self.len() as f64 * bytes_per_vector(self.dim, self.m)) as usize
+        let points = self.next_internal.load(Ordering::Acquire);
+        (points as f64 * (bytes_per_vector(self.dim, self.m) + 32.0) + self.live.len() as f64 * 32.0) as usize
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Backends receive vectors already *prepared* by [`Metric::prepare`] (unit length for cosine),
 //! hold no ids or content of their own beyond the `u64` id they return, and must be safe to
-//! search while inserts run. The engine keeps the id map, dedupes ids and stores content.
+//! search while inserts and removals run. The engine keeps the id map, dedupes ids, orders the
+//! operations on each id and stores content.
 //!
 //! Both backends build the same graph (Malkov & Yashunin, "Efficient and robust approximate
 //! nearest neighbor search using Hierarchical Navigable Small World graphs", TPAMI 2018) from the
@@ -153,18 +154,23 @@ pub struct Neighbor {
 
 /// An approximate nearest-neighbour index of one memory space.
 ///
-/// Implementations are internally synchronised: `insert` and `search` take `&self` and may run
-/// concurrently from every worker and query thread.
+/// Implementations are internally synchronised: `insert`, `remove` and `search` take `&self`
+/// and may run concurrently from every worker and query thread. The engine never runs two
+/// calls on the same id at once.
 pub trait VectorIndex: Send + Sync {
-    /// Inserts a prepared vector of the space's dimension under `id`. The engine guarantees each
-    /// id is inserted at most once.
+    /// Inserts a prepared vector of the space's dimension under `id`. The engine guarantees the
+    /// index does not hold `id` (it removes an id before inserting it again).
     fn insert(&self, id: u64, vector: &[f32]);
+    /// Removes `id`: once this returns, no search returns it. True if the index held it.
+    /// usearch frees the slot for reuse; hnsw_rs cannot unlink a point, so its backend keeps
+    /// the point as a tombstone that searches filter out.
+    fn remove(&self, id: u64) -> bool;
     /// The (approximately) `k` nearest neighbours of a prepared `query`, best first, exploring
     /// `ef` candidates (`ef >= k`; HNSW's `ef_search`).
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor>;
-    /// Vectors inserted.
+    /// Vectors held (inserted and not removed).
     fn len(&self) -> usize;
-    /// True when no vector was inserted.
+    /// True when the index holds no vector.
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -241,6 +247,87 @@ pub(crate) mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both backends: removed ids never come back, a removed id can be inserted again with a
+    /// new vector, and searches running beside inserts and removals only see held ids.
+    #[test]
+    fn removal_hides_ids_and_reinsertion_replaces_the_vector_on_both_backends() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        for kind in IndexKind::ALL {
+            let idx: Arc<dyn VectorIndex> = Arc::from(
+                build(&IndexParams {
+                    kind,
+                    metric: Metric::Cosine,
+                    dim: 8,
+                    m: 8,
+                    ef_construction: 64,
+                    ef_search: 64,
+                    max_elements: 16,
+                    threads: 6,
+                })
+                .unwrap(),
+            );
+            let vector = |seed: u64| {
+                let mut next = testing::lcg(seed);
+                let mut v: Vec<f32> = (0..8).map(|_| next()).collect();
+                Metric::Cosine.prepare(&mut v).unwrap();
+                v
+            };
+            for id in 0..400u64 {
+                idx.insert(id, &vector(id));
+            }
+            // Even ids are removed while readers search: a reader may see an even id only
+            // before its removal returned, which it checks against a published watermark.
+            let removed_below = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let done = Arc::new(AtomicBool::new(false));
+            let readers: Vec<_> = (0..3u64)
+                .map(|t| {
+                    let (idx, removed_below, done) = (Arc::clone(&idx), Arc::clone(&removed_below), Arc::clone(&done));
+                    std::thread::spawn(move || {
+                        let mut n = 0u64;
+                        while !done.load(Ordering::Acquire) || n < 200 {
+                            let below = removed_below.load(Ordering::Acquire);
+                            for hit in idx.search(&vector(1000 + t * 7919 + n), 10, 64) {
+                                assert!(
+                                    hit.id % 2 == 1 || hit.id >= below,
+                                    "{kind:?}: removed id {} returned (removed below {below})",
+                                    hit.id
+                                );
+                            }
+                            n += 1;
+                        }
+                    })
+                })
+                .collect();
+            for id in (0..400u64).step_by(2) {
+                assert!(idx.remove(id), "{kind:?}: {id} was held");
+                removed_below.store(id + 1, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+            for r in readers {
+                r.join().unwrap();
+            }
+            assert!(!idx.remove(0), "{kind:?}: removing twice");
+            assert_eq!(idx.len(), 200, "{kind:?}");
+            // Id 1 gets the vector of id 3 (a replacement): the query for that vector finds id
+            // 1 with a perfect score, and 3 too, and nothing removed.
+            assert!(idx.remove(1));
+            idx.insert(1, &vector(3));
+            let hits = idx.search(&vector(3), 5, 64);
+            assert!(hits.iter().any(|h| h.id == 1 && h.score > 0.999), "{kind:?}: {hits:?}");
+            assert!(hits.iter().any(|h| h.id == 3), "{kind:?}: {hits:?}");
+            assert!(hits.iter().all(|h| h.id % 2 == 1), "{kind:?}: {hits:?}");
+            assert_eq!(hits.iter().filter(|h| h.id == 1).count(), 1, "{kind:?}: one vector per id");
+            // Removed ids may be inserted again: usearch reuses their slots.
+            for id in (0..400u64).step_by(2) {
+                idx.insert(id, &vector(id));
+            }
+            assert_eq!(idx.len(), 400, "{kind:?}");
+            let hits = idx.search(&vector(10), 1, 64);
+            assert_eq!(hits[0].id, 10, "{kind:?}");
+        }
+    }
 
     #[test]
     fn cosine_prepare_normalises_and_refuses_zero() {

@@ -39,6 +39,9 @@
 //! module's own counters ([`UsearchIndex::len`], [`VectorIndex::memory_bytes`]), never from
 //! USearch's `size()`, `capacity()`, `contains()`, `memory_usage()` or `stats()`.
 //!
+//! **Removal runs alone.** `remove` takes the write lock (no add or search beside it). USearch
+//! marks the slot free and the next add re-links a node there; searches skip free slots.
+//!
 //! **Capacity is reserved lazily.** A new index reserves [`INITIAL_CAPACITY`] slots whatever
 //! its `max_elements` hint, and doubles from there: an empty space costs kilobytes, not the
 //! ~2.9 MB a 65,536-slot reservation kept resident (node table, vector table, key hash table).
@@ -252,6 +255,24 @@ impl VectorIndex for UsearchIndex {
             panic!("usearch add of id {id} failed: {e}");
         }
         self.inserted.fetch_add(1, Ordering::Release);
+    }
+
+    /// Under the write lock: USearch's docs promise only that `add` and `search` run
+    /// concurrently, and `remove` rewrites the slot's key and the key table. The slot goes on
+    /// USearch's free list, and the next add reuses it (its node is re-linked in place), so the
+    /// slot is no longer counted as claimed.
+    fn remove(&self, id: u64) -> bool {
+        let index = self.index.write();
+        match index.remove(id) {
+            Ok(0) => false,
+            Ok(_) => {
+                self.inserted.fetch_sub(1, Ordering::AcqRel);
+                self.claimed.fetch_sub(1, Ordering::AcqRel);
+                true
+            }
+            // Only a failed allocation of the free list; the pool counts it and fails the ack.
+            Err(e) => panic!("usearch remove of id {id} failed: {e}"),
+        }
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {

@@ -1,9 +1,14 @@
-//! The log's record encoding: one [`InsertBatch`] per log value, little-endian, no padding.
+//! The log's record encoding: one [`Operation`] per log value, little-endian, no padding.
 //!
 //! ```text
 //! insert  := tag=1 u8 | priority u8 | dim u32 | n u32 | record{n}
+//! upsert  := tag=3 u8 | priority u8 | dim u32 | n u32 | record{n}
 //! record  := id u64 | content_len_plus_one u32 (0: no content) | content bytes | vector f32{dim}
+//! delete  := tag=2 u8 | n u32 | id u64{n}
 //! ```
+//!
+//! Tags 2 and 3 were added after format version 1 shipped with inserts only; a version-1 log
+//! holds tag 1 records and reads unchanged.
 //!
 //! The store writes log records without content (it keeps content in its `content` keyspace,
 //! read by recall); the format carries it so a record can stand alone.
@@ -13,9 +18,26 @@
 //! parse is an error naming the offset, never a panic or an allocation sized by the value.
 
 use crate::observation::Priority;
-use crate::operation::{InsertBatch, Record};
+use crate::operation::{DeleteBatch, InsertBatch, Operation, Record};
 
 const TAG_INSERT: u8 = 1;
+const TAG_DELETE: u8 = 2;
+const TAG_UPSERT: u8 = 3;
+
+/// Encodes `op` into `out` (see [`encode_insert`] for `dim` and `with_content`).
+pub(crate) fn encode(op: &Operation, dim: usize, with_content: bool, out: &mut Vec<u8>) {
+    match op {
+        Operation::Insert(batch) => encode_insert(batch, dim, with_content, out),
+        Operation::Delete(batch) => {
+            out.reserve(5 + 8 * batch.ids.len());
+            out.push(TAG_DELETE);
+            out.extend_from_slice(&(batch.ids.len() as u32).to_le_bytes());
+            for id in &batch.ids {
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+    }
+}
 
 /// Bytes [`encode_insert`] writes for `batch` in a space of dimension `dim`.
 pub(crate) fn encoded_len(batch: &InsertBatch, dim: usize, with_content: bool) -> usize {
@@ -27,7 +49,7 @@ pub(crate) fn encoded_len(batch: &InsertBatch, dim: usize, with_content: bool) -
 /// record is written as having none (the store keeps content in a keyspace of its own).
 pub(crate) fn encode_insert(batch: &InsertBatch, dim: usize, with_content: bool, out: &mut Vec<u8>) {
     out.reserve(encoded_len(batch, dim, with_content));
-    out.push(TAG_INSERT);
+    out.push(if batch.upsert { TAG_UPSERT } else { TAG_INSERT });
     out.push(batch.priority.index() as u8);
     out.extend_from_slice(&(dim as u32).to_le_bytes());
     out.extend_from_slice(&(batch.records.len() as u32).to_le_bytes());
@@ -78,12 +100,29 @@ impl<'a> Reader<'a> {
 /// # Errors
 /// A description of what does not parse (unknown tag, a dimension other than `dim`, a length
 /// past the value's end, content that is not UTF-8), with the byte offset.
-pub(crate) fn decode(space: &str, dim: usize, value: &[u8]) -> Result<InsertBatch, String> {
+pub(crate) fn decode(space: &str, dim: usize, value: &[u8]) -> Result<Operation, String> {
     let mut r = Reader { buf: value, at: 0 };
     let tag = r.u8()?;
-    if tag != TAG_INSERT {
-        return Err(format!("unknown record tag {tag}"));
+    match tag {
+        TAG_INSERT | TAG_UPSERT => decode_insert(space, dim, tag == TAG_UPSERT, r).map(Operation::Insert),
+        TAG_DELETE => {
+            let n = r.u32()? as usize;
+            if n > value.len() / 8 {
+                return Err(format!("{n} ids cannot fit in {} bytes", value.len()));
+            }
+            let ids = (0..n).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+            if r.at != value.len() {
+                return Err(format!("{} bytes after the last id", value.len() - r.at));
+            }
+            Ok(Operation::Delete(DeleteBatch { space: space.to_owned(), seq: None, ids }))
+        }
+        tag => Err(format!("unknown record tag {tag}")),
     }
+}
+
+/// The rest of an insert or upsert value after its tag.
+fn decode_insert(space: &str, dim: usize, upsert: bool, mut r: Reader<'_>) -> Result<InsertBatch, String> {
+    let value = r.buf;
     let priority = match r.u8()? {
         0 => Priority::High,
         1 => Priority::Normal,
@@ -120,7 +159,7 @@ pub(crate) fn decode(space: &str, dim: usize, value: &[u8]) -> Result<InsertBatc
     if r.at != value.len() {
         return Err(format!("{} bytes after the last record", value.len() - r.at));
     }
-    Ok(InsertBatch { space: space.to_owned(), seq: None, priority, records })
+    Ok(InsertBatch { space: space.to_owned(), seq: None, priority, upsert, records })
 }
 
 #[cfg(test)]
@@ -132,6 +171,7 @@ mod tests {
             space: "s".into(),
             seq: None,
             priority: Priority::Low,
+            upsert: false,
             records: vec![
                 Record { id: 7, vector: vec![1.0, -0.5, 0.25].into(), content: Some("héllo".into()) },
                 Record { id: u64::MAX - 1, vector: vec![0.0, 2.0, f32::MIN_POSITIVE].into(), content: None },
@@ -146,12 +186,34 @@ mod tests {
         let mut out = Vec::new();
         encode_insert(&b, 3, true, &mut out);
         assert_eq!(out.len(), encoded_len(&b, 3, true));
-        assert_eq!(decode("s", 3, &out).unwrap(), b);
+        assert_eq!(decode("s", 3, &out).unwrap(), Operation::Insert(b.clone()));
         let mut bare = Vec::new();
         encode_insert(&b, 3, false, &mut bare);
         assert_eq!(bare.len(), encoded_len(&b, 3, false));
         b.records.iter_mut().for_each(|r| r.content = None);
-        assert_eq!(decode("s", 3, &bare).unwrap(), b);
+        assert_eq!(decode("s", 3, &bare).unwrap(), Operation::Insert(b.clone()));
+        b.upsert = true;
+        let mut up = Vec::new();
+        encode(&Operation::Insert(b.clone()), 3, false, &mut up);
+        assert_eq!(up[0], TAG_UPSERT);
+        assert_eq!(decode("s", 3, &up).unwrap(), Operation::Insert(b));
+    }
+
+    #[test]
+    fn a_delete_round_trips_and_every_truncation_is_an_error() {
+        let op = Operation::Delete(DeleteBatch { space: "s".into(), seq: None, ids: vec![0, 7, u64::MAX - 1] });
+        let mut out = Vec::new();
+        encode(&op, 3, false, &mut out);
+        assert_eq!(out.len(), 5 + 3 * 8);
+        assert_eq!(decode("s", 3, &out).unwrap(), op);
+        for cut in 0..out.len() {
+            assert!(decode("s", 3, &out[..cut]).is_err(), "cut at {cut} parsed");
+        }
+        let mut huge = out.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(decode("s", 3, &huge).unwrap_err().contains("cannot fit"));
+        out.push(1);
+        assert!(decode("s", 3, &out).unwrap_err().contains("after the last id"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //!   before DURABLE (`fsync`, `os`, `none`).
 //! - [`Store`]: the data directory (`FORMAT`, `LOCK`, the fjall database in `db/`), the
 //!   `spaces` keyspace (name → uid and parameters), the `log` keyspace (space uid and
-//!   sequence number → one encoded [`InsertBatch`] without content, see `codec`) and the
+//!   sequence number → one encoded [`Operation`] without content, see `codec`) and the
 //!   `content` keyspace (space uid and observation id → its content, read by recall, so content
 //!   lives on disk and in the store's block cache rather than on the heap).
 //! - Group commit (`commit`): appends write to fjall's journal and take a ticket; one syncer
@@ -24,7 +24,7 @@ mod commit;
 pub use commit::DurableWaiter;
 
 use crate::error::{EngineError, StorageErrorKind};
-use crate::operation::{InsertBatch, Seq};
+use crate::operation::{Operation, Seq};
 use commit::GroupCommit;
 use engram_telemetry::events::StorageEvents;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
@@ -356,29 +356,54 @@ impl Store {
         })
     }
 
-    /// Appends `batch` (records of `dim` values) to the log of space `uid` and returns its
-    /// sequence number and a waiter that resolves once the write is durable per the mode.
+    /// Appends `op` (insert records of `dim` values, or a delete) to the log of space `uid`,
+    /// with its content changes in the same journal write (an insert's content stored, an
+    /// upsert without content or a delete removing what was stored), and returns its sequence
+    /// number and a waiter that resolves once the write is durable per the mode. `on_seq` runs
+    /// with the sequence number under the append lock once the write succeeded, so state the
+    /// caller updates there changes in log order.
     ///
     /// # Errors
-    /// [`EngineError::Storage`] when the write fails (nothing of it is acknowledged).
+    /// [`EngineError::Storage`] when the write fails (nothing of it is acknowledged and
+    /// `on_seq` is not called).
     pub(crate) fn append(
         &self,
         uid: u64,
         dim: usize,
-        batch: &InsertBatch,
+        op: &Operation,
+        on_seq: impl FnOnce(Seq),
     ) -> Result<(Seq, DurableWaiter), EngineError> {
         let mut value = Vec::new();
-        codec::encode_insert(batch, dim, false, &mut value);
+        codec::encode(op, dim, false, &mut value);
         let mut bytes = value.len();
+        let records = match op {
+            Operation::Insert(b) => b.records.len(),
+            Operation::Delete(b) => b.ids.len(),
+        };
         let mut c = self.append.lock();
         let seq = c.next_seq;
-        // One journal write: the log record and the batch's content, atomically.
+        // One journal write: the log record and the operation's content changes, atomically.
         let mut write = self.db.batch();
         write.insert(&self.log, log_key(uid, seq), value);
-        for r in &batch.records {
-            if let Some(text) = &r.content {
-                bytes += text.len();
-                write.insert(&self.content, log_key(uid, r.id), text.as_bytes());
+        match op {
+            Operation::Insert(batch) => {
+                for r in &batch.records {
+                    match &r.content {
+                        Some(text) => {
+                            bytes += text.len();
+                            write.insert(&self.content, log_key(uid, r.id), text.as_bytes());
+                        }
+                        // A plain insert's id held no content (a delete removed it); an upsert
+                        // replaces whatever the id had.
+                        None if batch.upsert => write.remove(&self.content, log_key(uid, r.id)),
+                        None => {}
+                    }
+                }
+            }
+            Operation::Delete(batch) => {
+                for &id in &batch.ids {
+                    write.remove(&self.content, log_key(uid, id));
+                }
             }
         }
         if let Err(e) = write.commit() {
@@ -388,9 +413,10 @@ impl Store {
             return Err(e);
         }
         c.next_seq += 1;
-        let waiter = self.commit.written(batch.records.len());
+        on_seq(seq);
+        let waiter = self.commit.written(records);
         drop(c);
-        self.events.appended(batch.records.len(), bytes);
+        self.events.appended(records, bytes);
         Ok((seq, waiter))
     }
 
@@ -412,19 +438,22 @@ impl Store {
         name: &'a str,
         uid: u64,
         dim: usize,
-    ) -> impl Iterator<Item = Result<(Seq, InsertBatch), EngineError>> + 'a {
+    ) -> impl Iterator<Item = Result<(Seq, Operation), EngineError>> + 'a {
         self.log.prefix(uid.to_be_bytes()).map(move |kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
             let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
                 kind: StorageErrorKind::Io,
                 message: "a log key is not 16 bytes".into(),
             })?;
-            let mut batch = codec::decode(name, dim, &v).map_err(|reason| EngineError::Storage {
+            let mut op = codec::decode(name, dim, &v).map_err(|reason| EngineError::Storage {
                 kind: StorageErrorKind::Io,
                 message: format!("log record {seq} of space `{name}`: {reason}"),
             })?;
-            batch.seq = Some(seq);
-            Ok((seq, batch))
+            match &mut op {
+                Operation::Insert(b) => b.seq = Some(seq),
+                Operation::Delete(b) => b.seq = Some(seq),
+            }
+            Ok((seq, op))
         })
     }
 

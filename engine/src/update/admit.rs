@@ -5,9 +5,14 @@
 //! shutting down → [`validate`](Admitter::validate) (errors name the field) → level
 //! ([`Admitter::evaluate`]) → dedupe (ids already accepted are acknowledged, not queued) →
 //! policy (the level's admitted priorities, the high-lane bound) → [`prepare`](Admitter::prepare)
-//! (the [`Operation`] the log records) → reserve queue room → claim ids → append to the log
-//! (with a store; a failed write un-claims the ids and returns the room) → enqueue. Levels are
-//! re-evaluated by the workers and the monitor as the queue drains.
+//! (the [`Operation`] the log records) → reserve queue room → claim ids (plain inserts) →
+//! sequence: append to the log with a store (a failed write un-claims the ids and returns the
+//! room), and set each id's [`IdState`] in log order → enqueue jobs carrying the sequence
+//! number. Levels are re-evaluated by the workers and the monitor as the queue drains.
+//!
+//! [`Admitter::delete`] runs the same sequence for a delete. Operations on one id apply in
+//! sequence order: a job whose id has seen a later operation is skipped (see
+//! [`crate::space::IdState`]), so a delete is never undone by an older insert still queued.
 
 use super::job::Job;
 use super::registry::Registry;
@@ -18,10 +23,11 @@ use crate::backpressure::{self, BackpressureLevel, RejectReason, Rejection};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::observation::{Batch, Priority};
-use crate::operation::{AckLevel, InsertBatch, Operation, Record};
-use crate::space::Space;
+use crate::operation::{AckLevel, DeleteBatch, InsertBatch, Operation, Record, Seq};
+use crate::space::{IdState, PENDING, Space};
 use crate::storage::{DurableWaiter, Store};
-use crate::sync::Ordering;
+use crate::sync::{Mutex, Ordering};
+use dashmap::Entry;
 use engram_telemetry::events::LogThrottle;
 use engram_telemetry::events::throttle::LEVEL_LOG_INTERVAL;
 use engram_telemetry::labels::Rejected;
@@ -33,8 +39,12 @@ use std::time::{Duration, Instant};
 pub struct Admission {
     /// New observations admitted to the queue.
     pub accepted: usize,
-    /// Observations whose id was already accepted: acknowledged, not inserted again.
+    /// Observations whose id was already accepted: acknowledged, not inserted again (plain
+    /// inserts only; an upsert replaces them).
     pub duplicates: usize,
+    /// Of `accepted`, upserted observations whose id the space held: their vector and content
+    /// are replaced.
+    pub replaced: usize,
     /// The space's backpressure level after admission (Warning and above: slow down).
     pub level: BackpressureLevel,
     /// Resolves when the batch (and every duplicate it named) is recorded per the durability
@@ -42,6 +52,71 @@ pub struct Admission {
     pub durable: Option<DurableWaiter>,
     /// Resolves when every admitted observation is indexed (with [`AckLevel::Indexed`]).
     pub indexed: Option<IndexedWaiter>,
+}
+
+/// What a delete did.
+#[derive(Debug)]
+pub struct Deletion {
+    /// Ids the space held: recorded as deleted, hidden from recall and `get` from now on.
+    pub deleted: usize,
+    /// Ids the space did not hold (never inserted, or deleted before): nothing to do.
+    pub not_found: usize,
+    /// The space's backpressure level after admission.
+    pub level: BackpressureLevel,
+    /// Resolves when the delete is recorded per the durability mode (with
+    /// [`AckLevel::Durable`] or [`AckLevel::Indexed`]).
+    pub durable: Option<DurableWaiter>,
+    /// Resolves when every deleted id is out of the index (with [`AckLevel::Indexed`]).
+    pub indexed: Option<IndexedWaiter>,
+}
+
+/// Claims `id` for a plain insert: `Some(previous state)` when the space does not hold it
+/// (the state is now [`PENDING`] and live), `None` when it does (a duplicate).
+fn claim(space: &Space, id: u64) -> Option<Option<IdState>> {
+    match space.ids.entry(id) {
+        Entry::Vacant(v) => {
+            v.insert(IdState { seq: PENDING, live: true, indexed: false });
+            Some(None)
+        }
+        Entry::Occupied(mut o) => {
+            let s = o.get_mut();
+            if s.live {
+                return None;
+            }
+            let previous = *s;
+            s.seq = PENDING;
+            s.live = true;
+            Some(Some(previous))
+        }
+    }
+}
+
+/// Undoes a [`claim`] whose batch was not recorded, unless a later operation changed the id
+/// meanwhile. (A delete queued before the claim found the id pending and was skipped, so a
+/// restored deleted id keeps its vector in the index until the id is inserted again; recall
+/// and `get` never see it, as it is not live.)
+fn unclaim(space: &Space, id: u64, previous: Option<IdState>) {
+    match previous {
+        None => {
+            space.ids.remove_if(&id, |_, s| s.seq == PENDING);
+        }
+        Some(old) => {
+            if let Some(mut s) = space.ids.get_mut(&id)
+                && s.seq == PENDING
+            {
+                s.seq = old.seq;
+                s.live = old.live;
+            }
+        }
+    }
+}
+
+/// The rejection label of a failed log append.
+fn storage_label(e: &EngineError) -> Rejected {
+    match e {
+        EngineError::Storage { kind: crate::error::StorageErrorKind::Full, .. } => Rejected::StorageFull,
+        _ => Rejected::StorageError,
+    }
 }
 
 /// Admission policy and the global backpressure level.
@@ -54,6 +129,8 @@ pub(crate) struct Admitter {
     registry: Arc<Registry>,
     scheduler: Arc<Scheduler>,
     store: Option<Arc<Store>>,
+    /// The order of operations without a store (with one, the log's sequence numbers).
+    next_seq: Mutex<Seq>,
 }
 
 impl Admitter {
@@ -71,6 +148,7 @@ impl Admitter {
             registry,
             scheduler,
             store,
+            next_seq: Mutex::new(1),
         }
     }
 
@@ -97,15 +175,17 @@ impl Admitter {
             return Err(e);
         }
         let priority = batch.priority;
+        let upsert = batch.upsert;
         let level = self.evaluate(space);
+        // An upsert takes every observation; a plain insert only ids the space does not hold.
         let fresh: Vec<(usize, crate::observation::Observation)> =
-            batch.observations.into_iter().enumerate().filter(|(_, o)| !space.ids.contains_key(&o.id)).collect();
+            batch.observations.into_iter().enumerate().filter(|(_, o)| upsert || !space.is_live(o.id)).collect();
         let mut duplicates = n - fresh.len();
         if fresh.is_empty() {
             space.events.duplicates(duplicates as u64);
             let durable = (ack >= AckLevel::Durable).then(|| self.barrier());
             let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
-            return Ok(Admission { accepted: 0, duplicates, level, durable, indexed });
+            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
         }
         if let Some(reason) = level.refuses(priority) {
             return Err(self.reject(space, priority, n, level, reason));
@@ -117,48 +197,66 @@ impl Admitter {
             return Err(self.refuse(space, n, Rejection { reason: RejectReason::HighLaneFull, retry_after, level }));
         }
         let accepted_at = Instant::now();
-        let Operation::Insert(mut insert) = self.prepare(space, priority, fresh, n)?;
+        let mut insert = self.prepare(space, priority, upsert, fresh, n)?;
         let dim = space.params.dim;
         let bytes: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
         let reserved = insert.records.len();
         if !self.scheduler.queue.capacity().try_reserve(reserved, bytes) {
             return Err(self.reject(space, priority, n, level, RejectReason::QueueFull));
         }
-        // Claim the ids; one that a concurrent batch claimed first becomes a duplicate and its
-        // reserved room is returned.
-        insert.records.retain(|r| space.ids.insert(r.id, ()).is_none());
+        // A plain insert claims its ids; one that a concurrent batch claimed first becomes a
+        // duplicate and its reserved room is returned. Upserts claim nothing: the latest wins.
+        let mut claims = Vec::new();
+        if !upsert {
+            insert.records.retain(|r| match claim(space, r.id) {
+                Some(previous) => {
+                    claims.push((r.id, previous));
+                    true
+                }
+                None => false,
+            });
+        }
         let accepted = insert.records.len();
         let kept: usize = insert.records.iter().map(|r| Job::record_footprint(dim, r)).sum();
         if accepted < reserved {
             self.scheduler.queue.capacity().release(reserved - accepted, bytes - kept);
             duplicates += reserved - accepted;
         }
-        let mut durable = None;
-        if let Some(store) = &self.store
-            && accepted > 0
-        {
-            match store.append(space.uid, dim, &insert) {
-                Ok((seq, waiter)) => {
-                    insert.seq = Some(seq);
-                    durable = Some(waiter);
-                }
-                Err(e) => {
-                    // Nothing of the batch is kept: its ids are free again, its room returned.
-                    for r in &insert.records {
-                        space.ids.remove(&r.id);
-                    }
-                    self.scheduler.queue.capacity().release(accepted, kept);
-                    let label = match &e {
-                        EngineError::Storage { kind: crate::error::StorageErrorKind::Full, .. } => {
-                            Rejected::StorageFull
-                        }
-                        _ => Rejected::StorageError,
-                    };
-                    space.events.rejected(label, n as u64);
-                    return Err(e);
-                }
-            }
+        if accepted == 0 {
+            space.events.duplicates(duplicates as u64);
+            let durable = (ack >= AckLevel::Durable).then(|| self.barrier());
+            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
+            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
         }
+        let op = Operation::Insert(insert);
+        let mut replaced = 0;
+        let sequenced = self.sequence(space, &op, |seq| {
+            let Operation::Insert(insert) = &op else { unreachable!("an insert") };
+            for r in &insert.records {
+                space
+                    .ids
+                    .entry(r.id)
+                    .and_modify(|s| {
+                        replaced += usize::from(s.live && s.seq != PENDING);
+                        s.seq = seq;
+                        s.live = true;
+                    })
+                    .or_insert(IdState { seq, live: true, indexed: false });
+            }
+        });
+        let (seq, durable) = match sequenced {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing of the batch is kept: its claims are undone, its room returned.
+                for (id, previous) in claims {
+                    unclaim(space, id, previous);
+                }
+                self.scheduler.queue.capacity().release(accepted, kept);
+                space.events.rejected(storage_label(&e), n as u64);
+                return Err(e);
+            }
+        };
+        let Operation::Insert(insert) = op else { unreachable!("an insert") };
         let durable = (ack >= AckLevel::Durable).then(|| match durable {
             // A batch with duplicates also waits for the earlier appends of those ids.
             Some(w) if duplicates == 0 => w,
@@ -174,32 +272,123 @@ impl Admitter {
         } else {
             (None, None)
         };
-        if accepted > 0 {
-            space.pending.fetch_add(accepted, Ordering::AcqRel);
-            space.events.admitted(priority.index(), accepted as u64);
-            let jobs = insert
-                .records
-                .into_iter()
-                .map(|r| Job::new(space, r, priority, accepted_at, batch_ack.clone()))
-                .collect();
-            self.scheduler.queue.push(priority.index(), jobs);
-            self.scheduler.wake_workers();
-        }
+        space.pending.fetch_add(accepted, Ordering::AcqRel);
+        space.events.admitted(priority.index(), accepted as u64);
+        space.events.replaced(replaced as u64);
+        let jobs = insert
+            .records
+            .into_iter()
+            .map(|r| Job::new(space, seq, r, priority, accepted_at, batch_ack.clone()))
+            .collect();
+        self.scheduler.queue.push(priority.index(), jobs);
+        self.scheduler.wake_workers();
         space.events.duplicates(duplicates as u64);
         let level = self.evaluate(space);
-        Ok(Admission { accepted, duplicates, level, durable, indexed: waiter })
+        Ok(Admission { accepted, duplicates, replaced, level, durable, indexed: waiter })
     }
 
-    /// The batch's new observations as the [`Operation`] the update path applies: embeddings
+    /// Deletes `ids` from `space`: the ids it holds are recorded (one log record), hidden from
+    /// recall and `get` at once, and queued for removal from the index; ids it does not hold are
+    /// counted as not found. Deletes pass every backpressure level (they shrink the index and
+    /// cost little); only a queue without room refuses them.
+    pub(crate) fn delete(&self, space: &Arc<Space>, ids: Vec<u64>, ack: AckLevel) -> Result<Deletion, EngineError> {
+        let n = ids.len();
+        if self.scheduler.lifecycle.is(&self.scheduler.lifecycle.closing) {
+            return Err(EngineError::ShuttingDown);
+        }
+        Space::validate_delete(&ids, &self.config)?;
+        let level = self.evaluate(space);
+        let present: Vec<u64> = ids.into_iter().filter(|&id| space.is_live(id)).collect();
+        let mut not_found = n - present.len();
+        let nothing = |not_found, level| Deletion {
+            deleted: 0,
+            not_found,
+            level,
+            durable: (ack >= AckLevel::Durable).then(|| self.barrier()),
+            indexed: (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1),
+        };
+        if present.is_empty() {
+            return Ok(nothing(not_found, level));
+        }
+        let reserved = present.len();
+        let bytes = reserved * Job::REMOVE_BYTES;
+        if !self.scheduler.queue.capacity().try_reserve(reserved, bytes) {
+            return Err(self.reject(space, Priority::High, n, level, RejectReason::QueueFull));
+        }
+        let accepted_at = Instant::now();
+        let op = Operation::Delete(DeleteBatch { space: space.name.clone(), seq: None, ids: present });
+        let mut deleted = 0;
+        let sequenced = self.sequence(space, &op, |seq| {
+            let Operation::Delete(batch) = &op else { unreachable!("a delete") };
+            for id in &batch.ids {
+                // An id deleted (and removed) meanwhile by a concurrent delete stays absent.
+                if let Some(mut s) = space.ids.get_mut(id) {
+                    deleted += usize::from(s.live);
+                    s.seq = seq;
+                    s.live = false;
+                }
+            }
+        });
+        let (seq, durable) = match sequenced {
+            Ok(done) => done,
+            Err(e) => {
+                self.scheduler.queue.capacity().release(reserved, bytes);
+                return Err(e);
+            }
+        };
+        not_found += reserved - deleted;
+        let Operation::Delete(batch) = op else { unreachable!("a delete") };
+        let durable = (ack >= AckLevel::Durable).then(|| durable.unwrap_or_else(|| self.barrier()));
+        let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
+            let (a, w) = BatchAck::new(reserved);
+            (a, Some(w))
+        } else {
+            (None, None)
+        };
+        space.pending.fetch_add(reserved, Ordering::AcqRel);
+        space.events.deleted(deleted as u64);
+        let lane = Priority::Normal;
+        let jobs =
+            batch.ids.into_iter().map(|id| Job::remove(space, seq, id, lane, accepted_at, batch_ack.clone())).collect();
+        self.scheduler.queue.push(lane.index(), jobs);
+        self.scheduler.wake_workers();
+        let level = self.evaluate(space);
+        Ok(Deletion { deleted, not_found, level, durable, indexed: waiter })
+    }
+
+    /// Gives `op` its position in the order of operations: appended to the log with a store
+    /// (returning the waiter for its sync), or the next number of the engine's own counter
+    /// without one. `on_seq` runs with the position under the lock that orders them, so the
+    /// space's [`IdState`]s change in log order.
+    fn sequence(
+        &self,
+        space: &Space,
+        op: &Operation,
+        on_seq: impl FnOnce(Seq),
+    ) -> Result<(Seq, Option<DurableWaiter>), EngineError> {
+        match &self.store {
+            Some(store) => store.append(space.uid, space.params.dim, op, on_seq).map(|(seq, w)| (seq, Some(w))),
+            None => {
+                let mut next = self.next_seq.lock();
+                let seq = *next;
+                *next += 1;
+                on_seq(seq);
+                Ok((seq, None))
+            }
+        }
+    }
+
+    /// The batch's new observations as the insert the update path applies: embeddings
     /// prepared for the space's metric (a failure names `observations[i].embedding`, `i` its
     /// index in the client's batch of `n`).
     fn prepare(
         &self,
         space: &Space,
         priority: Priority,
+        upsert: bool,
         fresh: Vec<(usize, crate::observation::Observation)>,
         n: usize,
-    ) -> Result<Operation, EngineError> {
+    ) -> Result<InsertBatch, EngineError> {
         let metric = space.params.metric;
         let mut records = Vec::with_capacity(fresh.len());
         for (i, o) in fresh {
@@ -210,7 +399,7 @@ impl Admitter {
             }
             records.push(Record { id: o.id, vector, content: o.content.map(String::into_boxed_str) });
         }
-        Ok(Operation::Insert(InsertBatch { space: space.name.clone(), seq: None, priority, records }))
+        Ok(InsertBatch { space: space.name.clone(), seq: None, priority, upsert, records })
     }
 
     /// Updates the global level and `space`'s own and effective levels; returns the effective.

@@ -27,7 +27,7 @@ mod registry;
 mod scheduler;
 mod worker;
 
-pub use admit::Admission;
+pub use admit::{Admission, Deletion};
 pub use job::queued_bytes;
 pub use recovery::RecoveryStatus;
 
@@ -235,6 +235,13 @@ impl UpdateHandler {
         self.serving()?;
         let space = self.registry.get(space)?;
         self.admitter.submit(&space, batch, ack)
+    }
+
+    /// See [`Engine::delete`](crate::Engine::delete).
+    pub(crate) fn delete(&self, space: &str, ids: Vec<u64>, ack: AckLevel) -> Result<Deletion, EngineError> {
+        self.serving()?;
+        let space = self.registry.get(space)?;
+        self.admitter.delete(&space, ids, ack)
     }
 
     /// See [`Engine::pause`](crate::Engine::pause).

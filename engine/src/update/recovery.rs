@@ -3,7 +3,9 @@
 //! replay inserts on every worker, in adaptive batches). Until it finishes the engine serves
 //! nothing but health and space listings ([`EngineError::Recovering`]).
 //!
-//! Replay is idempotent: an id already present is skipped. A record that does not decode ends
+//! Replay applies each record's inserts, upserts and deletes to the ids' states in log order,
+//! exactly as admission did, so a deleted id stays deleted and an upserted one keeps its latest
+//! vector whatever order the workers apply the jobs in. A record that does not decode ends
 //! that space's replay at the last whole record before it (logged and counted); the records
 //! stay on disk, nothing is deleted.
 
@@ -13,6 +15,9 @@ use super::scheduler::Scheduler;
 use super::{QUERY_THREADS, register_space};
 use crate::config::EngineConfig;
 use crate::error::EngineError;
+use crate::observation::Priority;
+use crate::operation::Operation;
+use crate::space::IdState;
 use crate::storage::Store;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use engram_telemetry::Telemetry;
@@ -30,7 +35,7 @@ pub struct RecoveryStatus {
     pub spaces: usize,
     /// Spaces whose log has been read to the end.
     pub spaces_replayed: usize,
-    /// Observations replayed into the queue so far.
+    /// Operations on observations (inserts, upserts, deletes) replayed into the queue so far.
     pub replayed_observations: u64,
     /// Log records that did not decode (each ended its space's replay).
     pub corrupt_records: u64,
@@ -164,8 +169,8 @@ impl Recovery {
                 if self.stopping() {
                     return Ok(());
                 }
-                let mut batch = match item {
-                    Ok((_, batch)) => batch,
+                let (seq, op) = match item {
+                    Ok(item) => item,
                     Err(e) => {
                         // Ends this space's replay at the last whole record; the rest stays on disk.
                         self.corrupt.fetch_add(1, Ordering::AcqRel);
@@ -174,12 +179,43 @@ impl Recovery {
                         break;
                     }
                 };
-                batch.records.retain(|rec| space.ids.insert(rec.id, ()).is_none());
-                if batch.records.is_empty() {
+                // Each id's state changes in log order, as admission changed it; the jobs then
+                // apply (on any worker, in any order) only while they are the latest on their id.
+                let now = Instant::now();
+                let (lane, jobs): (_, Vec<Job>) = match op {
+                    Operation::Insert(batch) => {
+                        for rec in &batch.records {
+                            space
+                                .ids
+                                .entry(rec.id)
+                                .and_modify(|st| {
+                                    st.seq = seq;
+                                    st.live = true;
+                                })
+                                .or_insert(IdState { seq, live: true, indexed: false });
+                        }
+                        let jobs =
+                            batch.records.into_iter().map(|rec| Job::new(&space, seq, rec, batch.priority, now, None));
+                        (batch.priority, jobs.collect())
+                    }
+                    Operation::Delete(batch) => {
+                        let mut found = Vec::with_capacity(batch.ids.len());
+                        for id in batch.ids {
+                            if let Some(mut st) = space.ids.get_mut(&id) {
+                                st.seq = seq;
+                                st.live = false;
+                                found.push(id);
+                            }
+                        }
+                        let lane = Priority::Normal;
+                        (lane, found.into_iter().map(|id| Job::remove(&space, seq, id, lane, now, None)).collect())
+                    }
+                };
+                if jobs.is_empty() {
                     continue;
                 }
-                let n = batch.records.len();
-                let bytes: usize = batch.records.iter().map(|rec| Job::record_footprint(dim, rec)).sum();
+                let n = jobs.len();
+                let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
                 while !cap.try_reserve(n, bytes) {
                     if self.stopping() {
                         return Ok(());
@@ -187,10 +223,7 @@ impl Recovery {
                     std::thread::sleep(Duration::from_millis(1));
                 }
                 space.pending.fetch_add(n, Ordering::AcqRel);
-                let now = Instant::now();
-                let jobs =
-                    batch.records.into_iter().map(|rec| Job::new(&space, rec, batch.priority, now, None)).collect();
-                r.scheduler.queue.push(batch.priority.index(), jobs);
+                r.scheduler.queue.push(lane.index(), jobs);
                 r.scheduler.wake_workers();
                 self.replayed.fetch_add(n as u64, Ordering::AcqRel);
                 r.store.events.replayed(n as u64);

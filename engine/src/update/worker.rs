@@ -18,11 +18,12 @@
 //! batch-size sum), and the windowed p99 queue wait and observation latency (histogram deltas).
 
 use super::admit::Admitter;
-use super::job::Job;
+use super::job::{Change, Job};
 use super::monitor::Monitor;
 use super::registry::Registry;
 use super::scheduler::Scheduler;
 use crate::config::LaneShares;
+use crate::operation::Seq;
 use crate::queue::{Source, WorkerQueue};
 use crate::space::Space;
 use crate::sync::Ordering;
@@ -173,22 +174,20 @@ impl WorkerLoop {
                 events.batch_failed(BatchError::SpaceDropped, 1);
                 false
             } else {
-                if let Some(content) = job.content {
-                    // Content first, so a recall that finds the vector also finds its content.
-                    space.store_content(job.id, content);
-                }
-                match catch_unwind(AssertUnwindSafe(|| space.index.insert(job.id, &job.vector))) {
-                    Ok(()) => {
-                        space.events.indexed(job.accepted_at.elapsed());
+                let (id, seq, accepted_at) = (job.id, job.seq, job.accepted_at);
+                match catch_unwind(AssertUnwindSafe(|| apply(space, id, seq, job.change))) {
+                    Ok(Applied::Put) => {
+                        space.events.indexed(accepted_at.elapsed());
                         true
                     }
+                    Ok(Applied::Removed | Applied::Superseded) => true,
                     Err(_) => {
                         events.batch_failed(BatchError::IndexPanic, 1);
                         false
                     }
                 }
             };
-            if let Some(ack) = &job.ack {
+            if let Some(ack) = job.ack {
                 ack.complete(ok);
             }
             shared.finished(space);
@@ -200,6 +199,54 @@ impl WorkerLoop {
         }
         if let Some(space) = last {
             self.admitter.evaluate(&space);
+        }
+    }
+}
+
+/// What applying a job did.
+enum Applied {
+    /// The vector is in the index.
+    Put,
+    /// The id is out of the index.
+    Removed,
+    /// A later operation on the id was admitted: this one has nothing left to do (the later
+    /// one applies, or applied, instead).
+    Superseded,
+}
+
+/// Applies `change`, operation `seq` on `id`, to `space` if it is still the latest operation
+/// admitted on the id; under the id's stripe lock, so operations on one id never apply at once.
+fn apply(space: &Space, id: u64, seq: Seq, change: Change) -> Applied {
+    let _stripe = space.stripe(id);
+    let Some(state) = space.ids.get(&id).map(|s| *s) else {
+        // Deleted, and the delete applied, since this job was admitted.
+        return Applied::Superseded;
+    };
+    if state.seq != seq {
+        return Applied::Superseded;
+    }
+    let set_indexed = |indexed: bool| {
+        if let Some(mut s) = space.ids.get_mut(&id) {
+            s.indexed = indexed;
+        }
+    };
+    if state.indexed {
+        space.index.remove(id);
+        set_indexed(false);
+    }
+    match change {
+        Change::Put { vector, content } => {
+            // Content first, so a recall that finds the vector also finds its content.
+            space.set_content(id, content);
+            space.index.insert(id, &vector);
+            set_indexed(true);
+            Applied::Put
+        }
+        Change::Remove => {
+            space.set_content(id, None);
+            // Forgotten unless a later operation on the id was admitted meanwhile.
+            space.ids.remove_if(&id, |_, s| s.seq == seq);
+            Applied::Removed
         }
     }
 }

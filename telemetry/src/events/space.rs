@@ -22,6 +22,8 @@ pub struct SpaceEvents {
     level_log: Arc<LogThrottle>,
     admitted: [Arc<Counter>; 3],
     duplicates: Arc<Counter>,
+    replaced: Arc<Counter>,
+    deleted: Arc<Counter>,
     rejected: [Arc<Counter>; REJECT_REASONS.len()],
     indexed: Arc<Counter>,
     activations: [Arc<Counter>; 3],
@@ -47,6 +49,8 @@ impl SpaceEvents {
         Self {
             admitted: PRIORITIES.map(|p| t.counter(&catalog::OBSERVATIONS, &[s, p])),
             duplicates: t.counter(&catalog::OBSERVATIONS_DUPLICATE, &[s]),
+            replaced: t.counter(&catalog::OBSERVATIONS_REPLACED, &[s]),
+            deleted: t.counter(&catalog::OBSERVATIONS_DELETED, &[s]),
             rejected: REJECT_REASONS.map(|r| t.counter(&catalog::OBSERVATIONS_REJECTED, &[s, r])),
             indexed: t.counter(&catalog::OBSERVATIONS_INDEXED, &[s]),
             activations: ACTIVATION_LEVELS.map(|l| t.counter(&catalog::BACKPRESSURE_ACTIVATIONS, &[s, l])),
@@ -99,6 +103,24 @@ impl SpaceEvents {
             return;
         }
         self.duplicates.add(count);
+    }
+
+    /// `count` upserted observations replaced an id the space held.
+    #[inline]
+    pub fn replaced(&self, count: u64) {
+        if !super::RECORDING {
+            return;
+        }
+        self.replaced.add(count);
+    }
+
+    /// `count` observations were deleted (ids the space held).
+    #[inline]
+    pub fn deleted(&self, count: u64) {
+        if !super::RECORDING {
+            return;
+        }
+        self.deleted.add(count);
     }
 
     /// `count` observations were rejected for `reason`.
