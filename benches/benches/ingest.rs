@@ -56,7 +56,7 @@ fn submit_all(e: &Engine, batches: Vec<(String, Vec<Observation>)>) {
     let waiters: Vec<_> = batches
         .into_iter()
         .map(|(space, observations)| {
-            e.submit(&space, Batch { priority: Priority::Normal, observations }, AckLevel::Indexed)
+            e.submit(&space, Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed)
                 .expect("admitted: the queue is sized for the run")
                 .indexed
                 .expect("a waiter was asked for")

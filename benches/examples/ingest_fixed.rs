@@ -46,8 +46,11 @@ fn main() {
                     content: text.as_ref().map(|t| t[i].clone()),
                 })
                 .collect();
-            let admission =
-                engine.submit("fixed", Batch { priority: Priority::Normal, observations }, AckLevel::Indexed);
+            let admission = engine.submit(
+                "fixed",
+                Batch { upsert: false, priority: Priority::Normal, observations },
+                AckLevel::Indexed,
+            );
             admission.expect("admitted").indexed.expect("indexed waiter")
         })
         .collect();

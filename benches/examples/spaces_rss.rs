@@ -46,7 +46,9 @@ fn main() {
                 Observation { id, embedding, content: None }
             })
             .collect();
-        let a = e.submit(&name, Batch { priority: Priority::Normal, observations }, AckLevel::Indexed).expect("submit");
+        let a = e
+            .submit(&name, Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed)
+            .expect("submit");
         a.indexed.expect("waiter").wait_blocking();
     }
     let after = rss_bytes();

@@ -118,3 +118,34 @@ pub async fn recall(
         .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?
         .map_err(ApiError::from)
 }
+
+/// What a delete did, once acknowledged at the level asked for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Deleted {
+    /// The level reached (the one asked for).
+    pub status: AckLevel,
+    /// Ids the space held: deleted.
+    pub deleted: usize,
+    /// Ids the space did not hold.
+    pub not_found: usize,
+    /// The space's backpressure level after admission.
+    pub level: BackpressureLevel,
+}
+
+/// Deletes `ids` from `space` and waits until the delete is acknowledged at `ack`: DURABLE once
+/// recorded, INDEXED once every id is out of the index too (after DURABLE). From the moment the
+/// engine admits it, recall and get never return the ids.
+///
+/// # Errors
+/// The engine's error (unknown space, bad ids, no queue room, storage) mapped by [`ApiError`],
+/// or the sync's error when the log could not record it.
+pub async fn delete(engine: &Engine, space: &str, ids: Vec<u64>, ack: AckLevel) -> Result<Deleted, ApiError> {
+    let d = engine.delete(space, ids, ack)?;
+    if let Some(durable) = d.durable {
+        durable.wait().await?;
+    }
+    if let Some(indexed) = d.indexed {
+        indexed.wait().await;
+    }
+    Ok(Deleted { status: ack, deleted: d.deleted, not_found: d.not_found, level: d.level })
+}

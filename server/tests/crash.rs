@@ -1,12 +1,11 @@
 //! kill -9 crash test: the `engram-stream` binary on a fresh data directory (durability
-//! `fsync`), four concurrent HTTP clients streaming GloVe-50 vectors with DURABLE acks, the
-//! process SIGKILLed at random moments at least 20 times and restarted on the same data
-//! directory each time. After the last restart every acknowledged observation must be present
-//! (with its content), no id twice, and recall@10 ≥ 0.95 against exact ground truth over what
-//! is present. Prints acked, present, lost and duplicated.
-//!
-//! Deletes and upserts are not built yet (issue 13 leaves them open), so this test has no
-//! resurrection check yet.
+//! `fsync`), four concurrent HTTP clients streaming GloVe-50 vectors with DURABLE acks and
+//! mixing in upserts (new vectors and content for ids they inserted) and deletes, the process
+//! SIGKILLed at random moments at least 20 times and restarted on the same data directory each
+//! time. After the last restart every id is in the state its client's last acknowledged
+//! operation left it: inserted or upserted ids present with their latest content and vector,
+//! deleted ids absent; no id twice; recall@10 ≥ 0.95 against exact ground truth over what
+//! should be present. Prints acked, present, lost and resurrected (both must be 0).
 
 mod common;
 
@@ -66,54 +65,91 @@ async fn ready(client: &reqwest::Client, server: &mut Server, log: &Path) -> Dur
     }
 }
 
-/// The row of `id`: client `c` streams ids `c * PER_CLIENT ..`.
-fn content(id: usize) -> String {
-    format!("observation {id}")
+/// The content of `id` as inserted (`version` 0) or as upserted the `version`th time.
+fn content(id: usize, version: usize) -> String {
+    if version == 0 { format!("observation {id}") } else { format!("observation {id} upserted v{version}") }
 }
 
-/// One client: its rows in batches, each retried until acknowledged DURABLE (connection
-/// errors, 503 while recovering and 429 just mean "again"). Acked ids go to `acked`.
+/// The GloVe row holding the vector of `id` at `version`: its own row as inserted, rows past
+/// every inserted id for the upserts.
+fn row_of(id: usize, version: usize) -> usize {
+    id + version * 30_000
+}
+
+/// What an id should hold: the row of its vector and its content, or nothing (deleted).
+type Expected = Option<(usize, String)>;
+
+/// One client's operations, each retried until acknowledged DURABLE (connection errors, 503
+/// while recovering and 429 just mean "again"). Client `c` inserts ids `c * PER_CLIENT ..` in
+/// batches of [`BATCH`]; after its `b`th insert it also upserts batch `b - 1` (when `b % 3 ==
+/// 1`, version 1), deletes the even ids of batch `b - 2` (when `b % 4 == 2`) and upserts batch
+/// `b - 3` (when `b % 6 == 3`, version 2; this brings deleted ids back). Each acknowledged
+/// operation updates `expected`; ids acknowledged inserted go to `acked`.
 async fn client_loop(
     client: reqwest::Client,
     base: Arc<Vectors<f32>>,
     url: Arc<Mutex<String>>,
     c: usize,
     acked: Arc<Mutex<BTreeSet<u64>>>,
+    expected: Arc<Mutex<std::collections::HashMap<u64, Expected>>>,
     done: Arc<AtomicBool>,
 ) {
     let rows = c * PER_CLIENT..(c + 1) * PER_CLIENT;
-    for start in rows.clone().step_by(BATCH) {
-        let ids = start..(start + BATCH).min(rows.end);
-        let body = json!({
-            "observations": ids.clone().map(|i| json!({
-                "id": i, "embedding": base.row(i), "content": content(i),
+    let batch_ids = |b: usize| rows.start + b * BATCH..(rows.start + (b + 1) * BATCH).min(rows.end);
+    let write = |ids: std::ops::Range<usize>, version: usize| {
+        json!({
+            "upsert": version > 0,
+            "observations": ids.map(|i| json!({
+                "id": i, "embedding": base.row(row_of(i, version)), "content": content(i, version),
             })).collect::<Vec<_>>(),
-        });
-        loop {
-            if done.load(Ordering::Acquire) {
-                return;
-            }
-            let target = format!("{}/v1/spaces/crash/observations?wait=durable", url.lock().unwrap());
-            match client.post(&target).json(&body).timeout(Duration::from_secs(10)).send().await {
-                Ok(r) if r.status() == 202 => {
-                    let v: Value = r.json().await.unwrap_or(Value::Null);
-                    if v["status"] == "durable" {
-                        acked.lock().unwrap().extend(ids.clone().map(|i| i as u64));
-                        tokio::time::sleep(PACE).await;
-                        break;
-                    }
-                }
-                Ok(r) if r.status() == 404 => {} // the space is being created again after a start
-                Ok(r) => assert!(
-                    [429, 503, 507].contains(&r.status().as_u16()),
-                    "unexpected {}: {}",
-                    r.status(),
-                    r.text().await.unwrap_or_default()
-                ),
-                Err(_) => {} // killed mid-request: not acknowledged, send again
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        })
+    };
+    for b in 0..PER_CLIENT.div_ceil(BATCH) {
+        let mut ops = vec![("observations", write(batch_ids(b), 0), batch_ids(b).map(|i| (i, Some(0))).collect())];
+        if b % 3 == 1 {
+            ops.push(("observations", write(batch_ids(b - 1), 1), batch_ids(b - 1).map(|i| (i, Some(1))).collect()));
         }
+        if b % 4 == 2 {
+            let evens: Vec<usize> = batch_ids(b - 2).filter(|i| i % 2 == 0).collect();
+            ops.push(("observations/delete", json!({ "ids": evens }), evens.iter().map(|&i| (i, None)).collect()));
+        }
+        if b % 6 == 3 {
+            ops.push(("observations", write(batch_ids(b - 3), 2), batch_ids(b - 3).map(|i| (i, Some(2))).collect()));
+        }
+        for (route, body, effects) in ops {
+            let effects: Vec<(usize, Option<usize>)> = effects;
+            loop {
+                if done.load(Ordering::Acquire) {
+                    return;
+                }
+                let target = format!("{}/v1/spaces/crash/{route}?wait=durable", url.lock().unwrap());
+                match client.post(&target).json(&body).timeout(Duration::from_secs(10)).send().await {
+                    Ok(r) if r.status() == 202 => {
+                        let v: Value = r.json().await.unwrap_or(Value::Null);
+                        if v["status"] == "durable" {
+                            let mut expected = expected.lock().unwrap();
+                            for &(i, version) in &effects {
+                                expected.insert(i as u64, version.map(|v| (row_of(i, v), content(i, v))));
+                                if version == Some(0) {
+                                    acked.lock().unwrap().insert(i as u64);
+                                }
+                            }
+                            break;
+                        }
+                    }
+                    Ok(r) if r.status() == 404 => {} // the space is being created again after a start
+                    Ok(r) => assert!(
+                        [429, 503, 507].contains(&r.status().as_u16()),
+                        "unexpected {}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    ),
+                    Err(_) => {} // killed mid-request: not acknowledged, send again
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        tokio::time::sleep(PACE).await;
     }
 }
 
@@ -139,6 +175,7 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
 
     let url = Arc::new(Mutex::new(server.http.clone()));
     let acked = Arc::new(Mutex::new(BTreeSet::new()));
+    let expected = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let done = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
         .map(|c| {
@@ -148,6 +185,7 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
                 Arc::clone(&url),
                 c,
                 Arc::clone(&acked),
+                Arc::clone(&expected),
                 Arc::clone(&done),
             ))
         })
@@ -186,33 +224,61 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
     ready_times.push(ready(&http, &mut server, &log).await);
 
     let acked = acked.lock().unwrap().clone();
+    let expected = expected.lock().unwrap().clone();
+    // Every id as its last acknowledged operation left it: present with its latest content, or
+    // deleted. An id never acknowledged (the clients stopped mid-operation) may be either.
     let mut present = HashSet::new();
-    let mut lost = Vec::new();
+    let (mut lost, mut resurrected, mut upserted, mut deleted) = (Vec::new(), Vec::new(), 0, 0);
     for id in 0..(CLIENTS * PER_CLIENT) as u64 {
         let r = http.get(format!("{}/v1/spaces/crash/observations/{id}", server.http)).send().await.unwrap();
+        let want = expected.get(&id);
         match r.status().as_u16() {
             200 => {
                 let v: Value = r.json().await.unwrap();
-                assert_eq!(v["content"], content(id as usize), "content of {id}");
+                match want {
+                    Some(Some((_, text))) => assert_eq!(v["content"], text.as_str(), "content of {id}"),
+                    Some(None) => resurrected.push(id),
+                    None => {}
+                }
                 present.insert(id);
             }
-            404 if acked.contains(&id) => lost.push(id),
+            404 if matches!(want, Some(Some(_))) => lost.push(id),
             404 => {}
             s => panic!("GET observation {id}: {s}"),
+        }
+        match want {
+            Some(Some((row, _))) if *row != id as usize => upserted += 1,
+            Some(None) => deleted += 1,
+            _ => {}
         }
     }
     let info: Value = http.get(format!("{}/v1/spaces/crash", server.http)).send().await.unwrap().json().await.unwrap();
     let vectors = info["vectors"].as_u64().unwrap() as usize;
 
-    // recall@10 over what is present, against exact top-10 of the present rows.
-    let present_rows: Vec<usize> = present.iter().map(|&id| id as usize).collect();
+    // Each upserted id is found first by its latest vector (approximate search may miss a few).
+    let mut stale = 0;
+    for (&id, want) in &expected {
+        if let Some((row, _)) = want
+            && *row != id as usize
+            && present.contains(&id)
+        {
+            let top = recall_ids(&http, &server.http, "crash", base.row(*row), 1).await;
+            stale += usize::from(top.first() != Some(&id));
+        }
+    }
+
+    // recall@10 over what should be present (each id's latest vector), against its exact top-10.
+    let present_rows: Vec<(usize, u64)> = present
+        .iter()
+        .map(|&id| (expected.get(&id).and_then(|w| w.as_ref()).map_or(id as usize, |(row, _)| *row), id))
+        .collect();
     let mut recall = 0.0;
     let nq = 100;
     for q in 0..nq {
         let query = queries.row(q);
         let mut scored: Vec<(f32, u64)> = present_rows
             .iter()
-            .map(|&i| (base.row(i).iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i as u64))
+            .map(|&(row, id)| (base.row(row).iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), id))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         let truth: HashSet<u64> = scored.iter().take(10).map(|s| s.1).collect();
@@ -226,12 +292,14 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
     let under_load = acked_at_kill.iter().filter(|&&a| a < CLIENTS * PER_CLIENT).count();
     println!("acked at each kill: {acked_at_kill:?}");
     println!(
-        "kills {} (under load {under_load}) acked {} present {} lost {} index_vectors {} (duplicates {}) \
-         recall_at_10 {recall:.4} slowest_ready_s {:.2}",
+        "kills {} (under load {under_load}) acked {} present {} lost {} resurrected {} upserted {upserted} \
+         (stale {stale}) deleted {deleted} index_vectors {} (duplicates {}) recall_at_10 {recall:.4} \
+         slowest_ready_s {:.2}",
         KILLS + 1,
         acked.len(),
         present.len(),
         lost.len(),
+        resurrected.len(),
         vectors,
         vectors.saturating_sub(present.len()),
         slowest_ready.as_secs_f64()
@@ -240,6 +308,17 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     assert!(lost.is_empty(), "{} acknowledged observations lost, e.g. {:?}", lost.len(), &lost[..lost.len().min(10)]);
+    assert!(
+        resurrected.is_empty(),
+        "{} deleted observations came back, e.g. {:?}",
+        resurrected.len(),
+        &resurrected[..resurrected.len().min(10)]
+    );
+    assert!(
+        upserted > 1_000 && deleted > 1_000,
+        "too few upserts ({upserted}) or deletes ({deleted}) to mean anything"
+    );
+    assert!(stale <= upserted / 100, "{stale} of {upserted} upserted ids not found first by their latest vector");
     assert!(acked.len() >= CLIENTS * PER_CLIENT / 2, "too little was acknowledged to mean anything: {}", acked.len());
     assert!(under_load >= KILLS * 3 / 4, "only {under_load} of {KILLS} kills came while clients were writing");
     assert_eq!(vectors, present.len(), "the index holds an id twice or one the id map lacks");
@@ -301,7 +380,7 @@ async fn a_sigterm_restart_brings_back_every_space_with_its_parameters_and_conte
         assert_eq!(r.status(), 201);
         for start in (0..n).step_by(100) {
             let body = json!({ "observations": (start..start + 100).map(|i| json!({
-                "id": i, "embedding": base.row(i), "content": content(i),
+                "id": i, "embedding": base.row(i), "content": content(i, 0),
             })).collect::<Vec<_>>() });
             let r = http
                 .post(format!("{}/v1/spaces/{space}/observations?wait=indexed", server.http))
@@ -344,7 +423,7 @@ async fn a_sigterm_restart_brings_back_every_space_with_its_parameters_and_conte
                 .json()
                 .await
                 .unwrap();
-            assert_eq!(v["content"], content(id), "{space} {id}");
+            assert_eq!(v["content"], content(id, 0), "{space} {id}");
         }
         let after = recall_at_10(&http, &server.http, space, base, n, queries).await;
         println!(
@@ -391,7 +470,7 @@ async fn a_torn_log_tail_ends_replay_at_the_last_whole_batch() {
     for b in 0..batches {
         let body = json!({ "observations": (0..25).map(|j| {
             let id = b * 25 + j;
-            json!({ "id": id, "embedding": (0..8).map(|k| ((id * 7 + k) % 11) as f32 + 1.0).collect::<Vec<_>>(), "content": content(id as usize) })
+            json!({ "id": id, "embedding": (0..8).map(|k| ((id * 7 + k) % 11) as f32 + 1.0).collect::<Vec<_>>(), "content": content(id as usize, 0) })
         }).collect::<Vec<_>>() });
         let r = http
             .post(format!("{}/v1/spaces/torn/observations?wait=durable", server.http))

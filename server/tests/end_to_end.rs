@@ -282,6 +282,7 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
         memory_space: space.into(),
         priority,
         want_indexed: true,
+        upsert: false,
         wait: 0,
         observations: vec![proto::Observation { id: seq, embedding, content: None }],
     };
@@ -429,6 +430,7 @@ async fn overload_over_http_and_grpc_rejects_with_retry_after_then_drains_everyt
         memory_space: "o".into(),
         priority: proto::Priority::Low as i32,
         want_indexed: false,
+        upsert: false,
         wait: proto::WaitFor::Accepted as i32,
         observations: vec![proto::Observation { id: 10_000, embedding: vec![1.0, 1.0], content: None }],
     };
@@ -489,5 +491,147 @@ async fn load_retries_rejected_batches_after_retry_after_and_loses_nothing() {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
     assert_eq!(server_rejected, client_rejected as f64, "the server counted every rejection the clients saw");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_and_upserts_over_http_and_grpc() {
+    let server = Running::start(config(2)).await;
+    let http = reqwest::Client::new();
+    let r = http.put(server.url("/v1/spaces/d")).json(&json!({"dim": 4})).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v = |i: u64| vec![1.0, i as f32, (i * i) as f32 * 0.1, -(i as f32)];
+    let observations: Vec<Value> =
+        (1..=10u64).map(|i| json!({"id": i, "embedding": v(i), "content": format!("c{i}")})).collect();
+    let r = http
+        .post(server.url("/v1/spaces/d/observations?wait=indexed"))
+        .json(&json!({"observations": observations}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let recall_ids = async |embedding: Vec<f32>| {
+        let v = post_json(&http, server.url("/v1/spaces/d/recall"), json!({"embedding": embedding, "k": 10})).await;
+        v["hits"].as_array().unwrap().iter().map(|h| h["id"].as_u64().unwrap()).collect::<Vec<_>>()
+    };
+    assert!(recall_ids(v(3)).await.contains(&3));
+
+    // One id: DELETE, acknowledged INDEXED (200); then gone from get and recall.
+    let r = http.delete(server.url("/v1/spaces/d/observations/3?wait=indexed")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-engram-backpressure"], "NORMAL");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body, json!({"status": "indexed", "deleted": 1, "not_found": 0, "backpressure": "NORMAL"}));
+    assert_eq!(http.get(server.url("/v1/spaces/d/observations/3")).send().await.unwrap().status(), 404);
+    assert!(!recall_ids(v(3)).await.contains(&3));
+    // Deleting it again is not an error: it is not found.
+    let body: Value =
+        http.delete(server.url("/v1/spaces/d/observations/3")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (body["status"].as_str(), body["deleted"].as_u64(), body["not_found"].as_u64()),
+        (Some("durable"), Some(0), Some(1))
+    );
+
+    // A batch: default wait (durable, 202).
+    let r = http
+        .post(server.url("/v1/spaces/d/observations/delete"))
+        .json(&json!({"ids": [4, 5, 99]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["deleted"].as_u64(), body["not_found"].as_u64()), (Some(2), Some(1)), "{body}");
+    let left = recall_ids(v(4)).await;
+    assert_eq!(left.len(), 7, "{left:?}");
+    assert!(left.iter().all(|id| ![3, 4, 5].contains(id)), "{left:?}");
+
+    // Bad deletes name the field; nothing is deleted.
+    for (body, field) in [
+        (json!({"ids": [1, 1]}), "ids[1]"),
+        (json!({"ids": []}), "ids"),
+        (json!({"idz": [1]}), "idz"),
+        (json!({"ids": [-1]}), "ids[0]"),
+    ] {
+        let r = http.post(server.url("/v1/spaces/d/observations/delete")).json(&body).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(e["error"]["field"].as_str().unwrap().starts_with(field), "{body}: {e}");
+    }
+    let r = http.delete(server.url("/v1/spaces/d/observations/abc")).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http.delete(server.url("/v1/spaces/nope/observations/1")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(recall_ids(v(1)).await.len(), 7);
+
+    // Upsert over HTTP: id 1 takes the vector of 10 and new content; a plain resend is a duplicate.
+    let r = http
+        .post(server.url("/v1/spaces/d/observations?wait=indexed"))
+        .json(&json!({"upsert": true, "observations": [{"id": 1, "embedding": v(10), "content": "new"}]}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["accepted"].as_u64(), body["replaced"].as_u64()), (Some(1), Some(1)), "{body}");
+    let hits = post_json(&http, server.url("/v1/spaces/d/recall"), json!({"embedding": v(10), "k": 2})).await;
+    let top: Vec<(u64, &str)> = hits["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| (h["id"].as_u64().unwrap(), h["content"].as_str().unwrap()))
+        .collect();
+    assert!(top.contains(&(1, "new")) && top.contains(&(10, "c10")), "{hits}");
+
+    // gRPC: DeleteObservations at each level, and its errors.
+    let mut client = server.grpc_client().await;
+    let resp = client
+        .delete_observations(proto::DeleteObservationsRequest {
+            memory_space: "d".into(),
+            ids: vec![6, 7, 1000],
+            wait: proto::WaitFor::Indexed as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status, proto::AckStatus::Indexed as i32);
+    assert_eq!((resp.deleted, resp.not_found), (2, 1));
+    let err = client
+        .delete_observations(proto::DeleteObservationsRequest { memory_space: "d".into(), ids: vec![], wait: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("ids"), "{err:?}");
+    let err = client
+        .delete_observations(proto::DeleteObservationsRequest { memory_space: "nope".into(), ids: vec![1], wait: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // gRPC upsert on the stream: the ack counts what it replaced.
+    let batch = proto::ObservationBatch {
+        sequence: 1,
+        memory_space: "d".into(),
+        priority: 0,
+        want_indexed: false,
+        upsert: true,
+        wait: proto::WaitFor::Indexed as i32,
+        observations: vec![proto::Observation { id: 2, embedding: v(9), content: Some("up".into()) }],
+    };
+    let mut replies = client.stream_observations(tokio_stream::iter(vec![batch])).await.unwrap().into_inner();
+    let mut statuses = Vec::new();
+    while let Some(reply) = replies.message().await.unwrap() {
+        if let Some(proto::stream_reply::Reply::Ack(a)) = reply.reply {
+            if a.status == proto::AckStatus::Accepted as i32 {
+                assert_eq!((a.accepted, a.replaced), (1, 1), "{a:?}");
+            }
+            statuses.push(a.status);
+        }
+    }
+    assert_eq!(statuses.last(), Some(&(proto::AckStatus::Indexed as i32)), "{statuses:?}");
+    let o: Value = http.get(server.url("/v1/spaces/d/observations/2")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(o["content"], "up");
+    let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(sample(&text, r#"engram_streaming_observations_deleted_total{memory_space="d"}"#), Some(5.0));
+    assert_eq!(sample(&text, r#"engram_streaming_observations_replaced_total{memory_space="d"}"#), Some(2.0));
+    assert!(text.contains(r#"engram_grpc_requests_total{method="DeleteObservations",code="OK"}"#));
     server.stop().await;
 }

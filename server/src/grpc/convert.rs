@@ -31,7 +31,7 @@ pub(super) fn batch(b: proto::ObservationBatch) -> Result<Batch, EngineError> {
         .into_iter()
         .map(|o| Observation { id: o.id, embedding: o.embedding, content: o.content })
         .collect();
-    Ok(Batch { priority, observations })
+    Ok(Batch { upsert: b.upsert, priority, observations })
 }
 
 fn or_default(v: u64, default: usize) -> usize {

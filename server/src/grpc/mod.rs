@@ -25,13 +25,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
 /// Method names (label values of the gRPC request metrics), indexed by the `M_*` constants.
-pub const METHODS: &[&str] = &["StreamObservations", "Recall", "CreateSpace", "GetSpace", "ListSpaces", "DropSpace"];
+pub const METHODS: &[&str] =
+    &["StreamObservations", "Recall", "CreateSpace", "GetSpace", "ListSpaces", "DropSpace", "DeleteObservations"];
 const M_STREAM: usize = 0;
 const M_RECALL: usize = 1;
 const M_CREATE: usize = 2;
 const M_GET: usize = 3;
 const M_LIST: usize = 4;
 const M_DROP: usize = 5;
+const M_DELETE: usize = 6;
 
 /// Replies buffered per stream before the reader waits for the client to read.
 const REPLY_BUFFER: usize = 1024;
@@ -117,14 +119,22 @@ fn count_refusal(events: &GrpcEvents, e: &ApiError) {
 /// # Errors
 /// Invalid argument on `wait` for a value outside the enum.
 fn wait_level(batch: &proto::ObservationBatch) -> Result<AckLevel, ApiError> {
-    let asked = match proto::WaitFor::try_from(batch.wait) {
+    let asked = wait_for(batch.wait)?;
+    Ok(if batch.want_indexed { AckLevel::Indexed } else { asked })
+}
+
+/// The ack level of a `WaitFor` value (unspecified: DURABLE).
+///
+/// # Errors
+/// Invalid argument on `wait` for a value outside the enum.
+fn wait_for(wait: i32) -> Result<AckLevel, ApiError> {
+    Ok(match proto::WaitFor::try_from(wait) {
         Ok(proto::WaitFor::Unspecified) => AckLevel::Durable,
         Ok(proto::WaitFor::Accepted) => AckLevel::Accepted,
         Ok(proto::WaitFor::Durable) => AckLevel::Durable,
         Ok(proto::WaitFor::Indexed) => AckLevel::Indexed,
-        Err(_) => return Err(ApiError::invalid("wait", format!("unknown value {}", batch.wait))),
-    };
-    Ok(if batch.want_indexed { AckLevel::Indexed } else { asked })
+        Err(_) => return Err(ApiError::invalid("wait", format!("unknown value {wait}"))),
+    })
 }
 
 /// The ack for a batch that admission refused or that was invalid.
@@ -173,6 +183,7 @@ impl StreamSession {
                     status: proto::AckStatus::Accepted as i32,
                     accepted: a.accepted as u32,
                     duplicates: a.duplicates as u32,
+                    replaced: a.replaced as u32,
                     level: convert::level(a.level),
                     ..Default::default()
                 };
@@ -386,6 +397,28 @@ impl Engram for EngramService {
         self.unary(M_DROP, request, async |r: proto::DropSpaceRequest| {
             self.engine.drop_space(&r.memory_space)?;
             Ok(proto::DropSpaceResponse {})
+        })
+        .await
+    }
+
+    async fn delete_observations(
+        &self,
+        request: Request<proto::DeleteObservationsRequest>,
+    ) -> Result<Response<proto::DeleteObservationsResponse>, Status> {
+        self.unary(M_DELETE, request, async |r: proto::DeleteObservationsRequest| {
+            let wait = wait_for(r.wait)?;
+            let d = session::delete(&self.engine, &r.memory_space, r.ids, wait).await?;
+            let status = match d.status {
+                AckLevel::Accepted => proto::AckStatus::Accepted,
+                AckLevel::Durable => proto::AckStatus::Durable,
+                AckLevel::Indexed => proto::AckStatus::Indexed,
+            };
+            Ok(proto::DeleteObservationsResponse {
+                status: status as i32,
+                deleted: d.deleted as u32,
+                not_found: d.not_found as u32,
+                level: convert::level(d.level),
+            })
         })
         .await
     }

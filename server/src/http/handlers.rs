@@ -72,8 +72,7 @@ pub(super) async fn get_observation(
     State(app): State<AppState>,
     Path((space, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let id: u64 =
-        id.parse().map_err(|e| ApiError::invalid("id", format!("`{id}` is not an id (0 to 2^64 - 2): {e}")))?;
+    let id = path_id(&id)?;
     match app.engine.get_observation(&space, id)? {
         Some(o) => Ok(Json(o).into_response()),
         None => Err(ApiError::not_found("id", format!("memory space `{space}` holds no observation {id}"))),
@@ -85,6 +84,8 @@ struct AdmissionBody {
     status: &'static str,
     accepted: usize,
     duplicates: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    replaced: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     indexed: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -120,6 +121,7 @@ pub(super) async fn post_observations(
         status: "accepted",
         accepted: admission.accepted,
         duplicates: admission.duplicates,
+        replaced: admission.replaced,
         indexed: None,
         failed: None,
         backpressure: level,
@@ -141,6 +143,64 @@ pub(super) async fn post_observations(
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut().insert(BACKPRESSURE_HEADER, HeaderValue::from_static(level.as_str()));
     Ok(resp)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+#[derive(Serialize)]
+struct DeletionBody {
+    status: &'static str,
+    deleted: usize,
+    not_found: usize,
+    backpressure: BackpressureLevel,
+}
+
+/// The response to a delete: 202 once accepted or durable, 200 once indexed (every id out of
+/// the index), as for inserts.
+fn deletion_response(d: session::Deleted) -> Response {
+    let status = if d.status == AckLevel::Indexed { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let body =
+        DeletionBody { status: d.status.as_str(), deleted: d.deleted, not_found: d.not_found, backpressure: d.level };
+    let mut resp = (status, Json(body)).into_response();
+    resp.headers_mut().insert(BACKPRESSURE_HEADER, HeaderValue::from_static(d.level.as_str()));
+    resp
+}
+
+/// An id in a path: 0 to 2^64 - 2.
+fn path_id(id: &str) -> Result<u64, ApiError> {
+    id.parse().map_err(|e| ApiError::invalid("id", format!("`{id}` is not an id (0 to 2^64 - 2): {e}")))
+}
+
+/// `DELETE /v1/spaces/{space}/observations/{id}?wait=`: deletes one id (idempotent: an id the
+/// space does not hold answers with `not_found: 1`).
+pub(super) async fn delete_observation(
+    State(app): State<AppState>,
+    Path((space, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let wait = wait_level(query.as_deref())?;
+    let id = path_id(&id)?;
+    Ok(deletion_response(session::delete(&app.engine, &space, vec![id], wait).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    ids: Vec<u64>,
+}
+
+/// `POST /v1/spaces/{space}/observations/delete?wait=` with `{"ids": [...]}`: deletes a batch.
+pub(super) async fn delete_observations(
+    State(app): State<AppState>,
+    Path(space): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let wait = wait_level(query.as_deref())?;
+    let req: DeleteBody = parse_json(&body(bytes, app.max_request_bytes)?)?;
+    Ok(deletion_response(session::delete(&app.engine, &space, req.ids, wait).await?))
 }
 
 #[derive(Deserialize)]

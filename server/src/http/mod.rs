@@ -59,7 +59,11 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         .route("/v1/spaces", get(handlers::list_spaces))
         .route("/v1/spaces/{space}", get(handlers::get_space).put(handlers::create_space).delete(handlers::drop_space))
         .route("/v1/spaces/{space}/observations", axum::routing::post(handlers::post_observations))
-        .route("/v1/spaces/{space}/observations/{id}", get(handlers::get_observation))
+        .route("/v1/spaces/{space}/observations/delete", axum::routing::post(handlers::delete_observations))
+        .route(
+            "/v1/spaces/{space}/observations/{id}",
+            get(handlers::get_observation).delete(handlers::delete_observation),
+        )
         .route("/v1/spaces/{space}/recall", axum::routing::post(handlers::recall))
         .route("/health", get(handlers::health))
         .route("/health/live", get(handlers::live))

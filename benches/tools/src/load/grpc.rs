@@ -79,6 +79,7 @@ impl Transport for Grpc<'_> {
             priority: PRIORITIES[priority] as i32,
             want_indexed: false,
             wait: proto::WaitFor::Indexed as i32,
+            upsert: false,
             observations: rows
                 .map(|i| proto::Observation {
                     id: i as u64,
