@@ -24,7 +24,7 @@ for _ in $(seq 1 100); do
 done
 curl -sf "http://$http/health/ready" >/dev/null || { cat "$out/serve.log"; echo "server not ready"; exit 1; }
 
-"$bin" load --dataset ../shared/data/minilm-384-stdlib --server "http://$grpc" --protocol grpc \
+"$bin" load --wait indexed --dataset ../shared/data/minilm-384-stdlib --server "http://$grpc" --protocol grpc \
   --report "$out/minilm-grpc.json"
 
 python3 - "$out/minilm-grpc.json" <<'PY'

@@ -30,7 +30,7 @@ run() { # run NAME DATASET BACKEND [load args...]
   "$bin" serve --http-addr "$http" --grpc-addr "$grpc" >"$out/$name.serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
-  "$bin" load --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc --index "$backend" \
+  "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc --index "$backend" \
     --metrics-url "http://$http/metrics" --report "$out/$name.json" "$@" >"$out/$name.load.log" 2>&1 || {
     kill -TERM "$pid"
     wait "$pid" || true

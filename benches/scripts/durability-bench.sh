@@ -43,7 +43,7 @@ for set in minilm-384-stdlib glove-50-angular-100k; do
     fi
     serve "$durability" "$dir" "$out/serve-$set-$mode.log"
     wait_ready >/dev/null
-    "$bin" load --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
+    "$bin" load --wait indexed --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
       --metrics-url "http://$http/metrics" "${rate[@]}" --report "$out/$set-$mode.json" >/dev/null
     curl -sf "http://$http/metrics" >"$out/$set-$mode.metrics"
     # Allocated blocks, not apparent size: fjall preallocates its journal sparsely (64 MiB).

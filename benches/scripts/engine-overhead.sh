@@ -28,7 +28,7 @@ for i in $(seq 1 "$pairs"); do
   "$bin" serve --http-addr "$http" --grpc-addr "$grpc" >"$out/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
-  "$bin" load --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc --index "$backend" \
+  "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc --index "$backend" \
     --queries 10 --report "$out/load-$dataset-$backend-$i.json" >"$out/load.log" 2>&1
   kill -TERM "$pid"
   wait "$pid"

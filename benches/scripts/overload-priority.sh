@@ -26,7 +26,7 @@ trap 'kill -TERM $server 2>/dev/null || true; rm -f "$conf"' EXIT
 for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
 
 probe() { # probe NAME
-  "$bin" load --dataset "$data" --server "http://$grpc" --protocol grpc --space probe --limit 3000 \
+  "$bin" load --wait indexed --dataset "$data" --server "http://$grpc" --protocol grpc --space probe --limit 3000 \
     --batch 100 --concurrency 1 --rate 100 --priority-mix 1:0:0 --queries 10 --report "$out/$1.json" \
     >"$out/$1.log" 2>&1
 }
@@ -34,7 +34,7 @@ probe() { # probe NAME
 probe probe-unloaded
 clients=()
 for c in 1 2 3 4; do
-  "$bin" load --dataset "$data" --server "http://$grpc" --protocol grpc --space "client-$c" \
+  "$bin" load --wait indexed --dataset "$data" --server "http://$grpc" --protocol grpc --space "client-$c" \
     --priority-mix 1:2:1 --queries 10 --report "$out/client-$c.json" >"$out/client-$c.log" 2>&1 &
   clients+=($!)
 done

@@ -33,7 +33,7 @@ run() { # run NAME BINARY INDEX
   "${server_pin[@]}" "$bin" serve --http-addr "$http" --grpc-addr "$grpc" >"$out/serve-$name-$i.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
-  "${client_pin[@]}" "$on" load --dataset "$dataset" --server "http://$grpc" --protocol grpc --report "$out/$name-$i.json" \
+  "${client_pin[@]}" "$on" load --wait indexed --dataset "$dataset" --server "http://$grpc" --protocol grpc --report "$out/$name-$i.json" \
     >"$out/load-$name-$i.log" 2>&1
   # The server's CPU time for the whole run (start, ingest, recall queries), from its own
   # process_cpu_seconds_total: less sensitive to scheduling noise than the wall-clock rate.

@@ -29,9 +29,17 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
         let mut args = load_args(protocol, url, space, &path);
         args.index = index.into();
         args.metrics_url = Some(server.url("/metrics"));
+        // gRPC waits for the default, DURABLE (then for the space to hold every vector);
+        // HTTP for INDEXED.
+        let durable = protocol == Protocol::Grpc;
+        if durable {
+            args.wait = load::Wait::Durable;
+        }
         load::run(args).await.unwrap();
         let r = read_report(&path);
         assert_eq!(r["index"], index, "{r}");
+        assert_eq!(r["wait"], if durable { "durable" } else { "indexed" }, "{r}");
+        assert_eq!(r["confirmed"], 1500, "{r}");
         assert_eq!(r["ef_search"], 128, "the space's default ef_search: {r}");
         let stats = &r["server_stats"];
         assert_eq!(stats["workers"], 2, "{r}");
@@ -57,8 +65,12 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
         let rejected: u64 = r["rejected"].as_object().unwrap().values().map(|v| v.as_u64().unwrap()).sum();
         assert_eq!(r["sent"].as_u64().unwrap(), r["accepted"].as_u64().unwrap() + rejected, "{r}");
         assert!(r["recall_at_10"].as_f64().unwrap() >= 0.95, "{r}");
-        for key in ["ack_latency_seconds", "index_latency_seconds", "recall_latency_seconds"] {
+        let waited = if durable { "durable_latency_seconds" } else { "index_latency_seconds" };
+        for key in ["ack_latency_seconds", waited, "recall_latency_seconds"] {
             assert!(r[key]["p99"].as_f64().unwrap() > 0.0, "{key}: {r}");
+        }
+        if durable {
+            assert!(r["index_latency_seconds"].is_null(), "not waited for: {r}");
         }
         std::fs::remove_file(&path).ok();
     }

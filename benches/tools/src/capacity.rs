@@ -426,6 +426,13 @@ pub fn run(args: &CapacityArgs) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let report: LoadReport =
             serde_json::from_str(&text).with_context(|| format!("{} is not a load report", path.display()))?;
+        if report.wait != crate::load::Wait::Indexed {
+            anyhow::bail!(
+                "{} waited for {} acks: capacity plans from indexed rates and latencies (run the load with --wait indexed)",
+                path.display(),
+                report.wait.as_str()
+            );
+        }
         reports.push((path.display().to_string(), report));
     }
     let estimates = args.criterion.as_deref().map(criterion::read).transpose()?;
@@ -458,6 +465,8 @@ mod tests {
             rejected: Default::default(),
             retried: 0,
             sent_per_accepted: 1.0,
+            wait: crate::load::Wait::Indexed,
+            confirmed: 1000,
             indexed: 1000,
             space_vectors: 1000,
             lost: 0,
@@ -465,7 +474,7 @@ mod tests {
             ingest_rate_per_s: rate,
             ingest_rate_second_half_per_s: rate,
             ack_latency_seconds: q,
-            index_latency_seconds: q,
+            index_latency_seconds: Some(q),
             accepted_to_indexed_seconds: Some(q),
             durable_latency_seconds: None,
             accepted_to_durable_seconds: None,

@@ -69,6 +69,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         priority_mix: "1:2:1".into(),
         ef_search: None,
         concurrency: 8,
+        wait: engram_tools::load::Wait::Indexed,
         limit: Some(1500),
         queries: Some(60),
         no_content: false,

@@ -2,7 +2,7 @@
 //! tally. A [`Transport`] sends a batch and reports what became of it.
 
 use super::pacer::Pacer;
-use super::priority_of;
+use super::{Wait, priority_of};
 use crate::progress::{Counts, Progress};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Range;
@@ -49,40 +49,47 @@ pub(super) struct Tally {
     pub rejected: BTreeMap<String, u64>,
     pub retried: u64,
     pub indexed: u64,
+    /// Observations confirmed at the plan's wait level.
+    pub confirmed: u64,
     pub ack_latency: Vec<f64>,
     pub index_latency: Vec<f64>,
     pub accepted_to_indexed: Vec<f64>,
     pub durable_latency: Vec<f64>,
     pub accepted_to_durable: Vec<f64>,
-    /// When `indexed` first reached half the run's observations, and when it last grew.
-    half_indexed_at: Option<Instant>,
-    last_indexed_at: Option<Instant>,
+    /// When `confirmed` first reached half the run's observations, and when it last grew.
+    half_confirmed_at: Option<Instant>,
+    last_confirmed_at: Option<Instant>,
 }
 
 impl Tally {
-    /// Counts `n` more observations confirmed indexed out of `total`.
-    fn add_indexed(&mut self, n: u64, total: usize) {
-        self.indexed += n;
+    /// Counts `n` more observations confirmed at the wait level out of `total`.
+    fn add_confirmed(&mut self, n: u64, total: usize) {
+        self.confirmed += n;
         let now = Instant::now();
-        self.last_indexed_at = Some(now);
-        if self.half_indexed_at.is_none() && self.indexed >= (total / 2) as u64 {
-            self.half_indexed_at = Some(now);
+        self.last_confirmed_at = Some(now);
+        if self.half_confirmed_at.is_none() && self.confirmed >= (total / 2) as u64 {
+            self.half_confirmed_at = Some(now);
         }
     }
 
-    /// Observations per second over the second half of the run (from half indexed to the last
-    /// indexed confirmation): the rate at the larger index, which a growing index sets.
+    /// Observations per second over the second half of the run (from half confirmed to the
+    /// last confirmation): the rate at the larger index, which a growing index sets.
     pub(super) fn second_half_rate(&self, total: usize) -> f64 {
-        match (self.half_indexed_at, self.last_indexed_at) {
+        match (self.half_confirmed_at, self.last_confirmed_at) {
             (Some(half), Some(last)) if last > half => {
-                (self.indexed as f64 - (total / 2) as f64) / last.duration_since(half).as_secs_f64()
+                (self.confirmed as f64 - (total / 2) as f64) / last.duration_since(half).as_secs_f64()
             }
             _ => 0.0,
         }
     }
 
     fn counts(&self) -> Counts {
-        Counts { indexed: self.indexed, sent: self.sent, rejected: self.rejected.values().sum(), retried: self.retried }
+        Counts {
+            indexed: self.confirmed,
+            sent: self.sent,
+            rejected: self.rejected.values().sum(),
+            retried: self.retried,
+        }
     }
 }
 
@@ -96,17 +103,22 @@ pub(super) struct Plan<'a> {
     pub rate: Option<f64>,
     /// Batches in flight at most.
     pub concurrency: usize,
+    /// The acknowledgement that completes a batch.
+    pub wait: Wait,
 }
 
-/// A batch sent and not yet indexed.
+/// A batch sent and not yet confirmed.
 struct InFlight {
     sent_at: Instant,
     accepted_at: Option<Instant>,
+    /// Observations its ACCEPTED ack counted (new and duplicate).
+    acked: u64,
 }
 
-/// Sends every batch of `plan` through `transport` until each is indexed: a refused batch goes
-/// back to the front of the line and the pacer holds every send for the retry-after. Returns
-/// the tally and the time from the first send to the last indexed batch.
+/// Sends every batch of `plan` through `transport` until each is confirmed at the plan's wait
+/// level: a refused batch goes back to the front of the line and the pacer holds every send
+/// for the retry-after. Returns the tally and the time from the first send to the last
+/// confirmation.
 pub(super) async fn drive<T: Transport>(transport: &mut T, plan: &Plan<'_>) -> anyhow::Result<(Tally, Duration)> {
     let total: usize = plan.batches.iter().map(ExactSizeIterator::len).sum();
     let mut ready: VecDeque<usize> = (0..plan.batches.len()).collect();
@@ -124,7 +136,7 @@ pub(super) async fn drive<T: Transport>(transport: &mut T, plan: &Plan<'_>) -> a
             let rows = plan.batches[b].clone();
             pacer.sent(rows.len());
             t.sent += rows.len() as u64;
-            in_flight.insert(b, InFlight { sent_at: Instant::now(), accepted_at: None });
+            in_flight.insert(b, InFlight { sent_at: Instant::now(), accepted_at: None, acked: 0 });
             transport.send(b, rows, priority_of(b, plan.mix)).await?;
         }
         tokio::select! {
@@ -137,6 +149,12 @@ pub(super) async fn drive<T: Transport>(transport: &mut T, plan: &Plan<'_>) -> a
                         t.duplicates += duplicates;
                         t.ack_latency.push(f.sent_at.elapsed().as_secs_f64());
                         f.accepted_at = Some(Instant::now());
+                        f.acked = accepted + duplicates;
+                        if plan.wait == Wait::Accepted {
+                            t.add_confirmed(f.acked, total);
+                            in_flight.remove(&batch);
+                            done += 1;
+                        }
                     }
                     Event::Durable { batch } => {
                         let Some(f) = in_flight.get(&batch) else { anyhow::bail!("durable ack for batch {batch}, not in flight") };
@@ -144,10 +162,16 @@ pub(super) async fn drive<T: Transport>(transport: &mut T, plan: &Plan<'_>) -> a
                         if let Some(at) = f.accepted_at {
                             t.accepted_to_durable.push(at.elapsed().as_secs_f64());
                         }
+                        if plan.wait == Wait::Durable {
+                            t.add_confirmed(f.acked, total);
+                            in_flight.remove(&batch);
+                            done += 1;
+                        }
                     }
                     Event::Indexed { batch, indexed } => {
                         let Some(f) = in_flight.remove(&batch) else { anyhow::bail!("indexed ack for batch {batch}, not in flight") };
-                        t.add_indexed(indexed, total);
+                        t.indexed += indexed;
+                        t.add_confirmed(indexed, total);
                         t.index_latency.push(f.sent_at.elapsed().as_secs_f64());
                         if let Some(at) = f.accepted_at {
                             t.accepted_to_indexed.push(at.elapsed().as_secs_f64());

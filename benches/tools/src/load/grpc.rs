@@ -1,8 +1,8 @@
 //! The load over gRPC: one `engram.v1.Engram/StreamObservations` stream with INDEXED acks, and
 //! unary `Recall`.
 
-use super::Data;
 use super::drive::{Event, Transport};
+use super::{Data, Wait};
 use anyhow::{Context, bail};
 use engram_engine::IndexKind;
 use engram_server::proto::{self, engram_client::EngramClient};
@@ -25,6 +25,8 @@ pub(super) struct Grpc<'a> {
     /// Batch of each sequence number in flight.
     batch_of: HashMap<u64, usize>,
     sequence: u64,
+    /// The last ack each batch asks for.
+    wait: proto::WaitFor,
 }
 
 impl<'a> Grpc<'a> {
@@ -36,6 +38,7 @@ impl<'a> Grpc<'a> {
         space: &str,
         index: IndexKind,
         concurrency: usize,
+        wait: Wait,
     ) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
             .context("--server: not a valid URL")?
@@ -65,7 +68,21 @@ impl<'a> Grpc<'a> {
         let (requests, rx) = mpsc::channel(concurrency * 2);
         let replies =
             client.stream_observations(ReceiverStream::new(rx)).await.context("opening the stream")?.into_inner();
-        Ok(Self { data, space: space.to_owned(), client, requests, replies, batch_of: HashMap::new(), sequence: 0 })
+        let wait = match wait {
+            Wait::Accepted => proto::WaitFor::Accepted,
+            Wait::Durable => proto::WaitFor::Durable,
+            Wait::Indexed => proto::WaitFor::Indexed,
+        };
+        Ok(Self {
+            data,
+            space: space.to_owned(),
+            client,
+            requests,
+            replies,
+            batch_of: HashMap::new(),
+            sequence: 0,
+            wait,
+        })
     }
 }
 
@@ -78,7 +95,7 @@ impl Transport for Grpc<'_> {
             memory_space: self.space.clone(),
             priority: PRIORITIES[priority] as i32,
             want_indexed: false,
-            wait: proto::WaitFor::Indexed as i32,
+            wait: self.wait as i32,
             upsert: false,
             observations: rows
                 .map(|i| proto::Observation {
@@ -100,12 +117,22 @@ impl Transport for Grpc<'_> {
                 bail!("ack for unknown sequence {}", ack.sequence)
             };
             return match proto::AckStatus::try_from(ack.status) {
-                Ok(proto::AckStatus::Durable) => Ok(Event::Durable { batch }),
-                Ok(proto::AckStatus::Accepted) => Ok(Event::Accepted {
-                    batch,
-                    accepted: u64::from(ack.accepted),
-                    duplicates: u64::from(ack.duplicates),
-                }),
+                Ok(proto::AckStatus::Durable) => {
+                    if self.wait == proto::WaitFor::Durable {
+                        self.batch_of.remove(&ack.sequence);
+                    }
+                    Ok(Event::Durable { batch })
+                }
+                Ok(proto::AckStatus::Accepted) => {
+                    if self.wait == proto::WaitFor::Accepted {
+                        self.batch_of.remove(&ack.sequence);
+                    }
+                    Ok(Event::Accepted {
+                        batch,
+                        accepted: u64::from(ack.accepted),
+                        duplicates: u64::from(ack.duplicates),
+                    })
+                }
                 Ok(proto::AckStatus::Indexed) => {
                     self.batch_of.remove(&ack.sequence);
                     if ack.failed > 0 {

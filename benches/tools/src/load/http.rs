@@ -1,8 +1,8 @@
-//! The load over HTTP: `POST /v1/spaces/{space}/observations?wait=indexed` (one response per
-//! batch, when it is indexed) and `POST .../recall`.
+//! The load over HTTP: `POST /v1/spaces/{space}/observations?wait={--wait}` (one response per
+//! batch, once it reached that level) and `POST .../recall`.
 
-use super::Data;
 use super::drive::{Event, Transport};
+use super::{Data, Wait};
 use anyhow::{Context, bail};
 use engram_engine::IndexKind;
 use futures::StreamExt;
@@ -15,9 +15,10 @@ use std::time::Duration;
 
 const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 
-/// What one POST of observations came back with.
+/// What one POST of observations came back with: the level its `status` names (`indexed`
+/// counted when indexed), or a refusal.
 enum Outcome {
-    Indexed { accepted: u64, duplicates: u64, indexed: u64 },
+    Acked { accepted: u64, duplicates: u64, status: Wait, indexed: u64 },
     Rejected { reason: String, retry_after: Duration },
 }
 
@@ -26,18 +27,24 @@ pub(super) struct Http<'a> {
     data: &'a Data,
     client: reqwest::Client,
     space_url: String,
-    /// `{space_url}/observations?wait=indexed`, built once.
+    /// `{space_url}/observations?wait={wait}`, built once.
     observations_url: Arc<str>,
     /// `{space_url}/recall`, built once.
     recall_url: String,
     posts: FuturesUnordered<BoxFuture<'static, (usize, anyhow::Result<Outcome>)>>,
-    /// The `Indexed` that follows an `Accepted` (HTTP acknowledges both at once).
-    pending: Option<Event>,
+    /// The `Durable` and `Indexed` that follow an `Accepted` (HTTP acknowledges at once).
+    pending: Vec<Event>,
 }
 
 impl<'a> Http<'a> {
     /// Drops and re-creates `space` on the server at `server` for `data` with backend `index`.
-    pub(super) async fn connect(server: &str, data: &'a Data, space: &str, index: IndexKind) -> anyhow::Result<Self> {
+    pub(super) async fn connect(
+        server: &str,
+        data: &'a Data,
+        space: &str,
+        index: IndexKind,
+        wait: Wait,
+    ) -> anyhow::Result<Self> {
         let base_url = server.trim_end_matches('/');
         let client = reqwest::Client::builder().build()?;
         let space_url = format!("{base_url}/v1/spaces/{space}");
@@ -53,7 +60,7 @@ impl<'a> Http<'a> {
         if !r.status().is_success() {
             bail!("creating space {space}: {} {}", r.status(), r.text().await.unwrap_or_default());
         }
-        let observations_url = format!("{space_url}/observations?wait=indexed").into();
+        let observations_url = format!("{space_url}/observations?wait={}", wait.as_str()).into();
         let recall_url = format!("{space_url}/recall");
         Ok(Self {
             data,
@@ -62,7 +69,7 @@ impl<'a> Http<'a> {
             observations_url,
             recall_url,
             posts: FuturesUnordered::new(),
-            pending: None,
+            pending: Vec::new(),
         })
     }
 }
@@ -77,15 +84,22 @@ async fn post_batch(client: reqwest::Client, url: Arc<str>, body: Value) -> anyh
         let retry_after = Duration::from_millis(e["retry_after_ms"].as_u64().unwrap_or(1000).max(1));
         return Ok(Outcome::Rejected { reason, retry_after });
     }
-    if status.as_u16() != 200 {
+    if status.as_u16() != 200 && status.as_u16() != 202 {
         bail!("server answered {status}: {v}");
     }
     if v["failed"].as_u64().unwrap_or(0) > 0 {
         bail!("observations failed to index: {v}");
     }
-    Ok(Outcome::Indexed {
+    let status = match v["status"].as_str() {
+        Some("accepted") => Wait::Accepted,
+        Some("durable") => Wait::Durable,
+        Some("indexed") => Wait::Indexed,
+        _ => bail!("a response without a known status: {v}"),
+    };
+    Ok(Outcome::Acked {
         accepted: v["accepted"].as_u64().unwrap_or(0),
         duplicates: v["duplicates"].as_u64().unwrap_or(0),
+        status,
         indexed: v["indexed"].as_u64().unwrap_or(0),
     })
 }
@@ -109,13 +123,19 @@ impl Transport for Http<'_> {
     }
 
     async fn next_event(&mut self) -> anyhow::Result<Event> {
-        if let Some(event) = self.pending.take() {
+        if let Some(event) = self.pending.pop() {
             return Ok(event);
         }
         let Some((batch, outcome)) = self.posts.next().await else { bail!("no batch in flight") };
         match outcome? {
-            Outcome::Indexed { accepted, duplicates, indexed } => {
-                self.pending = Some(Event::Indexed { batch, indexed });
+            Outcome::Acked { accepted, duplicates, status, indexed } => {
+                // Popped last first: Durable (a durable response), then Indexed.
+                if status == Wait::Indexed {
+                    self.pending.push(Event::Indexed { batch, indexed });
+                }
+                if status == Wait::Durable {
+                    self.pending.push(Event::Durable { batch });
+                }
                 Ok(Event::Accepted { batch, accepted, duplicates })
             }
             Outcome::Rejected { reason, retry_after } => Ok(Event::Rejected { batch, reason, retry_after }),

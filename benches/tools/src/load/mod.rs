@@ -42,6 +42,32 @@ pub enum Protocol {
     Http,
 }
 
+/// The last acknowledgement the load waits for per batch (`--wait`), as the server's
+/// `?wait=` / `WaitFor`: a batch counts as confirmed at that level, and `lost` counts what
+/// was not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wait {
+    /// Queued by the server.
+    Accepted,
+    /// Recorded in the server's durable log (per its `storage.durability`). The default.
+    #[default]
+    Durable,
+    /// Searchable.
+    Indexed,
+}
+
+impl Wait {
+    /// The lowercase name, as in `?wait=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Durable => "durable",
+            Self::Indexed => "indexed",
+        }
+    }
+}
+
 /// Arguments of `engram-stream load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
@@ -69,9 +95,14 @@ pub struct LoadArgs {
     /// ef_search for the recall queries (default: the space's, 128).
     #[arg(long)]
     pub ef_search: Option<usize>,
-    /// Batches in flight (sent, not yet indexed).
+    /// Batches in flight (sent, not yet confirmed at the `--wait` level).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// The acknowledgement each batch waits for: accepted, durable (default) or indexed. Rates
+    /// and latencies are measured to that level; below indexed the load then waits until the
+    /// space holds every vector before it queries. `capacity` needs reports of `indexed`.
+    #[arg(long, value_enum, default_value_t = Wait::Durable)]
+    pub wait: Wait,
     /// Send only the first N base vectors (ground truth is recomputed over them).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -194,7 +225,17 @@ async fn measure<T: Transport>(
     args: &LoadArgs,
 ) -> anyhow::Result<Run> {
     let (tally, duration) = drive::drive(transport, plan).await?;
-    let space_vectors = transport.space_vectors().await?;
+    // Below indexed, the queries wait until the space holds every vector sent.
+    let want = data.base.len() as u64;
+    let settling = Instant::now();
+    let mut space_vectors = transport.space_vectors().await?;
+    while plan.wait < Wait::Indexed && space_vectors < want {
+        if settling.elapsed() > Duration::from_secs(600) {
+            bail!("the space holds {space_vectors} of {want} vectors 600 s after the last {} ack", plan.wait.as_str());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        space_vectors = transport.space_vectors().await?;
+    }
     let mut hits = Vec::with_capacity(data.queries.len());
     let mut recall_latency = Vec::with_capacity(data.queries.len());
     for q in 0..data.queries.len() {
@@ -239,14 +280,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         mix,
         rate: args.rate,
         concurrency: args.concurrency,
+        wait: args.wait,
     };
     let run = match args.protocol {
         Protocol::Grpc => {
-            let mut grpc = grpc::Grpc::connect(&args.server, &data, &space, index, args.concurrency).await?;
+            let mut grpc = grpc::Grpc::connect(&args.server, &data, &space, index, args.concurrency, args.wait).await?;
             measure(&mut grpc, &data, &plan, &args).await?
         }
         Protocol::Http => {
-            measure(&mut http::Http::connect(&args.server, &data, &space, index).await?, &data, &plan, &args).await?
+            let mut http = http::Http::connect(&args.server, &data, &space, index, args.wait).await?;
+            measure(&mut http, &data, &plan, &args).await?
         }
     };
     let server_stats = match (&args.metrics_url, before) {
@@ -275,15 +318,17 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         rejected: t.rejected.clone(),
         retried: t.retried,
         sent_per_accepted: t.sent as f64 / t.accepted.max(1) as f64,
-        indexed: t.indexed,
+        wait: args.wait,
+        confirmed: t.confirmed,
+        indexed: if args.wait == Wait::Indexed { t.indexed } else { space_vectors },
         space_vectors,
-        lost: n.saturating_sub(t.indexed),
+        lost: n.saturating_sub(t.confirmed),
         duration_s: duration.as_secs_f64(),
         ingest_rate_per_s: n as f64 / duration.as_secs_f64().max(1e-9),
         ingest_rate_second_half_per_s: t.second_half_rate(data.base.len()),
         ack_latency_seconds: Quantiles::of(&mut t.ack_latency),
-        index_latency_seconds: Quantiles::of(&mut t.index_latency),
-        accepted_to_indexed_seconds: (args.protocol == Protocol::Grpc)
+        index_latency_seconds: (!t.index_latency.is_empty()).then(|| Quantiles::of(&mut t.index_latency)),
+        accepted_to_indexed_seconds: (args.protocol == Protocol::Grpc && !t.accepted_to_indexed.is_empty())
             .then(|| Quantiles::of(&mut t.accepted_to_indexed)),
         durable_latency_seconds: (!t.durable_latency.is_empty()).then(|| Quantiles::of(&mut t.durable_latency)),
         accepted_to_durable_seconds: (!t.accepted_to_durable.is_empty())
@@ -304,8 +349,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     write_report(&args.report, &report)?;
     eprintln!(
-        "load: {} indexed in {:.1}s ({:.0}/s), lost {}, {:.2} sends per accepted, recall@10 {:.4} at ef_search {}; report: {}",
-        report.indexed,
+        "load: {} {} in {:.1}s ({:.0}/s), lost {}, {:.2} sends per accepted, recall@10 {:.4} at ef_search {}; report: {}",
+        report.confirmed,
+        args.wait.as_str(),
         report.duration_s,
         report.ingest_rate_per_s,
         report.lost,
@@ -319,7 +365,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         bail!("accounting mismatch: sent {} != accepted {} + rejected {}", report.sent, report.accepted, rejected);
     }
     if report.lost > 0 {
-        bail!("{} observations were not confirmed indexed", report.lost);
+        bail!("{} observations were not confirmed {}", report.lost, args.wait.as_str());
     }
     Ok(())
 }

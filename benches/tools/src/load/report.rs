@@ -1,6 +1,6 @@
 //! The JSON report of a load, and the server's view of it read from `/metrics`.
 
-use super::Protocol;
+use super::{Protocol, Wait};
 use engram_engine::IndexKind;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -26,6 +26,10 @@ impl Quantiles {
         let at = |q: f64| samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1];
         Self { p50: at(0.5), p99: at(0.99), p999: at(0.999) }
     }
+}
+
+fn wait_indexed() -> Wait {
+    Wait::Indexed
 }
 
 /// The JSON report.
@@ -59,13 +63,21 @@ pub struct LoadReport {
     /// refused; what a refusing server costs in traffic).
     #[serde(default)]
     pub sent_per_accepted: f64,
-    /// Observations confirmed indexed by INDEXED acks (gRPC) or `wait=indexed` responses (HTTP).
+    /// The acknowledgement each batch waited for (`--wait`; reports from before it waited for
+    /// indexed).
+    #[serde(default = "wait_indexed")]
+    pub wait: Wait,
+    /// Observations confirmed at the `wait` level (new or duplicate).
+    #[serde(default)]
+    pub confirmed: u64,
+    /// Observations confirmed indexed by INDEXED acks (gRPC) or `wait=indexed` responses
+    /// (HTTP); below `--wait indexed`, the vectors the space held once it had them all.
     pub indexed: u64,
     /// Vectors the server reports in the space after the run.
     pub space_vectors: u64,
-    /// Observations not confirmed indexed: `observations - indexed`.
+    /// Observations not confirmed at the `wait` level: `observations - confirmed`.
     pub lost: u64,
-    /// Seconds from the first send to the last indexed confirmation.
+    /// Seconds from the first send to the last confirmation at the `wait` level.
     pub duration_s: f64,
     /// `observations / duration_s`.
     pub ingest_rate_per_s: f64,
@@ -74,11 +86,12 @@ pub struct LoadReport {
     pub ingest_rate_second_half_per_s: f64,
     /// Send → ACCEPTED ack, per batch (HTTP acknowledges once, when indexed: same as index).
     pub ack_latency_seconds: Quantiles,
-    /// Send → INDEXED ack, per batch.
-    pub index_latency_seconds: Quantiles,
+    /// Send → INDEXED ack, per batch (with `--wait indexed`).
+    pub index_latency_seconds: Option<Quantiles>,
     /// ACCEPTED ack → INDEXED ack, per batch (gRPC only; HTTP acknowledges once).
     pub accepted_to_indexed_seconds: Option<Quantiles>,
-    /// Send → DURABLE ack, per batch (gRPC only; absent in reports from before the durable log).
+    /// Send → DURABLE ack, per batch (gRPC, and HTTP with `--wait durable`; absent in reports
+    /// from before the durable log).
     #[serde(default)]
     pub durable_latency_seconds: Option<Quantiles>,
     /// ACCEPTED ack → DURABLE ack, per batch: the group commit's wait (gRPC only).
