@@ -523,6 +523,13 @@ catalog! {
         "Bytes the data directory takes on disk (allocated blocks: journal, tables, content), read at scrape time.",
     )
     .doc("bytes", "engine storage::Store::disk_bytes (sampled)", "grows with stored observations");
+    /// Bytes available on the data directory's filesystem.
+    STORAGE_FILESYSTEM_FREE_BYTES = gauge(
+        "engram_storage_filesystem_free_bytes",
+        &[],
+        "Bytes available to the server on the data directory's filesystem (statvfs f_bavail × f_frsize, as node_filesystem_avail_bytes), read at scrape time.",
+    )
+    .doc("bytes", "engine storage::Store::free_bytes (sampled)", "falls as the store grows; at 0 every write is refused with storage_full");
     /// Seconds the last recovery took.
     RECOVERY_DURATION = gauge(
         "engram_storage_recovery_duration_seconds",

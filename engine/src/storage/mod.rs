@@ -463,6 +463,14 @@ impl Store {
         allocated_bytes(&self.dir)
     }
 
+    /// Bytes of the data directory's filesystem available to this process (`statvfs`:
+    /// `f_bavail × f_frsize`, what `df` shows as available and node_exporter exports as
+    /// `node_filesystem_avail_bytes`), or `None` when it cannot be read.
+    pub(crate) fn free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(&self.dir).ok()?;
+        Some(s.f_bavail.saturating_mul(s.f_frsize))
+    }
+
     /// Syncs once more and stops the syncer: every waiter is resolved. Idempotent.
     pub(crate) fn close(&self) {
         self.commit.stop();

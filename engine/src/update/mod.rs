@@ -96,6 +96,11 @@ impl UpdateHandler {
                     &telemetry,
                     Box::new(move || weak.upgrade().map(|s| s.disk_bytes() as f64)),
                 );
+                let weak = Arc::downgrade(&store);
+                StorageEvents::sample_free_bytes(
+                    &telemetry,
+                    Box::new(move || weak.upgrade().and_then(|s| s.free_bytes()).map(|b| b as f64)),
+                );
                 Some(store)
             }
         };

@@ -46,6 +46,12 @@ impl StorageEvents {
         t.sampled(&catalog::STORAGE_DISK_BYTES, &[], disk_bytes);
     }
 
+    /// Exports the bytes available on the data directory's filesystem, read from `free_bytes`
+    /// at each scrape.
+    pub fn sample_free_bytes(t: &Telemetry, free_bytes: Source) {
+        t.sampled(&catalog::STORAGE_FILESYSTEM_FREE_BYTES, &[], free_bytes);
+    }
+
     /// One log record of `observations` observations and `bytes` bytes was appended.
     #[inline]
     pub fn appended(&self, observations: usize, bytes: usize) {
