@@ -9,12 +9,12 @@ use crate::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
 use crate::observation::Batch;
 use crate::operation::Seq;
 use crate::storage::Store;
-use crate::sync::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use engram_telemetry::events::SpaceEvents;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -237,6 +237,15 @@ pub(crate) struct Space {
     pub(crate) ids: DashMap<u64, IdState>,
     /// See [`STRIPES`].
     stripes: Box<[Mutex<()>]>,
+    /// Jobs not yet applied, per operation (sequence number → jobs left): the checkpoint
+    /// position is the last sequence number before the oldest one ([`Space::applied_through`]).
+    outstanding: Mutex<BTreeMap<Seq, usize>>,
+    /// The newest sequence number of an operation on this space.
+    last_seq: AtomicU64,
+    /// The log position the space's newest checkpoint covers (0: none).
+    pub(crate) checkpointed: AtomicU64,
+    /// When the newest checkpoint was written (or the space was created or recovered).
+    pub(crate) checkpointed_at: Mutex<Instant>,
     /// Where content is kept: the store's `content` keyspace, or the heap without a store.
     contents: Contents,
     /// Accepted but not yet inserted.
@@ -270,12 +279,47 @@ impl Space {
             index,
             ids: DashMap::new(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            outstanding: Mutex::new(BTreeMap::new()),
+            last_seq: AtomicU64::new(0),
+            checkpointed: AtomicU64::new(0),
+            checkpointed_at: Mutex::new(Instant::now()),
             contents,
             pending: AtomicUsize::new(0),
             own: LevelCell::default(),
             effective: AtomicU8::new(0),
             dropped: AtomicBool::new(false),
             events,
+        }
+    }
+
+    /// Operation `seq` on this space was given its position with `jobs` jobs to apply. Called
+    /// under the lock that orders operations, so positions arrive in order.
+    pub(crate) fn sequenced(&self, seq: Seq, jobs: usize) {
+        if jobs > 0 {
+            *self.outstanding.lock().entry(seq).or_default() += jobs;
+        }
+        self.last_seq.fetch_max(seq, Ordering::AcqRel);
+    }
+
+    /// One job of operation `seq` was applied (or skipped, or failed).
+    pub(crate) fn job_done(&self, seq: Seq) {
+        let mut outstanding = self.outstanding.lock();
+        if let Some(left) = outstanding.get_mut(&seq) {
+            *left -= 1;
+            if *left == 0 {
+                outstanding.remove(&seq);
+            }
+        }
+    }
+
+    /// The newest log position through which every operation on this space is applied to its
+    /// index: what a checkpoint taken now covers.
+    pub(crate) fn applied_through(&self) -> Seq {
+        // Read the newest position first: one sequenced after this read is not covered anyway.
+        let last = self.last_seq.load(Ordering::Acquire);
+        match self.outstanding.lock().first_key_value() {
+            Some((&oldest, _)) => oldest.saturating_sub(1).min(last),
+            None => last,
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn storage(dir: &Path, durability: Durability) -> StorageConfig {
-    StorageConfig { data_dir: dir.to_owned(), durability }
+    StorageConfig::at(dir, durability)
 }
 
 fn open(dir: &Path, durability: Durability) -> Engine {

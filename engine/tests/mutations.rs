@@ -22,7 +22,7 @@ const DIM: usize = 16;
 
 fn open(dir: &Path) -> Engine {
     let config = EngineConfig { workers: 2, ..EngineConfig::default() };
-    let storage = StorageConfig { data_dir: dir.to_owned(), durability: Durability::Os };
+    let storage = StorageConfig::at(dir, Durability::Os);
     let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
     let started = Instant::now();
     while !engine.is_ready() {

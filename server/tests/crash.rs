@@ -40,6 +40,8 @@ fn start(data_dir: &Path, log: &Path) -> Server {
         .arg("--data-dir")
         .arg(data_dir)
         .env("ENGRAM_ENGINE__WORKERS", "2")
+        // A checkpoint every second: kills land before, during and after them.
+        .env("ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S", "1")
         .env("RUST_LOG", "warn,engram_engine=info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -225,6 +227,8 @@ async fn acknowledged_observations_survive_repeated_kill_9() {
 
     let acked = acked.lock().unwrap().clone();
     let expected = expected.lock().unwrap().clone();
+    // The space (uid 1) was checkpointed along the way, and the log compacted behind it.
+    assert!(data_dir.join("checkpoints/1/MANIFEST").exists(), "no checkpoint was written");
     // Every id as its last acknowledged operation left it: present with its latest content, or
     // deleted. An id never acknowledged (the clients stopped mid-operation) may be either.
     let mut present = HashSet::new();

@@ -530,6 +530,35 @@ catalog! {
         "Bytes available to the server on the data directory's filesystem (statvfs f_bavail × f_frsize, as node_filesystem_avail_bytes), read at scrape time.",
     )
     .doc("bytes", "engine storage::Store::free_bytes (sampled)", "falls as the store grows; at 0 every write is refused with storage_full");
+    /// Index checkpoints written.
+    STORAGE_CHECKPOINTS = counter(
+        "engram_storage_checkpoints_total",
+        &[],
+        "Index checkpoints written (index file and id states as of a log position), after which the log before the older live checkpoint is compacted away.",
+    )
+    .doc("checkpoints", "engine update::checkpoint::Checkpointer::checkpoint", "one per space with new operations per storage.checkpoint_interval_s");
+    /// Checkpoints that failed, by reason.
+    STORAGE_CHECKPOINT_FAILURES = counter(
+        "engram_storage_checkpoint_failures_total",
+        &["reason"],
+        "Checkpoints that could not be written (reason write) or that did not verify at start and were moved aside (reason corrupt).",
+    )
+    .doc("checkpoints", "engine update::checkpoint::Checkpointer::checkpoint, update::recovery::Recovery::load_checkpoint", "0; any increase needs a look");
+    /// Time one checkpoint took.
+    STORAGE_CHECKPOINT_DURATION = histogram(
+        "engram_storage_checkpoint_duration_seconds",
+        &[],
+        "Time one checkpoint took: the index written under its lock, the states, syncs, the manifest and the log compaction.",
+        INGEST_LATENCY_BUCKETS,
+    )
+    .doc("seconds", "engine update::checkpoint::Checkpointer::checkpoint", "tens of milliseconds per 100k vectors; the index lock is held for the write of the index file");
+    /// Seconds since a space's newest checkpoint.
+    STORAGE_CHECKPOINT_AGE = gauge(
+        "engram_storage_checkpoint_age_seconds",
+        &["memory_space"],
+        "Seconds since the space's newest checkpoint (or since it was created or recovered), read at scrape time; hnsw_rs spaces are not checkpointed and are not exported.",
+    )
+    .doc("seconds", "engine update::checkpoint (sampled)", "below 2 × storage.checkpoint_interval_s while the space takes writes");
     /// Seconds the last recovery took.
     RECOVERY_DURATION = gauge(
         "engram_storage_recovery_duration_seconds",

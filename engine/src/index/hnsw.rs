@@ -217,6 +217,14 @@ impl VectorIndex for HnswIndex {
     /// `Vec` header per possible layer for its neighbour lists (16 × 24 bytes), about `2M` level-0
     /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
     /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1.
+    fn save(&self, _path: &std::path::Path, _consistent: &mut dyn FnMut()) -> Result<bool, String> {
+        Ok(false)
+    }
+
+    fn holds(&self, id: u64) -> bool {
+        self.live.contains_key(&id)
+    }
+
     /// Tombstones count like live points (they stay in the graph), plus both id maps.
     fn memory_bytes(&self) -> usize {
         let points = self.next_internal.load(Ordering::Acquire);

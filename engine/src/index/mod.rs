@@ -177,6 +177,38 @@ pub trait VectorIndex: Send + Sync {
     /// Bytes held by the index (graph and vectors): the backend's own accounting where it has
     /// one (usearch), an estimate from its layout otherwise (hnsw_rs).
     fn memory_bytes(&self) -> usize;
+    /// Writes the index to `path` (a checkpoint) and, while no insert, removal or search runs,
+    /// calls `consistent` once (so the caller reads its own per-id state as of the file).
+    /// `Ok(false)` when the backend cannot checkpoint: hnsw_rs, whose spaces are rebuilt from
+    /// the whole log at start.
+    ///
+    /// # Errors
+    /// The backend's message when the file cannot be written.
+    fn save(&self, path: &std::path::Path, consistent: &mut dyn FnMut()) -> Result<bool, String>;
+    /// True when the index holds `id`. Only while nothing inserts or removes (recovery, after
+    /// loading a checkpoint): usearch's key lookup is not documented as safe beside adds.
+    fn holds(&self, id: u64) -> bool;
+}
+
+/// Loads an index of `params` from a checkpoint written by [`VectorIndex::save`].
+///
+/// # Errors
+/// The backend's message when the file does not load or does not match `params` (dimension,
+/// metric), or when the backend cannot load checkpoints (hnsw_rs).
+pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Box<dyn VectorIndex>, String> {
+    let p = params;
+    match p.kind {
+        IndexKind::HnswRs => Err("the hnsw_rs backend does not load checkpoints".into()),
+        IndexKind::Usearch => Ok(Box::new(usearch::UsearchIndex::load(
+            p.metric,
+            p.dim,
+            p.m,
+            p.ef_construction,
+            p.ef_search,
+            p.threads,
+            path,
+        )?)),
+    }
 }
 
 /// Dot product of two equal-length slices, in four independent lanes so it vectorises.

@@ -166,6 +166,41 @@ impl UsearchIndex {
         })
     }
 
+    /// An index loaded from a checkpoint `path` written by [`VectorIndex::save`], with the
+    /// parameters of [`UsearchIndex::new`] (`dim` and the metric must match the file's).
+    ///
+    /// # Errors
+    /// USearch's message when the file does not load, or a mismatch of dimension or metric.
+    pub fn load(
+        metric: Metric,
+        dim: usize,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+        threads: usize,
+        path: &std::path::Path,
+    ) -> Result<Self, String> {
+        let me = Self::new(metric, dim, m, ef_construction, ef_search, 1, threads)?;
+        let path_str = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+        {
+            let index = me.index.write();
+            index.load(path_str).map_err(|e| e.to_string())?;
+            if index.dimensions() != dim {
+                return Err(format!("the checkpoint holds vectors of dimension {}, not {dim}", index.dimensions()));
+            }
+            let size = index.size();
+            let capacity = index.capacity().max(size + 1).max(INITIAL_CAPACITY);
+            let reserved = me.threads.lock().reserved;
+            index.reserve_capacity_and_threads(capacity, reserved).map_err(|e| e.to_string())?;
+            index.change_expansion_search(ef_search);
+            index.change_expansion_add(ef_construction);
+            me.claimed.store(size, Ordering::Release);
+            me.inserted.store(size, Ordering::Release);
+            me.capacity.store(capacity, Ordering::Release);
+        }
+        Ok(me)
+    }
+
     /// Reserved capacity in vectors (grows by doubling).
     pub fn capacity(&self) -> usize {
         self.capacity.load(Ordering::Acquire)
@@ -319,6 +354,21 @@ impl VectorIndex for UsearchIndex {
 
     fn len(&self) -> usize {
         self.inserted.load(Ordering::Acquire)
+    }
+
+    /// Under the write lock: USearch's `save` walks the graph, which adds must not change
+    /// meanwhile; `consistent` runs under the same lock.
+    fn save(&self, path: &std::path::Path, consistent: &mut dyn FnMut()) -> Result<bool, String> {
+        let path_str = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
+        let index = self.index.write();
+        index.save(path_str).map_err(|e| e.to_string())?;
+        consistent();
+        drop(index);
+        Ok(true)
+    }
+
+    fn holds(&self, id: u64) -> bool {
+        self.index.read().contains(id)
     }
 
     /// The engine's accounting of what the index holds in use (never USearch's

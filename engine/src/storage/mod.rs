@@ -18,6 +18,7 @@
 //! power loss), `none` → no store at all. Source: fjall's `PersistMode` docs
 //! (<https://docs.rs/fjall/3/fjall/enum.PersistMode.html>).
 
+pub(crate) mod checkpoint;
 pub(crate) mod codec;
 mod commit;
 
@@ -77,11 +78,21 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// What DURABLE means: `fsync` (default), `os` or `none` (see [`Durability`]).
     pub durability: Durability,
+    /// Seconds between index checkpoints of each space that took writes (default 60; 0: only
+    /// at shutdown). A start loads the newest checkpoint and replays the log after it.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./engram-data"), durability: Durability::Fsync }
+        Self { data_dir: PathBuf::from("./engram-data"), durability: Durability::Fsync, checkpoint_interval_s: 60 }
+    }
+}
+
+impl StorageConfig {
+    /// Fsync durability on `data_dir`, other settings at their defaults.
+    pub fn at(data_dir: impl Into<PathBuf>, durability: Durability) -> Self {
+        Self { data_dir: data_dir.into(), durability, ..Self::default() }
     }
 }
 
@@ -275,6 +286,22 @@ impl Store {
             self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))?;
             tracing::info!(records = orphans, "removed the log records of dropped memory spaces");
         }
+        // Checkpoints: a compacted log may hold nothing past a checkpoint's position, so new
+        // sequence numbers start past every checkpoint too. Those of dropped spaces go.
+        let root = self.checkpoints_root();
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let Some(uid) = entry.file_name().to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+                next_uid = next_uid.max(uid + 1);
+                if !live.contains_key(&uid) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                    continue;
+                }
+                if let Ok(m) = checkpoint::read_manifest(&entry.path()) {
+                    next_seq = next_seq.max(m.checkpoints.iter().map(|c| c.seq + 1).max().unwrap_or(1));
+                }
+            }
+        }
         *self.append.lock() = Counters { next_seq, next_uid };
         Ok(())
     }
@@ -325,11 +352,55 @@ impl Store {
         self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the drop", e))
     }
 
-    /// Removes the log records of space `uid` (dropped: see [`Store::forget_space`]).
+    /// Where checkpoints live: `checkpoints/` in the data directory.
+    pub(crate) fn checkpoints_root(&self) -> PathBuf {
+        self.dir.join("checkpoints")
+    }
+
+    /// The checkpoint directory of space `uid`, created if missing.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when it cannot be created.
+    pub(crate) fn checkpoint_dir(&self, uid: u64) -> Result<PathBuf, EngineError> {
+        let dir = checkpoint::space_dir(&self.checkpoints_root(), uid);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::Storage {
+            kind: if e.kind() == std::io::ErrorKind::StorageFull {
+                StorageErrorKind::Full
+            } else {
+                StorageErrorKind::Io
+            },
+            message: format!("creating {}: {e}", dir.display()),
+        })?;
+        Ok(dir)
+    }
+
+    /// Removes the log records of space `uid` up to and including `through` (covered by its
+    /// oldest live checkpoint). Not synced: records left by a crash are skipped at replay,
+    /// which starts past the checkpoint.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn compact_log(&self, uid: u64, through: Seq) -> Result<usize, EngineError> {
+        let mut removed = 0usize;
+        let mut write = self.db.batch();
+        for kv in self.log.range(log_key(uid, 0)..=log_key(uid, through)) {
+            let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
+            write.remove(&self.log, key.to_vec());
+            removed += 1;
+        }
+        if removed > 0 {
+            write.commit().map_err(|e| storage_error("compacting the log", e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes the log records and checkpoints of space `uid` (dropped: see
+    /// [`Store::forget_space`]).
     ///
     /// # Errors
     /// [`EngineError::Storage`].
     pub(crate) fn purge_log(&self, uid: u64) -> Result<usize, EngineError> {
+        let _ = std::fs::remove_dir_all(checkpoint::space_dir(&self.checkpoints_root(), uid));
         let mut removed = 0usize;
         for ks in [&self.log, &self.content] {
             for kv in ks.prefix(uid.to_be_bytes()) {
@@ -431,15 +502,17 @@ impl Store {
         self.commit.barrier()
     }
 
-    /// Every record of space `uid` in sequence order, decoded for a space `name` of dimension
-    /// `dim`. A record that does not decode ends the iteration with its error.
+    /// Every record of space `uid` from sequence number `from` on, in sequence order, decoded
+    /// for a space `name` of dimension `dim`. A record that does not decode ends the iteration
+    /// with its error.
     pub(crate) fn replay<'a>(
         &'a self,
         name: &'a str,
         uid: u64,
         dim: usize,
+        from: Seq,
     ) -> impl Iterator<Item = Result<(Seq, Operation), EngineError>> + 'a {
-        self.log.prefix(uid.to_be_bytes()).map(move |kv| {
+        self.log.range(log_key(uid, from)..=log_key(uid, Seq::MAX)).map(move |kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
             let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
                 kind: StorageErrorKind::Io,

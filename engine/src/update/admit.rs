@@ -232,6 +232,7 @@ impl Admitter {
         let mut replaced = 0;
         let sequenced = self.sequence(space, &op, |seq| {
             let Operation::Insert(insert) = &op else { unreachable!("an insert") };
+            space.sequenced(seq, insert.records.len());
             for r in &insert.records {
                 space
                     .ids
@@ -320,6 +321,7 @@ impl Admitter {
         let mut deleted = 0;
         let sequenced = self.sequence(space, &op, |seq| {
             let Operation::Delete(batch) = &op else { unreachable!("a delete") };
+            space.sequenced(seq, batch.ids.len());
             for id in &batch.ids {
                 // An id deleted (and removed) meanwhile by a concurrent delete stays absent.
                 if let Some(mut s) = space.ids.get_mut(id) {

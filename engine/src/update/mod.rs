@@ -20,6 +20,7 @@
 //! ack waits for the sync.
 
 mod admit;
+mod checkpoint;
 mod job;
 mod monitor;
 mod recovery;
@@ -74,6 +75,8 @@ pub(crate) struct UpdateHandler {
     /// The durable log; `None` with `durability = none`.
     pub(crate) store: Option<Arc<Store>>,
     pub(crate) recovery: Arc<Recovery>,
+    /// Index checkpoints; `None` without a store.
+    checkpointer: Option<Arc<checkpoint::Checkpointer>>,
     pool: Mutex<Option<Pool>>,
 }
 
@@ -150,6 +153,23 @@ impl UpdateHandler {
             })
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start the recovery thread: {e}")))?,
         };
+        let checkpointer = match &store {
+            None => None,
+            Some(store) => {
+                let recovering = Arc::clone(&recovery);
+                Some(
+                    checkpoint::Checkpointer::start(
+                        Arc::clone(store),
+                        Arc::clone(&registry),
+                        Duration::from_secs(storage.checkpoint_interval_s),
+                        move || !recovering.is_active(),
+                    )
+                    .map_err(|e| {
+                        EngineError::invalid("engine.workers", format!("cannot start the checkpoint thread: {e}"))
+                    })?,
+                )
+            }
+        };
         tracing::info!(
             workers,
             capacity = config.queue_capacity,
@@ -157,7 +177,17 @@ impl UpdateHandler {
             data_dir = %storage.data_dir.display(),
             "engine started"
         );
-        Ok(Self { config, telemetry, registry, scheduler, admitter, store, recovery, pool: Mutex::new(Some(pool)) })
+        Ok(Self {
+            config,
+            telemetry,
+            registry,
+            scheduler,
+            admitter,
+            store,
+            recovery,
+            checkpointer,
+            pool: Mutex::new(Some(pool)),
+        })
     }
 
     /// `Err(Recovering)` while recovery runs (or failed).
@@ -293,6 +323,14 @@ impl UpdateHandler {
         s.stop_monitor();
         s.wake_all_workers();
         pool.join();
+        if let Some(c) = &self.checkpointer {
+            c.stop();
+            // Drained and recovered: a checkpoint now covers everything, so the next start
+            // replays (almost) nothing.
+            if drained && !self.recovery.is_active() {
+                c.checkpoint_all();
+            }
+        }
         if let Some(store) = &self.store {
             // The last sync: every DURABLE waiter still open is resolved.
             store.close();
@@ -312,7 +350,15 @@ fn new_space(
     store: Option<Arc<Store>>,
 ) -> Arc<Space> {
     let events = SpaceEvents::register(telemetry, name);
+    let checkpointed = store.is_some() && params.index == crate::index::IndexKind::Usearch;
     let space = Arc::new(Space::new(name.to_owned(), uid, params, index, events, store));
+    if checkpointed {
+        StorageEvents::sample_checkpoint_age(
+            telemetry,
+            space.events.label(),
+            space_source(&space, |s| s.checkpointed_at.lock().elapsed().as_secs_f64()),
+        );
+    }
     space.events.sample(
         telemetry,
         SpaceSources {
@@ -324,8 +370,9 @@ fn new_space(
     space
 }
 
-/// A stored space built again at start (recovery): its index with `threads` concurrent calls,
-/// its content read from `store`.
+/// A stored space built again at start (recovery): over the index `index` gives (loaded from a
+/// checkpoint, or new), once the stored parameters pass this configuration's limits; its
+/// content read from `store`.
 ///
 /// # Errors
 /// [`EngineError::InvalidArgument`] when the stored parameters no longer pass this
@@ -336,11 +383,11 @@ pub(crate) fn register_space(
     name: &str,
     uid: u64,
     params: SpaceParams,
-    threads: usize,
     store: &Arc<Store>,
+    index: impl FnOnce(&SpaceParams) -> Result<Box<dyn crate::index::VectorIndex>, EngineError>,
 ) -> Result<Arc<Space>, EngineError> {
     params.validate(config).map_err(|e| EngineError::invalid(format!("stored space `{name}`"), e.to_string()))?;
-    let index = build_index(&params, threads)?;
+    let index = index(&params)?;
     Ok(new_space(telemetry, name, uid, params, index, Some(Arc::clone(store))))
 }
 

@@ -18,7 +18,8 @@ use crate::error::EngineError;
 use crate::observation::Priority;
 use crate::operation::Operation;
 use crate::space::IdState;
-use crate::storage::Store;
+use crate::space::build_index;
+use crate::storage::{Store, checkpoint};
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Mutex, Ordering};
 use engram_telemetry::Telemetry;
 use serde::Serialize;
@@ -45,6 +46,10 @@ pub struct RecoveryStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+/// A checkpoint loaded at start: the index, the log position it covers and the ids' states.
+type LoadedCheckpoint =
+    Option<(Box<dyn crate::index::VectorIndex>, crate::operation::Seq, Vec<checkpoint::SavedState>)>;
 
 /// Shared recovery state.
 pub(crate) struct Recovery {
@@ -148,6 +153,64 @@ impl Recovery {
         }
     }
 
+    /// The newest checkpoint of space `uid` that verifies and loads: its index, position and
+    /// states. One that does not is moved aside (named in the log, counted) and the one before
+    /// it tried; `None` when there is none (the space is rebuilt from the whole log, or from
+    /// what is left of it when checkpoints it was compacted behind were all unusable).
+    fn load_checkpoint(
+        &self,
+        r: &Replay,
+        name: &str,
+        uid: u64,
+        params: &crate::space::SpaceParams,
+        threads: usize,
+    ) -> Result<LoadedCheckpoint, EngineError> {
+        if params.index != crate::index::IndexKind::Usearch {
+            return Ok(None);
+        }
+        let dir = checkpoint::space_dir(&r.store.checkpoints_root(), uid);
+        let mut manifest = checkpoint::read_manifest(&dir)?;
+        let index_params = crate::index::IndexParams {
+            kind: params.index,
+            metric: params.metric,
+            dim: params.dim,
+            m: params.m,
+            ef_construction: params.ef_construction,
+            ef_search: params.ef_search,
+            max_elements: params.max_elements,
+            threads,
+        };
+        while let Some(c) = manifest.checkpoints.first().cloned() {
+            let loaded = checkpoint::verify(&dir, &c)
+                .and_then(|states| crate::index::load(&index_params, &dir.join(&c.index_file)).map(|i| (i, states)));
+            match loaded {
+                Ok((index, states)) => {
+                    tracing::info!(
+                        memory_space = name,
+                        seq = c.seq,
+                        vectors = index.len(),
+                        "loaded the space's checkpoint"
+                    );
+                    return Ok(Some((index, c.seq, states)));
+                }
+                Err(reason) => {
+                    let moved = checkpoint::move_aside(&dir, &c);
+                    r.store.events.checkpoint_failed(true);
+                    tracing::error!(
+                        memory_space = name,
+                        seq = c.seq,
+                        reason = %reason,
+                        moved_to = ?moved,
+                        "a checkpoint does not verify: moved aside, trying the one before it"
+                    );
+                    manifest.checkpoints.remove(0);
+                    checkpoint::rewrite_manifest(&dir, &manifest)?;
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn run(&self, r: &Replay) -> Result<(), EngineError> {
         let stored = r.store.spaces()?;
         self.spaces.store(stored.len(), Ordering::Release);
@@ -158,14 +221,35 @@ impl Recovery {
                 kind: crate::error::StorageErrorKind::Io,
                 message: format!("the stored parameters of space `{name}` do not parse: {e}"),
             })?;
-            let space = register_space(&r.config, &r.telemetry, &name, s.uid, params, threads, &r.store)?;
+            let loaded = self.load_checkpoint(r, &name, s.uid, &params, threads)?;
+            let (index, from) = match loaded {
+                Some((index, seq, states)) => (Some((index, states)), seq),
+                None => (None, 0),
+            };
+            let (index, states) = index.map_or((None, Vec::new()), |(i, s)| (Some(i), s));
+            let space = register_space(&r.config, &r.telemetry, &name, s.uid, params, &r.store, |p| match index {
+                Some(index) => Ok(index),
+                None => build_index(p, threads),
+            })?;
+            if from > 0 {
+                // The checkpoint's states, with what the loaded index holds; ids neither live
+                // nor held need no state.
+                for st in states {
+                    let indexed = space.index.holds(st.id);
+                    if st.live || indexed {
+                        space.ids.insert(st.id, IdState { seq: st.seq, live: st.live, indexed });
+                    }
+                }
+                space.sequenced(from, 0);
+                space.checkpointed.store(from, Ordering::Release);
+            }
             r.registry.update(|all| all.insert(name.clone(), Arc::clone(&space)));
-            spaces.push(space);
+            spaces.push((space, from));
         }
         let cap = r.scheduler.queue.capacity();
-        for space in spaces {
+        for (space, from) in spaces {
             let dim = space.params.dim;
-            for item in r.store.replay(&space.name, space.uid, dim) {
+            for item in r.store.replay(&space.name, space.uid, dim, from + 1) {
                 if self.stopping() {
                     return Ok(());
                 }
@@ -211,6 +295,7 @@ impl Recovery {
                         (lane, found.into_iter().map(|id| Job::remove(&space, seq, id, lane, now, None)).collect())
                     }
                 };
+                space.sequenced(seq, jobs.len());
                 if jobs.is_empty() {
                     continue;
                 }

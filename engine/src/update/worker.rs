@@ -187,6 +187,7 @@ impl WorkerLoop {
                     }
                 }
             };
+            space.job_done(job.seq);
             if let Some(ack) = job.ack {
                 ack.complete(ok);
             }

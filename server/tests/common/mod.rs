@@ -155,7 +155,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 pub fn open_recovered(dir: &Path, what: &str, timeout: std::time::Duration) -> engram_engine::Engine {
     let engine = engram_engine::Engine::open(
         engram_engine::EngineConfig { workers: 2, ..Default::default() },
-        &engram_engine::StorageConfig { data_dir: dir.to_owned(), durability: engram_engine::Durability::Fsync },
+        &engram_engine::StorageConfig::at(dir, engram_engine::Durability::Fsync),
         engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default()),
     )
     .unwrap_or_else(|e| panic!("{what}: the engine refused to start: {e}"));

@@ -10,6 +10,9 @@ use std::time::Duration;
 /// `kind` label values of `engram_storage_errors_total`.
 pub const STORAGE_ERROR_KINDS: [&str; 2] = ["storage_full", "storage_error"];
 
+/// `reason` label values of `engram_storage_checkpoint_failures_total`.
+pub const CHECKPOINT_FAILURE_REASONS: [&str; 2] = ["write", "corrupt"];
+
 /// Handles of the durable log (one per store).
 #[derive(Debug, Clone)]
 pub struct StorageEvents {
@@ -22,6 +25,9 @@ pub struct StorageEvents {
     recovery_duration: Arc<Gauge>,
     replayed: Arc<Counter>,
     corrupt: Arc<Counter>,
+    checkpoints: Arc<Counter>,
+    checkpoint_failures: [Arc<Counter>; 2],
+    checkpoint_duration: Arc<Histogram>,
 }
 
 impl StorageEvents {
@@ -37,7 +43,32 @@ impl StorageEvents {
             recovery_duration: t.gauge(&catalog::RECOVERY_DURATION, &[]),
             replayed: t.counter(&catalog::RECOVERY_REPLAYED, &[]),
             corrupt: t.counter(&catalog::RECOVERY_CORRUPT, &[]),
+            checkpoints: t.counter(&catalog::STORAGE_CHECKPOINTS, &[]),
+            checkpoint_failures: CHECKPOINT_FAILURE_REASONS
+                .map(|r| t.counter(&catalog::STORAGE_CHECKPOINT_FAILURES, &[r])),
+            checkpoint_duration: t.histogram(&catalog::STORAGE_CHECKPOINT_DURATION, &[]),
         }
+    }
+
+    /// A checkpoint was written in `took`.
+    pub fn checkpointed(&self, took: Duration) {
+        if super::RECORDING {
+            self.checkpoints.add(1);
+            self.checkpoint_duration.record(took.as_secs_f64());
+        }
+    }
+
+    /// A checkpoint could not be written (`corrupt` false) or did not verify at start (true).
+    pub fn checkpoint_failed(&self, corrupt: bool) {
+        if super::RECORDING {
+            self.checkpoint_failures[usize::from(corrupt)].add(1);
+        }
+    }
+
+    /// Exports the seconds since the checkpoint of the space labelled `space` (its bounded
+    /// label), read from `age` at each scrape.
+    pub fn sample_checkpoint_age(t: &Telemetry, space: &str, age: Source) {
+        t.sampled(&catalog::STORAGE_CHECKPOINT_AGE, &[space], age);
     }
 
     /// Exports the store's bytes on disk, read from `disk_bytes` at each scrape (`None` once

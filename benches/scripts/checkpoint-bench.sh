@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Index checkpoints, measured in one run on this machine (docs/benchmarks.md, "Checkpoints").
+# For each shared data set, storage.durability fsync, gRPC loads waiting for INDEXED acks:
+#   saturated   checkpoints off while running (checkpoint_interval_s 0): the saturated rate;
+#   paced-off   at 70 % of it, checkpoints off: p99 accepted → indexed without checkpoints;
+#   paced-on    at 70 % of it, a checkpoint every 5 s: p99 accepted → indexed with them (the
+#               target is within 2× of paced-off), then kill -9 right after the load (what came
+#               after the last checkpoint is replayed) and time to ready, then a SIGTERM stop
+#               (which checkpoints) and time to ready.
+# Reports go to OUT (default target/checkpoint-bench), the summary to OUT/summary.json.
+#
+# Usage: benches/scripts/checkpoint-bench.sh [OUT]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-target/checkpoint-bench}
+mkdir -p "$out"
+cargo build --release -q -p engram-server -p engram-tools
+bin=target/release/engram-stream
+http=127.0.0.1:18580
+grpc=127.0.0.1:18551
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true' EXIT
+now() { python3 -c 'import time; print(time.time())'; }
+
+serve() { # serve INTERVAL DIR LOG
+  ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S=$1 "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$2" >>"$3" 2>&1 &
+  pid=$!
+}
+wait_ready() { # prints seconds until /health/ready answered 200
+  local start; start=$(now)
+  for _ in $(seq 1 3000); do
+    curl -sf "http://$http/health/ready" >/dev/null && { python3 -c "print(round($(now) - $start, 3))"; return; }
+    sleep 0.05
+  done
+  echo "server not ready" >&2; exit 1
+}
+
+for set in minilm-384-stdlib glove-50-angular-100k; do
+  for run in saturated paced-off paced-on; do
+    dir="$out/data-$set-$run"
+    rm -rf "$dir"
+    interval=0 rate=()
+    [ "$run" = paced-on ] && interval=5
+    if [ "$run" != saturated ]; then
+      rate=(--rate "$(python3 -c "import json; print(round(0.7 * json.load(open('$out/$set-saturated.json'))['ingest_rate_per_s']))")")
+    fi
+    serve "$interval" "$dir" "$out/serve-$set-$run.log"
+    wait_ready >/dev/null
+    "$bin" load --wait indexed --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
+      --metrics-url "http://$http/metrics" "${rate[@]}" --report "$out/$set-$run.json" >/dev/null
+    curl -sf "http://$http/metrics" >"$out/$set-$run.metrics"
+    if [ "$run" = paced-on ]; then
+      kill -9 $pid; wait $pid 2>/dev/null || true
+      serve "$interval" "$dir" "$out/serve-$set-$run.log"
+      wait_ready >"$out/$set-ready-after-kill9.s"
+      curl -sf "http://$http/health/detailed" >"$out/$set-after-kill9-health.json"
+      kill -TERM $pid; wait $pid
+      serve "$interval" "$dir" "$out/serve-$set-$run.log"
+      wait_ready >"$out/$set-ready-after-sigterm.s"
+      curl -sf "http://$http/health/detailed" >"$out/$set-after-sigterm-health.json"
+      du -s --block-size=1 "$dir" | cut -f1 >"$out/$set-$run.du"
+    fi
+    kill -TERM $pid; wait $pid || true
+    pid=
+  done
+done
+
+python3 - "$out" <<'PY'
+import json, pathlib, sys
+out = pathlib.Path(sys.argv[1])
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return None
+summary = {"machine": "2 vCPU (AMD EPYC), 24 GiB; client and server on the same machine"}
+for s in ["minilm-384-stdlib", "glove-50-angular-100k"]:
+    row = {}
+    for run in ["saturated", "paced-off", "paced-on"]:
+        r = json.loads((out / f"{s}-{run}.json").read_text())
+        m = (out / f"{s}-{run}.metrics").read_text()
+        row[run] = {
+            "ingest_rate_per_s": r["ingest_rate_per_s"],
+            "recall_at_10": r["recall_at_10"],
+            "lost": r["lost"],
+            "accepted_to_indexed_seconds": r.get("accepted_to_indexed_seconds"),
+            "checkpoints": metric(m, "engram_storage_checkpoints_total"),
+            "checkpoint_seconds_sum": metric(m, "engram_storage_checkpoint_duration_seconds_sum"),
+        }
+    on, off = row["paced-on"]["accepted_to_indexed_seconds"]["p99"], row["paced-off"]["accepted_to_indexed_seconds"]["p99"]
+    row["p99_accepted_to_indexed_checkpoints_over_none"] = on / off
+    row["ready_after_kill9_s"] = float((out / f"{s}-ready-after-kill9.s").read_text())
+    row["replayed_after_kill9"] = json.loads((out / f"{s}-after-kill9-health.json").read_text())["engine"]["recovery"]["replayed_observations"]
+    row["ready_after_sigterm_s"] = float((out / f"{s}-ready-after-sigterm.s").read_text())
+    row["replayed_after_sigterm"] = json.loads((out / f"{s}-after-sigterm-health.json").read_text())["engine"]["recovery"]["replayed_observations"]
+    row["data_dir_bytes_per_vector"] = int((out / f"{s}-paced-on.du").read_text().strip()) / r["observations"]
+    summary[s] = row
+(out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(summary, indent=2))
+PY

@@ -1,0 +1,147 @@
+//! Index checkpoints through the engine's API: a clean shutdown checkpoints every usearch
+//! space, so the next start loads the index and replays nothing; what comes after a checkpoint
+//! is replayed from the log on top of it; a checkpoint that does not verify is moved aside and
+//! the one before it used; the log behind the checkpoints is compacted; hnsw_rs spaces (not
+//! checkpointed) still come back whole.
+
+mod common;
+
+use common::sample;
+use engram_dataset::{read_fvecs, shared_data_dir};
+use engram_engine::{
+    AckLevel, Batch, Durability, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams, StorageConfig,
+};
+use engram_telemetry::{Telemetry, TelemetryConfig};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn open(dir: &Path) -> Engine {
+    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
+    let storage = StorageConfig { checkpoint_interval_s: 0, ..StorageConfig::at(dir, Durability::Os) };
+    let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
+    let started = Instant::now();
+    while !engine.is_ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "recovery did not finish: {:?}",
+            engine.status().recovery
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    engine
+}
+
+fn write(
+    engine: &Engine,
+    space: &str,
+    base: &engram_dataset::Vectors<f32>,
+    rows: std::ops::Range<usize>,
+    upsert: bool,
+) {
+    for start in rows.clone().step_by(100) {
+        let batch = Batch {
+            upsert,
+            priority: Priority::Normal,
+            observations: (start..(start + 100).min(rows.end))
+                .map(|i| Observation {
+                    id: (i % 10_000) as u64,
+                    embedding: base.row(i).to_vec(),
+                    content: Some(format!("row {i}")),
+                })
+                .collect(),
+        };
+        let a = engine.submit(space, batch, AckLevel::Indexed).unwrap();
+        a.durable.unwrap().wait_blocking().unwrap();
+        assert_eq!(a.indexed.unwrap().wait_blocking().failed, 0);
+    }
+}
+
+/// What every id should hold: for ids 0..3000, row 10_000 + id for the upserted 0..1000 and
+/// row id otherwise; ids 2000..2500 deleted; ids 3000..3500 (written after the first
+/// checkpoint) row id.
+fn check(engine: &Engine, space: &str, base: &engram_dataset::Vectors<f32>, with_tail: bool, when: &str) {
+    let mut misses = 0;
+    for id in (0..3500u64).step_by(7) {
+        let got = engine.get_observation(space, id).unwrap();
+        let row = match id {
+            0..1000 => Some(10_000 + id as usize),
+            2000..2500 => None,
+            3000.. if !with_tail => None,
+            _ => Some(id as usize),
+        };
+        match row {
+            None => assert_eq!(got, None, "{space} {when}: {id} should be absent"),
+            Some(row) => {
+                assert_eq!(got.unwrap().content, Some(format!("row {row}")), "{space} {when}: {id}");
+                let hit = engine.recall(space, base.row(row).to_vec(), 1, Some(256)).unwrap();
+                misses += usize::from(hit.first().map(|h| h.id) != Some(id));
+            }
+        }
+    }
+    assert!(misses <= 3, "{space} {when}: {misses} ids not found first by their latest vector");
+    let expected = 3000 - 500 + if with_tail { 500 } else { 0 };
+    assert_eq!(engine.describe_space(space).unwrap().vectors, expected, "{space} {when}");
+}
+
+#[test]
+fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_previous() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = shared_data_dir("glove-50-angular-100k").unwrap();
+    let base = read_fvecs(&data.join("base.fvecs")).unwrap();
+    let spaces = [("u", IndexKind::Usearch), ("h", IndexKind::HnswRs)];
+    {
+        let engine = open(tmp.path());
+        for (name, kind) in spaces {
+            engine.create_space(name, SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
+            write(&engine, name, &base, 0..3000, false);
+            write(&engine, name, &base, 10_000..11_000, true);
+            let d = engine.delete(name, (2000..2500).collect(), AckLevel::Durable).unwrap();
+            d.durable.unwrap().wait_blocking().unwrap();
+        }
+        assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
+    }
+    let manifest = tmp.path().join("checkpoints/1/MANIFEST");
+    assert!(manifest.exists(), "the usearch space (uid 1) has a checkpoint");
+    assert!(!tmp.path().join("checkpoints/2").exists(), "the hnsw_rs space (uid 2) has none");
+    {
+        let engine = open(tmp.path());
+        let r = engine.status().recovery;
+        // Only the hnsw_rs space replays: 3000 inserts, 1000 upserts, 500 deletes.
+        assert_eq!(r.replayed_observations, 4500, "{r:?}");
+        for (name, _) in spaces {
+            check(&engine, name, &base, false, "after a clean restart");
+        }
+        let metrics = engine.telemetry().render();
+        assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="u"}"#).is_some());
+        assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="h"}"#).is_none());
+        // A second checkpoint, with more after the first.
+        write(&engine, "u", &base, 3000..3500, false);
+        write(&engine, "h", &base, 3000..3500, false);
+        assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
+        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
+        assert_eq!(m["checkpoints"].as_array().unwrap().len(), 2, "{m}");
+        // Corrupt the newest index file: one flipped byte.
+        let newest = tmp.path().join("checkpoints/1").join(m["checkpoints"][0]["index_file"].as_str().unwrap());
+        let mut bytes = std::fs::read(&newest).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x40;
+        std::fs::write(&newest, bytes).unwrap();
+    }
+    let engine = open(tmp.path());
+    let r = engine.status().recovery;
+    // The previous checkpoint is used and the 500 written after it are replayed (the log was
+    // kept behind it), plus the hnsw_rs space's whole log.
+    assert_eq!(r.replayed_observations, 500 + 5000, "{r:?}");
+    for (name, _) in spaces {
+        check(&engine, name, &base, true, "after falling back");
+    }
+    let moved: Vec<_> = std::fs::read_dir(tmp.path().join("checkpoints/1"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".corrupt"))
+        .collect();
+    assert_eq!(moved.len(), 2, "the corrupt checkpoint's two files are moved aside, not deleted");
+    let metrics = engine.telemetry().render();
+    assert_eq!(sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#), Some(1.0));
+    engine.shutdown(Some(Duration::from_secs(60)));
+}
