@@ -517,3 +517,96 @@ fn embedding_problem(v: &[f32], dim: usize) -> Option<String> {
     let j = v.iter().position(|x| !x.is_finite())?;
     Some(format!("value [{j}] is {}: values must be finite", v[j]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_telemetry::{Telemetry, TelemetryConfig};
+    use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize};
+
+    /// The checkpoint position read while operations are sequenced and their jobs applied on
+    /// two threads in any order: it never decreases and never covers an operation with a job
+    /// still unapplied.
+    #[test]
+    fn applied_through_never_covers_an_unapplied_job_while_jobs_finish_out_of_order() {
+        const OPS: usize = 20_000;
+        let telemetry = Telemetry::new(TelemetryConfig::default());
+        let params = SpaceParams::with_dim(4);
+        let index = build_index(&params, 2).unwrap();
+        let space = Arc::new(Space::new("s".into(), 1, params, index, SpaceEvents::register(&telemetry, "s"), None));
+        // Jobs left per operation, and whether all of them were applied (set before the last
+        // job_done, so a position that covers the operation finds it set).
+        let left: Arc<Vec<StdUsize>> = Arc::new((0..=OPS).map(|_| StdUsize::new(0)).collect());
+        let done: Arc<Vec<StdBool>> = Arc::new((0..=OPS).map(|_| StdBool::new(false)).collect());
+        let (tx, rx) = flume::bounded::<u64>(256);
+        let order = Arc::new(Mutex::new(()));
+        let writer = {
+            let (space, left, order, done) =
+                (Arc::clone(&space), Arc::clone(&left), Arc::clone(&order), Arc::clone(&done));
+            std::thread::spawn(move || {
+                for seq in 1..=OPS as u64 {
+                    let jobs = (seq % 3) as usize; // 0, 1 or 2 jobs
+                    let _ordered = order.lock();
+                    left[seq as usize].store(jobs, Ordering::SeqCst);
+                    if jobs == 0 {
+                        done[seq as usize].store(true, Ordering::SeqCst);
+                    }
+                    space.sequenced(seq, jobs);
+                    for _ in 0..jobs {
+                        tx.send(seq).unwrap();
+                    }
+                }
+            })
+        };
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                let (space, left, done, rx) = (Arc::clone(&space), Arc::clone(&left), Arc::clone(&done), rx.clone());
+                std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    let mut finish = |seq: u64| {
+                        if left[seq as usize].fetch_sub(1, Ordering::SeqCst) == 1 {
+                            done[seq as usize].store(true, Ordering::SeqCst);
+                        }
+                        space.job_done(seq);
+                    };
+                    for (i, seq) in rx.iter().enumerate() {
+                        // Hold some jobs back a while: jobs finish out of order.
+                        if (i + w) % 7 == 0 {
+                            held.push(seq);
+                        } else {
+                            finish(seq);
+                        }
+                        if held.len() > 20 {
+                            finish(held.remove(0));
+                        }
+                    }
+                    held.into_iter().for_each(finish);
+                })
+            })
+            .collect();
+        drop(rx);
+        let reader = {
+            let (space, done) = (Arc::clone(&space), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let (mut last, mut reads) = (0u64, 0u64);
+                while last < OPS as u64 {
+                    let p = space.applied_through();
+                    assert!(p >= last, "went back from {last} to {p}");
+                    for s in last + 1..=p {
+                        assert!(done[s as usize].load(Ordering::SeqCst), "position {p} covers unapplied {s}");
+                    }
+                    last = p;
+                    reads += 1;
+                }
+                reads
+            })
+        };
+        writer.join().unwrap();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let reads = reader.join().unwrap();
+        assert!(reads > 100, "the reader hardly ran: {reads}");
+        assert_eq!(space.applied_through(), OPS as u64);
+    }
+}

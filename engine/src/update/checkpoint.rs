@@ -107,6 +107,11 @@ impl Checkpointer {
         let started = Instant::now();
         let seq = space.applied_through();
         if seq <= space.checkpointed.load(Ordering::Acquire) {
+            // Nothing applied since: the checkpoint is current (its age measures staleness,
+            // not idleness).
+            if space.pending.load(Ordering::Acquire) == 0 {
+                *space.checkpointed_at.lock() = Instant::now();
+            }
             return Ok(());
         }
         let dir = self.store.checkpoint_dir(space.uid)?;
