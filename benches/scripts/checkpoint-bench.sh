@@ -9,10 +9,13 @@
 #               (which checkpoints) and time to ready.
 # Reports go to OUT (default target/checkpoint-bench), the summary to OUT/summary.json.
 #
-# Usage: benches/scripts/checkpoint-bench.sh [OUT]
+# Usage: benches/scripts/checkpoint-bench.sh [OUT [DATA SET ...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/checkpoint-bench}
+shift || true
+sets=("$@")
+[ ${#sets[@]} -gt 0 ] || sets=(minilm-384-stdlib glove-50-angular-100k)
 mkdir -p "$out"
 cargo build --release -q -p engram-server -p engram-tools
 bin=target/release/engram-stream
@@ -35,7 +38,7 @@ wait_ready() { # prints seconds until /health/ready answered 200
   echo "server not ready" >&2; exit 1
 }
 
-for set in minilm-384-stdlib glove-50-angular-100k; do
+for set in "${sets[@]}"; do
   for run in saturated paced-off paced-on; do
     dir="$out/data-$set-$run"
     rm -rf "$dir"
@@ -65,7 +68,7 @@ for set in minilm-384-stdlib glove-50-angular-100k; do
   done
 done
 
-python3 - "$out" <<'PY'
+python3 - "$out" "${sets[@]}" <<'PY'
 import json, pathlib, sys
 out = pathlib.Path(sys.argv[1])
 def metric(text, name):
@@ -74,7 +77,7 @@ def metric(text, name):
             return float(line.split()[-1])
     return None
 summary = {"machine": "2 vCPU (AMD EPYC), 24 GiB; client and server on the same machine"}
-for s in ["minilm-384-stdlib", "glove-50-angular-100k"]:
+for s in sys.argv[2:]:
     row = {}
     for run in ["saturated", "paced-off", "paced-on"]:
         r = json.loads((out / f"{s}-{run}.json").read_text())
