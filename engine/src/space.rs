@@ -563,7 +563,7 @@ mod tests {
                 let (space, left, done, rx) = (Arc::clone(&space), Arc::clone(&left), Arc::clone(&done), rx.clone());
                 std::thread::spawn(move || {
                     let mut held = Vec::new();
-                    let mut finish = |seq: u64| {
+                    let finish = |seq: u64| {
                         if left[seq as usize].fetch_sub(1, Ordering::SeqCst) == 1 {
                             done[seq as usize].store(true, Ordering::SeqCst);
                         }
