@@ -68,8 +68,9 @@ kill -TERM $pid
 wait $pid
 echo "server drained and exited 0 on SIGTERM"
 
-# Restart on the same data directory: the space comes back from the durable log, and recall
-# against the exact ground truth is as good as before the restart.
+# Restart on the same data directory: the space comes back from the checkpoint its SIGTERM stop
+# wrote (nothing left to replay from the durable log), and recall against the exact ground truth
+# is as good as before the restart.
 "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$out/data" >"$out/serve-restart.log" 2>&1 &
 pid=$!
 now() { python3 -c 'import time; print(time.time())'; }
@@ -79,7 +80,7 @@ for _ in $(seq 1 600); do
   sleep 0.1
 done
 curl -sf "http://$http/health/ready" >/dev/null || { cat "$out/serve-restart.log"; echo "server not ready after restart"; exit 1; }
-echo "ready after restart in $(python3 -c "print(round($(now) - $start, 2))") s (replaying the log; no checkpoints yet)"
+echo "ready after restart in $(python3 -c "print(round($(now) - $start, 2))") s (the SIGTERM stop's checkpoint, loaded)"
 python3 - "http://$http" ../shared/data/minilm-384-stdlib "$out/minilm-grpc.json" <<'PY'
 import json, struct, sys, urllib.request
 base_url, data, report = sys.argv[1], sys.argv[2], json.load(open(sys.argv[3]))
@@ -97,11 +98,13 @@ def call(method, path, body=None):
     return json.load(urllib.request.urlopen(req))
 queries, truth = vecs(f"{data}/query.fvecs", "f"), vecs(f"{data}/groundtruth.ivecs", "i")
 info = call("GET", "/v1/spaces/minilm-384-stdlib")
+replayed = call("GET", "/health/detailed")["engine"]["recovery"]["replayed_observations"]
 n = 200
 recall = sum(len({h["id"] for h in call("POST", "/v1/spaces/minilm-384-stdlib/recall", {"embedding": list(q), "k": 10})["hits"]}
                  & set(t[:10])) / 10 for q, t in zip(queries[:n], truth[:n])) / n
-print(json.dumps({"vectors_after_restart": info["vectors"], "recall_at_10_after_restart": round(recall, 4),
-                  "recall_at_10_before": report["recall_at_10"]}))
+print(json.dumps({"vectors_after_restart": info["vectors"], "replayed_after_restart": replayed,
+                  "recall_at_10_after_restart": round(recall, 4), "recall_at_10_before": report["recall_at_10"]}))
+assert replayed == 0, f"{replayed} observations replayed after a clean stop: its checkpoint was not used"
 assert info["vectors"] == 17027, f"{info['vectors']} vectors after the restart, expected 17027"
 assert recall >= 0.95, f"recall@10 after the restart {recall}"
 print("restart on the same data directory: every vector back, recall holds")
