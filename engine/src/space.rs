@@ -62,6 +62,20 @@ fn default_max_elements() -> usize {
 }
 
 impl SpaceParams {
+    /// The index's parameters for this space, admitting `threads` concurrent calls.
+    pub(crate) fn index_params(&self, threads: usize) -> IndexParams {
+        IndexParams {
+            kind: self.index,
+            metric: self.metric,
+            dim: self.dim,
+            m: self.m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+            max_elements: self.max_elements,
+            threads,
+        }
+    }
+
     /// Parameters with the documented defaults for a dimension.
     pub fn with_dim(dim: usize) -> Self {
         Self {
@@ -136,17 +150,9 @@ pub fn validate_space_name(name: &str) -> Result<(), EngineError> {
 /// # Errors
 /// [`EngineError::InvalidArgument`] on `params` when the backend cannot allocate the index.
 pub(crate) fn build_index(params: &SpaceParams, threads: usize) -> Result<Box<dyn VectorIndex>, EngineError> {
-    index::build(&IndexParams {
-        kind: params.index,
-        metric: params.metric,
-        dim: params.dim,
-        m: params.m,
-        ef_construction: params.ef_construction,
-        ef_search: params.ef_search,
-        max_elements: params.max_elements,
-        threads,
+    index::build(&params.index_params(threads)).map_err(|e| {
+        EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index.as_str()))
     })
-    .map_err(|e| EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index.as_str())))
 }
 
 /// The most hits a recall asks the index for when deleted ids (not yet removed from the

@@ -170,16 +170,7 @@ impl Recovery {
         }
         let dir = checkpoint::space_dir(&r.store.checkpoints_root(), uid);
         let mut manifest = checkpoint::read_manifest(&dir)?;
-        let index_params = crate::index::IndexParams {
-            kind: params.index,
-            metric: params.metric,
-            dim: params.dim,
-            m: params.m,
-            ef_construction: params.ef_construction,
-            ef_search: params.ef_search,
-            max_elements: params.max_elements,
-            threads,
-        };
+        let index_params = params.index_params(threads);
         while let Some(c) = manifest.checkpoints.first().cloned() {
             let loaded = checkpoint::verify(&dir, &c)
                 .and_then(|states| crate::index::load(&index_params, &dir.join(&c.index_file)).map(|i| (i, states)));
