@@ -8,28 +8,8 @@ mod common;
 
 use common::sample;
 use engram_dataset::{read_fvecs, shared_data_dir};
-use engram_engine::{
-    AckLevel, Batch, Durability, Engine, EngineConfig, IndexKind, Observation, Priority, SpaceParams, StorageConfig,
-};
-use engram_telemetry::{Telemetry, TelemetryConfig};
-use std::path::Path;
-use std::time::{Duration, Instant};
-
-fn open(dir: &Path) -> Engine {
-    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
-    let storage = StorageConfig { checkpoint_interval_s: 0, ..StorageConfig::at(dir, Durability::Os) };
-    let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
-    let started = Instant::now();
-    while !engine.is_ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "recovery did not finish: {:?}",
-            engine.status().recovery
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    engine
-}
+use engram_engine::{AckLevel, Batch, Engine, IndexKind, Observation, Priority, SpaceParams};
+use std::time::Duration;
 
 fn write(
     engine: &Engine,
@@ -90,7 +70,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     let base = read_fvecs(&data.join("base.fvecs")).unwrap();
     let spaces = [("u", IndexKind::Usearch), ("h", IndexKind::HnswRs)];
     {
-        let engine = open(tmp.path());
+        let engine = common::open(tmp.path());
         for (name, kind) in spaces {
             engine.create_space(name, SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
             write(&engine, name, &base, 0..3000, false);
@@ -104,7 +84,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     assert!(manifest.exists(), "the usearch space (uid 1) has a checkpoint");
     assert!(!tmp.path().join("checkpoints/2").exists(), "the hnsw_rs space (uid 2) has none");
     {
-        let engine = open(tmp.path());
+        let engine = common::open(tmp.path());
         let r = engine.status().recovery;
         // Only the hnsw_rs space replays: 3000 inserts, 1000 upserts, 500 deletes.
         assert_eq!(r.replayed_observations, 4500, "{r:?}");
@@ -127,7 +107,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         bytes[at] ^= 0x40;
         std::fs::write(&newest, bytes).unwrap();
     }
-    let engine = open(tmp.path());
+    let engine = common::open(tmp.path());
     let r = engine.status().recovery;
     // The previous checkpoint is used and the 500 written after it are replayed (the log was
     // kept behind it), plus the hnsw_rs space's whole log.

@@ -13,25 +13,10 @@ use engram_engine::{
 };
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn storage(dir: &Path, durability: Durability) -> StorageConfig {
     StorageConfig::at(dir, durability)
-}
-
-fn open(dir: &Path, durability: Durability) -> Engine {
-    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
-    let engine = Engine::open(config, &storage(dir, durability), Telemetry::new(TelemetryConfig::default())).unwrap();
-    let started = Instant::now();
-    while !engine.is_ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "recovery did not finish: {:?}",
-            engine.status().recovery
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    engine
 }
 
 /// 2,000 MiniLM vectors with their text, in batches of 100, acknowledged DURABLE; then a close
@@ -45,7 +30,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
     let n = 2_000usize;
     let params = SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) };
     {
-        let engine = open(tmp.path(), durability);
+        let engine = common::open_storage(&storage(tmp.path(), durability));
         engine.create_space("m", params).unwrap();
         for start in (0..n).step_by(100) {
             let batch = Batch {
@@ -65,7 +50,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
         }
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
     }
-    let engine = open(tmp.path(), durability);
+    let engine = common::open_storage(&storage(tmp.path(), durability));
     let status = engine.status().recovery;
     // The clean shutdown checkpointed the usearch index: nothing is replayed. hnsw_rs spaces
     // are not checkpointed and replay everything.
@@ -110,7 +95,7 @@ fn a_dropped_space_stays_dropped_and_its_name_starts_empty() {
         observations: ids.map(|i| Observation { id: i, embedding: v(i), content: None }).collect(),
     };
     {
-        let engine = open(tmp.path(), Durability::Fsync);
+        let engine = common::open_storage(&storage(tmp.path(), Durability::Fsync));
         for name in ["keep", "gone"] {
             engine.create_space(name, SpaceParams::with_dim(2)).unwrap();
             engine.submit(name, batch(0..50), AckLevel::Durable).unwrap().durable.unwrap().wait_blocking().unwrap();
@@ -120,7 +105,7 @@ fn a_dropped_space_stays_dropped_and_its_name_starts_empty() {
         engine.create_space("gone", SpaceParams::with_dim(2)).unwrap();
         engine.submit("gone", batch(100..110), AckLevel::Durable).unwrap().durable.unwrap().wait_blocking().unwrap();
     }
-    let engine = open(tmp.path(), Durability::Fsync);
+    let engine = common::open_storage(&storage(tmp.path(), Durability::Fsync));
     let spaces: Vec<(String, usize)> = engine.list_spaces().into_iter().map(|s| (s.name, s.vectors)).collect();
     assert_eq!(spaces, vec![("gone".to_owned(), 10), ("keep".to_owned(), 50)]);
 }
@@ -128,7 +113,7 @@ fn a_dropped_space_stays_dropped_and_its_name_starts_empty() {
 #[test]
 fn a_second_engine_on_the_same_data_directory_is_refused_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
-    let _first = open(tmp.path(), Durability::Fsync);
+    let _first = common::open_storage(&storage(tmp.path(), Durability::Fsync));
     let e = Engine::open(
         EngineConfig::default(),
         &storage(tmp.path(), Durability::Fsync),
@@ -172,7 +157,7 @@ fn a_foreign_or_newer_data_directory_is_refused_naming_the_path() {
 #[test]
 fn many_concurrent_durable_writers_share_syncs() {
     let tmp = tempfile::tempdir().unwrap();
-    let engine = std::sync::Arc::new(open(tmp.path(), Durability::Fsync));
+    let engine = std::sync::Arc::new(common::open_storage(&storage(tmp.path(), Durability::Fsync)));
     engine.create_space("g", SpaceParams::with_dim(8)).unwrap();
     let writers = 8u64;
     let per = 40u64;

@@ -13,24 +13,11 @@ use engram_engine::{
 };
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const DIM: usize = 16;
-
-fn open(dir: &Path) -> Engine {
-    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
-    let storage = StorageConfig::at(dir, Durability::Os);
-    let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
-    let started = Instant::now();
-    while !engine.is_ready() {
-        assert!(started.elapsed() < Duration::from_secs(60), "recovery did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    engine
-}
 
 /// The embedding of `id` at `version` (each upsert is a new version).
 fn embedding(id: u64, version: u64) -> Vec<f32> {
@@ -112,7 +99,7 @@ fn ordered_effects(kind: IndexKind) {
         assert_eq!(vectors, 500 - 50 + 1 + 1, "{kind:?} {when}: vectors held");
     };
     {
-        let engine = open(tmp.path());
+        let engine = common::open_storage(&StorageConfig::at(tmp.path(), Durability::Os));
         engine.create_space("s", params).unwrap();
         assert_eq!(wait_indexed(indexed(&engine, "s", batch(false, (0..500).map(|i| (i, 0)), true))), (500, 0));
         // Deletes: hidden at once (ack ACCEPTED is enough), counted, idempotent.
@@ -143,7 +130,7 @@ fn ordered_effects(kind: IndexKind) {
         assert_eq!(sample(&metrics, r#"engram_streaming_observations_replaced_total{memory_space="s"}"#), Some(60.0));
         engine.shutdown(Some(Duration::from_secs(30)));
     }
-    let engine = open(tmp.path());
+    let engine = common::open_storage(&StorageConfig::at(tmp.path(), Durability::Os));
     check(&engine, "after restart");
     engine.shutdown(Some(Duration::from_secs(30)));
 }
@@ -188,7 +175,7 @@ fn racing_writers_and_readers(kind: IndexKind) {
     // Final state per id: Some(version) live, None deleted.
     let mut expected: HashMap<u64, Option<u64>> = HashMap::new();
     {
-        let engine = Arc::new(open(tmp.path()));
+        let engine = Arc::new(common::open_storage(&StorageConfig::at(tmp.path(), Durability::Os)));
         engine.create_space("r", params).unwrap();
         let done = Arc::new(AtomicBool::new(false));
         let recalls = Arc::new(AtomicU64::new(0));
@@ -294,7 +281,7 @@ fn racing_writers_and_readers(kind: IndexKind) {
         verify(&engine, &expected, kind, "live");
         engine.shutdown(Some(Duration::from_secs(30)));
     }
-    let engine = open(tmp.path());
+    let engine = common::open_storage(&StorageConfig::at(tmp.path(), Durability::Os));
     verify(&engine, &expected, kind, "after replay");
     engine.shutdown(Some(Duration::from_secs(30)));
 }

@@ -20,3 +20,27 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
+
+/// An engine with 2 workers over `storage`, once its recovery finished (at most 120 s).
+pub fn open_storage(storage: &engram_engine::StorageConfig) -> engram_engine::Engine {
+    use engram_engine::{Engine, EngineConfig};
+    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
+    let telemetry = engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default());
+    let engine = Engine::open(config, storage, telemetry).unwrap();
+    let started = std::time::Instant::now();
+    while !engine.is_ready() {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "recovery did not finish: {:?}",
+            engine.status().recovery
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    engine
+}
+
+/// [`open_storage`] on data directory `dir`, `Os` durability, checkpoints only at shutdown.
+pub fn open(dir: &std::path::Path) -> engram_engine::Engine {
+    use engram_engine::{Durability, StorageConfig};
+    open_storage(&StorageConfig { checkpoint_interval_s: 0, ..StorageConfig::at(dir, Durability::Os) })
+}
