@@ -9,7 +9,7 @@ use crate::operation::AckLevel;
 use crate::space::{RecallHit, SpaceInfo, SpaceParams, StoredObservation};
 use crate::storage::StorageConfig;
 use crate::sync::Ordering;
-use crate::update::{Admission, Deletion, RecoveryStatus, ShutdownReport, UpdateHandler};
+use crate::update::{Admission, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, UpdateHandler};
 use engram_telemetry::Telemetry;
 use serde::Serialize;
 use std::sync::Arc;
@@ -218,6 +218,74 @@ impl Engine {
     pub fn get_observation(&self, space: &str, id: u64) -> Result<Option<StoredObservation>, EngineError> {
         self.handler.serving()?;
         self.handler.registry.get(space)?.get(id)
+    }
+
+    /// Writes a snapshot of `space`: one file (in the data directory's `snapshots/{space}/`)
+    /// holding its parameters, index and content as of the newest log position, taken without
+    /// stopping ingest (the index is saved under its lock, as a checkpoint is). Blocks for as
+    /// long as the write takes. The file's format and what a restore does with it:
+    /// docs/architecture.md, "Snapshots".
+    ///
+    /// # Errors
+    /// [`EngineError::SpaceNotFound`], [`EngineError::SnapshotsUnavailable`] (no store),
+    /// [`EngineError::Storage`] when it cannot be written (nothing is left behind),
+    /// [`EngineError::Recovering`].
+    pub fn create_snapshot(&self, space: &str) -> Result<SnapshotInfo, EngineError> {
+        self.handler.create_snapshot(space)
+    }
+
+    /// The snapshots of `space` this server holds, oldest first (also those of a dropped space:
+    /// they outlive it until deleted).
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] on a space name that is not valid,
+    /// [`EngineError::SnapshotsUnavailable`].
+    pub fn list_snapshots(&self, space: &str) -> Result<Vec<SnapshotInfo>, EngineError> {
+        self.handler.list_snapshots(space)
+    }
+
+    /// The file of snapshot `name` of `space`, for download.
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] on a name that is not a snapshot name,
+    /// [`EngineError::SnapshotNotFound`], [`EngineError::SnapshotsUnavailable`].
+    pub fn snapshot_path(&self, space: &str, name: &str) -> Result<std::path::PathBuf, EngineError> {
+        self.handler.snapshot_path(space, name)
+    }
+
+    /// Removes snapshot `name` of `space`.
+    ///
+    /// # Errors
+    /// As [`Engine::snapshot_path`], and [`EngineError::Storage`] when it cannot be removed.
+    pub fn delete_snapshot(&self, space: &str, name: &str) -> Result<(), EngineError> {
+        self.handler.delete_snapshot(space, name)
+    }
+
+    /// A fresh path in the data directory to write an uploaded snapshot to before
+    /// [`Engine::restore_snapshot`] reads it; the caller removes it afterwards.
+    ///
+    /// # Errors
+    /// [`EngineError::SnapshotsUnavailable`], [`EngineError::Storage`].
+    pub fn snapshot_upload_path(&self) -> Result<std::path::PathBuf, EngineError> {
+        self.handler.snapshot_upload_path()
+    }
+
+    /// Creates space `space` from a snapshot (taken here or on another server) and returns
+    /// once it is searchable: the same ids, vectors and content as the snapshot's space at the
+    /// snapshot's position. For a usearch space the index is the saved one, so recall answers
+    /// exactly as the original did at that position (hnsw_rs rebuilds its graph from the log).
+    /// Durable before it returns; a crash midway leaves no space (the next start removes what
+    /// was written).
+    ///
+    /// # Errors
+    /// [`EngineError::InvalidArgument`] on `snapshot` when the file is not a whole snapshot
+    /// this build reads (cut, altered, another format, parameters over this server's limits,
+    /// larger than `storage.max_snapshot_bytes`); [`EngineError::SpaceExists`] when `space`
+    /// exists; [`EngineError::SpaceLimit`], [`EngineError::SnapshotNotFound`],
+    /// [`EngineError::SnapshotsUnavailable`], [`EngineError::Storage`],
+    /// [`EngineError::Recovering`], [`EngineError::ShuttingDown`].
+    pub fn restore_snapshot(&self, space: &str, source: &SnapshotSource) -> Result<SpaceInfo, EngineError> {
+        self.handler.restore_snapshot(space, source)
     }
 
     /// A point-in-time status of the queue and pool.

@@ -43,6 +43,12 @@ pub enum EngineError {
     /// The engine is replaying its log after a start and serves nothing until it is done.
     #[error("the engine is recovering its memory spaces from the log; retry shortly")]
     Recovering,
+    /// No snapshot of that name (for that space).
+    #[error("snapshot `{0}` not found")]
+    SnapshotNotFound(String),
+    /// Snapshots need the data directory, which `storage.durability = none` does not open.
+    #[error("snapshots need storage: with storage.durability = none nothing is kept on disk")]
+    SnapshotsUnavailable,
 }
 
 /// What kind of storage failure an [`EngineError::Storage`] is.

@@ -23,7 +23,8 @@
 //! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
 //! 11. [`storage`]: the durable log (fjall): space definitions and admitted operations,
 //!     group-committed; [`DurableWaiter`] resolves when a batch is recorded; recovery
-//!     (`update::recovery`) replays it at start.
+//!     (`update::recovery`) replays it at start; checkpoints (`update::checkpoint`) bound
+//!     the replay; snapshots (`update::snapshot`) write one space to one file and restore it.
 //!
 //! [`config`] holds every setting with its default; [`error`] every failure.
 //!
@@ -63,4 +64,4 @@ pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name};
 pub use storage::{Durability, DurableWaiter, StorageConfig};
-pub use update::{Admission, Deletion, RecoveryStatus, ShutdownReport, queued_bytes};
+pub use update::{Admission, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, queued_bytes};

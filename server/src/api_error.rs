@@ -180,6 +180,14 @@ impl From<EngineError> for ApiError {
                 a.refusal = Some(Refusal::Storage);
                 a
             }
+            EngineError::SnapshotNotFound(_) => {
+                let mut a = Self::new(StatusCode::NOT_FOUND, tonic::Code::NotFound, message);
+                a.field = Some("snapshot".into());
+                a
+            }
+            EngineError::SnapshotsUnavailable => {
+                Self::new(StatusCode::CONFLICT, tonic::Code::FailedPrecondition, message)
+            }
             EngineError::Recovering => {
                 let mut a = Self::new(StatusCode::SERVICE_UNAVAILABLE, tonic::Code::Unavailable, message);
                 a.reason = Some(Refusal::Recovering.as_str());

@@ -21,6 +21,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod codec;
 mod commit;
+pub(crate) mod snapshot;
 
 pub use commit::DurableWaiter;
 
@@ -81,11 +82,19 @@ pub struct StorageConfig {
     /// Seconds between index checkpoints of each space that took writes (default 60; 0: only
     /// at shutdown). A start loads the newest checkpoint and replays the log after it.
     pub checkpoint_interval_s: u64,
+    /// Largest snapshot file a restore reads (an upload or a stored one), bytes. Default
+    /// 16 GiB.
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        Self { data_dir: PathBuf::from("./engram-data"), durability: Durability::Fsync, checkpoint_interval_s: 60 }
+        Self {
+            data_dir: PathBuf::from("./engram-data"),
+            durability: Durability::Fsync,
+            checkpoint_interval_s: 60,
+            max_snapshot_bytes: 16 << 30,
+        }
     }
 }
 
@@ -330,16 +339,122 @@ impl Store {
     /// # Errors
     /// [`EngineError::Storage`].
     pub(crate) fn create_space(&self, name: &str, params: serde_json::Value) -> Result<u64, EngineError> {
-        let uid = {
-            let mut c = self.append.lock();
-            let uid = c.next_uid;
-            let value = serde_json::to_vec(&StoredSpace { uid, params }).expect("a space definition serialises");
-            self.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e))?;
-            c.next_uid += 1;
-            uid
-        };
-        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the space definition", e))?;
+        let uid = self.reserve_uid();
+        self.define_space(name, uid, params)?;
         Ok(uid)
+    }
+
+    /// A uid no space has had in this data directory, for a space defined later
+    /// ([`Store::define_space`]); records written under it before then are removed by the next
+    /// start if the definition never comes (a crash mid-restore).
+    pub(crate) fn reserve_uid(&self) -> u64 {
+        let mut c = self.append.lock();
+        c.next_uid += 1;
+        c.next_uid - 1
+    }
+
+    /// A log position no record takes (a restored checkpoint's position: every later record
+    /// is past it).
+    pub(crate) fn reserve_seq(&self) -> Seq {
+        let mut c = self.append.lock();
+        c.next_seq += 1;
+        c.next_seq - 1
+    }
+
+    /// Records the definition of space `name` with uid `uid` durably (synced, whatever the
+    /// durability mode: definitions are rare).
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn define_space(&self, name: &str, uid: u64, params: serde_json::Value) -> Result<(), EngineError> {
+        let value = serde_json::to_vec(&StoredSpace { uid, params }).expect("a space definition serialises");
+        self.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e))?;
+        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the space definition", e))
+    }
+
+    /// A consistent view of the store as of the newest log position appended: that position
+    /// and a snapshot of the store that reads exactly what was written through it.
+    pub(crate) fn view(&self) -> (Seq, fjall::Snapshot) {
+        let c = self.append.lock();
+        (c.next_seq - 1, self.db.snapshot())
+    }
+
+    /// The encoded log records of space `uid` in `from..=through` as `view` sees them, in
+    /// sequence order.
+    pub(crate) fn log_records<'a>(
+        &'a self,
+        view: &'a fjall::Snapshot,
+        uid: u64,
+        from: Seq,
+        through: Seq,
+    ) -> impl Iterator<Item = Result<(Seq, fjall::Slice), EngineError>> + 'a {
+        use fjall::Readable;
+        view.range(&self.log, log_key(uid, from)..=log_key(uid, through)).map(|kv| {
+            let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
+            let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: "a log key is not 16 bytes".into(),
+            })?;
+            Ok((seq, v))
+        })
+    }
+
+    /// The stored content of every observation of space `uid` as `view` sees it, by id.
+    pub(crate) fn contents<'a>(
+        &'a self,
+        view: &'a fjall::Snapshot,
+        uid: u64,
+    ) -> impl Iterator<Item = Result<(u64, fjall::Slice), EngineError>> + 'a {
+        use fjall::Readable;
+        view.prefix(&self.content, uid.to_be_bytes()).map(|kv| {
+            let (k, v) = kv.into_inner().map_err(|e| storage_error("reading stored content", e))?;
+            let (_, id) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
+                kind: StorageErrorKind::Io,
+                message: "a content key is not 16 bytes".into(),
+            })?;
+            Ok((id, v))
+        })
+    }
+
+    /// Stores content of space `uid` (id → text), in journal writes of at most 4 MiB; synced
+    /// by the next group commit or [`Store::sync`].
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn put_contents(
+        &self,
+        uid: u64,
+        items: impl IntoIterator<Item = (u64, Vec<u8>)>,
+    ) -> Result<usize, EngineError> {
+        let mut write = self.db.batch();
+        let (mut bytes, mut n) = (0usize, 0usize);
+        for (id, text) in items {
+            bytes += text.len() + 16;
+            n += 1;
+            write.insert(&self.content, log_key(uid, id), text);
+            if bytes >= 4 << 20 {
+                std::mem::replace(&mut write, self.db.batch())
+                    .commit()
+                    .map_err(|e| storage_error("storing content", e))?;
+                bytes = 0;
+            }
+        }
+        write.commit().map_err(|e| storage_error("storing content", e))?;
+        Ok(n)
+    }
+
+    /// Syncs everything written so far (fsync of the journal, whatever the durability mode).
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`].
+    pub(crate) fn sync(&self) -> Result<(), EngineError> {
+        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))
+    }
+
+    /// Where snapshot files live: `snapshots/` in the data directory, one directory per space
+    /// name (they outlive the space: a backup of a dropped space stays until it is deleted).
+    pub(crate) fn snapshots_root(&self) -> PathBuf {
+        self.dir.join("snapshots")
     }
 
     /// Removes a space's definition durably (synced whatever the mode). Its log records are

@@ -87,6 +87,12 @@ impl Checkpointer {
         }
     }
 
+    /// Holds off checkpoints (and so log compaction) while the guard lives: a snapshot reads
+    /// the log after the position its index covers.
+    pub(crate) fn exclusive(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.running.lock()
+    }
+
     /// Checkpoints every space with operations past its last checkpoint; failures are logged
     /// and counted, and the space is tried again next time.
     pub(crate) fn checkpoint_all(&self) {
@@ -117,28 +123,12 @@ impl Checkpointer {
         let dir = self.store.checkpoint_dir(space.uid)?;
         let index_tmp = dir.join("index.tmp");
         let mut states = Vec::new();
-        let saved = space
-            .index
-            .save(&index_tmp, &mut || {
-                states = space
-                    .ids
-                    .iter()
-                    .map(|e| {
-                        let s = *e.value();
-                        // A claim not yet given its position: its record (if it gets one) is
-                        // past `seq` and replayed; until then the id is not live.
-                        if s.seq == PENDING {
-                            SavedState { id: *e.key(), seq: 0, live: false }
-                        } else {
-                            SavedState { id: *e.key(), seq: s.seq, live: s.live }
-                        }
-                    })
-                    .collect();
-            })
-            .map_err(|e| crate::error::EngineError::Storage {
+        let saved = space.index.save(&index_tmp, &mut || states = saved_states(space)).map_err(|e| {
+            crate::error::EngineError::Storage {
                 kind: crate::error::StorageErrorKind::Io,
                 message: format!("writing the index checkpoint of `{}`: {e}", space.name),
-            })?;
+            }
+        })?;
         if !saved {
             // The backend does not checkpoint: leave no directory behind (removes only an
             // empty one).
@@ -164,4 +154,23 @@ impl Checkpointer {
         );
         Ok(())
     }
+}
+
+/// The states of `space`'s ids as a checkpoint keeps them; read under the index's lock in
+/// [`crate::index::VectorIndex::save`], so they agree with the saved index.
+pub(crate) fn saved_states(space: &Space) -> Vec<SavedState> {
+    space
+        .ids
+        .iter()
+        .map(|e| {
+            let s = *e.value();
+            // A claim not yet given its position: its record (if it gets one) is past the
+            // checkpoint's position and replayed; until then the id is not live.
+            if s.seq == PENDING {
+                SavedState { id: *e.key(), seq: 0, live: false }
+            } else {
+                SavedState { id: *e.key(), seq: s.seq, live: s.live }
+            }
+        })
+        .collect()
 }

@@ -26,11 +26,13 @@ mod monitor;
 mod recovery;
 mod registry;
 mod scheduler;
+mod snapshot;
 mod worker;
 
 pub use admit::{Admission, Deletion};
 pub use job::queued_bytes;
 pub use recovery::RecoveryStatus;
+pub use snapshot::{SnapshotInfo, SnapshotSource};
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
@@ -77,6 +79,8 @@ pub(crate) struct UpdateHandler {
     pub(crate) recovery: Arc<Recovery>,
     /// Index checkpoints; `None` without a store.
     checkpointer: Option<Arc<checkpoint::Checkpointer>>,
+    /// `storage.max_snapshot_bytes`.
+    max_snapshot_bytes: u64,
     pool: Mutex<Option<Pool>>,
 }
 
@@ -186,6 +190,7 @@ impl UpdateHandler {
             store,
             recovery,
             checkpointer,
+            max_snapshot_bytes: storage.max_snapshot_bytes,
             pool: Mutex::new(Some(pool)),
         })
     }

@@ -83,7 +83,8 @@ impl Recovery {
         Arc::new(r)
     }
 
-    fn new() -> Self {
+    /// Counters for a replay outside start-up (a snapshot restore).
+    pub(crate) fn new() -> Self {
         Self {
             active: AtomicBool::new(true),
             stop: AtomicBool::new(false),
@@ -137,8 +138,9 @@ impl Recovery {
         }
     }
 
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::Acquire)
+    /// True once asked to stop or the engine is closing (its workers may be gone).
+    fn stopping(&self, r: &Replay) -> bool {
+        self.stop.load(Ordering::Acquire) || r.scheduler.lifecycle.closing.load(Ordering::Acquire)
     }
 
     pub(crate) fn status(&self) -> RecoveryStatus {
@@ -205,114 +207,143 @@ impl Recovery {
     fn run(&self, r: &Replay) -> Result<(), EngineError> {
         let stored = r.store.spaces()?;
         self.spaces.store(stored.len(), Ordering::Release);
-        let threads = r.config.resolved_workers() + QUERY_THREADS;
         let mut spaces = Vec::with_capacity(stored.len());
         for (name, s) in stored {
             let params = serde_json::from_value(s.params).map_err(|e| EngineError::Storage {
                 kind: crate::error::StorageErrorKind::Io,
                 message: format!("the stored parameters of space `{name}` do not parse: {e}"),
             })?;
-            let loaded = self.load_checkpoint(r, &name, s.uid, &params, threads)?;
-            let (index, from) = match loaded {
-                Some((index, seq, states)) => (Some((index, states)), seq),
-                None => (None, 0),
-            };
-            let (index, states) = index.map_or((None, Vec::new()), |(i, s)| (Some(i), s));
-            let space = register_space(&r.config, &r.telemetry, &name, s.uid, params, &r.store, |p| match index {
-                Some(index) => Ok(index),
-                None => build_index(p, threads),
-            })?;
-            if from > 0 {
-                // The checkpoint's states, with what the loaded index holds; ids neither live
-                // nor held need no state.
-                for st in states {
-                    let indexed = space.index.holds(st.id);
-                    if st.live || indexed {
-                        space.ids.insert(st.id, IdState { seq: st.seq, live: st.live, indexed });
-                    }
-                }
-                space.sequenced(from, 0);
-                space.checkpointed.store(from, Ordering::Release);
-            }
+            let (space, from) = self.open_space(r, &name, s.uid, params)?;
             r.registry.update(|all| all.insert(name.clone(), Arc::clone(&space)));
             spaces.push((space, from));
         }
-        let cap = r.scheduler.queue.capacity();
         for (space, from) in spaces {
-            let dim = space.params.dim;
-            for item in r.store.replay(&space.name, space.uid, dim, from + 1) {
-                if self.stopping() {
-                    return Ok(());
-                }
-                let (seq, op) = match item {
-                    Ok(item) => item,
-                    Err(e) => {
-                        // Ends this space's replay at the last whole record; the rest stays on disk.
-                        self.corrupt.fetch_add(1, Ordering::AcqRel);
-                        r.store.events.corrupt_record();
-                        tracing::error!(memory_space = %space.name, error = %e, "log replay stopped at a record that does not decode");
-                        break;
-                    }
-                };
-                // Each id's state changes in log order, as admission changed it; the jobs then
-                // apply (on any worker, in any order) only while they are the latest on their id.
-                let now = Instant::now();
-                let (lane, jobs): (_, Vec<Job>) = match op {
-                    Operation::Insert(batch) => {
-                        for rec in &batch.records {
-                            space
-                                .ids
-                                .entry(rec.id)
-                                .and_modify(|st| {
-                                    st.seq = seq;
-                                    st.live = true;
-                                })
-                                .or_insert(IdState { seq, live: true, indexed: false });
-                        }
-                        let jobs =
-                            batch.records.into_iter().map(|rec| Job::new(&space, seq, rec, batch.priority, now, None));
-                        (batch.priority, jobs.collect())
-                    }
-                    Operation::Delete(batch) => {
-                        let mut found = Vec::with_capacity(batch.ids.len());
-                        for id in batch.ids {
-                            if let Some(mut st) = space.ids.get_mut(&id) {
-                                st.seq = seq;
-                                st.live = false;
-                                found.push(id);
-                            }
-                        }
-                        let lane = Priority::Normal;
-                        (lane, found.into_iter().map(|id| Job::remove(&space, seq, id, lane, now, None)).collect())
-                    }
-                };
-                space.sequenced(seq, jobs.len());
-                if jobs.is_empty() {
-                    continue;
-                }
-                let n = jobs.len();
-                let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
-                while !cap.try_reserve(n, bytes) {
-                    if self.stopping() {
-                        return Ok(());
-                    }
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                space.pending.fetch_add(n, Ordering::AcqRel);
-                r.scheduler.queue.push(lane.index(), jobs);
-                r.scheduler.wake_workers();
-                self.replayed.fetch_add(n as u64, Ordering::AcqRel);
-                r.store.events.replayed(n as u64);
+            if !self.replay_space(r, &space, from) {
+                return Ok(());
             }
             self.spaces_replayed.fetch_add(1, Ordering::AcqRel);
         }
         // Ready once everything replayed is searchable.
+        let cap = r.scheduler.queue.capacity();
         while !cap.is_empty() || r.scheduler.queue.in_flight() > 0 {
-            if self.stopping() {
+            if self.stopping(r) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(2));
         }
         Ok(())
+    }
+
+    /// Builds stored space `name` (uid `uid`) again, over its newest usable checkpoint when it
+    /// has one (with the ids' states it saved); returns it, not yet registered, and the log
+    /// position its replay starts after.
+    pub(crate) fn open_space(
+        &self,
+        r: &Replay,
+        name: &str,
+        uid: u64,
+        params: crate::space::SpaceParams,
+    ) -> Result<(Arc<crate::space::Space>, crate::operation::Seq), EngineError> {
+        let threads = r.config.resolved_workers() + QUERY_THREADS;
+        let loaded = self.load_checkpoint(r, name, uid, &params, threads)?;
+        let (index, from) = match loaded {
+            Some((index, seq, states)) => (Some((index, states)), seq),
+            None => (None, 0),
+        };
+        let (index, states) = index.map_or((None, Vec::new()), |(i, s)| (Some(i), s));
+        let space = register_space(&r.config, &r.telemetry, name, uid, params, &r.store, |p| match index {
+            Some(index) => Ok(index),
+            None => build_index(p, threads),
+        })?;
+        if from > 0 {
+            // The checkpoint's states, with what the loaded index holds; ids neither live
+            // nor held need no state.
+            for st in states {
+                let indexed = space.index.holds(st.id);
+                if st.live || indexed {
+                    space.ids.insert(st.id, IdState { seq: st.seq, live: st.live, indexed });
+                }
+            }
+            space.sequenced(from, 0);
+            space.checkpointed.store(from, Ordering::Release);
+        }
+        Ok((space, from))
+    }
+
+    /// Replays the log of `space` after position `from` into the queue; false when it stopped
+    /// early (the engine is stopping). A record that does not decode ends it (logged, counted).
+    pub(crate) fn replay_space(
+        &self,
+        r: &Replay,
+        space: &Arc<crate::space::Space>,
+        from: crate::operation::Seq,
+    ) -> bool {
+        let cap = r.scheduler.queue.capacity();
+        let dim = space.params.dim;
+        for item in r.store.replay(&space.name, space.uid, dim, from + 1) {
+            if self.stopping(r) {
+                return false;
+            }
+            let (seq, op) = match item {
+                Ok(item) => item,
+                Err(e) => {
+                    // Ends this space's replay at the last whole record; the rest stays on disk.
+                    self.corrupt.fetch_add(1, Ordering::AcqRel);
+                    r.store.events.corrupt_record();
+                    tracing::error!(memory_space = %space.name, error = %e, "log replay stopped at a record that does not decode");
+                    break;
+                }
+            };
+            // Each id's state changes in log order, as admission changed it; the jobs then
+            // apply (on any worker, in any order) only while they are the latest on their id.
+            let now = Instant::now();
+            let (lane, jobs): (_, Vec<Job>) = match op {
+                Operation::Insert(batch) => {
+                    for rec in &batch.records {
+                        space
+                            .ids
+                            .entry(rec.id)
+                            .and_modify(|st| {
+                                st.seq = seq;
+                                st.live = true;
+                            })
+                            .or_insert(IdState { seq, live: true, indexed: false });
+                    }
+                    let jobs =
+                        batch.records.into_iter().map(|rec| Job::new(space, seq, rec, batch.priority, now, None));
+                    (batch.priority, jobs.collect())
+                }
+                Operation::Delete(batch) => {
+                    let mut found = Vec::with_capacity(batch.ids.len());
+                    for id in batch.ids {
+                        if let Some(mut st) = space.ids.get_mut(&id) {
+                            st.seq = seq;
+                            st.live = false;
+                            found.push(id);
+                        }
+                    }
+                    let lane = Priority::Normal;
+                    (lane, found.into_iter().map(|id| Job::remove(space, seq, id, lane, now, None)).collect())
+                }
+            };
+            space.sequenced(seq, jobs.len());
+            if jobs.is_empty() {
+                continue;
+            }
+            let n = jobs.len();
+            let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
+            while !cap.try_reserve(n, bytes) {
+                if self.stopping(r) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            space.pending.fetch_add(n, Ordering::AcqRel);
+            r.scheduler.queue.push(lane.index(), jobs);
+            r.scheduler.wake_workers();
+            self.replayed.fetch_add(n as u64, Ordering::AcqRel);
+            r.store.events.replayed(n as u64);
+        }
+        true
     }
 }

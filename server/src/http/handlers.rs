@@ -30,7 +30,7 @@ fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Api
 }
 
 /// Parses a JSON body, naming the field of the first error.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -5,6 +5,7 @@
 
 mod handlers;
 pub mod metrics_layer;
+mod snapshots;
 
 use crate::config::ServerConfig;
 use axum::Router;
@@ -23,7 +24,15 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/v1/spaces/{space}"),
     ("DELETE", "/v1/spaces/{space}"),
     ("POST", "/v1/spaces/{space}/observations"),
+    ("POST", "/v1/spaces/{space}/observations/delete"),
+    ("GET", "/v1/spaces/{space}/observations/{id}"),
+    ("DELETE", "/v1/spaces/{space}/observations/{id}"),
     ("POST", "/v1/spaces/{space}/recall"),
+    ("POST", "/v1/spaces/{space}/snapshots"),
+    ("GET", "/v1/spaces/{space}/snapshots"),
+    ("GET", "/v1/spaces/{space}/snapshots/{name}"),
+    ("DELETE", "/v1/spaces/{space}/snapshots/{name}"),
+    ("POST", "/v1/spaces/{space}/snapshots/restore"),
     ("GET", "/health"),
     ("GET", "/health/live"),
     ("GET", "/health/ready"),
@@ -42,6 +51,8 @@ pub struct AppState {
     pub started: Instant,
     /// Body size limit in bytes.
     pub max_request_bytes: usize,
+    /// Largest snapshot upload, bytes (`storage.max_snapshot_bytes`).
+    pub max_snapshot_bytes: u64,
     /// The health score sampler (its latest score is in `/health/detailed`).
     pub health: Arc<Mutex<HealthSampler>>,
 }
@@ -53,6 +64,7 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         engine,
         started: Instant::now(),
         max_request_bytes: config.max_request_bytes,
+        max_snapshot_bytes: config.storage.max_snapshot_bytes,
         health,
     };
     let routes = Router::new()
@@ -65,6 +77,9 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
             get(handlers::get_observation).delete(handlers::delete_observation),
         )
         .route("/v1/spaces/{space}/recall", axum::routing::post(handlers::recall))
+        .route("/v1/spaces/{space}/snapshots", get(snapshots::list).post(snapshots::create))
+        .route("/v1/spaces/{space}/snapshots/restore", axum::routing::post(snapshots::restore))
+        .route("/v1/spaces/{space}/snapshots/{name}", get(snapshots::download).delete(snapshots::delete))
         .route("/health", get(handlers::health))
         .route("/health/live", get(handlers::live))
         .route("/health/ready", get(handlers::ready))
