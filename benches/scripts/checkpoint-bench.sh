@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Index checkpoints, measured in one run on this machine (docs/benchmarks.md, "Checkpoints").
 # For each shared data set, storage.durability fsync, gRPC loads waiting for INDEXED acks:
-#   saturated   checkpoints off while running (checkpoint_interval_s 0): the saturated rate;
+#   saturated   checkpoints off while running (checkpoint_interval_s 0,
+#               checkpoint_after_operations 0): the saturated rate;
 #   paced-off   at 70 % of it, checkpoints off: p99 accepted → indexed without checkpoints;
-#   paced-on    at 70 % of it, a checkpoint every 5 s: p99 accepted → indexed with them (the
+#   paced-on    at 70 % of it, the default checkpoint settings (every 60 s and after 5,000
+#               operations on a space): p99 accepted → indexed with them (the
 #               target is within 2× of paced-off), then kill -9 right after the load (what came
 #               after the last checkpoint is replayed) and time to ready, then a SIGTERM stop
 #               (which checkpoints) and time to ready.
@@ -25,8 +27,9 @@ pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true' EXIT
 now() { python3 -c 'import time; print(time.time())'; }
 
-serve() { # serve INTERVAL DIR LOG
-  ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S=$1 "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$2" >>"$3" 2>&1 &
+serve() { # serve INTERVAL OPERATIONS DIR LOG
+  ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S=$1 ENGRAM_STORAGE__CHECKPOINT_AFTER_OPERATIONS=$2 \
+    "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$3" >>"$4" 2>&1 &
   pid=$!
 }
 wait_ready() { # prints seconds until /health/ready answered 200
@@ -42,23 +45,23 @@ for set in "${sets[@]}"; do
   for run in saturated paced-off paced-on; do
     dir="$out/data-$set-$run"
     rm -rf "$dir"
-    interval=0 rate=()
-    [ "$run" = paced-on ] && interval=5
+    interval=0 operations=0 rate=()
+    [ "$run" = paced-on ] && interval=60 operations=5000
     if [ "$run" != saturated ]; then
       rate=(--rate "$(python3 -c "import json; print(round(0.7 * json.load(open('$out/$set-saturated.json'))['ingest_rate_per_s']))")")
     fi
-    serve "$interval" "$dir" "$out/serve-$set-$run.log"
+    serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
     wait_ready >/dev/null
     "$bin" load --wait indexed --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
       --metrics-url "http://$http/metrics" "${rate[@]}" --report "$out/$set-$run.json" >/dev/null
     curl -sf "http://$http/metrics" >"$out/$set-$run.metrics"
     if [ "$run" = paced-on ]; then
       kill -9 $pid; wait $pid 2>/dev/null || true
-      serve "$interval" "$dir" "$out/serve-$set-$run.log"
+      serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
       wait_ready >"$out/$set-ready-after-kill9.s"
       curl -sf "http://$http/health/detailed" >"$out/$set-after-kill9-health.json"
       kill -TERM $pid; wait $pid
-      serve "$interval" "$dir" "$out/serve-$set-$run.log"
+      serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
       wait_ready >"$out/$set-ready-after-sigterm.s"
       curl -sf "http://$http/health/detailed" >"$out/$set-after-sigterm-health.json"
       du -s --block-size=1 "$dir" | cut -f1 >"$out/$set-$run.du"

@@ -248,10 +248,18 @@ pub(crate) struct Space {
     outstanding: Mutex<BTreeMap<Seq, usize>>,
     /// The newest sequence number of an operation on this space.
     last_seq: AtomicU64,
+    /// Jobs (inserts, upserts, deletes of one id each) sequenced on this space since it was
+    /// opened: monotonic.
+    pub(crate) sequenced_jobs: AtomicU64,
+    /// [`Space::sequenced_jobs`] when the newest checkpoint began: the difference is what a
+    /// start after a crash would replay (the count trigger of checkpoints).
+    pub(crate) checkpointed_jobs: AtomicU64,
     /// The log position the space's newest checkpoint covers (0: none).
     pub(crate) checkpointed: AtomicU64,
     /// When the newest checkpoint was written (or the space was created or recovered).
     pub(crate) checkpointed_at: Mutex<Instant>,
+    /// When a checkpoint of the space last failed (`None`: none since the last success).
+    pub(crate) checkpoint_failed_at: Mutex<Option<Instant>>,
     /// Where content is kept: the store's `content` keyspace, or the heap without a store.
     contents: Contents,
     /// Accepted but not yet inserted.
@@ -287,8 +295,11 @@ impl Space {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             outstanding: Mutex::new(BTreeMap::new()),
             last_seq: AtomicU64::new(0),
+            sequenced_jobs: AtomicU64::new(0),
+            checkpointed_jobs: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
             checkpointed_at: Mutex::new(Instant::now()),
+            checkpoint_failed_at: Mutex::new(None),
             contents,
             pending: AtomicUsize::new(0),
             own: LevelCell::default(),
@@ -303,6 +314,7 @@ impl Space {
     pub(crate) fn sequenced(&self, seq: Seq, jobs: usize) {
         if jobs > 0 {
             *self.outstanding.lock().entry(seq).or_default() += jobs;
+            self.sequenced_jobs.fetch_add(jobs as u64, Ordering::AcqRel);
         }
         self.last_seq.fetch_max(seq, Ordering::AcqRel);
     }

@@ -125,3 +125,52 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     assert_eq!(sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#), Some(1.0));
     engine.shutdown(Some(Duration::from_secs(60)));
 }
+
+/// Copies `from` to `to` recursively (a crash image of a running engine's data directory: what
+/// the OS holds at that moment).
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // A file removed meanwhile (a checkpoint replaced) is simply not in the image.
+            let _ = std::fs::copy(entry.path(), &target);
+        }
+    }
+}
+
+#[test]
+fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() {
+    let data = shared_data_dir("glove-50-angular-100k").unwrap();
+    let base = read_fvecs(&data.join("base.fvecs")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    let storage = engram_engine::StorageConfig {
+        checkpoint_interval_s: 0,
+        checkpoint_after_operations: 1_000,
+        ..engram_engine::StorageConfig::at(&dir, engram_engine::Durability::Os)
+    };
+    let engine = common::open_storage(&storage);
+    engine.create_space("u", SpaceParams::with_dim(base.dim)).unwrap();
+    // 1,500 operations at a time, 1.5 s apart (the trigger is checked every second); the
+    // last 1,500 are copied at once, before the trigger can see them.
+    for chunk in 0..4 {
+        write(&engine, "u", &base, chunk * 1500..(chunk + 1) * 1500, false);
+        if chunk < 3 {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+    }
+    let checkpoints = sample(&engine.telemetry().render(), "engram_storage_checkpoints_total").unwrap();
+    assert!(checkpoints >= 3.0, "{checkpoints} checkpoints after 6,000 operations with a trigger at 1,000");
+    // A crash image: the engine is still running.
+    copy_dir(&dir, &tmp.path().join("image"));
+    let recovered = common::open(&tmp.path().join("image"));
+    let replayed = recovered.status().recovery.replayed_observations;
+    println!("checkpoints {checkpoints}, replayed after the crash image {replayed} of 6,000");
+    assert!(replayed <= 2_000, "replayed {replayed}: the count trigger did not bound the tail");
+    assert_eq!(recovered.describe_space("u").unwrap().vectors, 6000);
+    recovered.shutdown(Some(Duration::from_secs(60)));
+    engine.shutdown(Some(Duration::from_secs(60)));
+}

@@ -536,7 +536,7 @@ catalog! {
         &[],
         "Index checkpoints written (index file and id states as of a log position), after which the log before the older live checkpoint is compacted away.",
     )
-    .doc("checkpoints", "engine update::checkpoint::Checkpointer::checkpoint", "one per space with new operations per storage.checkpoint_interval_s");
+    .doc("checkpoints", "engine update::checkpoint::Checkpointer::checkpoint", "one per space with new operations per storage.checkpoint_interval_s, and after storage.checkpoint_after_operations on one space");
     /// Checkpoints that failed, by reason.
     STORAGE_CHECKPOINT_FAILURES = counter(
         "engram_storage_checkpoint_failures_total",

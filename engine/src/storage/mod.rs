@@ -82,6 +82,10 @@ pub struct StorageConfig {
     /// Seconds between index checkpoints of each space that took writes (default 60; 0: only
     /// at shutdown). A start loads the newest checkpoint and replays the log after it.
     pub checkpoint_interval_s: u64,
+    /// Operations (inserts, upserts, deletes; one per id) on a space since its last checkpoint
+    /// that trigger the next one, checked every second (default 5,000; 0: time only). Bounds
+    /// what a start after a crash replays, and so the time to ready after kill -9.
+    pub checkpoint_after_operations: u64,
     /// Largest snapshot file a restore reads (an upload or a stored one), bytes. Default
     /// 16 GiB.
     pub max_snapshot_bytes: u64,
@@ -93,6 +97,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./engram-data"),
             durability: Durability::Fsync,
             checkpoint_interval_s: 60,
+            checkpoint_after_operations: 5_000,
             max_snapshot_bytes: 16 << 30,
         }
     }

@@ -21,11 +21,19 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// How often the thread checks the count trigger.
+const COUNT_TICK: Duration = Duration::from_secs(1);
+
+/// How long after a failed checkpoint the count trigger leaves a space alone.
+const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
+
 /// The checkpoint thread and what it needs.
 pub(crate) struct Checkpointer {
     store: Arc<Store>,
     registry: Arc<Registry>,
     interval: Duration,
+    /// Jobs sequenced on a space since its last checkpoint that trigger the next one (0: off).
+    after_jobs: u64,
     stop: AtomicBool,
     /// Wakes the thread early to stop.
     wake: (Mutex<()>, Condvar),
@@ -35,38 +43,50 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
-    /// Starts the thread; `interval` zero starts none (checkpoints only at shutdown).
-    /// `ready` tells when recovery has finished (no checkpoint runs before).
+    /// Starts the thread: it checkpoints every space every `interval`, and a space as soon as
+    /// `after_jobs` jobs were sequenced on it since its last checkpoint (checked every second),
+    /// which bounds what a start after a crash replays. Both zero starts none (checkpoints only
+    /// at shutdown). `ready` tells when recovery has finished (no checkpoint runs before).
     pub(crate) fn start(
         store: Arc<Store>,
         registry: Arc<Registry>,
         interval: Duration,
+        after_jobs: u64,
         ready: impl Fn() -> bool + Send + 'static,
     ) -> std::io::Result<Arc<Self>> {
         let me = Arc::new(Self {
             store,
             registry,
             interval,
+            after_jobs,
             stop: AtomicBool::new(false),
             wake: (Mutex::new(()), Condvar::new()),
             running: Mutex::new(()),
             thread: Mutex::new(None),
         });
-        if !interval.is_zero() {
+        if !interval.is_zero() || after_jobs > 0 {
             let c = Arc::clone(&me);
+            let tick = if interval.is_zero() { COUNT_TICK } else { interval.min(COUNT_TICK) };
             let handle = std::thread::Builder::new().name("engram-checkpoint".into()).spawn(move || {
+                let mut last_all = Instant::now();
                 loop {
                     {
                         let mut guard = c.wake.0.lock();
                         if !c.stop.load(Ordering::Acquire) {
-                            c.wake.1.wait_for(&mut guard, c.interval);
+                            c.wake.1.wait_for(&mut guard, tick);
                         }
                     }
                     if c.stop.load(Ordering::Acquire) {
                         return;
                     }
-                    if ready() {
+                    if !ready() {
+                        continue;
+                    }
+                    if !c.interval.is_zero() && last_all.elapsed() >= c.interval {
+                        last_all = Instant::now();
                         c.checkpoint_all();
+                    } else if c.after_jobs > 0 {
+                        c.checkpoint_due();
                     }
                 }
             })?;
@@ -96,12 +116,28 @@ impl Checkpointer {
     /// Checkpoints every space with operations past its last checkpoint; failures are logged
     /// and counted, and the space is tried again next time.
     pub(crate) fn checkpoint_all(&self) {
+        self.checkpoint_where(|_| true);
+    }
+
+    /// Checkpoints the spaces with at least `after_jobs` jobs sequenced since their last
+    /// checkpoint, unless one failed in the last [`RETRY_AFTER_FAILURE`] (the interval retries
+    /// it in any case).
+    fn checkpoint_due(&self) {
+        self.checkpoint_where(|space| {
+            let since = space.sequenced_jobs.load(Ordering::Acquire) - space.checkpointed_jobs.load(Ordering::Acquire);
+            since >= self.after_jobs
+                && space.checkpoint_failed_at.lock().is_none_or(|t| t.elapsed() >= RETRY_AFTER_FAILURE)
+        });
+    }
+
+    fn checkpoint_where(&self, due: impl Fn(&Space) -> bool) {
         let _running = self.running.lock();
         for space in self.registry.snapshot() {
-            if space.dropped.load(Ordering::Acquire) {
+            if space.dropped.load(Ordering::Acquire) || !due(&space) {
                 continue;
             }
             if let Err(e) = self.checkpoint(&space) {
+                *space.checkpoint_failed_at.lock() = Some(Instant::now());
                 self.store.events.checkpoint_failed(false);
                 tracing::error!(memory_space = %space.name, error = %e, "checkpoint failed; the log keeps everything since the last one");
             }
@@ -111,6 +147,7 @@ impl Checkpointer {
     /// Checkpoints `space` if it has applied operations past its last checkpoint.
     fn checkpoint(&self, space: &Space) -> Result<(), crate::error::EngineError> {
         let started = Instant::now();
+        let jobs = space.sequenced_jobs.load(Ordering::Acquire);
         let seq = space.applied_through();
         if seq <= space.checkpointed.load(Ordering::Acquire) {
             // Nothing applied since: the checkpoint is current (its age measures staleness,
@@ -134,11 +171,14 @@ impl Checkpointer {
             // empty one).
             let _ = std::fs::remove_file(&index_tmp);
             let _ = std::fs::remove_dir(&dir);
+            space.checkpointed_jobs.store(jobs, Ordering::Release);
             return Ok(());
         }
         let manifest = checkpoint::commit(&dir, seq, &index_tmp, &states)?;
         space.checkpointed.store(seq, Ordering::Release);
+        space.checkpointed_jobs.store(jobs, Ordering::Release);
         *space.checkpointed_at.lock() = Instant::now();
+        *space.checkpoint_failed_at.lock() = None;
         // The log is needed only past the oldest checkpoint kept (the fallback if the newest
         // does not verify at the next start).
         let oldest = manifest.checkpoints.last().map_or(0, |c| c.seq);

@@ -166,6 +166,7 @@ impl UpdateHandler {
                         Arc::clone(store),
                         Arc::clone(&registry),
                         Duration::from_secs(storage.checkpoint_interval_s),
+                        storage.checkpoint_after_operations,
                         move || !recovering.is_active(),
                     )
                     .map_err(|e| {

@@ -39,8 +39,13 @@ pub fn open_storage(storage: &engram_engine::StorageConfig) -> engram_engine::En
     engine
 }
 
-/// [`open_storage`] on data directory `dir`, `Os` durability, checkpoints only at shutdown.
+/// [`open_storage`] on data directory `dir`, `Os` durability, checkpoints only at shutdown
+/// (neither by time nor by count).
 pub fn open(dir: &std::path::Path) -> engram_engine::Engine {
     use engram_engine::{Durability, StorageConfig};
-    open_storage(&StorageConfig { checkpoint_interval_s: 0, ..StorageConfig::at(dir, Durability::Os) })
+    open_storage(&StorageConfig {
+        checkpoint_interval_s: 0,
+        checkpoint_after_operations: 0,
+        ..StorageConfig::at(dir, Durability::Os)
+    })
 }
