@@ -140,6 +140,19 @@ fn a_restored_snapshot_answers_exactly_as_the_original_did_and_survives_a_restar
     ));
     assert!(matches!(a.snapshot_path("g", "../../LOCK"), Err(EngineError::InvalidArgument { .. })));
 
+    // What a crash mid-snapshot or mid-upload leaves is removed at the next start; whole
+    // snapshots stay.
+    let snapshots = b_dir.path().join("data/snapshots");
+    std::fs::create_dir_all(snapshots.join("g2")).unwrap();
+    std::fs::write(snapshots.join(".upload-1-0.tmp"), b"partial").unwrap();
+    std::fs::write(snapshots.join("g2/.g2-9-9.snapshot.tmp"), b"partial").unwrap();
+    let kept = b.create_snapshot("g2").unwrap();
+    b.shutdown(Some(Duration::from_secs(60)));
+    drop(b);
+    let b = common::open(&b_dir.path().join("data"));
+    assert!(!snapshots.join(".upload-1-0.tmp").exists() && !snapshots.join("g2/.g2-9-9.snapshot.tmp").exists());
+    assert_eq!(b.list_snapshots("g2").unwrap(), vec![kept]);
+
     // Snapshots outlive their space and go when deleted.
     a.drop_space("g").unwrap();
     assert_eq!(a.list_snapshots("g").unwrap().len(), 1);

@@ -317,6 +317,7 @@ impl Store {
             }
         }
         *self.append.lock() = Counters { next_seq, next_uid };
+        remove_snapshot_leftovers(&self.snapshots_root());
         Ok(())
     }
 
@@ -673,6 +674,30 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Removes what a crash during a snapshot or an upload left in `root` (the snapshots
+/// directory): uploads (`.upload-*.tmp`) and partial files (`.*.tmp`) in each space's directory.
+/// Whole snapshots stay.
+fn remove_snapshot_leftovers(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let temporary = |name: &str| name.starts_with('.') && name.ends_with(".tmp");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if temporary(&name) {
+            tracing::info!(file = %entry.path().display(), "removing an unfinished snapshot upload");
+            let _ = std::fs::remove_file(entry.path());
+        } else if entry.file_type().is_ok_and(|t| t.is_dir())
+            && let Ok(inner) = std::fs::read_dir(entry.path())
+        {
+            for f in inner.flatten() {
+                if temporary(&f.file_name().to_string_lossy()) {
+                    tracing::info!(file = %f.path().display(), "removing an unfinished snapshot");
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
     }
 }
 
