@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end `load` runs over gRPC, per index backend and shared data set, that docs/benchmarks.md
 # and docs/capacity-planning.md are computed from. Each run gets a fresh server (default
-# config: one worker per core) and records the server's /metrics before and after
-# (`--metrics-url`), so the reports carry workers, resident memory and scrape cost.
+# config: one worker per core, fsync durability, a fresh data directory) and records the
+# server's /metrics before and after (`--metrics-url`), so the reports carry workers, resident
+# memory, disk bytes and scrape cost.
 #
 # For each backend and data set: one saturated run (as fast as the server admits), then one run
 # paced at PACE (default 0.7) of that run's rate over its second half (inserts slow as the graph
@@ -27,7 +28,9 @@ grpc=127.0.0.1:15161
 run() { # run NAME DATASET BACKEND [load args...]
   local name=$1 dataset=$2 backend=$3
   shift 3
-  "$bin" serve --http-addr "$http" --grpc-addr "$grpc" >"$out/$name.serve.log" 2>&1 &
+  # A fresh data directory per run (the default storage.durability, fsync), removed after.
+  local data; data=$(mktemp -d)
+  "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$data" >"$out/$name.serve.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do curl -sf "http://$http/health/ready" >/dev/null && break; sleep 0.1; done
   "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc --index "$backend" \
@@ -40,6 +43,7 @@ run() { # run NAME DATASET BACKEND [load args...]
   }
   kill -TERM "$pid"
   wait "$pid"
+  rm -rf "$data"
   tail -1 "$out/$name.load.log"
 }
 

@@ -23,22 +23,12 @@ cargo build --release -q -p engram-server -p engram-tools
 bin=target/release/engram-stream
 http=127.0.0.1:18580
 grpc=127.0.0.1:18551
-pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true' EXIT
-now() { python3 -c 'import time; print(time.time())'; }
+source benches/scripts/lib.sh
 
 serve() { # serve INTERVAL OPERATIONS DIR LOG
   ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S=$1 ENGRAM_STORAGE__CHECKPOINT_AFTER_OPERATIONS=$2 \
     "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$3" >>"$4" 2>&1 &
   pid=$!
-}
-wait_ready() { # prints seconds until /health/ready answered 200
-  local start; start=$(now)
-  for _ in $(seq 1 3000); do
-    curl -sf "http://$http/health/ready" >/dev/null && { python3 -c "print(round($(now) - $start, 3))"; return; }
-    sleep 0.05
-  done
-  echo "server not ready" >&2; exit 1
 }
 
 for set in "${sets[@]}"; do

@@ -15,21 +15,11 @@ cargo build --release -q -p engram-server -p engram-tools
 bin=target/release/engram-stream
 http=127.0.0.1:18480
 grpc=127.0.0.1:18451
-pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true' EXIT
-now() { python3 -c 'import time; print(time.time())'; }
+source benches/scripts/lib.sh
 
 serve() { # serve MODE DIR LOG
   ENGRAM_STORAGE__DURABILITY=$1 "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$2" >>"$3" 2>&1 &
   pid=$!
-}
-wait_ready() { # prints seconds until /health/ready answered 200
-  local start; start=$(now)
-  for _ in $(seq 1 3000); do
-    curl -sf "http://$http/health/ready" >/dev/null && { python3 -c "print(round($(now) - $start, 3))"; return; }
-    sleep 0.05
-  done
-  echo "server not ready" >&2; exit 1
 }
 
 for set in minilm-384-stdlib glove-50-angular-100k; do

@@ -8,6 +8,7 @@
 //! | indexed observations per second per worker | saturated runs (no `--rate`): `ingest_rate_second_half_per_s / server_stats.workers` (the rate at the larger index), the lowest |
 //! | resident bytes per indexed vector | `(rss_bytes_after - rss_bytes_before) / observations`, the highest |
 //! | content bytes per observation | `content_bytes_mean`, the highest |
+//! | disk bytes per stored vector | `(disk_bytes_after - disk_bytes_before) / observations` (`engram_storage_disk_bytes`: log, content, checkpoints), the highest; only reports of a server with a store give it |
 //! | queued bytes per observation | the engine's own queue accounting ([`engram_engine::queued_bytes`]) at that content size |
 //! | p99 accepted → indexed below saturation | paced runs (`--rate`): `server_stats.observation_latency_p99_seconds` (per observation) and the run's share of the saturated rate |
 //! | scrape size and time | `server_stats.scrape_*`, the highest |
@@ -24,7 +25,10 @@
 //! The sizing: the rate to provision is `target / (1 - headroom)`; workers are that over the
 //! per-worker rate; the queue holds `buffer_seconds` of the target rate; memory is the index for
 //! `vectors` plus the full queue, kept under `1 - headroom` of each node; nodes are the larger of
-//! what cores and memory need.
+//! what cores and memory need. Disk is the stored vectors (`--vectors`, or `--retention-days`
+//! of the target rate) at the measured bytes per vector, kept under `1 - headroom` of each
+//! node's disk; snapshots are extra (each about the size of the space's checkpoint and
+//! content).
 
 pub mod criterion;
 
@@ -59,8 +63,12 @@ pub struct CapacityArgs {
     #[arg(long, default_value_t = 0.25)]
     pub headroom: f64,
     /// Vectors held in the indexes (default: one hour of ingest at the target rate).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "retention_days")]
     pub vectors: Option<u64>,
+    /// Days of ingest at the target rate that are kept (stored and indexed): sets the vectors
+    /// held, for memory and disk alike, in place of `--vectors`.
+    #[arg(long)]
+    pub retention_days: Option<f64>,
     /// Cores of a node, one worker each (default: the measuring machine's).
     #[arg(long)]
     pub node_cores: Option<u64>,
@@ -102,6 +110,8 @@ pub struct Constants {
     pub rss_bytes_per_vector: Measured,
     /// Mean content bytes per observation.
     pub content_bytes_per_observation: Measured,
+    /// Bytes on disk per stored vector (None: no report measured a store).
+    pub disk_bytes_per_vector: Option<Measured>,
     /// Bytes the queue accounts per observation at that content size.
     pub queued_bytes_per_observation: f64,
     /// Per-observation p99 accepted → indexed, seconds, in the paced run with the highest share
@@ -156,6 +166,10 @@ pub struct Plan {
     pub index_memory_bytes: f64,
     /// Index memory per node, bytes.
     pub index_memory_bytes_per_node: f64,
+    /// Disk the stored vectors take in total, bytes (None: not measured).
+    pub disk_bytes: Option<f64>,
+    /// Disk to provision per node, bytes: its share over `1 - headroom` (None: not measured).
+    pub disk_bytes_per_node: Option<f64>,
     /// Samples Prometheus ingests per second from all nodes.
     pub scrape_samples_per_s: f64,
     /// Bytes Prometheus pulls per second from all nodes.
@@ -237,6 +251,16 @@ pub fn plan(
         true,
     )?;
     let content = pick(&usable, "content bytes per observation", |r, _| Some(r.content_bytes_mean), true)?;
+    let disk = pick(
+        &usable,
+        "disk bytes per vector",
+        |r, s| {
+            let grew = s.disk_bytes_after?.saturating_sub(s.disk_bytes_before?);
+            Some(grew as f64 / r.observations.max(1) as f64)
+        },
+        true,
+    )
+    .ok();
     let saturated_rate = rate_per_worker.value;
     let paced = usable
         .iter()
@@ -269,7 +293,13 @@ pub fn plan(
     let nodes_for_cores = workers.div_ceil(node_cores);
     let queued_bytes = engram_engine::queued_bytes(args.dim, content.value.ceil() as usize) as f64;
     let queue_total = (args.target_rate * args.buffer_seconds).ceil();
-    let vectors = args.vectors.unwrap_or((args.target_rate * 3600.0).ceil() as u64);
+    let vectors = match (args.vectors, args.retention_days) {
+        (Some(_), Some(_)) => bail!("give --vectors or --retention-days, not both"),
+        (Some(v), None) => v,
+        (None, Some(days)) if days > 0.0 && days.is_finite() => (args.target_rate * 86_400.0 * days).ceil() as u64,
+        (None, Some(days)) => bail!("--retention-days must be a positive number, got {days}"),
+        (None, None) => (args.target_rate * 3600.0).ceil() as u64,
+    };
     let index_memory = vectors as f64 * rss.value;
     let usable_memory = node_memory_bytes as f64 * (1.0 - args.headroom);
     let nodes_for_memory = ((index_memory + queue_total * queued_bytes) / usable_memory).ceil().max(1.0) as u64;
@@ -293,6 +323,8 @@ pub fn plan(
         vectors,
         index_memory_bytes: index_memory,
         index_memory_bytes_per_node: index_memory / nodes as f64,
+        disk_bytes: disk.as_ref().map(|d| vectors as f64 * d.value),
+        disk_bytes_per_node: disk.as_ref().map(|d| vectors as f64 * d.value / nodes as f64 / (1.0 - args.headroom)),
         scrape_samples_per_s: nodes as f64 * scrape_samples.value / args.scrape_interval_seconds,
         scrape_bytes_per_s: nodes as f64 * scrape_bytes.value / args.scrape_interval_seconds,
         scrape_core_share_per_node: scrape_seconds.value / args.scrape_interval_seconds,
@@ -300,6 +332,7 @@ pub fn plan(
             rate_per_worker,
             rss_bytes_per_vector: rss,
             content_bytes_per_observation: content,
+            disk_bytes_per_vector: disk,
             queued_bytes_per_observation: queued_bytes,
             p99_at_utilization: paced.as_ref().map(|p| p.0),
             p99_accepted_to_indexed_seconds: paced.map(|p| p.1),
@@ -360,6 +393,20 @@ pub fn table(p: &Plan) -> String {
             format!("{} total, {} per node", bytes(p.index_memory_bytes), bytes(p.index_memory_bytes_per_node)),
         ),
         (
+            "disk",
+            match (p.disk_bytes, p.disk_bytes_per_node) {
+                (Some(total), Some(node)) => format!(
+                    "{} total; provision {} per node (headroom {:.0}%; snapshots extra)",
+                    bytes(total),
+                    bytes(node),
+                    p.headroom * 100.0
+                ),
+                _ => "not measured: no report is of a server with a store (load --metrics-url against \
+                      storage.durability fsync or os)"
+                    .to_owned(),
+            },
+        ),
+        (
             "scrape cost",
             format!(
                 "{:.0} samples/s and {}/s into Prometheus; {:.3}% of a core per node",
@@ -374,6 +421,9 @@ pub fn table(p: &Plan) -> String {
     rows.push(("rate per worker", m(&c.rate_per_worker, "obs/s")));
     rows.push(("resident bytes per vector", m(&c.rss_bytes_per_vector, "B")));
     rows.push(("content bytes per observation", m(&c.content_bytes_per_observation, "B")));
+    if let Some(d) = &c.disk_bytes_per_vector {
+        rows.push(("disk bytes per vector", m(d, "B")));
+    }
     rows.push(("queued bytes per observation", format!("{:.0} B (engine accounting)", c.queued_bytes_per_observation)));
     if let (Some(l), Some(u)) = (&c.p99_accepted_to_indexed_seconds, c.p99_at_utilization) {
         rows.push((
@@ -497,6 +547,8 @@ mod tests {
                 scrape_seconds: 0.002,
                 observation_latency_p99_seconds: 0.04,
                 observation_latency_share_within_50ms: 0.995,
+                disk_bytes_before: None,
+                disk_bytes_after: None,
             }),
         }
     }
@@ -512,6 +564,7 @@ mod tests {
             buffer_seconds: 30.0,
             headroom: 0.25,
             vectors: Some(1_000_000),
+            retention_days: None,
             node_cores: None,
             node_memory_bytes: None,
             scrape_interval_seconds: 15.0,
@@ -541,6 +594,31 @@ mod tests {
         assert!((c.p99_at_utilization.unwrap() - 0.35).abs() < 1e-9);
         assert!((p.scrape_samples_per_s - 7.0 * 300.0 / 15.0).abs() < 1e-9);
         assert!(table(&p).contains("| workers (cores) | 14 |"));
+    }
+
+    #[test]
+    fn disk_is_sized_from_a_report_with_a_store_for_a_retention() {
+        let mut stored = report(1000.0, None, 2, 1_000_000);
+        let stats = stored.server_stats.as_mut().unwrap();
+        (stats.disk_bytes_before, stats.disk_bytes_after) = (Some(10_000), Some(10_000 + 1000 * 6_000));
+        let reports =
+            vec![("memory.json".to_owned(), report(1000.0, None, 2, 1_000_000)), ("fsync.json".to_owned(), stored)];
+        // 100 obs/s kept 10 days: 86.4M vectors at 6,000 B each.
+        let p =
+            plan(&CapacityArgs { vectors: None, retention_days: Some(10.0), ..args(100.0) }, &reports, None).unwrap();
+        let d = p.constants.disk_bytes_per_vector.as_ref().unwrap();
+        assert_eq!((d.value, d.source.as_str()), (6000.0, "fsync.json"));
+        assert_eq!(p.vectors, 86_400_000);
+        assert_eq!(p.disk_bytes, Some(86_400_000.0 * 6000.0));
+        let per_node = p.disk_bytes_per_node.unwrap();
+        assert!((per_node - 86_400_000.0 * 6000.0 / p.nodes as f64 / 0.75).abs() < 1.0, "{per_node}");
+        assert!(table(&p).contains("| disk bytes per vector | 6000.0 B (fsync.json) |"), "{}", table(&p));
+        // Without a store in any report, disk says how to measure it.
+        let p = plan(&args(100.0), &reports[..1], None).unwrap();
+        assert_eq!(p.disk_bytes, None);
+        assert!(table(&p).contains("not measured"));
+        let e = plan(&CapacityArgs { retention_days: Some(-1.0), vectors: None, ..args(1.0) }, &reports, None);
+        assert!(e.unwrap_err().to_string().contains("--retention-days"));
     }
 
     #[test]
@@ -587,10 +665,11 @@ mod docs_tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
     }
 
-    /// The committed MiniLM usearch reports, named as the docs' commands name them.
+    /// The committed MiniLM usearch reports (fsync durability), named as the docs' commands name
+    /// them.
     fn minilm_reports() -> Vec<(String, LoadReport)> {
         ["saturated", "paced"]
-            .map(|k| format!("docs/benchmarks/loads/minilm-384-stdlib-usearch-{k}.json"))
+            .map(|k| format!("docs/benchmarks/loads-fsync/minilm-384-stdlib-usearch-{k}.json"))
             .into_iter()
             .map(|n| {
                 let report = serde_json::from_str(&std::fs::read_to_string(root().join(&n)).unwrap()).unwrap();

@@ -143,6 +143,13 @@ pub struct ServerStats {
     /// Share of the run's observations indexed within 50 ms of acceptance (exact: 0.05 s is a
     /// bucket bound), so `>= 0.99` means p99 <= 50 ms.
     pub observation_latency_share_within_50ms: f64,
+    /// `engram_storage_disk_bytes` before the space was created (`None`: the server keeps no
+    /// store, `storage.durability = none`, or an older report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes_before: Option<u64>,
+    /// `engram_storage_disk_bytes` after every observation was confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bytes_after: Option<u64>,
 }
 
 #[cfg(test)]

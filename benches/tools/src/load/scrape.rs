@@ -98,6 +98,7 @@ async fn scrape(url: &str) -> anyhow::Result<(Exposition, f64)> {
 /// What is read from `/metrics` before the run: resident memory and the latency histogram.
 pub(super) struct Before {
     rss: u64,
+    disk: Option<u64>,
     latency: HistogramSnapshot,
 }
 
@@ -108,7 +109,8 @@ pub(super) async fn before(url: &str, space: &str) -> anyhow::Result<Before> {
         .value("process_resident_memory_bytes", None)
         .map(|v| v as u64)
         .with_context(|| format!("{url} has no process_resident_memory_bytes"))?;
-    Ok(Before { rss, latency: e.observation_latency(space) })
+    let disk = e.value("engram_storage_disk_bytes", None).map(|v| v as u64);
+    Ok(Before { rss, disk, latency: e.observation_latency(space) })
 }
 
 /// Scrapes `url` five times after the load (the median time is the scrape's cost) and sets
@@ -146,6 +148,8 @@ fn stats(e: &Exposition, space: &str, before: &Before, scrape_seconds: f64) -> a
         scrape_seconds,
         observation_latency_p99_seconds: run.quantile(0.99).unwrap_or(f64::NAN),
         observation_latency_share_within_50ms: within_50ms,
+        disk_bytes_before: before.disk,
+        disk_bytes_after: e.value("engram_storage_disk_bytes", None).map(|v| v as u64),
     })
 }
 
@@ -187,7 +191,7 @@ mod tests {
         }
         let before = Exposition::parse(&text([10, 10, 10, 10], 3)).unwrap();
         let after = Exposition::parse(&text([60, 100, 110, 110], 9)).unwrap();
-        let before = Before { rss: 500, latency: before.observation_latency("s") };
+        let before = Before { rss: 500, disk: None, latency: before.observation_latency("s") };
         let s = stats(&after, "s", &before, 0.01).unwrap();
         // The run: 50 in (.., 0.025], 40 in (0.025, 0.05], 10 in (0.05, 0.1]. Rank 99 of 100
         // falls in (0.05, 0.1]: 0.05 + 0.05 × (99 - 90) / 10.
@@ -196,6 +200,7 @@ mod tests {
         assert_eq!((s.workers, s.rss_bytes_before, s.rss_bytes_after, s.index_memory_bytes), (2, 500, 1000, 77));
         let lines = text([60, 100, 110, 110], 9).lines().filter(|l| !l.starts_with('#')).count() as u64;
         assert_eq!(s.scrape_samples, lines, "every sample line counts once");
+        assert_eq!((s.disk_bytes_before, s.disk_bytes_after), (None, None), "no store: no disk bytes");
     }
 
     #[test]
@@ -203,7 +208,7 @@ mod tests {
         let e = Exposition::parse("# TYPE x counter\nx 1\n").unwrap();
         let h = e.observation_latency("s");
         assert_eq!((h.count, h.quantile(0.99)), (0, None));
-        let before = Before { rss: 1, latency: h };
+        let before = Before { rss: 1, disk: None, latency: h };
         assert!(stats(&e, "s", &before, 0.0).unwrap_err().to_string().contains("engram_streaming_workers"));
     }
 }
