@@ -8,33 +8,8 @@ mod common;
 
 use common::sample;
 use engram_dataset::{read_fvecs, shared_data_dir};
-use engram_engine::{AckLevel, Batch, Engine, IndexKind, Observation, Priority, SpaceParams};
+use engram_engine::{AckLevel, Engine, IndexKind, SpaceParams};
 use std::time::Duration;
-
-fn write(
-    engine: &Engine,
-    space: &str,
-    base: &engram_dataset::Vectors<f32>,
-    rows: std::ops::Range<usize>,
-    upsert: bool,
-) {
-    for start in rows.clone().step_by(100) {
-        let batch = Batch {
-            upsert,
-            priority: Priority::Normal,
-            observations: (start..(start + 100).min(rows.end))
-                .map(|i| Observation {
-                    id: (i % 10_000) as u64,
-                    embedding: base.row(i).to_vec(),
-                    content: Some(format!("row {i}")),
-                })
-                .collect(),
-        };
-        let a = engine.submit(space, batch, AckLevel::Indexed).unwrap();
-        a.durable.unwrap().wait_blocking().unwrap();
-        assert_eq!(a.indexed.unwrap().wait_blocking().failed, 0);
-    }
-}
 
 /// What every id should hold: for ids 0..3000, row 10_000 + id for the upserted 0..1000 and
 /// row id otherwise; ids 2000..2500 deleted; ids 3000..3500 (written after the first
@@ -73,8 +48,8 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         let engine = common::open(tmp.path());
         for (name, kind) in spaces {
             engine.create_space(name, SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
-            write(&engine, name, &base, 0..3000, false);
-            write(&engine, name, &base, 10_000..11_000, true);
+            common::write_rows(&engine, name, &base, 0..3000, |i| (i % 10_000) as u64, false);
+            common::write_rows(&engine, name, &base, 10_000..11_000, |i| (i % 10_000) as u64, true);
             let d = engine.delete(name, (2000..2500).collect(), AckLevel::Durable).unwrap();
             d.durable.unwrap().wait_blocking().unwrap();
         }
@@ -95,8 +70,8 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="u"}"#).is_some());
         assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="h"}"#).is_none());
         // A second checkpoint, with more after the first.
-        write(&engine, "u", &base, 3000..3500, false);
-        write(&engine, "h", &base, 3000..3500, false);
+        common::write_rows(&engine, "u", &base, 3000..3500, |i| (i % 10_000) as u64, false);
+        common::write_rows(&engine, "h", &base, 3000..3500, |i| (i % 10_000) as u64, false);
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
         let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
         assert_eq!(m["checkpoints"].as_array().unwrap().len(), 2, "{m}");
@@ -157,7 +132,7 @@ fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() 
     // 1,500 operations at a time, 1.5 s apart (the trigger is checked every second); the
     // last 1,500 are copied at once, before the trigger can see them.
     for chunk in 0..4 {
-        write(&engine, "u", &base, chunk * 1500..(chunk + 1) * 1500, false);
+        common::write_rows(&engine, "u", &base, chunk * 1500..(chunk + 1) * 1500, |i| (i % 10_000) as u64, false);
         if chunk < 3 {
             std::thread::sleep(Duration::from_millis(1500));
         }

@@ -21,29 +21,6 @@ fn glove() -> (engram_dataset::Vectors<f32>, engram_dataset::Vectors<f32>) {
     (read_fvecs(&dir.join("base.fvecs")).unwrap(), read_fvecs(&dir.join("query.fvecs")).unwrap())
 }
 
-/// Writes rows `rows` of `base` as ids `id(row)`, content `row {row}`, and waits until indexed.
-fn write(
-    engine: &Engine,
-    space: &str,
-    base: &engram_dataset::Vectors<f32>,
-    rows: std::ops::Range<usize>,
-    id: impl Fn(usize) -> u64,
-    upsert: bool,
-) {
-    for start in rows.clone().step_by(100) {
-        let batch = Batch {
-            upsert,
-            priority: Priority::Normal,
-            observations: (start..(start + 100).min(rows.end))
-                .map(|i| Observation { id: id(i), embedding: base.row(i).to_vec(), content: Some(format!("row {i}")) })
-                .collect(),
-        };
-        let a = engine.submit(space, batch, AckLevel::Indexed).unwrap();
-        a.durable.unwrap().wait_blocking().unwrap();
-        assert_eq!(a.indexed.unwrap().wait_blocking().failed, 0);
-    }
-}
-
 /// Top-10 ids and scores of `n` queries.
 fn answers(engine: &Engine, space: &str, queries: &engram_dataset::Vectors<f32>, n: usize) -> Vec<Vec<(u64, f32)>> {
     (0..n)
@@ -64,15 +41,15 @@ fn a_restored_snapshot_answers_exactly_as_the_original_did_and_survives_a_restar
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = common::open(a_dir.path());
     a.create_space("g", SpaceParams::with_dim(base.dim)).unwrap();
-    write(&a, "g", &base, 0..5000, |i| i as u64, false);
-    write(&a, "g", &base, 5000..5500, |i| (i - 5000) as u64, true);
+    common::write_rows(&a, "g", &base, 0..5000, |i| i as u64, false);
+    common::write_rows(&a, "g", &base, 5000..5500, |i| (i - 5000) as u64, true);
     a.delete("g", (1000..1200).collect(), AckLevel::Indexed).unwrap().indexed.unwrap().wait_blocking();
     let before = answers(&a, "g", &queries, 200);
     let info = a.create_snapshot("g").unwrap();
     assert!(info.name.starts_with("g-") && info.name.ends_with(".snapshot"), "{}", info.name);
     assert_eq!(a.list_snapshots("g").unwrap(), vec![info.clone()]);
     // Writes after the snapshot are not in it.
-    write(&a, "g", &base, 6000..7000, |i| i as u64, false);
+    common::write_rows(&a, "g", &base, 6000..7000, |i| i as u64, false);
 
     // Another engine, from the file.
     let file = b_dir.path().join("moved.snapshot");
@@ -96,7 +73,7 @@ fn a_restored_snapshot_answers_exactly_as_the_original_did_and_survives_a_restar
     assert!(matches!(b.restore_snapshot("g2", &SnapshotSource::File(file.clone())), Err(EngineError::SpaceExists(_))));
     // The restored space takes writes, and both survive a restart: the shutdown checkpoint
     // is loaded, so the answers are exactly those before it.
-    write(&b, "g2", &base, 8000..8100, |i| i as u64, false);
+    common::write_rows(&b, "g2", &base, 8000..8100, |i| i as u64, false);
     let before_restart = answers(&b, "g2", &queries, 200);
     assert!(b.shutdown(Some(Duration::from_secs(60))).drained);
     drop(b);
@@ -259,8 +236,8 @@ fn an_hnsw_rs_snapshot_rebuilds_the_space_from_its_log() {
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = common::open(a_dir.path());
     a.create_space("h", SpaceParams { index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) }).unwrap();
-    write(&a, "h", &base, 0..3000, |i| i as u64, false);
-    write(&a, "h", &base, 3000..3300, |i| (i - 3000) as u64, true);
+    common::write_rows(&a, "h", &base, 0..3000, |i| i as u64, false);
+    common::write_rows(&a, "h", &base, 3000..3300, |i| (i - 3000) as u64, true);
     a.delete("h", (500..600).collect(), AckLevel::Indexed).unwrap().indexed.unwrap().wait_blocking();
     let info = a.create_snapshot("h").unwrap();
     let file = b_dir.path().join("h.snapshot");

@@ -52,7 +52,8 @@ pub(crate) struct SavedState {
     pub(crate) live: bool,
 }
 
-fn io(context: &str, path: &Path, e: std::io::Error) -> EngineError {
+/// An I/O error on `path` as a storage error: disk full apart from every other failure.
+pub(crate) fn io(context: &str, path: &Path, e: std::io::Error) -> EngineError {
     let kind = if e.kind() == std::io::ErrorKind::StorageFull { StorageErrorKind::Full } else { StorageErrorKind::Io };
     EngineError::Storage { kind, message: format!("{context} {}: {e}", path.display()) }
 }

@@ -20,7 +20,8 @@
 //! cut or altered file is an error naming what is wrong, never a panic or an allocation
 //! larger than the file.
 
-use crate::error::{EngineError, StorageErrorKind};
+use super::checkpoint::io;
+use crate::error::EngineError;
 use crate::operation::Seq;
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -52,11 +53,6 @@ pub(crate) struct Header {
     pub(crate) created_unix_ms: u64,
     /// The engine version that wrote it.
     pub(crate) engine_version: String,
-}
-
-fn io(context: &str, path: &Path, e: std::io::Error) -> EngineError {
-    let kind = if e.kind() == std::io::ErrorKind::StorageFull { StorageErrorKind::Full } else { StorageErrorKind::Io };
-    EngineError::Storage { kind, message: format!("{context} {}: {e}", path.display()) }
 }
 
 /// Writes a snapshot file, hashing as it goes.

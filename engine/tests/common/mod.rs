@@ -49,3 +49,28 @@ pub fn open(dir: &std::path::Path) -> engram_engine::Engine {
         ..StorageConfig::at(dir, Durability::Os)
     })
 }
+
+/// Writes rows `rows` of `base` to `space` in batches of 100 (row `i` as id `id(i)`, content
+/// `row {i}`; `upsert` on every batch) and waits until each batch is indexed.
+pub fn write_rows(
+    engine: &engram_engine::Engine,
+    space: &str,
+    base: &engram_dataset::Vectors<f32>,
+    rows: std::ops::Range<usize>,
+    id: impl Fn(usize) -> u64,
+    upsert: bool,
+) {
+    use engram_engine::{AckLevel, Batch, Observation, Priority};
+    for start in rows.clone().step_by(100) {
+        let batch = Batch {
+            upsert,
+            priority: Priority::Normal,
+            observations: (start..(start + 100).min(rows.end))
+                .map(|i| Observation { id: id(i), embedding: base.row(i).to_vec(), content: Some(format!("row {i}")) })
+                .collect(),
+        };
+        let a = engine.submit(space, batch, AckLevel::Indexed).unwrap();
+        a.durable.unwrap().wait_blocking().unwrap();
+        assert_eq!(a.indexed.unwrap().wait_blocking().failed, 0);
+    }
+}
