@@ -115,6 +115,16 @@ fn a_restored_snapshot_answers_exactly_as_the_original_did_and_survives_a_restar
         a.restore_snapshot("x", &SnapshotSource::Named { space: "g".into(), name: "nope.snapshot".into() }),
         Err(EngineError::SnapshotNotFound(_))
     ));
+    // Counted: on `a` one snapshot, one restore by name and one refused (no such snapshot); on
+    // `b`, since its restart, the three bad files.
+    let count = |e: &Engine, op: &str, outcome: &str| {
+        let series = format!(r#"engram_storage_snapshots_total{{operation="{op}",outcome="{outcome}"}}"#);
+        common::sample(&e.telemetry().render(), &series)
+    };
+    assert_eq!(count(&a, "create", "ok"), Some(1.0));
+    assert_eq!((count(&a, "restore", "ok"), count(&a, "restore", "failed")), (Some(1.0), Some(1.0)));
+    assert_eq!((count(&b, "restore", "ok"), count(&b, "restore", "failed")), (Some(0.0), Some(3.0)));
+    assert_eq!(count(&b, "create", "failed"), Some(0.0));
     assert!(matches!(a.snapshot_path("g", "../../LOCK"), Err(EngineError::InvalidArgument { .. })));
 
     // What a crash mid-snapshot or mid-upload leaves is removed at the next start; whole

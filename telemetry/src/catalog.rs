@@ -544,6 +544,13 @@ catalog! {
         "Checkpoints that could not be written (reason write) or that did not verify at start and were moved aside (reason corrupt).",
     )
     .doc("checkpoints", "engine update::checkpoint::Checkpointer::checkpoint, update::recovery::Recovery::load_checkpoint", "0; any increase needs a look");
+    /// Snapshots written and restored, by operation and outcome.
+    STORAGE_SNAPSHOTS = counter(
+        "engram_storage_snapshots_total",
+        &["operation", "outcome"],
+        "Snapshot calls: operation create (a snapshot file written) or restore (a space created from one); outcome ok, or failed (refused or not completed: a bad file, an existing space, a write error).",
+    )
+    .doc("snapshots", "engine update::snapshot::create_snapshot, update::snapshot::restore_snapshot", "as often as backups run; failed 0 outside operator mistakes");
     /// Time one checkpoint took.
     STORAGE_CHECKPOINT_DURATION = histogram(
         "engram_storage_checkpoint_duration_seconds",

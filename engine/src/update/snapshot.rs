@@ -81,6 +81,14 @@ impl UpdateHandler {
 
     /// See [`Engine::create_snapshot`](crate::Engine::create_snapshot).
     pub(crate) fn create_snapshot(&self, name: &str) -> Result<SnapshotInfo, EngineError> {
+        let result = self.write_snapshot(name);
+        if let Some(store) = &self.store {
+            store.events.snapshot(false, result.is_ok());
+        }
+        result
+    }
+
+    fn write_snapshot(&self, name: &str) -> Result<SnapshotInfo, EngineError> {
         self.serving()?;
         let store = self.snapshot_store()?;
         let checkpointer = self.checkpointer.as_ref().ok_or(EngineError::SnapshotsUnavailable)?;
@@ -235,6 +243,14 @@ impl UpdateHandler {
 
     /// See [`Engine::restore_snapshot`](crate::Engine::restore_snapshot).
     pub(crate) fn restore_snapshot(&self, name: &str, source: &SnapshotSource) -> Result<SpaceInfo, EngineError> {
+        let result = self.restore(name, source);
+        if let Some(store) = &self.store {
+            store.events.snapshot(true, result.is_ok());
+        }
+        result
+    }
+
+    fn restore(&self, name: &str, source: &SnapshotSource) -> Result<SpaceInfo, EngineError> {
         self.serving()?;
         validate_space_name(name)?;
         let store = Arc::clone(self.snapshot_store()?);

@@ -13,6 +13,12 @@ pub const STORAGE_ERROR_KINDS: [&str; 2] = ["storage_full", "storage_error"];
 /// `reason` label values of `engram_storage_checkpoint_failures_total`.
 pub const CHECKPOINT_FAILURE_REASONS: [&str; 2] = ["write", "corrupt"];
 
+/// `operation` label values of `engram_storage_snapshots_total`.
+pub const SNAPSHOT_OPERATIONS: [&str; 2] = ["create", "restore"];
+
+/// `outcome` label values of `engram_storage_snapshots_total`.
+pub const SNAPSHOT_OUTCOMES: [&str; 2] = ["ok", "failed"];
+
 /// Handles of the durable log (one per store).
 #[derive(Debug, Clone)]
 pub struct StorageEvents {
@@ -28,6 +34,8 @@ pub struct StorageEvents {
     checkpoints: Arc<Counter>,
     checkpoint_failures: [Arc<Counter>; 2],
     checkpoint_duration: Arc<Histogram>,
+    /// By operation, then outcome.
+    snapshots: [[Arc<Counter>; 2]; 2],
 }
 
 impl StorageEvents {
@@ -47,6 +55,8 @@ impl StorageEvents {
             checkpoint_failures: CHECKPOINT_FAILURE_REASONS
                 .map(|r| t.counter(&catalog::STORAGE_CHECKPOINT_FAILURES, &[r])),
             checkpoint_duration: t.histogram(&catalog::STORAGE_CHECKPOINT_DURATION, &[]),
+            snapshots: SNAPSHOT_OPERATIONS
+                .map(|op| SNAPSHOT_OUTCOMES.map(|outcome| t.counter(&catalog::STORAGE_SNAPSHOTS, &[op, outcome]))),
         }
     }
 
@@ -62,6 +72,14 @@ impl StorageEvents {
     pub fn checkpoint_failed(&self, corrupt: bool) {
         if super::RECORDING {
             self.checkpoint_failures[usize::from(corrupt)].add(1);
+        }
+    }
+
+    /// A snapshot was written (`restore` false) or a space restored from one (true), or the
+    /// call failed (`ok` false).
+    pub fn snapshot(&self, restore: bool, ok: bool) {
+        if super::RECORDING {
+            self.snapshots[usize::from(restore)][usize::from(!ok)].add(1);
         }
     }
 
