@@ -103,6 +103,13 @@ impl Engine {
         !self.handler.recovery.is_active()
     }
 
+    /// The store's fault injector (feature `fault-injection`, for tests): journal writes or
+    /// syncs made to fail with ENOSPC or EIO until cleared. `None` without a store.
+    #[cfg(feature = "fault-injection")]
+    pub fn storage_faults(&self) -> Option<&crate::StorageFaults> {
+        self.handler.store.as_deref().map(|s| s.faults())
+    }
+
     /// The telemetry registry the engine records into.
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.handler.telemetry

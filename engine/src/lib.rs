@@ -29,7 +29,8 @@
 //! [`config`] holds every setting with its default; [`error`] every failure.
 //!
 //! The feature `internals` makes `admission` and `queue` public for the criterion benches and
-//! the loom models; it is not a stable interface.
+//! the loom models; it is not a stable interface. The feature `fault-injection` adds
+//! [`Engine::storage_faults`] for tests of the disk-full and I/O-error paths.
 
 #[cfg(any(feature = "internals", engram_loom))]
 pub mod admission;
@@ -63,5 +64,7 @@ pub use index::{IndexKind, Metric};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name};
+#[cfg(feature = "fault-injection")]
+pub use storage::faults::Faults as StorageFaults;
 pub use storage::{Durability, DurableWaiter, StorageConfig};
 pub use update::{Admission, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, queued_bytes};

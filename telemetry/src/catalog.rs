@@ -551,6 +551,13 @@ catalog! {
         "Snapshot calls: operation create (a snapshot file written) or restore (a space created from one); outcome ok, or failed (refused or not completed: a bad file, an existing space, a write error).",
     )
     .doc("snapshots", "engine update::snapshot::create_snapshot, update::snapshot::restore_snapshot", "as often as backups run; failed 0 outside operator mistakes");
+    /// Times the store healed by itself after a failed write or sync.
+    STORAGE_HEALS = counter(
+        "engram_storage_heals_total",
+        &[],
+        "Times the store healed by itself after a failed write or sync (disk full, I/O error): the database reopened, the writes no sync had covered written again, writes accepted again. Writes are refused between the failure and the heal.",
+    )
+    .doc("heals", "engine storage::commit::GroupCommit::heal", "0; each one follows storage errors: free disk space or check the device");
     /// Time one checkpoint took.
     STORAGE_CHECKPOINT_DURATION = histogram(
         "engram_storage_checkpoint_duration_seconds",

@@ -21,6 +21,11 @@
 pub(crate) mod checkpoint;
 pub(crate) mod codec;
 mod commit;
+#[cfg(feature = "fault-injection")]
+pub mod faults;
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) mod faults;
+mod heal;
 pub(crate) mod snapshot;
 
 pub use commit::DurableWaiter;
@@ -29,16 +34,13 @@ use crate::error::{EngineError, StorageErrorKind};
 use crate::operation::{Operation, Seq};
 use commit::GroupCommit;
 use engram_telemetry::events::StorageEvents;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
-use parking_lot::Mutex;
+use fjall::{PersistMode, Slice};
+use heal::{Core, Handles, Write};
 use serde::{Deserialize, Serialize};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-/// Largest memtable of a keyspace before fjall flushes it to a table, bytes.
-const MEMTABLE_BYTES: u64 = 8 << 20;
 
 /// The on-disk format this build reads and writes, in the data directory's `FORMAT` file.
 pub const FORMAT_VERSION: u32 = 1;
@@ -128,17 +130,14 @@ pub(crate) struct StoredSpace {
     pub(crate) params: serde_json::Value,
 }
 
-/// The data directory, opened and locked.
+/// The data directory, opened and locked. A failed write breaks it until it heals by itself
+/// (see `heal`).
 pub(crate) struct Store {
     dir: PathBuf,
-    db: Database,
-    spaces: Keyspace,
-    log: Keyspace,
-    content: Keyspace,
+    /// The database (replaced when the store heals), the append lock, the broken flag.
+    core: Arc<Core>,
     /// Held (with an exclusive lock) for the store's life.
     _lock: File,
-    /// Serialises appends, so sequence numbers are in journal order.
-    append: Mutex<Counters>,
     commit: Arc<GroupCommit>,
     pub(crate) events: StorageEvents,
 }
@@ -150,7 +149,14 @@ pub(crate) fn count_error(events: &StorageEvents, e: &EngineError) {
     }
 }
 
-struct Counters {
+/// A point-in-time view of the store ([`Store::view`]); it keeps the database it reads open.
+pub(crate) struct View {
+    handles: Arc<Handles>,
+    snapshot: fjall::Snapshot,
+}
+
+/// The next sequence number and uid, under the append lock.
+pub(crate) struct Counters {
     next_seq: Seq,
     next_uid: u64,
 }
@@ -158,7 +164,7 @@ struct Counters {
 /// A log key: the space's uid, then the sequence number, both big-endian, so one space's
 /// records are one contiguous range in sequence order. Content keys are the same shape with
 /// the observation id in place of the sequence number.
-fn log_key(uid: u64, seq: Seq) -> [u8; 16] {
+pub(crate) fn log_key(uid: u64, seq: Seq) -> [u8; 16] {
     let mut k = [0u8; 16];
     k[..8].copy_from_slice(&uid.to_be_bytes());
     k[8..].copy_from_slice(&seq.to_be_bytes());
@@ -234,37 +240,15 @@ impl Store {
         }
         check_format(&dir)?;
         let db_path = dir.join("db");
-        let db = Database::builder(&db_path)
-            .open()
-            .map_err(|e| at_start(&db_path, format!("cannot open the store: {e}")))?;
-        // Memtables of 8 MiB, not fjall's default 64 MiB per keyspace: the log and content are
-        // write-mostly (recall reads content through the block cache), and every byte a memtable
-        // holds is resident (measured: with 64 MiB, a 17k-vector MiniLM load added 2 KB of RSS
-        // per vector; docs/benchmarks.md, "Durability").
-        let open_ks = |name: &str| {
-            db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))
-                .map_err(|e| at_start(&db_path, format!("cannot open keyspace `{name}`: {e}")))
-        };
-        let spaces = open_ks("spaces")?;
-        let log = open_ks("log")?;
-        let content = open_ks("content")?;
+        let handles = Handles::open(&db_path).map_err(|e| at_start(&db_path, format!("cannot open the store: {e}")))?;
+        let core = Arc::new(Core::new(db_path, handles));
         let mode = match config.durability {
             Durability::Os => PersistMode::Buffer,
             _ => PersistMode::SyncAll,
         };
-        let commit = GroupCommit::start(db.clone(), mode, events.clone())
+        let commit = GroupCommit::start(Arc::clone(&core), mode, events.clone())
             .map_err(|e| at_start(&dir, format!("cannot start the syncer thread: {e}")))?;
-        let store = Self {
-            dir,
-            db,
-            spaces,
-            log,
-            content,
-            _lock: lock,
-            append: Mutex::new(Counters { next_seq: 1, next_uid: 1 }),
-            commit,
-            events,
-        };
+        let store = Self { dir, core, _lock: lock, commit, events };
         store.settle()?;
         Ok(store)
     }
@@ -277,27 +261,26 @@ impl Store {
         let mut next_seq = 1;
         let mut next_uid = live.keys().max().map_or(1, |u| u + 1);
         let mut orphans = 0usize;
-        for kv in self.log.iter() {
+        let h = self.core.handles()?;
+        for kv in h.log.iter() {
             let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
             let Some((uid, seq)) = parse_log_key(&key) else { continue };
             next_seq = next_seq.max(seq + 1);
             next_uid = next_uid.max(uid + 1);
             if !live.contains_key(&uid) {
-                self.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+                h.log.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
                 orphans += 1;
             }
         }
-        for kv in self.content.iter() {
+        for kv in h.content.iter() {
             let key = kv.key().map_err(|e| storage_error("reading stored content", e))?;
             if parse_log_key(&key).is_some_and(|(uid, _)| !live.contains_key(&uid)) {
-                self.content
-                    .remove(key.to_vec())
-                    .map_err(|e| storage_error("removing a dropped space's content", e))?;
+                h.content.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's content", e))?;
                 orphans += 1;
             }
         }
         if orphans > 0 {
-            self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))?;
+            h.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))?;
             tracing::info!(records = orphans, "removed the log records of dropped memory spaces");
         }
         // Checkpoints: a compacted log may hold nothing past a checkpoint's position, so new
@@ -316,7 +299,7 @@ impl Store {
                 }
             }
         }
-        *self.append.lock() = Counters { next_seq, next_uid };
+        *self.core.append.lock() = Counters { next_seq, next_uid };
         remove_snapshot_leftovers(&self.snapshots_root());
         Ok(())
     }
@@ -324,7 +307,7 @@ impl Store {
     /// Every stored space definition, by name.
     pub(crate) fn spaces(&self) -> Result<Vec<(String, StoredSpace)>, EngineError> {
         let mut out = Vec::new();
-        for kv in self.spaces.iter() {
+        for kv in self.core.handles()?.spaces.iter() {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading space definitions", e))?;
             let name = String::from_utf8(k.to_vec()).map_err(|_| EngineError::Storage {
                 kind: StorageErrorKind::Io,
@@ -354,7 +337,7 @@ impl Store {
     /// ([`Store::define_space`]); records written under it before then are removed by the next
     /// start if the definition never comes (a crash mid-restore).
     pub(crate) fn reserve_uid(&self) -> u64 {
-        let mut c = self.append.lock();
+        let mut c = self.core.append.lock();
         c.next_uid += 1;
         c.next_uid - 1
     }
@@ -362,7 +345,7 @@ impl Store {
     /// A log position no record takes (a restored checkpoint's position: every later record
     /// is past it).
     pub(crate) fn reserve_seq(&self) -> Seq {
-        let mut c = self.append.lock();
+        let mut c = self.core.append.lock();
         c.next_seq += 1;
         c.next_seq - 1
     }
@@ -374,28 +357,45 @@ impl Store {
     /// [`EngineError::Storage`].
     pub(crate) fn define_space(&self, name: &str, uid: u64, params: serde_json::Value) -> Result<(), EngineError> {
         let value = serde_json::to_vec(&StoredSpace { uid, params }).expect("a space definition serialises");
-        self.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e))?;
-        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the space definition", e))
+        let h = self.core.writable()?;
+        self.guard(self.core.faults.write().map_err(|e| storage_error("recording the space", e)))?;
+        self.guard(h.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e)))?;
+        self.sync()
+    }
+
+    /// Passes `result` on, breaking the store when it is a storage error (fjall may be
+    /// poisoned: see `heal`).
+    fn guard<T>(&self, result: Result<T, EngineError>) -> Result<T, EngineError> {
+        if let Err(e @ EngineError::Storage { .. }) = &result {
+            self.count_error(e);
+            self.commit.break_with(e);
+        }
+        result
     }
 
     /// A consistent view of the store as of the newest log position appended: that position
     /// and a snapshot of the store that reads exactly what was written through it.
-    pub(crate) fn view(&self) -> (Seq, fjall::Snapshot) {
-        let c = self.append.lock();
-        (c.next_seq - 1, self.db.snapshot())
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] while the store is reopening.
+    pub(crate) fn view(&self) -> Result<(Seq, View), EngineError> {
+        let c = self.core.append.lock();
+        let handles = self.core.handles()?;
+        let snapshot = handles.db.snapshot();
+        Ok((c.next_seq - 1, View { handles, snapshot }))
     }
 
     /// The encoded log records of space `uid` in `from..=through` as `view` sees them, in
     /// sequence order.
     pub(crate) fn log_records<'a>(
         &'a self,
-        view: &'a fjall::Snapshot,
+        view: &'a View,
         uid: u64,
         from: Seq,
         through: Seq,
     ) -> impl Iterator<Item = Result<(Seq, fjall::Slice), EngineError>> + 'a {
         use fjall::Readable;
-        view.range(&self.log, log_key(uid, from)..=log_key(uid, through)).map(|kv| {
+        view.snapshot.range(&view.handles.log, log_key(uid, from)..=log_key(uid, through)).map(|kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
             let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
                 kind: StorageErrorKind::Io,
@@ -408,11 +408,11 @@ impl Store {
     /// The stored content of every observation of space `uid` as `view` sees it, by id.
     pub(crate) fn contents<'a>(
         &'a self,
-        view: &'a fjall::Snapshot,
+        view: &'a View,
         uid: u64,
     ) -> impl Iterator<Item = Result<(u64, fjall::Slice), EngineError>> + 'a {
         use fjall::Readable;
-        view.prefix(&self.content, uid.to_be_bytes()).map(|kv| {
+        view.snapshot.prefix(&view.handles.content, uid.to_be_bytes()).map(|kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading stored content", e))?;
             let (_, id) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
                 kind: StorageErrorKind::Io,
@@ -432,20 +432,23 @@ impl Store {
         uid: u64,
         items: impl IntoIterator<Item = (u64, Vec<u8>)>,
     ) -> Result<usize, EngineError> {
-        let mut write = self.db.batch();
+        let h = self.core.writable()?;
+        let mut write = h.db.batch();
         let (mut bytes, mut n) = (0usize, 0usize);
+        let commit = |write: fjall::OwnedWriteBatch| {
+            self.core.faults.write().map_err(|e| storage_error("storing content", e))?;
+            write.commit().map_err(|e| storage_error("storing content", e))
+        };
         for (id, text) in items {
             bytes += text.len() + 16;
             n += 1;
-            write.insert(&self.content, log_key(uid, id), text);
+            write.insert(&h.content, log_key(uid, id), text);
             if bytes >= 4 << 20 {
-                std::mem::replace(&mut write, self.db.batch())
-                    .commit()
-                    .map_err(|e| storage_error("storing content", e))?;
+                self.guard(commit(std::mem::replace(&mut write, h.db.batch())))?;
                 bytes = 0;
             }
         }
-        write.commit().map_err(|e| storage_error("storing content", e))?;
+        self.guard(commit(write))?;
         Ok(n)
     }
 
@@ -454,7 +457,7 @@ impl Store {
     /// # Errors
     /// [`EngineError::Storage`].
     pub(crate) fn sync(&self) -> Result<(), EngineError> {
-        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing", e))
+        self.guard(self.core.persist(PersistMode::SyncAll))
     }
 
     /// Where snapshot files live: `snapshots/` in the data directory, one directory per space
@@ -469,8 +472,10 @@ impl Store {
     /// # Errors
     /// [`EngineError::Storage`].
     pub(crate) fn forget_space(&self, name: &str) -> Result<(), EngineError> {
-        self.spaces.remove(name.as_bytes()).map_err(|e| storage_error("removing the space", e))?;
-        self.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the drop", e))
+        let h = self.core.writable()?;
+        self.guard(self.core.faults.write().map_err(|e| storage_error("removing the space", e)))?;
+        self.guard(h.spaces.remove(name.as_bytes()).map_err(|e| storage_error("removing the space", e)))?;
+        self.sync()
     }
 
     /// Where checkpoints live: `checkpoints/` in the data directory.
@@ -503,14 +508,16 @@ impl Store {
     /// [`EngineError::Storage`].
     pub(crate) fn compact_log(&self, uid: u64, through: Seq) -> Result<usize, EngineError> {
         let mut removed = 0usize;
-        let mut write = self.db.batch();
-        for kv in self.log.range(log_key(uid, 0)..=log_key(uid, through)) {
+        let h = self.core.writable()?;
+        let mut write = h.db.batch();
+        for kv in h.log.range(log_key(uid, 0)..=log_key(uid, through)) {
             let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
-            write.remove(&self.log, key.to_vec());
+            write.remove(&h.log, key.to_vec());
             removed += 1;
         }
         if removed > 0 {
-            write.commit().map_err(|e| storage_error("compacting the log", e))?;
+            self.guard(self.core.faults.write().map_err(|e| storage_error("compacting the log", e)))?;
+            self.guard(write.commit().map_err(|e| storage_error("compacting the log", e)))?;
         }
         Ok(removed)
     }
@@ -523,10 +530,11 @@ impl Store {
     pub(crate) fn purge_log(&self, uid: u64) -> Result<usize, EngineError> {
         let _ = std::fs::remove_dir_all(checkpoint::space_dir(&self.checkpoints_root(), uid));
         let mut removed = 0usize;
-        for ks in [&self.log, &self.content] {
+        let h = self.core.writable()?;
+        for ks in [&h.log, &h.content] {
             for kv in ks.prefix(uid.to_be_bytes()) {
                 let key = kv.key().map_err(|e| storage_error("reading the log", e))?;
-                ks.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e))?;
+                self.guard(ks.remove(key.to_vec()).map_err(|e| storage_error("removing a dropped space's record", e)))?;
                 removed += 1;
             }
         }
@@ -538,7 +546,12 @@ impl Store {
     /// # Errors
     /// [`EngineError::Storage`] when the store cannot be read.
     pub(crate) fn content(&self, uid: u64, id: u64) -> Result<Option<String>, EngineError> {
-        let Some(v) = self.content.get(log_key(uid, id)).map_err(|e| storage_error("reading stored content", e))?
+        let Some(v) = self
+            .core
+            .handles()?
+            .content
+            .get(log_key(uid, id))
+            .map_err(|e| storage_error("reading stored content", e))?
         else {
             return Ok(None);
         };
@@ -568,48 +581,49 @@ impl Store {
         let mut value = Vec::new();
         codec::encode(op, dim, false, &mut value);
         let mut bytes = value.len();
-        let records = match op {
-            Operation::Insert(b) => b.records.len(),
-            Operation::Delete(b) => b.ids.len(),
-        };
-        let mut c = self.append.lock();
-        let seq = c.next_seq;
-        // One journal write: the log record and the operation's content changes, atomically.
-        let mut write = self.db.batch();
-        write.insert(&self.log, log_key(uid, seq), value);
-        match op {
-            Operation::Insert(batch) => {
-                for r in &batch.records {
-                    match &r.content {
+        // The content changes that go with the record (an insert's content stored, an upsert
+        // without content or a delete removing what was stored), as shared slices: the journal
+        // write and the copy kept until the sync (`Write`) hold the same bytes.
+        let (records, content) = match op {
+            Operation::Insert(b) => {
+                let content = b
+                    .records
+                    .iter()
+                    .filter_map(|r| match &r.content {
                         Some(text) => {
                             bytes += text.len();
-                            write.insert(&self.content, log_key(uid, r.id), text.as_bytes());
+                            Some((r.id, Some(Slice::from(text.as_bytes()))))
                         }
                         // A plain insert's id held no content (a delete removed it); an upsert
                         // replaces whatever the id had.
-                        None if batch.upsert => write.remove(&self.content, log_key(uid, r.id)),
-                        None => {}
-                    }
-                }
+                        None => b.upsert.then_some((r.id, None)),
+                    })
+                    .collect();
+                (b.records.len(), content)
             }
-            Operation::Delete(batch) => {
-                for &id in &batch.ids {
-                    write.remove(&self.content, log_key(uid, id));
-                }
-            }
-        }
-        if let Err(e) = write.commit() {
+            Operation::Delete(b) => (b.ids.len(), b.ids.iter().map(|&id| (id, None)).collect()),
+        };
+        let mut c = self.core.append.lock();
+        let h = self.core.writable()?;
+        let write = Write { uid, seq: c.next_seq, value: Slice::from(value), content };
+        // One journal write: the log record and the operation's content changes, atomically.
+        if let Err(e) = self.guard(write.commit(&h, &self.core.faults)) {
             drop(c);
-            let e = storage_error("appending to the log", e);
-            self.count_error(&e);
             return Err(e);
         }
+        let seq = c.next_seq;
         c.next_seq += 1;
         on_seq(seq);
-        let waiter = self.commit.written(records);
+        let waiter = self.commit.written(records, write);
         drop(c);
         self.events.appended(records, bytes);
         Ok((seq, waiter))
+    }
+
+    /// The fault injector (tests).
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    pub(crate) fn faults(&self) -> &faults::Faults {
+        &self.core.faults
     }
 
     /// Counts a storage error by kind.
@@ -633,7 +647,10 @@ impl Store {
         dim: usize,
         from: Seq,
     ) -> impl Iterator<Item = Result<(Seq, Operation), EngineError>> + 'a {
-        self.log.range(log_key(uid, from)..=log_key(uid, Seq::MAX)).map(move |kv| {
+        let h = self.core.handles();
+        let range = h.as_ref().ok().map(|h| h.log.range(log_key(uid, from)..=log_key(uid, Seq::MAX)));
+        let failed = h.err().map(Err).into_iter();
+        failed.chain(range.into_iter().flatten().map(move |kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
             let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
                 kind: StorageErrorKind::Io,
@@ -648,7 +665,7 @@ impl Store {
                 Operation::Delete(b) => b.seq = Some(seq),
             }
             Ok((seq, op))
-        })
+        }))
     }
 
     /// Bytes the data directory takes on disk: blocks allocated, so fjall's sparse journal

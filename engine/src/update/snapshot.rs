@@ -111,7 +111,7 @@ impl UpdateHandler {
             states.clear();
             0
         };
-        let (position, view) = store.view();
+        let (position, view) = store.view()?;
         let created_unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let file_name = format!("{name}-{position}-{created_unix_ms}.snapshot");
         let tmp = dir.join(format!(".{file_name}.tmp"));

@@ -36,6 +36,7 @@ pub struct StorageEvents {
     checkpoint_duration: Arc<Histogram>,
     /// By operation, then outcome.
     snapshots: [[Arc<Counter>; 2]; 2],
+    heals: Arc<Counter>,
 }
 
 impl StorageEvents {
@@ -57,6 +58,7 @@ impl StorageEvents {
             checkpoint_duration: t.histogram(&catalog::STORAGE_CHECKPOINT_DURATION, &[]),
             snapshots: SNAPSHOT_OPERATIONS
                 .map(|op| SNAPSHOT_OUTCOMES.map(|outcome| t.counter(&catalog::STORAGE_SNAPSHOTS, &[op, outcome]))),
+            heals: t.counter(&catalog::STORAGE_HEALS, &[]),
         }
     }
 
@@ -118,6 +120,11 @@ impl StorageEvents {
             self.sync_duration.record(elapsed.as_secs_f64());
             self.sync_records.record(observations as f64);
         }
+    }
+
+    /// The store healed after a failed write or sync (reopened, writes accepted again).
+    pub fn healed(&self) {
+        self.heals.add(1);
     }
 
     /// A write or sync failed; `full` when the filesystem is full (ENOSPC).
