@@ -3,7 +3,8 @@
 //! then loses them), the store heals by itself once the fault clears (reopened, the writes no
 //! sync covered written again), and then the running engine and a restart from the same data
 //! directory agree on every id: everything acknowledged DURABLE is there with its vector and
-//! content, every acknowledged delete stays deleted. The real full disk (a small tmpfs) is
+//! content, every acknowledged delete stays deleted. A reader searches beside it all and never
+//! fails. The real full disk (a small tmpfs) is
 //! `server/tests/disk_full.rs`.
 
 mod common;
@@ -16,6 +17,7 @@ use engram_engine::{
 };
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// Where the fault is injected.
@@ -81,46 +83,69 @@ fn a_failed_sync_or_write_refuses_writes_until_the_store_heals_by_itself_and_not
             durable(&engine, batch(&base, start..start + 50)).unwrap();
             acked.extend(start as u64..start as u64 + 50);
         }
-        let faults = engine.storage_faults().expect("a store");
-        match fault {
-            Fault::Sync => faults.fail_syncs(Some(kind)),
-            Fault::Write => faults.fail_writes(Some(kind)),
-        }
+        // A reader beside it all: recall and get never fail, through the failure and the heal
+        // (readers wait on the store's lock while it reopens).
+        let stop = AtomicBool::new(false);
+        let reads = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = (reads * 7_919) % 1_000;
+                    let hits = engine.recall("f", base.row(id as usize).to_vec(), 5, Some(64)).unwrap();
+                    assert!(!hits.is_empty());
+                    let o = engine.get_observation("f", id).unwrap().expect("an acknowledged id");
+                    assert_eq!(o.content.as_deref(), Some(format!("row {id}").as_str()));
+                    reads += 1;
+                }
+                reads
+            });
+            let faults = engine.storage_faults().expect("a store");
+            match fault {
+                Fault::Sync => faults.fail_syncs(Some(kind)),
+                Fault::Write => faults.fail_writes(Some(kind)),
+            }
 
-        // The first batch after the fault fails: admitted, then its sync fails (Sync), or
-        // refused at its write (Write). Either way it is not acknowledged.
-        let (admitted, e) = durable(&engine, batch(&base, 1_000..1_050)).expect_err("not acknowledged");
-        assert_eq!(storage_kind(&e), Some(kind), "{fault:?}: {e}");
-        assert_eq!(admitted, matches!(fault, Fault::Sync), "{fault:?}: {e}");
-        // While the fault lasts (heal attempts fail too), every write is refused with the same
-        // kind at once, deletes included, and reads go on.
-        for attempt in 0..20 {
-            let start = 1_100 + attempt * 10;
-            let (admitted, e) = durable(&engine, batch(&base, start..start + 10)).expect_err("refused");
-            assert!(!admitted && storage_kind(&e) == Some(kind), "{fault:?} attempt {attempt}: {e}");
-            let e = engine.delete("f", vec![1, 2, 3], AckLevel::Durable).expect_err("a delete is refused too");
+            // The first batch after the fault fails: admitted, then its sync fails (Sync), or
+            // refused at its write (Write). Either way it is not acknowledged.
+            let (admitted, e) = durable(&engine, batch(&base, 1_000..1_050)).expect_err("not acknowledged");
             assert_eq!(storage_kind(&e), Some(kind), "{fault:?}: {e}");
-            assert!(engine.get_observation("f", 7).unwrap().is_some(), "{fault:?}: reads go on");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            assert_eq!(admitted, matches!(fault, Fault::Sync), "{fault:?}: {e}");
+            // While the fault lasts (heal attempts fail too), every write is refused with the same
+            // kind at once, deletes included, and reads go on.
+            for attempt in 0..20 {
+                let start = 1_100 + attempt * 10;
+                let (admitted, e) = durable(&engine, batch(&base, start..start + 10)).expect_err("refused");
+                assert!(!admitted && storage_kind(&e) == Some(kind), "{fault:?} attempt {attempt}: {e}");
+                let e = engine.delete("f", vec![1, 2, 3], AckLevel::Durable).expect_err("a delete is refused too");
+                assert_eq!(storage_kind(&e), Some(kind), "{fault:?}: {e}");
+                assert!(engine.get_observation("f", 7).unwrap().is_some(), "{fault:?}: reads go on");
+                std::thread::sleep(Duration::from_millis(50));
+            }
 
-        // The fault clears: the store heals by itself, writes are accepted again.
-        faults.fail_syncs(None);
-        faults.fail_writes(None);
-        let cleared = Instant::now();
-        let mut refused = 0;
-        while let Err((_, e)) = durable(&engine, batch(&base, 1_400..1_450)) {
-            assert_eq!(storage_kind(&e), Some(kind), "{fault:?}: {e}");
-            assert!(cleared.elapsed() < Duration::from_secs(20), "{fault:?}: the store did not heal in 20 s");
-            refused += 1;
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        println!("{fault:?}: healed {:?} after the fault cleared ({refused} refusals meanwhile)", cleared.elapsed());
-        acked.extend(1_400..1_450);
-        for start in (1_450..2_000).step_by(50) {
-            durable(&engine, batch(&base, start..start + 50)).unwrap();
-            acked.extend(start as u64..start as u64 + 50);
-        }
+            // The fault clears: the store heals by itself, writes are accepted again.
+            faults.fail_syncs(None);
+            faults.fail_writes(None);
+            let cleared = Instant::now();
+            let mut refused = 0;
+            while let Err((_, e)) = durable(&engine, batch(&base, 1_400..1_450)) {
+                assert_eq!(storage_kind(&e), Some(kind), "{fault:?}: {e}");
+                assert!(cleared.elapsed() < Duration::from_secs(20), "{fault:?}: the store did not heal in 20 s");
+                refused += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            println!(
+                "{fault:?}: healed {:?} after the fault cleared ({refused} refusals meanwhile)",
+                cleared.elapsed()
+            );
+            acked.extend(1_400..1_450);
+            for start in (1_450..2_000).step_by(50) {
+                durable(&engine, batch(&base, start..start + 50)).unwrap();
+                acked.extend(start as u64..start as u64 + 50);
+            }
+            stop.store(true, Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        println!("{fault:?}: {reads} reads (recall and get) beside the failure and the heal, none failed");
         let d = engine.delete("f", (0..100).collect(), AckLevel::Durable).unwrap();
         d.durable.unwrap().wait_blocking().unwrap();
         let deleted: BTreeSet<u64> = (0..100).collect();
