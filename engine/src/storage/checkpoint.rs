@@ -67,17 +67,44 @@ pub(crate) fn space_dir(root: &Path, uid: u64) -> PathBuf {
 fn hash_file(path: &Path) -> Result<(u64, u64), EngineError> {
     let mut f = File::open(path).map_err(|e| io("opening", path, e))?;
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut len = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(|e| io("reading", path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
+    let len = for_each_chunk(
+        &mut f,
+        u64::MAX,
+        |e| io("reading", path, e),
+        |chunk| {
+            hasher.update(chunk);
+            Ok(())
+        },
+    )?;
     Ok((hasher.digest(), len))
+}
+
+/// Reads `f` from where it stands in chunks of 1 MiB (one buffer), to its end or `limit` bytes,
+/// whichever comes first, passing each chunk to `each`; returns the bytes read. A read error
+/// becomes `E` through `read_error`.
+///
+/// # Errors
+/// The first error of a read or of `each`.
+pub(crate) fn for_each_chunk<E>(
+    f: &mut impl Read,
+    limit: u64,
+    read_error: impl Fn(std::io::Error) -> E,
+    mut each: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut read = 0u64;
+    while read < limit {
+        let want = (buf.len() as u64).min(limit - read) as usize;
+        let n = match f.read(&mut buf[..want]) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        each(&buf[..n])?;
+        read += n as u64;
+    }
+    Ok(read)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), EngineError> {

@@ -176,6 +176,18 @@ fn parse_log_key(k: &[u8]) -> Option<(u64, Seq)> {
     Some((u64::from_be_bytes(k[..8].try_into().ok()?), u64::from_be_bytes(k[8..].try_into().ok()?)))
 }
 
+/// The second half (sequence number or observation id) of a 16-byte `what` key ("log",
+/// "content").
+///
+/// # Errors
+/// [`EngineError::Storage`] when the key is not 16 bytes.
+fn key_tail(k: &[u8], what: &str) -> Result<u64, EngineError> {
+    parse_log_key(k).map(|(_, tail)| tail).ok_or_else(|| EngineError::Storage {
+        kind: StorageErrorKind::Io,
+        message: format!("a {what} key is not 16 bytes"),
+    })
+}
+
 /// An I/O failure as the engine reports it: disk full apart from every other error.
 pub(crate) fn storage_error(context: &str, e: impl std::fmt::Display + IoKind) -> EngineError {
     EngineError::Storage { kind: e.kind(), message: format!("{context}: {e}") }
@@ -397,10 +409,7 @@ impl Store {
         use fjall::Readable;
         view.snapshot.range(&view.handles.log, log_key(uid, from)..=log_key(uid, through)).map(|kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
-            let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
-                kind: StorageErrorKind::Io,
-                message: "a log key is not 16 bytes".into(),
-            })?;
+            let seq = key_tail(&k, "log")?;
             Ok((seq, v))
         })
     }
@@ -414,10 +423,7 @@ impl Store {
         use fjall::Readable;
         view.snapshot.prefix(&view.handles.content, uid.to_be_bytes()).map(|kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading stored content", e))?;
-            let (_, id) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
-                kind: StorageErrorKind::Io,
-                message: "a content key is not 16 bytes".into(),
-            })?;
+            let id = key_tail(&k, "content")?;
             Ok((id, v))
         })
     }
@@ -652,10 +658,7 @@ impl Store {
         let failed = h.err().map(Err).into_iter();
         failed.chain(range.into_iter().flatten().map(move |kv| {
             let (k, v) = kv.into_inner().map_err(|e| storage_error("reading the log", e))?;
-            let (_, seq) = parse_log_key(&k).ok_or_else(|| EngineError::Storage {
-                kind: StorageErrorKind::Io,
-                message: "a log key is not 16 bytes".into(),
-            })?;
+            let seq = key_tail(&k, "log")?;
             let mut op = codec::decode(name, dim, &v).map_err(|reason| EngineError::Storage {
                 kind: StorageErrorKind::Io,
                 message: format!("log record {seq} of space `{name}`: {reason}"),

@@ -20,7 +20,7 @@
 //! cut or altered file is an error naming what is wrong, never a panic or an allocation
 //! larger than the file.
 
-use super::checkpoint::io;
+use super::checkpoint::{for_each_chunk, io};
 use crate::error::EngineError;
 use crate::operation::Seq;
 use serde::{Deserialize, Serialize};
@@ -95,16 +95,7 @@ impl<'a> Writer<'a> {
         let mut f = File::open(from).map_err(|e| io("opening", from, e))?;
         let len = f.metadata().map_err(|e| io("reading", from, e))?.len();
         self.put(&len.to_le_bytes())?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut copied = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| io("reading", from, e))?;
-            if n == 0 {
-                break;
-            }
-            self.put(&buf[..n])?;
-            copied += n as u64;
-        }
+        let copied = for_each_chunk(&mut f, u64::MAX, |e| io("reading", from, e), |chunk| self.put(chunk))?;
         if copied != len {
             return Err(io("reading", from, std::io::Error::other("the file changed while it was copied")));
         }
@@ -145,13 +136,13 @@ pub(crate) fn verify(path: &Path) -> Result<u64, String> {
         return Err(format!("is {len} bytes: too short to be a snapshot"));
     }
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-    let mut left = len - 8;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let want = (buf.len() as u64).min(left) as usize;
-        f.read_exact(&mut buf[..want]).map_err(|e| format!("reading {}: {e}", path.display()))?;
-        hasher.update(&buf[..want]);
-        left -= want as u64;
+    let read_error = |e| format!("reading {}: {e}", path.display());
+    let hashed = for_each_chunk(&mut f, len - 8, read_error, |chunk| {
+        hasher.update(chunk);
+        Ok(())
+    })?;
+    if hashed != len - 8 {
+        return Err(format!("is shorter than the {len} bytes it had a moment ago: it changed while it was read"));
     }
     let mut stored = [0u8; 8];
     f.read_exact(&mut stored).map_err(|e| format!("reading {}: {e}", path.display()))?;
