@@ -61,6 +61,12 @@ pub enum StorageErrorKind {
 }
 
 impl StorageErrorKind {
+    /// The kind of an I/O error: [`StorageErrorKind::Full`] for ENOSPC (`ErrorKind::StorageFull`,
+    /// errno 28), [`StorageErrorKind::Io`] for every other.
+    pub fn of(e: &std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(28) { Self::Full } else { Self::Io }
+    }
+
     /// The reason string clients see: `storage_full` or `storage_error`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -54,8 +54,7 @@ pub(crate) struct SavedState {
 
 /// An I/O error on `path` as a storage error: disk full apart from every other failure.
 pub(crate) fn io(context: &str, path: &Path, e: std::io::Error) -> EngineError {
-    let kind = if e.kind() == std::io::ErrorKind::StorageFull { StorageErrorKind::Full } else { StorageErrorKind::Io };
-    EngineError::Storage { kind, message: format!("{context} {}: {e}", path.display()) }
+    EngineError::Storage { kind: StorageErrorKind::of(&e), message: format!("{context} {}: {e}", path.display()) }
 }
 
 /// The checkpoint directory of space `uid` under `root` (the data directory's `checkpoints`).

@@ -201,11 +201,7 @@ pub(crate) trait IoKind {
 
 impl IoKind for std::io::Error {
     fn kind(&self) -> StorageErrorKind {
-        if self.kind() == std::io::ErrorKind::StorageFull || self.raw_os_error() == Some(28) {
-            StorageErrorKind::Full
-        } else {
-            StorageErrorKind::Io
-        }
+        StorageErrorKind::of(self)
     }
 }
 
@@ -495,14 +491,7 @@ impl Store {
     /// [`EngineError::Storage`] when it cannot be created.
     pub(crate) fn checkpoint_dir(&self, uid: u64) -> Result<PathBuf, EngineError> {
         let dir = checkpoint::space_dir(&self.checkpoints_root(), uid);
-        std::fs::create_dir_all(&dir).map_err(|e| EngineError::Storage {
-            kind: if e.kind() == std::io::ErrorKind::StorageFull {
-                StorageErrorKind::Full
-            } else {
-                StorageErrorKind::Io
-            },
-            message: format!("creating {}: {e}", dir.display()),
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|e| checkpoint::io("creating", &dir, e))?;
         Ok(dir)
     }
 

@@ -150,10 +150,8 @@ pub(super) async fn restore(
 }
 
 fn storage_error(path: &std::path::Path, e: std::io::Error) -> EngineError {
-    let kind = if e.kind() == std::io::ErrorKind::StorageFull {
-        engram_engine::StorageErrorKind::Full
-    } else {
-        engram_engine::StorageErrorKind::Io
-    };
-    EngineError::Storage { kind, message: format!("writing {}: {e}", path.display()) }
+    EngineError::Storage {
+        kind: engram_engine::StorageErrorKind::of(&e),
+        message: format!("writing {}: {e}", path.display()),
+    }
 }
