@@ -148,14 +148,11 @@ impl UpdateHandler {
             .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start worker threads: {e}")))?;
         let recovery = match &store {
             None => Recovery::done(),
-            Some(store) => Recovery::start(Replay {
-                config: Arc::clone(&config),
-                telemetry: Arc::clone(&telemetry),
-                registry: Arc::clone(&registry),
-                scheduler: Arc::clone(&scheduler),
-                store: Arc::clone(store),
-            })
-            .map_err(|e| EngineError::invalid("engine.workers", format!("cannot start the recovery thread: {e}")))?,
+            Some(store) => {
+                Recovery::start(Replay::new(&config, &telemetry, &registry, &scheduler, store)).map_err(|e| {
+                    EngineError::invalid("engine.workers", format!("cannot start the recovery thread: {e}"))
+                })?
+            }
         };
         let checkpointer = match &store {
             None => None,

@@ -74,6 +74,25 @@ pub(crate) struct Replay {
     pub(crate) store: Arc<Store>,
 }
 
+impl Replay {
+    /// What a replay needs, shared with the update path that owns each part.
+    pub(crate) fn new(
+        config: &Arc<EngineConfig>,
+        telemetry: &Arc<Telemetry>,
+        registry: &Arc<Registry>,
+        scheduler: &Arc<Scheduler>,
+        store: &Arc<Store>,
+    ) -> Self {
+        Self {
+            config: Arc::clone(config),
+            telemetry: Arc::clone(telemetry),
+            registry: Arc::clone(registry),
+            scheduler: Arc::clone(scheduler),
+            store: Arc::clone(store),
+        }
+    }
+}
+
 impl Recovery {
     /// Nothing to recover (no store).
     pub(crate) fn done() -> Arc<Self> {

@@ -280,13 +280,7 @@ impl UpdateHandler {
         }
         // The commit point: the definition, under the registry's lock with the name checked
         // again; then the space is opened as a start opens it.
-        let replay = Replay {
-            config: Arc::clone(&self.config),
-            telemetry: Arc::clone(&self.telemetry),
-            registry: Arc::clone(&self.registry),
-            scheduler: Arc::clone(&self.scheduler),
-            store: Arc::clone(&store),
-        };
+        let replay = Replay::new(&self.config, &self.telemetry, &self.registry, &self.scheduler, &store);
         let recovery = Recovery::new();
         let opened = self.registry.update(|spaces| {
             if spaces.contains_key(name) {
