@@ -55,49 +55,57 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         }
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
     }
-    let manifest = tmp.path().join("checkpoints/1/MANIFEST");
-    assert!(manifest.exists(), "the usearch space (uid 1) has a checkpoint");
-    assert!(!tmp.path().join("checkpoints/2").exists(), "the hnsw_rs space (uid 2) has none");
+    // Both backends checkpoint: usearch (uid 1) with save_to_buffer, hnsw_rs (uid 2) with its dump.
+    let manifests = [1, 2].map(|uid| tmp.path().join(format!("checkpoints/{uid}/MANIFEST")));
+    for (m, (name, _)) in manifests.iter().zip(spaces) {
+        assert!(m.exists(), "space {name} has a checkpoint");
+    }
     {
         let engine = common::open(tmp.path());
         let r = engine.status().recovery;
-        // Only the hnsw_rs space replays: 3000 inserts, 1000 upserts, 500 deletes.
-        assert_eq!(r.replayed_observations, 4500, "{r:?}");
+        // A clean stop checkpointed both: nothing to replay.
+        assert_eq!(r.replayed_observations, 0, "{r:?}");
         for (name, _) in spaces {
             check(&engine, name, &base, false, "after a clean restart");
         }
         let metrics = engine.telemetry().render();
-        assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="u"}"#).is_some());
-        assert!(sample(&metrics, r#"engram_storage_checkpoint_age_seconds{memory_space="h"}"#).is_none());
+        for (name, _) in spaces {
+            let age = format!(r#"engram_storage_checkpoint_age_seconds{{memory_space="{name}"}}"#);
+            assert!(sample(&metrics, &age).is_some(), "{age}");
+        }
         // A second checkpoint, with more after the first.
         common::write_rows(&engine, "u", &base, 3000..3500, |i| (i % 10_000) as u64, false);
         common::write_rows(&engine, "h", &base, 3000..3500, |i| (i % 10_000) as u64, false);
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
-        let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&manifest).unwrap()).unwrap();
-        assert_eq!(m["checkpoints"].as_array().unwrap().len(), 2, "{m}");
-        // Corrupt the newest index file: one flipped byte.
-        let newest = tmp.path().join("checkpoints/1").join(m["checkpoints"][0]["index_file"].as_str().unwrap());
-        let mut bytes = std::fs::read(&newest).unwrap();
-        let at = bytes.len() / 2;
-        bytes[at] ^= 0x40;
-        std::fs::write(&newest, bytes).unwrap();
+        for manifest in &manifests {
+            let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
+            assert_eq!(m["checkpoints"].as_array().unwrap().len(), 2, "{m}");
+            // Corrupt the newest index file: one flipped byte.
+            let newest = manifest.parent().unwrap().join(m["checkpoints"][0]["index_file"].as_str().unwrap());
+            let mut bytes = std::fs::read(&newest).unwrap();
+            let at = bytes.len() / 2;
+            bytes[at] ^= 0x40;
+            std::fs::write(&newest, bytes).unwrap();
+        }
     }
     let engine = common::open(tmp.path());
     let r = engine.status().recovery;
-    // The previous checkpoint is used and the 500 written after it are replayed (the log was
-    // kept behind it), plus the hnsw_rs space's whole log.
-    assert_eq!(r.replayed_observations, 500 + 5000, "{r:?}");
+    // Each space falls back to its previous checkpoint and replays the 500 written after it
+    // (the log was kept behind it).
+    assert_eq!(r.replayed_observations, 500 + 500, "{r:?}");
     for (name, _) in spaces {
         check(&engine, name, &base, true, "after falling back");
     }
-    let moved: Vec<_> = std::fs::read_dir(tmp.path().join("checkpoints/1"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".corrupt"))
-        .collect();
-    assert_eq!(moved.len(), 2, "the corrupt checkpoint's two files are moved aside, not deleted");
+    for manifest in &manifests {
+        let moved: Vec<_> = std::fs::read_dir(manifest.parent().unwrap())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".corrupt"))
+            .collect();
+        assert_eq!(moved.len(), 2, "the corrupt checkpoint's two files are moved aside, not deleted");
+    }
     let metrics = engine.telemetry().render();
-    assert_eq!(sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#), Some(1.0));
+    assert_eq!(sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#), Some(2.0));
     engine.shutdown(Some(Duration::from_secs(60)));
 }
 

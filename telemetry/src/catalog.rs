@@ -570,7 +570,7 @@ catalog! {
     STORAGE_CHECKPOINT_AGE = gauge(
         "engram_storage_checkpoint_age_seconds",
         &["memory_space"],
-        "Seconds since the space's checkpoint was last current (written, or found with nothing new to cover; or since the space was created or recovered), read at scrape time; hnsw_rs spaces are not checkpointed and are not exported.",
+        "Seconds since the space's checkpoint was last current (written, or found with nothing new to cover; or since the space was created or recovered), read at scrape time.",
     )
     .doc("seconds", "engine update::checkpoint (sampled)", "below 2 × storage.checkpoint_interval_s while the space takes writes");
     /// Seconds the last recovery took.
@@ -579,7 +579,7 @@ catalog! {
         &[],
         "Seconds the start-up replay of the log took (0 while it runs, and with durability none).",
     )
-    .doc("seconds", "engine update::recovery::Recovery::start", "about 1 s per 100,000 usearch vectors from a checkpoint plus the log after it; hnsw_rs spaces replay their whole log");
+    .doc("seconds", "engine update::recovery::Recovery::start", "about 1 s per 100,000 usearch vectors from a checkpoint plus the log after it");
     /// Observations replayed from the log at start.
     RECOVERY_REPLAYED = counter(
         "engram_storage_recovery_replayed_observations_total",

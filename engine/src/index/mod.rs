@@ -179,8 +179,8 @@ pub trait VectorIndex: Send + Sync {
     fn memory_bytes(&self) -> usize;
     /// Writes the index to `path` (a checkpoint) and, while no insert, removal or search runs,
     /// calls `consistent` once (so the caller reads its own per-id state as of the file).
-    /// `Ok(false)` when the backend cannot checkpoint: hnsw_rs, whose spaces are rebuilt from
-    /// the whole log at start.
+    /// `Ok(false)` when the backend cannot checkpoint (both backends can: usearch's
+    /// `save_to_buffer`, hnsw_rs's dump).
     ///
     /// # Errors
     /// The backend's message when the file cannot be written.
@@ -194,11 +194,11 @@ pub trait VectorIndex: Send + Sync {
 ///
 /// # Errors
 /// The backend's message when the file does not load or does not match `params` (dimension,
-/// metric), or when the backend cannot load checkpoints (hnsw_rs).
+/// metric).
 pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Box<dyn VectorIndex>, String> {
     let p = params;
     match p.kind {
-        IndexKind::HnswRs => Err("the hnsw_rs backend does not load checkpoints".into()),
+        IndexKind::HnswRs => Ok(Box::new(hnsw::HnswIndex::load(p.metric, p.dim, p.m, p.ef_construction, path)?)),
         IndexKind::Usearch => Ok(Box::new(usearch::UsearchIndex::load(
             p.metric,
             p.dim,

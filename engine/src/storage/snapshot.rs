@@ -2,7 +2,7 @@
 //! or move to another server.
 //!
 //! A snapshot holds what recovery needs: the space's parameters, an index checkpoint (the
-//! backend's own format, usearch `save`; empty for hnsw_rs, which cannot save) and the ids'
+//! backend's own format: usearch `save_to_buffer`, hnsw_rs its dump with the id maps) and the ids'
 //! states at the checkpoint position `C`, the log records after `C` up to the snapshot's
 //! position `Q`, and the content of every id at `Q`. Restoring loads the index and replays
 //! the records, exactly as a start does, so the restored space is the space as of `Q`.

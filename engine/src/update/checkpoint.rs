@@ -8,8 +8,8 @@
 //! file) and, under the same lock, the ids' states are read, so the file and the states agree.
 //! Operations past `P` may be in the files too: replay from `P + 1` sets each id's state in log
 //! order again and applies them (an id's latest operation wins, as live). Then the log records
-//! up to the older of the two live checkpoints are removed (`Store::compact_log`). hnsw_rs
-//! spaces are not checkpointed (their backend cannot save); they replay the whole log.
+//! up to the older of the two live checkpoints are removed (`Store::compact_log`). Both
+//! backends checkpoint: usearch with `save_to_buffer`, hnsw_rs with its dump (`index::hnsw`).
 
 use super::registry::Registry;
 use crate::space::{PENDING, Space};

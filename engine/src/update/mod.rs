@@ -353,7 +353,7 @@ fn new_space(
     store: Option<Arc<Store>>,
 ) -> Arc<Space> {
     let events = SpaceEvents::register(telemetry, name);
-    let checkpointed = store.is_some() && params.index == crate::index::IndexKind::Usearch;
+    let checkpointed = store.is_some();
     let space = Arc::new(Space::new(name.to_owned(), uid, params, index, events, store));
     if checkpointed {
         StorageEvents::sample_checkpoint_age(

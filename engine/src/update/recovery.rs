@@ -186,9 +186,6 @@ impl Recovery {
         params: &crate::space::SpaceParams,
         threads: usize,
     ) -> Result<LoadedCheckpoint, EngineError> {
-        if params.index != crate::index::IndexKind::Usearch {
-            return Ok(None);
-        }
         let dir = checkpoint::space_dir(&r.store.checkpoints_root(), uid);
         let mut manifest = checkpoint::read_manifest(&dir)?;
         let index_params = params.index_params(threads);

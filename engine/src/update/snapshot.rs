@@ -9,8 +9,7 @@
 //! checkpoint); then a view of the store at the newest position `Q`, through which the log
 //! records after `C` and every id's content are read. The index may hold operations past `C`:
 //! replaying `C + 1 ..= Q` over it sets every id to its latest operation, as recovery does.
-//! hnsw_rs cannot save its graph: its snapshots hold the whole log instead (`C` = 0; its log
-//! is never compacted).
+//! Both backends save their graph (usearch `save_to_buffer`, hnsw_rs its dump).
 //!
 //! **Restore.** The file is verified (its hash) before anything is written. Under a uid no
 //! space has had: the index is written as a checkpoint at a fresh position `S` with the
