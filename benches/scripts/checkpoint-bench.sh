@@ -9,15 +9,20 @@
 #               target is within 2× of paced-off), then kill -9 right after the load (what came
 #               after the last checkpoint is replayed) and time to ready, then a SIGTERM stop
 #               (which checkpoints) and time to ready.
-# Reports go to OUT (default target/checkpoint-bench), the summary to OUT/summary.json.
+#               paced-off also ends with a kill -9 and a timed start: with no checkpoint since
+#               the space was created, that start replays the whole log (what every start did
+#               before checkpoints), beside paced-on's in the same run.
+# INDEX (default usearch) is the backend of the loaded spaces (`load --index`): usearch or
+# hnsw_rs. Reports go to OUT (default target/checkpoint-bench), the summary to OUT/summary.json.
 #
-# Usage: benches/scripts/checkpoint-bench.sh [OUT [DATA SET ...]]
+# Usage: [INDEX=hnsw_rs] benches/scripts/checkpoint-bench.sh [OUT [DATA SET ...]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/checkpoint-bench}
 shift || true
 sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(minilm-384-stdlib glove-50-angular-100k)
+index=${INDEX:-usearch}
 mkdir -p "$out"
 cargo build --release -q -p engram-server -p engram-tools
 bin=target/release/engram-stream
@@ -43,8 +48,14 @@ for set in "${sets[@]}"; do
     serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
     wait_ready >/dev/null
     "$bin" load --wait indexed --dataset "../shared/data/$set" --server "http://$grpc" --protocol grpc \
-      --metrics-url "http://$http/metrics" "${rate[@]}" --report "$out/$set-$run.json" >/dev/null
+      --metrics-url "http://$http/metrics" --index "$index" "${rate[@]}" --report "$out/$set-$run.json" >/dev/null
     curl -sf "http://$http/metrics" >"$out/$set-$run.metrics"
+    if [ "$run" = paced-off ]; then
+      kill -9 $pid; wait $pid 2>/dev/null || true
+      serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
+      wait_ready >"$out/$set-ready-after-kill9-no-checkpoint.s"
+      curl -sf "http://$http/health/detailed" >"$out/$set-after-kill9-no-checkpoint-health.json"
+    fi
     if [ "$run" = paced-on ]; then
       kill -9 $pid; wait $pid 2>/dev/null || true
       serve "$interval" "$operations" "$dir" "$out/serve-$set-$run.log"
@@ -69,7 +80,8 @@ def metric(text, name):
         if line.startswith(name + " "):
             return float(line.split()[-1])
     return None
-summary = {"machine": "2 vCPU (AMD EPYC), 24 GiB; client and server on the same machine"}
+import os
+summary = {"machine": "2 vCPU (AMD EPYC), 24 GiB; client and server on the same machine", "index": os.environ.get("INDEX", "usearch")}
 for s in sys.argv[2:]:
     row = {}
     for run in ["saturated", "paced-off", "paced-on"]:
@@ -87,6 +99,10 @@ for s in sys.argv[2:]:
     row["p99_accepted_to_indexed_checkpoints_over_none"] = on / off
     row["ready_after_kill9_s"] = float((out / f"{s}-ready-after-kill9.s").read_text())
     row["replayed_after_kill9"] = json.loads((out / f"{s}-after-kill9-health.json").read_text())["engine"]["recovery"]["replayed_observations"]
+    nc = out / f"{s}-ready-after-kill9-no-checkpoint.s"
+    if nc.exists():
+        row["ready_after_kill9_no_checkpoint_s"] = float(nc.read_text())
+        row["replayed_after_kill9_no_checkpoint"] = json.loads((out / f"{s}-after-kill9-no-checkpoint-health.json").read_text())["engine"]["recovery"]["replayed_observations"]
     row["ready_after_sigterm_s"] = float((out / f"{s}-ready-after-sigterm.s").read_text())
     row["replayed_after_sigterm"] = json.loads((out / f"{s}-after-sigterm-health.json").read_text())["engine"]["recovery"]["replayed_observations"]
     row["data_dir_bytes_per_vector"] = int((out / f"{s}-paced-on.du").read_text().strip()) / r["observations"]
