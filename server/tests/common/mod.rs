@@ -130,9 +130,29 @@ macro_rules! reflected_services {
 }
 pub(crate) use reflected_services;
 
-/// A free TCP port on loopback (for a server process that binds it next).
+/// A free TCP port on loopback (for a server process that binds it next, and binds again after
+/// a restart). Taken below Linux's ephemeral range (32768–60999), from a per-process sequence:
+/// a port from `bind(0)` is in that range, where any test's outgoing connection can take it
+/// while the server is down between restarts ("Address already in use", seen in crash.rs and
+/// disk_full.rs); below it, only another explicit bind can, and no two calls here return the
+/// same port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::AcqRel) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Copies directory `from` into `to` (files only, recursively).
