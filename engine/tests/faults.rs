@@ -199,3 +199,39 @@ fn a_failed_sync_or_write_refuses_writes_until_the_store_heals_by_itself_and_not
         );
     }
 }
+
+/// A duplicate that arrives while the first insert of its ids is between claiming them and
+/// appending them waits for that append; when the append fails, the duplicate's DURABLE ack
+/// fails too (the ids are not stored), never succeeds. The injected write delay holds the first
+/// insert in that window for 300 ms.
+#[test]
+fn a_duplicate_of_ids_whose_first_write_fails_is_never_acknowledged_durable() {
+    let data = shared_data_dir("glove-50-angular-100k").unwrap();
+    let base = read_fvecs(&data.join("base.fvecs")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let engine = open(tmp.path());
+    engine.create_space("f", SpaceParams::with_dim(base.dim)).unwrap();
+    durable(&engine, batch(&base, 0..50)).unwrap();
+    let faults = engine.storage_faults().expect("a store");
+    faults.delay_writes(Duration::from_millis(300));
+    faults.fail_writes(Some(StorageErrorKind::Io));
+    std::thread::scope(|s| {
+        let first = s.spawn(|| durable(&engine, batch(&base, 100..150)));
+        std::thread::sleep(Duration::from_millis(100));
+        // The first insert has claimed 100..150 and waits on its (failing) write.
+        let a = engine.submit("f", batch(&base, 100..150), AckLevel::Durable).unwrap();
+        assert_eq!((a.accepted, a.duplicates), (0, 50), "the ids are claimed by the first insert");
+        let e = a.durable.unwrap().wait_blocking().expect_err("acknowledged durable, but the ids are not stored");
+        assert!(matches!(e, EngineError::Storage { .. }), "{e}");
+        let (admitted, e) = first.join().unwrap().expect_err("the first insert's write failed");
+        assert!(!admitted && storage_kind(&e) == Some(StorageErrorKind::Io), "{e}");
+    });
+    faults.delay_writes(Duration::ZERO);
+    faults.fail_writes(None);
+    let started = Instant::now();
+    while durable(&engine, batch(&base, 100..150)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the store did not heal");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(engine.get_observation("f", 120).unwrap().is_some(), "the retry stored the ids");
+}

@@ -34,6 +34,13 @@ impl DurableWaiter {
         Self { rx: None }
     }
 
+    /// A waiter that has already failed with `e`.
+    pub(crate) fn failed(e: EngineError) -> Self {
+        let (tx, rx) = flume::bounded(1);
+        let _ = tx.try_send(Err(e));
+        Self { rx: Some(rx) }
+    }
+
     /// Waits (async) until the write is durable.
     ///
     /// # Errors
@@ -123,9 +130,7 @@ impl GroupCommit {
     pub(crate) fn barrier(&self) -> DurableWaiter {
         let mut s = self.state.lock();
         if let Some(kind) = self.core.broken() {
-            let (tx, rx) = flume::bounded(1);
-            let _ = tx.try_send(Err(refusal(kind)));
-            return DurableWaiter { rx: Some(rx) };
+            return DurableWaiter::failed(refusal(kind));
         }
         if s.written == s.synced {
             return DurableWaiter::ready();

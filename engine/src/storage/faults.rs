@@ -8,7 +8,8 @@
 //! stays set until cleared, as a full disk stays full until space is freed.
 
 use crate::error::StorageErrorKind;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
 
 const NONE: u8 = 0;
 const FULL: u8 = 1;
@@ -20,6 +21,8 @@ const IO: u8 = 2;
 pub struct Faults {
     writes: AtomicU8,
     syncs: AtomicU8,
+    /// Microseconds every journal write waits first (under the append lock), to widen races.
+    write_delay_us: AtomicU64,
 }
 
 #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
@@ -54,8 +57,19 @@ impl Faults {
         self.syncs.store(encode(kind), Ordering::SeqCst);
     }
 
-    /// The injected write failure, if one is set.
+    /// Every journal write first waits `delay` (zero: no wait), as a slow disk would, holding
+    /// the append lock: the window between an insert's claim of its ids and its append widens.
+    #[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+    pub fn delay_writes(&self, delay: Duration) {
+        self.write_delay_us.store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// The injected write failure, if one is set (after the injected delay).
     pub(crate) fn write(&self) -> std::io::Result<()> {
+        let delay = self.write_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(Duration::from_micros(delay));
+        }
         raise(self.writes.load(Ordering::Relaxed))
     }
 

@@ -111,6 +111,9 @@ fn unclaim(space: &Space, id: u64, previous: Option<IdState>) {
     }
 }
 
+/// The longest [`Admitter::held_durable`] waits for a concurrent claim to be appended.
+const HELD_WAIT: Duration = Duration::from_secs(10);
+
 /// The rejection label of a failed log append.
 fn storage_label(e: &EngineError) -> Rejected {
     match e {
@@ -178,12 +181,24 @@ impl Admitter {
         let upsert = batch.upsert;
         let level = self.evaluate(space);
         // An upsert takes every observation; a plain insert only ids the space does not hold.
-        let fresh: Vec<(usize, crate::observation::Observation)> =
-            batch.observations.into_iter().enumerate().filter(|(_, o)| upsert || !space.is_live(o.id)).collect();
+        // Ids found held are duplicates, kept to wait for their durability.
+        let mut held = Vec::new();
+        let fresh: Vec<(usize, crate::observation::Observation)> = batch
+            .observations
+            .into_iter()
+            .enumerate()
+            .filter(|(_, o)| {
+                let fresh = upsert || !space.is_live(o.id);
+                if !fresh {
+                    held.push(o.id);
+                }
+                fresh
+            })
+            .collect();
         let mut duplicates = n - fresh.len();
         if fresh.is_empty() {
             space.events.duplicates(duplicates as u64);
-            let durable = (ack >= AckLevel::Durable).then(|| self.barrier());
+            let durable = (ack >= AckLevel::Durable).then(|| self.held_durable(space, &held));
             let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
             return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
         }
@@ -213,7 +228,10 @@ impl Admitter {
                     claims.push((r.id, previous));
                     true
                 }
-                None => false,
+                None => {
+                    held.push(r.id);
+                    false
+                }
             });
         }
         let accepted = insert.records.len();
@@ -224,7 +242,7 @@ impl Admitter {
         }
         if accepted == 0 {
             space.events.duplicates(duplicates as u64);
-            let durable = (ack >= AckLevel::Durable).then(|| self.barrier());
+            let durable = (ack >= AckLevel::Durable).then(|| self.held_durable(space, &held));
             let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
             return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
         }
@@ -259,13 +277,14 @@ impl Admitter {
         };
         let Operation::Insert(insert) = op else { unreachable!("an insert") };
         let durable = (ack >= AckLevel::Durable).then(|| match durable {
-            // A batch with duplicates also waits for the earlier appends of those ids.
+            // A batch with duplicates also waits for the earlier appends of those ids (after its
+            // own append: waiting before it could wait on a batch that waits on this one).
             Some(w) if duplicates == 0 => w,
             Some(w) => {
                 drop(w);
-                self.barrier()
+                self.held_durable(space, &held)
             }
-            None => self.barrier(),
+            None => self.held_durable(space, &held),
         });
         let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
             let (a, w) = BatchAck::new(accepted);
@@ -356,6 +375,48 @@ impl Admitter {
         self.scheduler.wake_workers();
         let level = self.evaluate(space);
         Ok(Deletion { deleted, not_found, level, durable, indexed: waiter })
+    }
+
+    /// A waiter for the durability of `held`, ids a batch found already held (its duplicates):
+    /// first each one still claimed by a concurrent insert that has not appended yet
+    /// ([`PENDING`]: that insert appends right after claiming, so this is a matter of
+    /// microseconds, or of the append lock) is waited for, then a barrier covers every append
+    /// so far, theirs included. Without the wait, a barrier taken between their claim and their
+    /// append would not cover it.
+    ///
+    /// The waiter fails at once when such a claim ended without the id being live (its append
+    /// failed, or a delete came after it): the duplicate cannot be acknowledged for an id that
+    /// is not stored; the client retries.
+    fn held_durable(&self, space: &Space, held: &[u64]) -> DurableWaiter {
+        if self.store.is_none() {
+            return DurableWaiter::ready(); // DURABLE is ACCEPTED without a store
+        }
+        let started = Instant::now();
+        for &id in held {
+            let mut spins = 0u32;
+            loop {
+                match space.ids.get(&id).map(|s| (s.seq, s.live)) {
+                    Some((PENDING, _)) if started.elapsed() < HELD_WAIT => {
+                        spins += 1;
+                        if spins < 64 {
+                            std::thread::yield_now();
+                        } else {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                    }
+                    Some((seq, true)) if seq != PENDING => break,
+                    _ => {
+                        return DurableWaiter::failed(EngineError::Storage {
+                            kind: crate::error::StorageErrorKind::Io,
+                            message: format!(
+                                "observation {id} was being recorded by a concurrent batch that did not complete; retry"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        self.barrier()
     }
 
     /// Gives `op` its position in the order of operations: appended to the log with a store
