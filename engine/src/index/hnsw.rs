@@ -37,7 +37,8 @@
 //! graph lives, so each load leaks its small `HnswIo` (a path, a name, options; no data: the
 //! points are read into memory, not mapped): one per load of a space, at start or restore.
 //! Tombstones are kept across a checkpoint (hnsw_rs cannot drop points); they are filtered as
-//! before.
+//! before. hnsw_rs reloads a dump only under the distance's full type name, so [`UnitCosine`],
+//! [`Euclidean`] and [`InnerProduct`] must keep theirs (a test pins them).
 
 use super::{Metric, Neighbor, VectorIndex, dot};
 use dashmap::DashMap;
@@ -49,6 +50,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// First bytes of a checkpoint file of this backend (format 1).
 const MAGIC: &[u8; 8] = b"ENGHNSW1";
+
+/// The message of a caught panic (hnsw_rs panics with a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic".into())
+}
 
 /// Most layers hnsw_rs builds (its `NB_LAYER_MAX`).
 const MAX_LAYERS: usize = 16;
@@ -232,11 +242,19 @@ impl HnswIndex {
             // The loader must outlive the graph it returns (see the module docs).
             let io: &'static hnsw_rs::hnswio::HnswIo = Box::leak(Box::new(hnsw_rs::hnswio::HnswIo::new(&dir, "index")));
             let reload = |e: String| format!("hnsw_rs could not reload {}: {e}", path.display());
-            Ok(match metric {
-                Metric::Cosine => Graph::Cosine(io.load_hnsw_with_dist(UnitCosine).map_err(|e| reload(e.to_string()))?),
-                Metric::L2 => Graph::L2(io.load_hnsw_with_dist(Euclidean).map_err(|e| reload(e.to_string()))?),
-                Metric::Dot => Graph::Dot(io.load_hnsw_with_dist(InnerProduct).map_err(|e| reload(e.to_string()))?),
-            })
+            // hnsw_rs asserts on what it reads (magic, dimension) and unwraps its description:
+            // a file it cannot read is an error here (the checkpoint is moved aside), never a
+            // panic in the recovery thread.
+            let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Graph, String> {
+                Ok(match metric {
+                    Metric::Cosine => {
+                        Graph::Cosine(io.load_hnsw_with_dist(UnitCosine).map_err(|e| reload(e.to_string()))?)
+                    }
+                    Metric::L2 => Graph::L2(io.load_hnsw_with_dist(Euclidean).map_err(|e| reload(e.to_string()))?),
+                    Metric::Dot => Graph::Dot(io.load_hnsw_with_dist(InnerProduct).map_err(|e| reload(e.to_string()))?),
+                })
+            }));
+            loaded.unwrap_or_else(|panic| Err(reload(format!("it panicked: {}", panic_message(&panic)))))
         });
         let _ = std::fs::remove_dir_all(&dir);
         Ok(Self {
@@ -248,14 +266,19 @@ impl HnswIndex {
         })
     }
 
-    /// Dumps the graph with hnsw_rs into `dir` (basename `index`).
+    /// Dumps the graph with hnsw_rs into `dir` (basename `index`). hnsw_rs panics when it
+    /// cannot create its files (a full disk): that is an error here, not a dead checkpointer
+    /// (the dump only reads the graph, so nothing is left half-changed).
     fn dump(&self, dir: &Path) -> Result<(), String> {
-        let dumped = match &self.graph {
+        let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.graph {
             Graph::Cosine(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
             Graph::L2(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
             Graph::Dot(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
-        };
-        dumped.map(drop).map_err(|e| format!("hnsw_rs could not dump the graph: {e}"))
+        }));
+        match dumped {
+            Ok(result) => result.map(drop).map_err(|e| format!("hnsw_rs could not dump the graph: {e}")),
+            Err(panic) => Err(format!("hnsw_rs panicked dumping the graph: {}", panic_message(&panic))),
+        }
     }
 
     fn insert_unchecked(&self, id: usize, vector: &[f32]) {
@@ -475,6 +498,29 @@ mod tests {
             // Not a checkpoint: a clear error, no panic.
             std::fs::write(&path, b"not a checkpoint").unwrap();
             assert!(HnswIndex::load(metric, dim, 16, 100, &path).is_err());
+            // A well-formed bundle around dump files hnsw_rs cannot read (it would assert or
+            // unwrap on them): an error too, no panic.
+            let mut bundle = MAGIC.to_vec();
+            for v in [dim as u64, 1, 0, 0, 16] {
+                bundle.extend_from_slice(&v.to_le_bytes());
+            }
+            bundle.extend_from_slice(&[0xAB; 16]);
+            bundle.extend_from_slice(&16u64.to_le_bytes());
+            bundle.extend_from_slice(&[0xCD; 16]);
+            std::fs::write(&path, &bundle).unwrap();
+            let e = HnswIndex::load(metric, dim, 16, 100, &path).map(|_| ()).expect_err("garbage dump files");
+            assert!(e.contains("hnsw_rs could not reload"), "{e}");
         }
+    }
+
+    /// hnsw_rs reloads a dump only under the full type name of the distance it was dumped with
+    /// (`load_hnsw_with_dist` compares `type_name`): renaming or moving these types would make
+    /// every existing hnsw_rs checkpoint unloadable (moved aside at start, the space rebuilt
+    /// from what its compacted log still holds). A rename must fail here first.
+    #[test]
+    fn the_distance_type_names_hnsw_rs_checkpoints_depend_on_are_pinned() {
+        assert_eq!(std::any::type_name::<UnitCosine>(), "engram_engine::index::hnsw::UnitCosine");
+        assert_eq!(std::any::type_name::<Euclidean>(), "engram_engine::index::hnsw::Euclidean");
+        assert_eq!(std::any::type_name::<InnerProduct>(), "engram_engine::index::hnsw::InnerProduct");
     }
 }
