@@ -63,6 +63,14 @@ impl DurableWaiter {
     }
 }
 
+/// The kind of a storage error (any other error counts as an I/O error).
+fn kind_of(e: &EngineError) -> StorageErrorKind {
+    match e {
+        EngineError::Storage { kind, .. } => *kind,
+        _ => StorageErrorKind::Io,
+    }
+}
+
 struct State {
     /// The newest ticket taken (0: none yet).
     written: u64,
@@ -189,12 +197,8 @@ impl GroupCommit {
     /// Marks the store broken by `e`: every waiter gets `e` (nothing they wait for is
     /// acknowledged), later writes are refused, and the syncer starts healing.
     pub(crate) fn break_with(&self, e: &EngineError) {
-        let kind = match e {
-            EngineError::Storage { kind, .. } => *kind,
-            _ => StorageErrorKind::Io,
-        };
         let mut s = self.state.lock();
-        self.core.set_broken(kind);
+        self.core.set_broken(kind_of(e));
         for (_, tx) in s.waiters.drain(..) {
             let _ = tx.try_send(Err(e.clone()));
         }
@@ -237,10 +241,7 @@ impl GroupCommit {
                 }
                 Err(e) => {
                     drop(appends);
-                    self.core.set_broken(match &e {
-                        EngineError::Storage { kind, .. } => *kind,
-                        _ => StorageErrorKind::Io,
-                    });
+                    self.core.set_broken(kind_of(&e));
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "the store has not healed yet");
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }

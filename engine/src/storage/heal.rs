@@ -81,25 +81,6 @@ pub(crate) struct Write {
     pub(crate) content: Vec<(u64, Option<Slice>)>,
 }
 
-impl Write {
-    /// Writes this to the journal as one atomic batch (not synced).
-    ///
-    /// # Errors
-    /// [`EngineError::Storage`] when the write fails (or a fault is injected).
-    pub(crate) fn commit(&self, h: &Handles, faults: &Faults) -> Result<(), EngineError> {
-        let mut batch = h.db.batch();
-        batch.insert(&h.log, super::log_key(self.uid, self.seq), self.value.clone());
-        for (id, text) in &self.content {
-            match text {
-                Some(t) => batch.insert(&h.content, super::log_key(self.uid, *id), t.clone()),
-                None => batch.remove(&h.content, super::log_key(self.uid, *id)),
-            }
-        }
-        faults.write().map_err(|e| storage_error("appending to the log", e))?;
-        batch.commit().map_err(|e| storage_error("appending to the log", e))
-    }
-}
-
 const HEALTHY: u8 = 0;
 const BROKEN_FULL: u8 = 1;
 const BROKEN_IO: u8 = 2;
@@ -168,6 +149,36 @@ impl Core {
         }
     }
 
+    /// Runs the journal write `f` unless a write fault is injected; either failure is a storage
+    /// error of `context`. Every write to the store goes through here.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the write fails (or a fault is injected).
+    pub(crate) fn write<T>(
+        &self,
+        context: &str,
+        f: impl FnOnce() -> Result<T, fjall::Error>,
+    ) -> Result<T, EngineError> {
+        self.faults.write().map_err(|e| storage_error(context, e))?;
+        f().map_err(|e| storage_error(context, e))
+    }
+
+    /// Writes `w` to the journal of `h` as one atomic batch (not synced).
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the write fails (or a fault is injected).
+    pub(crate) fn commit(&self, h: &Handles, w: &Write) -> Result<(), EngineError> {
+        let mut batch = h.db.batch();
+        batch.insert(&h.log, super::log_key(w.uid, w.seq), w.value.clone());
+        for (id, text) in &w.content {
+            match text {
+                Some(t) => batch.insert(&h.content, super::log_key(w.uid, *id), t.clone()),
+                None => batch.remove(&h.content, super::log_key(w.uid, *id)),
+            }
+        }
+        self.write("appending to the log", || batch.commit())
+    }
+
     /// Syncs the journal with `mode`.
     ///
     /// # Errors
@@ -210,14 +221,12 @@ impl Core {
         *slot = Some(Arc::clone(&h));
         drop(slot);
         for w in writes {
-            w.commit(&h, &self.faults)?;
+            self.commit(&h, w)?;
         }
         // A probe, so a heal proves the journal takes writes again even with nothing to write
         // again: the removal of a key no record has (uid 0 is never a space's).
-        self.faults.write().map_err(|e| storage_error("probing the journal", e))?;
-        h.log.remove(super::log_key(0, 0)).map_err(|e| storage_error("probing the journal", e))?;
-        self.faults.sync().map_err(|e| storage_error("syncing the log", e))?;
-        h.db.persist(PersistMode::SyncAll).map_err(|e| storage_error("syncing the log", e))?;
+        self.write("probing the journal", || h.log.remove(super::log_key(0, 0)))?;
+        self.persist(PersistMode::SyncAll)?;
         self.broken.store(HEALTHY, Ordering::Release);
         Ok(())
     }

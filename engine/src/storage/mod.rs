@@ -366,8 +366,7 @@ impl Store {
     pub(crate) fn define_space(&self, name: &str, uid: u64, params: serde_json::Value) -> Result<(), EngineError> {
         let value = serde_json::to_vec(&StoredSpace { uid, params }).expect("a space definition serialises");
         let h = self.core.writable()?;
-        self.guard(self.core.faults.write().map_err(|e| storage_error("recording the space", e)))?;
-        self.guard(h.spaces.insert(name.as_bytes(), value).map_err(|e| storage_error("recording the space", e)))?;
+        self.guard(self.core.write("recording the space", || h.spaces.insert(name.as_bytes(), value)))?;
         self.sync()
     }
 
@@ -437,10 +436,7 @@ impl Store {
         let h = self.core.writable()?;
         let mut write = h.db.batch();
         let (mut bytes, mut n) = (0usize, 0usize);
-        let commit = |write: fjall::OwnedWriteBatch| {
-            self.core.faults.write().map_err(|e| storage_error("storing content", e))?;
-            write.commit().map_err(|e| storage_error("storing content", e))
-        };
+        let commit = |write: fjall::OwnedWriteBatch| self.core.write("storing content", || write.commit());
         for (id, text) in items {
             bytes += text.len() + 16;
             n += 1;
@@ -475,8 +471,7 @@ impl Store {
     /// [`EngineError::Storage`].
     pub(crate) fn forget_space(&self, name: &str) -> Result<(), EngineError> {
         let h = self.core.writable()?;
-        self.guard(self.core.faults.write().map_err(|e| storage_error("removing the space", e)))?;
-        self.guard(h.spaces.remove(name.as_bytes()).map_err(|e| storage_error("removing the space", e)))?;
+        self.guard(self.core.write("removing the space", || h.spaces.remove(name.as_bytes())))?;
         self.sync()
     }
 
@@ -511,8 +506,7 @@ impl Store {
             removed += 1;
         }
         if removed > 0 {
-            self.guard(self.core.faults.write().map_err(|e| storage_error("compacting the log", e)))?;
-            self.guard(write.commit().map_err(|e| storage_error("compacting the log", e)))?;
+            self.guard(self.core.write("compacting the log", || write.commit()))?;
         }
         Ok(removed)
     }
@@ -602,7 +596,7 @@ impl Store {
         let h = self.core.writable()?;
         let write = Write { uid, seq: c.next_seq, value: Slice::from(value), content };
         // One journal write: the log record and the operation's content changes, atomically.
-        if let Err(e) = self.guard(write.commit(&h, &self.core.faults)) {
+        if let Err(e) = self.guard(self.core.commit(&h, &write)) {
             drop(c);
             return Err(e);
         }
