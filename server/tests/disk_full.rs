@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{copy_dir, free_port, open_recovered};
+use common::{copy_dir, free_port, open_recovered, sample};
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -110,11 +110,7 @@ async fn a_full_disk_refuses_new_writes_with_507_heals_when_space_returns_and_ke
     // Still up, still counting.
     assert_eq!(http.get(format!("{url}/health/live")).send().await.unwrap().status(), 200);
     let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    let full = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("engram_storage_errors_total{kind=\"storage_full\"} "))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap();
+    let full = sample(&metrics, r#"engram_storage_errors_total{kind="storage_full"}"#).unwrap();
     assert!(full >= 1.0, "storage_full errors not counted");
     // Another batch while full is refused the same way, and nothing of it is kept.
     let again = json!({ "observations": [{ "id": 999_999_999u64, "embedding": vec![1.0f32; 64] }] });
@@ -154,11 +150,7 @@ async fn a_full_disk_refuses_new_writes_with_507_heals_when_space_returns_and_ke
         acked.extend(900_000_000 + b * 50..900_000_000 + b * 50 + 50);
     }
     let metrics = http.get(format!("{url}/metrics")).send().await.unwrap().text().await.unwrap();
-    let heals = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("engram_storage_heals_total "))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap();
+    let heals = sample(&metrics, "engram_storage_heals_total").unwrap();
     assert!(heals >= 1.0, "the heal is not counted");
 
     child.kill().unwrap();
