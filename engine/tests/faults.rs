@@ -12,10 +12,9 @@ mod common;
 use common::sample;
 use engram_dataset::{read_fvecs, shared_data_dir};
 use engram_engine::{
-    AckLevel, Batch, Durability, Engine, EngineConfig, EngineError, Observation, Priority, SpaceParams, StorageConfig,
+    AckLevel, Batch, Durability, Engine, EngineError, Observation, Priority, SpaceParams, StorageConfig,
     StorageErrorKind,
 };
-use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -29,20 +28,13 @@ enum Fault {
     Write,
 }
 
+/// An engine on `dir` with fsync durability and checkpoints only at shutdown.
 fn open(dir: &std::path::Path) -> Engine {
-    let storage = StorageConfig {
+    common::open_storage(&StorageConfig {
         checkpoint_interval_s: 0,
         checkpoint_after_operations: 0,
         ..StorageConfig::at(dir, Durability::Fsync)
-    };
-    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
-    let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
-    let started = Instant::now();
-    while !engine.is_ready() {
-        assert!(started.elapsed() < Duration::from_secs(60), "recovery did not finish");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    engine
+    })
 }
 
 /// Rows `rows` of `base` as one batch (row `i` is id `i`, content `row {i}`).
