@@ -107,6 +107,7 @@ fn render(c: &mut Criterion) {
                 state: Box::new(|| Some(0.0)),
                 vectors: Box::new(move || Some(vectors)),
                 memory_bytes: Box::new(|| Some(3_400_000.0)),
+                tombstones: Box::new(|| Some(0.0)),
             },
         );
     }

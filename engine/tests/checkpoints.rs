@@ -1,8 +1,8 @@
 //! Index checkpoints through the engine's API: a clean shutdown checkpoints every usearch
 //! space, so the next start loads the index and replays nothing; what comes after a checkpoint
 //! is replayed from the log on top of it; a checkpoint that does not verify is moved aside and
-//! the one before it used; the log behind the checkpoints is compacted; hnsw_rs spaces (not
-//! checkpointed) still come back whole.
+//! the one before it used; the log behind the checkpoints is compacted; hnsw_rs spaces come
+//! back whole, and their tombstones are compacted away after a checkpoint.
 
 mod common;
 
@@ -124,18 +124,23 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// An engine on `dir` (`os` durability) that checkpoints a space after every 1,000 operations
+/// and never by time.
+fn checkpointing_every_1000_operations(dir: &std::path::Path) -> Engine {
+    common::open_storage(&engram_engine::StorageConfig {
+        checkpoint_interval_s: 0,
+        checkpoint_after_operations: 1_000,
+        ..engram_engine::StorageConfig::at(dir, engram_engine::Durability::Os)
+    })
+}
+
 #[test]
 fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() {
     let data = shared_data_dir("glove-50-angular-100k").unwrap();
     let base = read_fvecs(&data.join("base.fvecs")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
-    let storage = engram_engine::StorageConfig {
-        checkpoint_interval_s: 0,
-        checkpoint_after_operations: 1_000,
-        ..engram_engine::StorageConfig::at(&dir, engram_engine::Durability::Os)
-    };
-    let engine = common::open_storage(&storage);
+    let engine = checkpointing_every_1000_operations(&dir);
     engine.create_space("u", SpaceParams::with_dim(base.dim)).unwrap();
     // 1,500 operations at a time, 1.5 s apart (the trigger is checked every second); the
     // last 1,500 are copied at once, before the trigger can see them.
@@ -155,5 +160,80 @@ fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() 
     assert!(replayed <= 2_000, "replayed {replayed}: the count trigger did not bound the tail");
     assert_eq!(recovered.describe_space("u").unwrap().vectors, 6000);
     recovered.shutdown(Some(Duration::from_secs(60)));
+    engine.shutdown(Some(Duration::from_secs(60)));
+}
+
+/// hnsw_rs keeps deletes and upserts as tombstones; once a checkpoint finds 20 % of a space's
+/// points are tombstones, the index is rebuilt without them beside ingest and checkpointed
+/// again: the tombstone gauge falls (to 0 unless the checkpoint that started the compaction
+/// came in the middle of the delete batch), a crash image taken right after comes back with
+/// the same few (the compacted graph is what the newest checkpoint holds), and neither the
+/// live engine nor the recovered one returns a deleted id or misses a live one.
+#[test]
+fn hnsw_rs_tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash() {
+    let data = shared_data_dir("glove-50-angular-100k").unwrap();
+    let base = read_fvecs(&data.join("base.fvecs")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("live");
+    let engine = checkpointing_every_1000_operations(&dir);
+    engine.create_space("h", SpaceParams { index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) }).unwrap();
+    let metrics = || engine.telemetry().render();
+    let tombstones = || sample(&metrics(), r#"engram_index_tombstones{memory_space="h"}"#).unwrap();
+    let compactions = || sample(&metrics(), r#"engram_index_compactions_total{outcome="compacted"}"#).unwrap();
+    common::write_rows(&engine, "h", &base, 0..4000, |i| i as u64, false);
+    // 500 upserted (each leaves a tombstone): 500 of 4,500 points, under the 20 % that start a
+    // compaction.
+    let row = |id: u64| if id % 8 == 7 { 10_000 + (id / 8) as usize } else { id as usize };
+    common::write_rows(&engine, "h", &base, 10_000..10_500, |i| (i - 10_000) as u64 * 8 + 7, true);
+    std::thread::sleep(Duration::from_millis(2500)); // the checkpoints these trigger
+    assert_eq!(tombstones(), 500.0);
+    assert_eq!(compactions(), 0.0, "500 tombstones of 4,500 points start no compaction");
+    // 1,500 deleted: 2,000 tombstones of 4,500 points.
+    let live = |id: u64| id % 8 >= 3;
+    let deleted: Vec<u64> = (0..4000).filter(|&id| !live(id)).collect();
+    let d = engine.delete("h", deleted, AckLevel::Durable).unwrap();
+    d.durable.unwrap().wait_blocking().unwrap();
+    let started = std::time::Instant::now();
+    while compactions() < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "no compaction; tombstones {}", tombstones());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The compaction checkpoints the space once more right after: wait until checkpoints stop.
+    let mut last = sample(&metrics(), "engram_storage_checkpoints_total").unwrap();
+    loop {
+        std::thread::sleep(Duration::from_millis(1500));
+        let now = sample(&metrics(), "engram_storage_checkpoints_total").unwrap();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let left = tombstones();
+    println!("tombstones after the compaction: {left} (2,000 before)");
+    assert!(left <= 50.0, "{left} tombstones left after the compaction");
+    let check = |engine: &Engine, when: &str| {
+        assert_eq!(engine.describe_space("h").unwrap().vectors, 2500, "{when}");
+        let mut misses = 0;
+        for id in 0..4000u64 {
+            if !live(id) {
+                assert_eq!(engine.get_observation("h", id).unwrap(), None, "{when}: deleted {id} is back");
+                continue;
+            }
+            let hits = engine.recall("h", base.row(row(id)).to_vec(), 10, Some(128)).unwrap();
+            assert!(hits.iter().all(|h| live(h.id)), "{when}: a deleted id returned for {id}: {hits:?}");
+            misses += usize::from(hits.first().map(|h| h.id) != Some(id));
+        }
+        assert!(misses <= 10, "{when}: {misses} of 2,500 live ids not found first by their latest vector");
+    };
+    check(&engine, "after the compaction");
+    copy_dir(&dir, &tmp.path().join("image"));
+    let recovered = common::open(&tmp.path().join("image"));
+    check(&recovered, "after a crash image taken after the compaction");
+    let t = sample(&recovered.telemetry().render(), r#"engram_index_tombstones{memory_space="h"}"#).unwrap();
+    assert_eq!(t, left, "the checkpoint written after the compaction holds the compacted graph");
+    recovered.shutdown(Some(Duration::from_secs(60)));
+    // Ingest goes on into the compacted index.
+    common::write_rows(&engine, "h", &base, 20_000..21_000, |i| i as u64, false);
+    assert_eq!(engine.recall("h", base.row(20_500).to_vec(), 1, Some(128)).unwrap()[0].id, 20_500);
     engine.shutdown(Some(Duration::from_secs(60)));
 }

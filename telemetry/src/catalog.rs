@@ -108,6 +108,9 @@ pub const INGEST_LATENCY_BUCKETS: &[f64] =
 /// Latency buckets for queries and requests (seconds): 0.1 ms to 10 s.
 pub const REQUEST_LATENCY_BUCKETS: &[f64] =
     &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
+/// Buckets for index rebuilds (seconds): 0.1 s to 1 h.
+pub const REBUILD_BUCKETS: &[f64] =
+    &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 /// Batch size buckets (observations): powers of two up to 1024.
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 /// Message size buckets (bytes): 64 B to 64 MiB, by powers of four.
@@ -341,6 +344,32 @@ catalog! {
         "engine space::Space::memory_bytes (read at scrape)",
         "grows with vectors; checked against resident-memory growth (engine/tests/memory.rs)",
     );
+    /// Removed points an index still keeps.
+    INDEX_TOMBSTONES = gauge(
+        "engram_index_tombstones",
+        &["memory_space"],
+        "Removed points the memory space's index still keeps: hnsw_rs cannot unlink a point, so a delete or upsert leaves a tombstone that routes searches but is never returned, until the index is compacted after a checkpoint. Always 0 for usearch, which removes in place.",
+    )
+    .doc(
+        "points",
+        "engine index::VectorIndex::tombstones (read at scrape)",
+        "below 20 % of the index's points (a compaction starts past that, from 256 tombstones)",
+    );
+    /// Index compactions (rebuilds without tombstones), by outcome.
+    INDEX_COMPACTIONS = counter(
+        "engram_index_compactions_total",
+        &["outcome"],
+        "Index rebuilds without tombstones (hnsw_rs), started after a checkpoint once a space's tombstones reach 20 % of its points: outcome compacted (swapped in and checkpointed), or abandoned (stopped at shutdown or drop, or ingest wrote faster than the rebuild caught up; tried again after a later checkpoint).",
+    )
+    .doc("compactions", "engine update::checkpoint::Checkpointer::compact", "a few per day under heavy deletes; abandoned rare");
+    /// Time one compaction took.
+    INDEX_COMPACTION_DURATION = histogram(
+        "engram_index_compaction_duration_seconds",
+        &[],
+        "Time one completed index compaction took: the live points collected, inserted into a new graph on one thread, the operations made meanwhile applied, the swap.",
+        REBUILD_BUCKETS,
+    )
+    .doc("seconds", "engine update::checkpoint::Checkpointer::compact", "about as long as inserting the live points on one thread");
 
     // ---- sessions and API ---------------------------------------------------------------------
     /// Open client connections per listener.

@@ -21,7 +21,8 @@
 //!   stores), the index maps internal ids to the engine's ids and back, and a removal only
 //!   drops the mapping: the point stays in the graph as a tombstone, still routing searches,
 //!   and searches filter it out *inside* the graph walk (`search_filter`), so `k` live hits
-//!   still come back. Tombstones cost memory until the space's index is rebuilt.
+//!   still come back. Tombstones cost memory until [`VectorIndex::compact`] rebuilds the graph
+//!   without them (see **Compaction** below).
 //! - **Nothing is pre-allocated from the capacity hint.** hnsw_rs reserves its per-layer point
 //!   tables from `max_elements` (about `0.94 × max_elements × 8` bytes; `2^32` aborted the
 //!   process asking for 32 GB), so the hint passed on is capped at [`INITIAL_CAPACITY`]; the
@@ -37,15 +38,25 @@
 //! graph lives, so each load leaks its small `HnswIo` (a path, a name, options; no data: the
 //! points are read into memory, not mapped): one per load of a space, at start or restore.
 //! Tombstones are kept across a checkpoint (hnsw_rs cannot drop points); they are filtered as
-//! before. hnsw_rs reloads a dump only under the distance's full type name, so [`UnitCosine`],
+//! before.
+//!
+//! **Compaction** ([`VectorIndex::compact`], started by the engine after a checkpoint) builds a
+//! new `Generation` (graph and id maps) from the live points of the current one, on the
+//! calling thread, while inserts, removals and searches go on against the current one: the
+//! points are collected under the dump lock held exclusively (hnsw_rs's point iterator holds a
+//! read guard on its point table and takes a second one, which deadlocks beside a waiting
+//! insert), each insert and removal made meanwhile is also kept in a side log, applied to the
+//! new generation in rounds, and the new generation is swapped in under the dump lock with the
+//! last few side-log operations. Until then both graphs are in memory. hnsw_rs reloads a dump only under the distance's full type name, so [`UnitCosine`],
 //! [`Euclidean`] and [`InnerProduct`] must keep theirs (a test pins them).
 
 use super::{Metric, Neighbor, VectorIndex, dot};
 use dashmap::DashMap;
-use hnsw_rs::prelude::{DataId, Distance, Hnsw};
+use hnsw_rs::prelude::{DataId, Distance, Hnsw, Point};
 use parking_lot::{Mutex, RwLock};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// First bytes of a checkpoint file of this backend (format 1).
@@ -121,11 +132,32 @@ enum Graph {
     Dot(Hnsw<'static, f32, InnerProduct>),
 }
 
-/// An HNSW index from `hnsw_rs`.
-pub struct HnswIndex {
+impl Graph {
+    fn new(metric: Metric, m: usize, ef_construction: usize, max_elements: usize) -> Self {
+        let max_elements = max_elements.clamp(1, INITIAL_CAPACITY);
+        match metric {
+            Metric::Cosine => Graph::Cosine(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, UnitCosine)),
+            Metric::L2 => Graph::L2(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, Euclidean)),
+            Metric::Dot => Graph::Dot(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, InnerProduct)),
+        }
+    }
+
+    /// Every point in the graph (live and tombstones). hnsw_rs's iterator holds a read guard on
+    /// the point table and takes a second one per layer: call it only while no insert runs
+    /// (under the dump lock held exclusively), or a waiting insert deadlocks the two.
+    fn points(&self) -> Vec<Arc<Point<'static, f32>>> {
+        match self {
+            Graph::Cosine(h) => h.get_point_indexation().into_iter().collect(),
+            Graph::L2(h) => h.get_point_indexation().into_iter().collect(),
+            Graph::Dot(h) => h.get_point_indexation().into_iter().collect(),
+        }
+    }
+}
+
+/// One graph and its id maps. [`HnswIndex::compact`] builds a new generation from the live
+/// points of the current one and swaps it in.
+struct Generation {
     graph: Graph,
-    dim: usize,
-    m: usize,
     /// True once the first point (the entry point) is in the graph.
     seeded: AtomicBool,
     /// Held by the first insert into the empty graph (see the module docs).
@@ -138,8 +170,140 @@ pub struct HnswIndex {
     owner: DashMap<DataId, u64>,
     /// Points removed (tombstones); while 0, searches need no filter.
     tombstones: AtomicUsize,
-    /// Shared by inserts and removals, exclusive for a checkpoint's dump.
+}
+
+impl Generation {
+    fn new(metric: Metric, m: usize, ef_construction: usize, max_elements: usize) -> Self {
+        Self {
+            graph: Graph::new(metric, m, ef_construction, max_elements),
+            seeded: AtomicBool::new(false),
+            seed_lock: Mutex::new(()),
+            next_internal: AtomicUsize::new(0),
+            live: DashMap::new(),
+            owner: DashMap::new(),
+            tombstones: AtomicUsize::new(0),
+        }
+    }
+
+    fn insert(&self, id: u64, vector: &[f32]) {
+        let internal = self.next_internal.fetch_add(1, Ordering::AcqRel);
+        // Mapped before the point is in the graph: a search that finds the point can name it.
+        self.owner.insert(internal, id);
+        self.live.insert(id, internal);
+        if !self.seeded.load(Ordering::Acquire) {
+            let _seed = self.seed_lock.lock();
+            if !self.seeded.load(Ordering::Acquire) {
+                // Alone in an empty graph: this point becomes the entry point before any other
+                // insert can look for one.
+                self.insert_unchecked(internal, vector);
+                self.seeded.store(true, Ordering::Release);
+                return;
+            }
+        }
+        self.insert_unchecked(internal, vector);
+    }
+
+    fn insert_unchecked(&self, internal: DataId, vector: &[f32]) {
+        match &self.graph {
+            Graph::Cosine(h) => h.insert_slice((vector, internal)),
+            Graph::L2(h) => h.insert_slice((vector, internal)),
+            Graph::Dot(h) => h.insert_slice((vector, internal)),
+        }
+    }
+
+    fn remove(&self, id: u64) -> bool {
+        let removed = self.live.remove(&id).is_some();
+        if removed {
+            self.tombstones.fetch_add(1, Ordering::AcqRel);
+        }
+        removed
+    }
+
+    fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
+        if k == 0 || self.live.is_empty() {
+            return Vec::new();
+        }
+        let ef = ef.max(k);
+        // Tombstones route the walk but never enter the answer.
+        let filter = |internal: &DataId| self.live_owner(*internal).is_some();
+        let f: Option<&dyn hnsw_rs::prelude::FilterT> =
+            if self.tombstones.load(Ordering::Acquire) > 0 { Some(&filter) } else { None };
+        let (found, to_score): (_, fn(f32) -> f32) = match &self.graph {
+            Graph::Cosine(h) => (h.search_filter(query, k, ef, f), |d| 1.0 - d),
+            Graph::L2(h) => (h.search_filter(query, k, ef, f), |d| -d),
+            Graph::Dot(h) => (h.search_filter(query, k, ef, f), distance_to_ip),
+        };
+        // A point removed after the walk passed the filter is dropped here.
+        found
+            .into_iter()
+            .filter_map(|n| Some(Neighbor { id: self.live_owner(n.d_id)?, score: to_score(n.distance) }))
+            .collect()
+    }
+
+    /// The engine id of internal id `internal` if its point is live (not a tombstone).
+    fn live_owner(&self, internal: DataId) -> Option<u64> {
+        let id = *self.owner.get(&internal)?;
+        self.live.get(&id).is_some_and(|i| *i == internal).then_some(id)
+    }
+
+    /// Dumps the graph with hnsw_rs into `dir` (basename `index`). hnsw_rs panics when it
+    /// cannot create its files (a full disk): that is an error here, not a dead checkpointer
+    /// (the dump only reads the graph, so nothing is left half-changed).
+    fn dump(&self, dir: &Path) -> Result<(), String> {
+        let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.graph {
+            Graph::Cosine(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
+            Graph::L2(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
+            Graph::Dot(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
+        }));
+        match dumped {
+            Ok(result) => result.map(drop).map_err(|e| format!("hnsw_rs could not dump the graph: {e}")),
+            Err(panic) => Err(format!("hnsw_rs panicked dumping the graph: {}", panic_message(&panic))),
+        }
+    }
+}
+
+/// An insert or removal that arrived while [`HnswIndex::compact`] built a new generation: applied
+/// to it, in arrival order, before it is swapped in.
+enum SideOp {
+    Insert(u64, Vec<f32>),
+    Remove(u64),
+}
+
+/// The most bytes of vectors the side log of a compaction holds; past it the compaction is
+/// abandoned (ingest outruns the one thread that builds) and tried again later.
+const MAX_SIDE_BYTES: usize = 64 << 20;
+
+/// Side-log operations at most applied with inserts held off (the last step of a compaction);
+/// more left after [`MAX_CATCH_UP_ROUNDS`] abandons it.
+const MAX_FINAL_SIDE_OPS: usize = 4096;
+
+/// Rounds in which a compaction applies the side log while inserts go on.
+const MAX_CATCH_UP_ROUNDS: usize = 32;
+
+/// Inserts between two polls of a compaction's `stop`.
+const STOP_POLL_EVERY: usize = 256;
+
+/// An HNSW index from `hnsw_rs`.
+pub struct HnswIndex {
+    /// The graph searches, inserts and removals act on; replaced by [`HnswIndex::compact`]
+    /// (only while `dump_lock` is held exclusively).
+    current: RwLock<Arc<Generation>>,
+    metric: Metric,
+    dim: usize,
+    m: usize,
+    ef_construction: usize,
+    /// Shared by inserts and removals, exclusive for a checkpoint's dump and for the two
+    /// instants of a compaction (collecting the live points, swapping the new graph in).
     dump_lock: RwLock<()>,
+    /// True while a compaction builds: inserts and removals also go to `side`.
+    compacting: AtomicBool,
+    /// Operations since the compaction collected its points, in arrival order.
+    side: Mutex<Vec<SideOp>>,
+    /// Bytes of vectors in `side`; past [`MAX_SIDE_BYTES`] `side` stops growing and the
+    /// compaction is abandoned.
+    side_bytes: AtomicUsize,
+    /// Points in the generation a compaction is building (memory it holds beside the current).
+    building: AtomicUsize,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -154,23 +318,21 @@ impl HnswIndex {
     /// capacity hint (at most [`INITIAL_CAPACITY`] of it is pre-allocated).
     pub fn new(metric: Metric, dim: usize, m: usize, ef_construction: usize, max_elements: usize) -> Self {
         assert!((2..=256).contains(&m), "m must be within 2..=256 (validated by the engine)");
-        let max_elements = max_elements.clamp(1, INITIAL_CAPACITY);
-        let graph = match metric {
-            Metric::Cosine => Graph::Cosine(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, UnitCosine)),
-            Metric::L2 => Graph::L2(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, Euclidean)),
-            Metric::Dot => Graph::Dot(Hnsw::new(m, max_elements, MAX_LAYERS, ef_construction, InnerProduct)),
-        };
+        Self::around(Generation::new(metric, m, ef_construction, max_elements), metric, dim, m, ef_construction)
+    }
+
+    fn around(generation: Generation, metric: Metric, dim: usize, m: usize, ef_construction: usize) -> Self {
         Self {
-            graph,
+            current: RwLock::new(Arc::new(generation)),
+            metric,
             dim,
             m,
-            seeded: AtomicBool::new(false),
-            seed_lock: Mutex::new(()),
-            next_internal: AtomicUsize::new(0),
-            live: DashMap::new(),
-            owner: DashMap::new(),
-            tombstones: AtomicUsize::new(0),
+            ef_construction,
             dump_lock: RwLock::new(()),
+            compacting: AtomicBool::new(false),
+            side: Mutex::new(Vec::new()),
+            side_bytes: AtomicUsize::new(0),
+            building: AtomicUsize::new(0),
         }
     }
 
@@ -205,7 +367,7 @@ impl HnswIndex {
         if entries.saturating_mul(17) > len {
             return Err(format!("{} names {entries} ids, more than its {len} bytes hold", path.display()));
         }
-        let me = Self::new(metric, dim, m, ef_construction, INITIAL_CAPACITY);
+        let me = Generation::new(metric, m, ef_construction, INITIAL_CAPACITY);
         for _ in 0..entries {
             let internal = u64_at(&mut f)? as usize;
             let id = u64_at(&mut f)?;
@@ -218,7 +380,7 @@ impl HnswIndex {
         }
         let graph_len = u64_at(&mut f)?;
         if graph_len == 0 {
-            return Ok(me); // an empty index
+            return Ok(Self::around(me, metric, dim, m, ef_construction)); // an empty index
         }
         // hnsw_rs reloads from its two files: written back out next to the checkpoint.
         let dir = path.with_extension("hnsw-load");
@@ -257,42 +419,47 @@ impl HnswIndex {
             loaded.unwrap_or_else(|panic| Err(reload(format!("it panicked: {}", panic_message(&panic)))))
         });
         let _ = std::fs::remove_dir_all(&dir);
-        Ok(Self {
+        let generation = Generation {
             graph: graph?,
             seeded: AtomicBool::new(next_internal > 0),
             next_internal: AtomicUsize::new(next_internal),
             tombstones: AtomicUsize::new(tombstones),
             ..me
-        })
+        };
+        Ok(Self::around(generation, metric, dim, m, ef_construction))
     }
 
-    /// Dumps the graph with hnsw_rs into `dir` (basename `index`). hnsw_rs panics when it
-    /// cannot create its files (a full disk): that is an error here, not a dead checkpointer
-    /// (the dump only reads the graph, so nothing is left half-changed).
-    fn dump(&self, dir: &Path) -> Result<(), String> {
-        let dumped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &self.graph {
-            Graph::Cosine(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
-            Graph::L2(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
-            Graph::Dot(h) => hnsw_rs::api::AnnT::file_dump(h, dir, "index"),
-        }));
-        match dumped {
-            Ok(result) => result.map(drop).map_err(|e| format!("hnsw_rs could not dump the graph: {e}")),
-            Err(panic) => Err(format!("hnsw_rs panicked dumping the graph: {}", panic_message(&panic))),
+    /// Records an operation for the generation a compaction is building (called with the dump
+    /// lock held shared, after the operation reached the current generation).
+    fn record_side(&self, op: SideOp) {
+        if let SideOp::Insert(_, v) = &op {
+            let bytes = self.side_bytes.fetch_add(4 * v.len(), Ordering::AcqRel) + 4 * v.len();
+            if bytes > MAX_SIDE_BYTES {
+                return; // the compaction sees the overflow and is abandoned
+            }
         }
+        self.side.lock().push(op);
     }
 
-    fn insert_unchecked(&self, id: usize, vector: &[f32]) {
-        match &self.graph {
-            Graph::Cosine(h) => h.insert_slice((vector, id)),
-            Graph::L2(h) => h.insert_slice((vector, id)),
-            Graph::Dot(h) => h.insert_slice((vector, id)),
+    /// Ends a compaction without a swap: the current generation stays, unchanged.
+    fn abandon(&self, why: String) -> Result<usize, String> {
+        let _no_inserts = self.dump_lock.write();
+        self.compacting.store(false, Ordering::Release);
+        self.side.lock().clear();
+        self.side_bytes.store(0, Ordering::Release);
+        self.building.store(0, Ordering::Release);
+        Err(why)
+    }
+}
+
+fn apply(generation: &Generation, ops: Vec<SideOp>) {
+    for op in ops {
+        match op {
+            SideOp::Insert(id, v) => generation.insert(id, &v),
+            SideOp::Remove(id) => {
+                generation.remove(id);
+            }
         }
-    }
-
-    /// The engine id of internal id `internal` if its point is live (not a tombstone).
-    fn live_owner(&self, internal: DataId) -> Option<u64> {
-        let id = *self.owner.get(&internal)?;
-        self.live.get(&id).is_some_and(|i| *i == internal).then_some(id)
     }
 }
 
@@ -300,56 +467,28 @@ impl VectorIndex for HnswIndex {
     fn insert(&self, id: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
         let _no_dump = self.dump_lock.read();
-        let internal = self.next_internal.fetch_add(1, Ordering::AcqRel);
-        // Mapped before the point is in the graph: a search that finds the point can name it.
-        self.owner.insert(internal, id);
-        self.live.insert(id, internal);
-        let id = internal;
-        if !self.seeded.load(Ordering::Acquire) {
-            let _seed = self.seed_lock.lock();
-            if !self.seeded.load(Ordering::Acquire) {
-                // Alone in an empty graph: this point becomes the entry point before any other
-                // insert can look for one.
-                self.insert_unchecked(id, vector);
-                self.seeded.store(true, Ordering::Release);
-                return;
-            }
+        self.current.read().insert(id, vector);
+        if self.compacting.load(Ordering::Acquire) {
+            self.record_side(SideOp::Insert(id, vector.to_vec()));
         }
-        self.insert_unchecked(id, vector);
     }
 
     fn remove(&self, id: u64) -> bool {
         let _no_dump = self.dump_lock.read();
-        let removed = self.live.remove(&id).is_some();
-        if removed {
-            self.tombstones.fetch_add(1, Ordering::AcqRel);
+        let removed = self.current.read().remove(id);
+        if removed && self.compacting.load(Ordering::Acquire) {
+            self.record_side(SideOp::Remove(id));
         }
         removed
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
-        if k == 0 || self.is_empty() {
-            return Vec::new();
-        }
-        let ef = ef.max(k);
-        // Tombstones route the walk but never enter the answer.
-        let filter = |internal: &DataId| self.live_owner(*internal).is_some();
-        let f: Option<&dyn hnsw_rs::prelude::FilterT> =
-            if self.tombstones.load(Ordering::Acquire) > 0 { Some(&filter) } else { None };
-        let (found, to_score): (_, fn(f32) -> f32) = match &self.graph {
-            Graph::Cosine(h) => (h.search_filter(query, k, ef, f), |d| 1.0 - d),
-            Graph::L2(h) => (h.search_filter(query, k, ef, f), |d| -d),
-            Graph::Dot(h) => (h.search_filter(query, k, ef, f), distance_to_ip),
-        };
-        // A point removed after the walk passed the filter is dropped here.
-        found
-            .into_iter()
-            .filter_map(|n| Some(Neighbor { id: self.live_owner(n.d_id)?, score: to_score(n.distance) }))
-            .collect()
+        let generation = Arc::clone(&self.current.read());
+        generation.search(query, k, ef)
     }
 
     fn len(&self) -> usize {
-        self.live.len()
+        self.current.read().live.len()
     }
 
     /// Estimate from hnsw_rs's layout: per point, the vector (`4 × dim` plus a `Vec` header), one
@@ -365,22 +504,25 @@ impl VectorIndex for HnswIndex {
             let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
             let points = {
                 let _no_inserts = self.dump_lock.write();
+                // A compaction in progress builds beside this one; the file holds the current
+                // generation, which is what `consistent` sees too.
+                let generation = Arc::clone(&self.current.read());
                 consistent();
-                let points = self.next_internal.load(Ordering::Acquire);
+                let points = generation.next_internal.load(Ordering::Acquire);
                 out.write_all(MAGIC).map_err(fail)?;
                 out.write_all(&(self.dim as u64).to_le_bytes()).map_err(fail)?;
                 out.write_all(&(points as u64).to_le_bytes()).map_err(fail)?;
-                out.write_all(&(self.tombstones.load(Ordering::Acquire) as u64).to_le_bytes()).map_err(fail)?;
-                out.write_all(&(self.owner.len() as u64).to_le_bytes()).map_err(fail)?;
-                for e in &self.owner {
+                out.write_all(&(generation.tombstones.load(Ordering::Acquire) as u64).to_le_bytes()).map_err(fail)?;
+                out.write_all(&(generation.owner.len() as u64).to_le_bytes()).map_err(fail)?;
+                for e in &generation.owner {
                     let (internal, id) = (*e.key(), *e.value());
-                    let live = self.live.get(&id).is_some_and(|i| *i == internal);
+                    let live = generation.live.get(&id).is_some_and(|i| *i == internal);
                     out.write_all(&(internal as u64).to_le_bytes()).map_err(fail)?;
                     out.write_all(&id.to_le_bytes()).map_err(fail)?;
                     out.write_all(&[u8::from(live)]).map_err(fail)?;
                 }
                 if points > 0 {
-                    self.dump(&dir)?;
+                    generation.dump(&dir)?;
                 }
                 points
             };
@@ -406,13 +548,90 @@ impl VectorIndex for HnswIndex {
     }
 
     fn holds(&self, id: u64) -> bool {
-        self.live.contains_key(&id)
+        self.current.read().live.contains_key(&id)
     }
 
-    /// Tombstones count like live points (they stay in the graph), plus both id maps.
+    /// Tombstones count like live points (they stay in the graph), plus both id maps, plus the
+    /// generation a compaction is building.
     fn memory_bytes(&self) -> usize {
-        let points = self.next_internal.load(Ordering::Acquire);
-        (points as f64 * (bytes_per_vector(self.dim, self.m) + 32.0) + self.live.len() as f64 * 32.0) as usize
+        let points = self.current.read().next_internal.load(Ordering::Acquire) + self.building.load(Ordering::Acquire);
+        let live = self.len();
+        (points as f64 * (bytes_per_vector(self.dim, self.m) + 32.0) + live as f64 * 32.0) as usize
+    }
+
+    fn tombstones(&self) -> usize {
+        self.current.read().tombstones.load(Ordering::Acquire)
+    }
+
+    /// Builds a new graph from the live points on the calling thread while inserts, removals
+    /// and searches go on against the current one; what they change meanwhile is kept in a
+    /// side log, applied to the new graph, and the new graph is swapped in with inserts held
+    /// off for the last few side-log operations only. Until the swap both graphs are in memory.
+    fn compact(&self, stop: &dyn Fn() -> bool) -> Result<usize, String> {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return Err("a compaction of this index is already running".into());
+        }
+        let (old, points, dropped) = {
+            let _no_inserts = self.dump_lock.write();
+            // What inserts and removals recorded between `compacting` and this lock is in the
+            // points collected now: the side log starts empty here.
+            self.side.lock().clear();
+            self.side_bytes.store(0, Ordering::Release);
+            let old = Arc::clone(&self.current.read());
+            let dropped = old.tombstones.load(Ordering::Acquire);
+            if dropped == 0 {
+                self.compacting.store(false, Ordering::Release);
+                return Ok(0);
+            }
+            let points: Vec<(u64, Arc<Point<'static, f32>>)> =
+                old.graph.points().into_iter().filter_map(|p| Some((old.live_owner(p.get_origin_id())?, p))).collect();
+            (old, points, dropped)
+        };
+        let fresh = Generation::new(self.metric, self.m, self.ef_construction, points.len());
+        for (n, (id, point)) in points.into_iter().enumerate() {
+            if n % STOP_POLL_EVERY == 0 {
+                if stop() {
+                    return self.abandon("stopped".into());
+                }
+                self.building.store(n, Ordering::Release);
+            }
+            // Removed since the points were collected: left out rather than inserted and then
+            // made a tombstone by the side log's removal (which then finds nothing to remove).
+            if old.live_owner(point.get_origin_id()).is_some() {
+                fresh.insert(id, point.get_v());
+            }
+        }
+        drop(old);
+        let overflowed = || self.side_bytes.load(Ordering::Acquire) > MAX_SIDE_BYTES;
+        for _ in 0..MAX_CATCH_UP_ROUNDS {
+            if stop() {
+                return self.abandon("stopped".into());
+            }
+            if overflowed() {
+                return self.abandon(format!("ingest wrote more than {MAX_SIDE_BYTES} bytes meanwhile"));
+            }
+            let ops = std::mem::take(&mut *self.side.lock());
+            if ops.len() <= MAX_FINAL_SIDE_OPS {
+                // Put back in order ahead of what arrived since.
+                let mut side = self.side.lock();
+                let later = std::mem::replace(&mut *side, ops);
+                side.extend(later);
+                break;
+            }
+            apply(&fresh, ops);
+        }
+        let _no_inserts = self.dump_lock.write();
+        let ops = std::mem::take(&mut *self.side.lock());
+        if ops.len() > MAX_FINAL_SIDE_OPS || overflowed() {
+            drop(_no_inserts);
+            return self.abandon(format!("ingest kept {} operations ahead of the rebuild", ops.len()));
+        }
+        apply(&fresh, ops);
+        *self.current.write() = Arc::new(fresh);
+        self.compacting.store(false, Ordering::Release);
+        self.side_bytes.store(0, Ordering::Release);
+        self.building.store(0, Ordering::Release);
+        Ok(dropped)
     }
 }
 
@@ -477,13 +696,19 @@ mod tests {
                 // `consistent` runs with no insert or removal in flight: what it sees is what
                 // the file holds.
                 let saved = index
-                    .save(&path, &mut || seen = Some((index.len(), index.next_internal.load(Ordering::Acquire))))
+                    .save(&path, &mut || {
+                        seen = Some((index.len(), index.current.read().next_internal.load(Ordering::Acquire)))
+                    })
                     .unwrap();
                 assert!(saved);
             });
             let (len, points) = seen.expect("consistent was called");
             let loaded = HnswIndex::load(metric, dim, 16, 100, &path).unwrap();
-            assert_eq!((loaded.len(), loaded.next_internal.load(Ordering::Acquire)), (len, points), "{metric:?}");
+            assert_eq!(
+                (loaded.len(), loaded.current.read().next_internal.load(Ordering::Acquire)),
+                (len, points),
+                "{metric:?}"
+            );
             // Every point of the file is one of the first `points` inserts; each is live or a
             // tombstone exactly as the mapping says, and search answers agree on the live ones.
             for id in 0..3_000u64 {
@@ -510,6 +735,110 @@ mod tests {
             std::fs::write(&path, &bundle).unwrap();
             let e = HnswIndex::load(metric, dim, 16, 100, &path).map(|_| ()).expect_err("garbage dump files");
             assert!(e.contains("hnsw_rs could not reload"), "{e}");
+        }
+    }
+
+    /// Unit vectors of `dim` from `id`: each is its own nearest neighbour under every metric.
+    fn unit_vector(dim: usize, id: u64) -> Vec<f32> {
+        let mut next = crate::index::testing::lcg(id + 1);
+        let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+        let norm = dot(&v, &v).sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+
+    /// Half the points removed, then a compaction while four threads insert new ids and remove
+    /// old and new ones, and a fifth searches: afterwards the tombstones are gone (only removals
+    /// made after the swap could leave new ones, and none are), the index holds exactly the ids
+    /// inserted and not removed, each is found first for its own vector, and no removed id is
+    /// ever returned, during the rebuild or after it.
+    #[test]
+    fn a_compaction_beside_inserts_removals_and_searches_drops_the_tombstones_and_loses_nothing() {
+        let dim = 16;
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let index = HnswIndex::new(metric, dim, 16, 100, 500);
+            for id in 0..2_000 {
+                index.insert(id, &unit_vector(dim, id));
+            }
+            for id in (0..2_000).step_by(2) {
+                assert!(index.remove(id));
+            }
+            assert_eq!(index.tombstones(), 1_000);
+            let removed_during = std::sync::Mutex::new(Vec::new());
+            let done = AtomicBool::new(false);
+            let inserted = AtomicUsize::new(0);
+            let dropped = std::thread::scope(|s| {
+                for t in 0..4u64 {
+                    let (index, removed_during, inserted) = (&index, &removed_during, &inserted);
+                    s.spawn(move || {
+                        for id in (2_000 + t..6_000).step_by(4) {
+                            index.insert(id, &unit_vector(dim, id));
+                            inserted.fetch_add(1, Ordering::AcqRel);
+                            // One old odd id and one of the new ones removed now and then.
+                            if id % 8 == 1 && id < 4_000 {
+                                let old = (id - 2_000) | 1;
+                                if index.remove(old) {
+                                    removed_during.lock().unwrap().push(old);
+                                }
+                            }
+                            if id % 10 == 0 && id >= 2_004 {
+                                assert!(index.remove(id - 4));
+                                removed_during.lock().unwrap().push(id - 4);
+                            }
+                        }
+                    });
+                }
+                let (index, done) = (&index, &done);
+                s.spawn(move || {
+                    let mut q = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        for n in index.search(&unit_vector(dim, q % 2_000), 10, 64) {
+                            assert!(n.id % 2 == 1 || n.id >= 2_000, "{metric:?}: removed id {} returned", n.id);
+                        }
+                        q += 1;
+                    }
+                });
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let before = inserted.load(Ordering::Acquire);
+                let dropped = index.compact(&|| false).expect("the compaction completes");
+                let after = inserted.load(Ordering::Acquire);
+                done.store(true, Ordering::Release);
+                // The side log was exercised: inserts went on while the new graph was built.
+                assert!(
+                    before < 4_000 && after > before,
+                    "{metric:?}: inserts {before} → {after} during the compaction"
+                );
+                dropped
+            });
+            assert!(dropped >= 1_000, "{metric:?}: {dropped} tombstones dropped");
+            let removed: std::collections::HashSet<u64> =
+                removed_during.into_inner().unwrap().into_iter().chain((0..2_000).step_by(2)).collect();
+            // Removals after the swap leave tombstones in the new graph; before it, none do.
+            let expected: Vec<u64> = (0..6_000).filter(|id| !removed.contains(id)).collect();
+            assert_eq!(index.len(), expected.len(), "{metric:?}");
+            assert!(index.tombstones() < 1_000, "{metric:?}: {} tombstones left", index.tombstones());
+            // Every point of the new graph is live or counted as a tombstone: an operation both
+            // collected and replayed from the side log would leave an uncounted orphan.
+            let points = index.current.read().next_internal.load(Ordering::Acquire);
+            assert_eq!(points, index.len() + index.tombstones(), "{metric:?}: points neither live nor tombstones");
+            let mut first = 0;
+            for &id in &expected {
+                assert!(index.holds(id), "{metric:?}: {id} lost by the compaction");
+                let top = index.search(&unit_vector(dim, id), 10, 64);
+                assert!(top.iter().all(|n| !removed.contains(&n.id)), "{metric:?}: a removed id returned");
+                first += usize::from(top.first().is_some_and(|n| n.id == id));
+            }
+            assert!(first * 100 >= expected.len() * 99, "{metric:?}: {first}/{} found first", expected.len());
+            for &id in &removed {
+                assert!(!index.holds(id), "{metric:?}: removed {id} came back");
+            }
+            // A stopped compaction leaves the index as it was.
+            let (len, tombstones) = (index.len(), index.tombstones());
+            if tombstones > 0 {
+                assert!(index.compact(&|| true).is_err());
+                assert_eq!((index.len(), index.tombstones()), (len, tombstones));
+            }
+            index.insert(9_999, &unit_vector(dim, 9_999));
+            assert_eq!(index.search(&unit_vector(dim, 9_999), 1, 64)[0].id, 9_999);
         }
     }
 

@@ -188,6 +188,24 @@ pub trait VectorIndex: Send + Sync {
     /// True when the index holds `id`. Only while nothing inserts or removes (recovery, after
     /// loading a checkpoint): usearch's key lookup is not documented as safe beside adds.
     fn holds(&self, id: u64) -> bool;
+    /// Removed points the index still keeps (tombstones that route searches but are never
+    /// returned). usearch removes in place: always 0. hnsw_rs cannot unlink a point: its
+    /// removals stay as tombstones until [`VectorIndex::compact`].
+    fn tombstones(&self) -> usize {
+        0
+    }
+    /// Rebuilds the index without its tombstones, on the calling thread, while inserts,
+    /// removals and searches go on; `stop` is polled and, once true, the rebuild is abandoned
+    /// and the index left as it was. At most one runs per index. Returns how many tombstones
+    /// were dropped (usearch: 0, it has none).
+    ///
+    /// # Errors
+    /// Why the rebuild was abandoned (`stop`, another compaction running, or ingest writing
+    /// faster than the rebuild catches up); the index is unchanged and usable.
+    fn compact(&self, stop: &dyn Fn() -> bool) -> Result<usize, String> {
+        let _ = stop;
+        Ok(0)
+    }
 }
 
 /// Loads an index of `params` from a checkpoint written by [`VectorIndex::save`].

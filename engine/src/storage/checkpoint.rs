@@ -4,7 +4,8 @@
 //!
 //! Layout under the data directory: `checkpoints/{uid}/` holds `index-{seq}.bin`,
 //! `states-{seq}.bin` and `MANIFEST` (JSON: the live checkpoints, newest first, each with the
-//! xxh3 hash and length of both files). A checkpoint is written to `.tmp` files, fsynced,
+//! xxh3 hash and length of both files; a second checkpoint at one position, written after an
+//! index compaction, is `index-{seq}.{n}.bin`). A checkpoint is written to `.tmp` files, fsynced,
 //! renamed, the directory fsynced, and only then named in a new `MANIFEST` (written the same
 //! way), so a crash at any point leaves the previous manifest and its files whole. Two
 //! checkpoints are kept: when the newest does not verify at start it is moved aside and the
@@ -178,15 +179,26 @@ pub(crate) fn read_manifest(dir: &Path) -> Result<Manifest, EngineError> {
 /// [`EngineError::Storage`] on any I/O error; the previous manifest stays in force.
 pub(crate) fn commit(dir: &Path, seq: Seq, index_tmp: &Path, states: &[SavedState]) -> Result<Manifest, EngineError> {
     File::open(index_tmp).and_then(|f| f.sync_all()).map_err(|e| io("syncing", index_tmp, e))?;
-    let index_file = format!("index-{seq}.bin");
-    let states_file = format!("states-{seq}.bin");
+    let mut manifest = read_manifest(dir)?;
+    // A second checkpoint at one position (after a compaction) gets names of its own: the one
+    // it replaces stays whole until the manifest no longer names it.
+    let taken = |name: &str| manifest.checkpoints.iter().any(|c| c.index_file == name || c.states_file == name);
+    let (index_file, states_file) = (0u32..)
+        .map(|n| {
+            if n == 0 {
+                (format!("index-{seq}.bin"), format!("states-{seq}.bin"))
+            } else {
+                (format!("index-{seq}.{n}.bin"), format!("states-{seq}.{n}.bin"))
+            }
+        })
+        .find(|(index, states)| !taken(index) && !taken(states))
+        .expect("an unused name");
     std::fs::rename(index_tmp, dir.join(&index_file)).map_err(|e| io("renaming", index_tmp, e))?;
     let bytes = encode_states(states);
     write_durably(&dir.join(&states_file), &bytes)?;
     let (index_hash, index_len) = hash_file(&dir.join(&index_file))?;
     let states_hash = xxhash_rust::xxh3::xxh3_64(&bytes);
     sync_dir(dir)?;
-    let mut manifest = read_manifest(dir)?;
     let fresh =
         Checkpoint { seq, index_file, index_hash, index_len, states_file, states_hash, states_len: bytes.len() as u64 };
     manifest.checkpoints.retain(|c| c.seq < seq);
@@ -293,5 +305,34 @@ mod tests {
         assert_eq!(moved.len(), 2);
         assert!(moved.iter().all(|p| p.exists()));
         assert!(verify(dir, &m.checkpoints[1]).is_ok());
+    }
+
+    /// A second checkpoint at the position of the newest (an index compacted since) replaces
+    /// it under names of its own, and the older one stays the fallback.
+    #[test]
+    fn a_second_checkpoint_at_one_position_replaces_the_first_under_its_own_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        for (seq, byte) in [(9u64, 1u8), (12, 2), (12, 3), (12, 4)] {
+            let index_tmp = dir.join("index.tmp");
+            std::fs::write(&index_tmp, vec![byte; 100]).unwrap();
+            commit(dir, seq, &index_tmp, &[SavedState { id: u64::from(byte), seq, live: true }]).unwrap();
+        }
+        let m = read_manifest(dir).unwrap();
+        assert_eq!(m.checkpoints.iter().map(|c| c.seq).collect::<Vec<_>>(), vec![12, 9]);
+        assert_eq!(verify(dir, &m.checkpoints[0]).unwrap(), vec![SavedState { id: 4, seq: 12, live: true }]);
+        assert_eq!(std::fs::read(dir.join(&m.checkpoints[0].index_file)).unwrap(), vec![4u8; 100]);
+        assert!(verify(dir, &m.checkpoints[1]).is_ok());
+        let mut files: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        files.sort();
+        let listed = [
+            &m.checkpoints[0].index_file,
+            &m.checkpoints[0].states_file,
+            &m.checkpoints[1].index_file,
+            &m.checkpoints[1].states_file,
+        ];
+        assert_eq!(files.len(), 5, "{files:?}"); // the four listed and the MANIFEST
+        assert!(listed.iter().all(|f| files.contains(f)), "{files:?}");
     }
 }

@@ -10,6 +10,15 @@
 //! order again and applies them (an id's latest operation wins, as live). Then the log records
 //! up to the older of the two live checkpoints are removed (`Store::compact_log`). Both
 //! backends checkpoint: usearch with `save_to_buffer`, hnsw_rs with its dump (`index::hnsw`).
+//!
+//! **Compaction.** hnsw_rs keeps removed points as tombstones. After a space's checkpoint, when
+//! its tombstones reach [`COMPACT_MIN_TOMBSTONES`] and [`COMPACT_TOMBSTONE_PERCENT`] % of its
+//! points, one thread (`engram-compact`, one at a time for the whole engine, so at most one
+//! space holds two graphs) rebuilds the index without them ([`VectorIndex::compact`]) while
+//! ingest and recall go on, then checkpoints the space again at once, so a restart loads the
+//! compacted graph. Shutdown and a drop of the space stop it (the index stays as it was).
+//!
+//! [`VectorIndex::compact`]: crate::index::VectorIndex::compact
 
 use super::registry::Registry;
 use crate::space::{PENDING, Space};
@@ -27,6 +36,13 @@ const COUNT_TICK: Duration = Duration::from_secs(1);
 /// How long after a failed checkpoint the count trigger leaves a space alone.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(10);
 
+/// Fewest tombstones that start a compaction of a space's index.
+pub(crate) const COMPACT_MIN_TOMBSTONES: usize = 256;
+
+/// Share of a space's index points (live and tombstones), in percent, that tombstones must
+/// reach to start a compaction.
+pub(crate) const COMPACT_TOMBSTONE_PERCENT: usize = 20;
+
 /// The checkpoint thread and what it needs.
 pub(crate) struct Checkpointer {
     store: Arc<Store>,
@@ -40,6 +56,8 @@ pub(crate) struct Checkpointer {
     /// Serialises checkpoints (the thread's and the shutdown's).
     running: Mutex<()>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The compaction thread, while one runs (or has ended and is not yet joined).
+    compaction: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Checkpointer {
@@ -63,6 +81,7 @@ impl Checkpointer {
             wake: (Mutex::new(()), Condvar::new()),
             running: Mutex::new(()),
             thread: Mutex::new(None),
+            compaction: Mutex::new(None),
         });
         if !interval.is_zero() || after_jobs > 0 {
             let c = Arc::clone(&me);
@@ -95,7 +114,8 @@ impl Checkpointer {
         Ok(me)
     }
 
-    /// Stops the thread (a checkpoint in progress finishes first).
+    /// Stops the thread (a checkpoint in progress finishes first) and a compaction (abandoned:
+    /// the index stays as it was).
     pub(crate) fn stop(&self) {
         self.stop.store(true, Ordering::Release);
         {
@@ -103,6 +123,10 @@ impl Checkpointer {
             self.wake.1.notify_all();
         }
         if let Some(h) = self.thread.lock().take() {
+            let _ = h.join();
+        }
+        let compaction = self.compaction.lock().take();
+        if let Some(h) = compaction {
             let _ = h.join();
         }
     }
@@ -115,14 +139,14 @@ impl Checkpointer {
 
     /// Checkpoints every space with operations past its last checkpoint; failures are logged
     /// and counted, and the space is tried again next time.
-    pub(crate) fn checkpoint_all(&self) {
+    pub(crate) fn checkpoint_all(self: &Arc<Self>) {
         self.checkpoint_where(|_| true);
     }
 
     /// Checkpoints the spaces with at least `after_jobs` jobs sequenced since their last
     /// checkpoint, unless one failed in the last [`RETRY_AFTER_FAILURE`] (the interval retries
     /// it in any case).
-    fn checkpoint_due(&self) {
+    fn checkpoint_due(self: &Arc<Self>) {
         self.checkpoint_where(|space| {
             let since = space.sequenced_jobs.load(Ordering::Acquire) - space.checkpointed_jobs.load(Ordering::Acquire);
             since >= self.after_jobs
@@ -130,26 +154,88 @@ impl Checkpointer {
         });
     }
 
-    fn checkpoint_where(&self, due: impl Fn(&Space) -> bool) {
+    fn checkpoint_where(self: &Arc<Self>, due: impl Fn(&Space) -> bool) {
         let _running = self.running.lock();
         for space in self.registry.snapshot() {
             if space.dropped.load(Ordering::Acquire) || !due(&space) {
                 continue;
             }
-            if let Err(e) = self.checkpoint(&space) {
-                *space.checkpoint_failed_at.lock() = Some(Instant::now());
-                self.store.events.checkpoint_failed(false);
-                tracing::error!(memory_space = %space.name, error = %e, "checkpoint failed; the log keeps everything since the last one");
+            match self.checkpoint(&space, false) {
+                Ok(()) => self.compact_if_due(&space),
+                Err(e) => self.checkpoint_failed(&space, &e),
             }
         }
     }
 
-    /// Checkpoints `space` if it has applied operations past its last checkpoint.
-    fn checkpoint(&self, space: &Space) -> Result<(), crate::error::EngineError> {
+    fn checkpoint_failed(&self, space: &Space, e: &crate::error::EngineError) {
+        *space.checkpoint_failed_at.lock() = Some(Instant::now());
+        self.store.events.checkpoint_failed(false);
+        tracing::error!(memory_space = %space.name, error = %e, "checkpoint failed; the log keeps everything since the last one");
+    }
+
+    /// Starts a compaction of `space`'s index when its tombstones are due
+    /// ([`COMPACT_MIN_TOMBSTONES`], [`COMPACT_TOMBSTONE_PERCENT`]) and no other compaction runs.
+    fn compact_if_due(self: &Arc<Self>, space: &Arc<Space>) {
+        let tombstones = space.index.tombstones();
+        let points = space.index.len() + tombstones;
+        if tombstones < COMPACT_MIN_TOMBSTONES || tombstones * 100 < points * COMPACT_TOMBSTONE_PERCENT {
+            return;
+        }
+        let mut slot = self.compaction.lock();
+        if slot.as_ref().is_some_and(|h| !h.is_finished()) || self.stop.load(Ordering::Acquire) {
+            return; // one at a time; this space is due again after its next checkpoint
+        }
+        if let Some(h) = slot.take() {
+            let _ = h.join();
+        }
+        let (me, space) = (Arc::clone(self), Arc::clone(space));
+        let name = space.name.clone();
+        match std::thread::Builder::new().name("engram-compact".into()).spawn(move || me.compact(&space)) {
+            Ok(h) => *slot = Some(h),
+            Err(e) => tracing::warn!(memory_space = %name, error = %e, "cannot start the compaction thread"),
+        }
+    }
+
+    /// Rebuilds `space`'s index without its tombstones (on this thread, beside ingest), then
+    /// checkpoints the space so the file holds the compacted graph.
+    fn compact(&self, space: &Space) {
+        let started = Instant::now();
+        let stop = || self.stop.load(Ordering::Acquire) || space.dropped.load(Ordering::Acquire);
+        tracing::info!(memory_space = %space.name, tombstones = space.index.tombstones(), vectors = space.index.len(), "index compaction started");
+        match space.index.compact(&stop) {
+            Ok(0) => {}
+            Ok(dropped) => {
+                self.store.events.compaction(true, started.elapsed());
+                tracing::info!(
+                    memory_space = %space.name,
+                    dropped,
+                    vectors = space.index.len(),
+                    seconds = started.elapsed().as_secs_f64(),
+                    "index compacted"
+                );
+                let _running = self.running.lock();
+                if !stop()
+                    && let Err(e) = self.checkpoint(space, true)
+                {
+                    // The next checkpoint writes the compacted graph; a restart before it loads
+                    // the previous one, tombstones and all.
+                    self.checkpoint_failed(space, &e);
+                }
+            }
+            Err(why) => {
+                self.store.events.compaction(false, started.elapsed());
+                tracing::warn!(memory_space = %space.name, reason = %why, "index compaction abandoned; tried again after a later checkpoint");
+            }
+        }
+    }
+
+    /// Checkpoints `space` if it has applied operations past its last checkpoint, or in any
+    /// case when `force` (its index was compacted: the same position, a smaller file).
+    fn checkpoint(&self, space: &Space, force: bool) -> Result<(), crate::error::EngineError> {
         let started = Instant::now();
         let jobs = space.sequenced_jobs.load(Ordering::Acquire);
         let seq = space.applied_through();
-        if seq <= space.checkpointed.load(Ordering::Acquire) {
+        if !force && seq <= space.checkpointed.load(Ordering::Acquire) {
             // Nothing applied since: the checkpoint is current (its age measures staleness,
             // not idleness).
             if space.pending.load(Ordering::Acquire) == 0 {

@@ -368,6 +368,7 @@ fn new_space(
             state: space_source(&space, |s| f64::from(s.effective.load(Ordering::Acquire))),
             vectors: space_source(&space, |s| s.index.len() as f64),
             memory_bytes: space_source(&space, |s| s.memory_bytes() as f64),
+            tombstones: space_source(&space, |s| s.index.tombstones() as f64),
         },
     );
     space

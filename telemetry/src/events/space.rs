@@ -39,6 +39,8 @@ pub struct SpaceSources {
     pub vectors: Source,
     /// Estimated bytes (`engram_index_memory_bytes`).
     pub memory_bytes: Source,
+    /// Removed points the index still keeps (`engram_index_tombstones`).
+    pub tombstones: Source,
 }
 
 impl SpaceEvents {
@@ -74,6 +76,7 @@ impl SpaceEvents {
         t.sampled(&catalog::BACKPRESSURE_STATE, &[s], sources.state);
         t.sampled(&catalog::INDEX_VECTORS, &[s], sources.vectors);
         t.sampled(&catalog::INDEX_MEMORY_BYTES, &[s], sources.memory_bytes);
+        t.sampled(&catalog::INDEX_TOMBSTONES, &[s], sources.tombstones);
     }
 
     /// Everything recorded so far of the accepted → indexed latency (seconds); take the

@@ -19,6 +19,9 @@ pub const SNAPSHOT_OPERATIONS: [&str; 2] = ["create", "restore"];
 /// `outcome` label values of `engram_storage_snapshots_total`.
 pub const SNAPSHOT_OUTCOMES: [&str; 2] = ["ok", "failed"];
 
+/// `outcome` label values of `engram_index_compactions_total`.
+pub const COMPACTION_OUTCOMES: [&str; 2] = ["compacted", "abandoned"];
+
 /// Handles of the durable log (one per store).
 #[derive(Debug, Clone)]
 pub struct StorageEvents {
@@ -37,6 +40,9 @@ pub struct StorageEvents {
     /// By operation, then outcome.
     snapshots: [[Arc<Counter>; 2]; 2],
     heals: Arc<Counter>,
+    /// By outcome.
+    compactions: [Arc<Counter>; 2],
+    compaction_duration: Arc<Histogram>,
 }
 
 impl StorageEvents {
@@ -59,6 +65,8 @@ impl StorageEvents {
             snapshots: SNAPSHOT_OPERATIONS
                 .map(|op| SNAPSHOT_OUTCOMES.map(|outcome| t.counter(&catalog::STORAGE_SNAPSHOTS, &[op, outcome]))),
             heals: t.counter(&catalog::STORAGE_HEALS, &[]),
+            compactions: COMPACTION_OUTCOMES.map(|o| t.counter(&catalog::INDEX_COMPACTIONS, &[o])),
+            compaction_duration: t.histogram(&catalog::INDEX_COMPACTION_DURATION, &[]),
         }
     }
 
@@ -74,6 +82,17 @@ impl StorageEvents {
     pub fn checkpoint_failed(&self, corrupt: bool) {
         if super::RECORDING {
             self.checkpoint_failures[usize::from(corrupt)].add(1);
+        }
+    }
+
+    /// An index rebuild without its tombstones finished in `took` (`compacted` true) or was
+    /// abandoned (false: stopped, or ingest outran it).
+    pub fn compaction(&self, compacted: bool, took: Duration) {
+        if super::RECORDING {
+            self.compactions[usize::from(!compacted)].add(1);
+            if compacted {
+                self.compaction_duration.record(took.as_secs_f64());
+            }
         }
     }
 
