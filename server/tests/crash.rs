@@ -43,7 +43,7 @@ fn start(data_dir: &Path, log: &Path) -> Server {
         .env("ENGRAM_ENGINE__WORKERS", "2")
         // A checkpoint every second: kills land before, during and after them.
         .env("ENGRAM_STORAGE__CHECKPOINT_INTERVAL_S", "1")
-        .env("RUST_LOG", "warn,engram_engine=info")
+        .env("RUST_LOG", "warn,engram_engine=info,engram_engine::update::checkpoint=debug")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -308,6 +308,14 @@ async fn kill_9_loop(index: &str) {
     let slowest_ready = ready_times.iter().max().unwrap();
     let under_load = acked_at_kill.iter().filter(|&&a| a < CLIENTS * PER_CLIENT).count();
     println!("acked at each kill: {acked_at_kill:?}");
+    // hnsw_rs spaces compact their tombstones after a checkpoint: kills land during rebuilds.
+    let server_log = std::fs::read_to_string(&log).unwrap_or_default();
+    println!(
+        "{index}: checkpoints written {}, index compactions started {}, completed {} (the rest ended by a kill)",
+        server_log.matches("checkpoint written").count(),
+        server_log.matches("index compaction started").count(),
+        server_log.matches("index compacted").count()
+    );
     println!(
         "{index}: kills {} (under load {under_load}) acked {} present {} lost {} resurrected {} upserted {upserted} \
          (stale {stale}) deleted {deleted} index_vectors {} (duplicates {}) recall_at_10 {recall:.4} \

@@ -269,16 +269,17 @@ enum SideOp {
     Remove(u64),
 }
 
-/// The most bytes of vectors the side log of a compaction holds; past it the compaction is
-/// abandoned (ingest outruns the one thread that builds) and tried again later.
+/// The most bytes of vectors the side log of a compaction holds at once; past it the side log
+/// stops taking operations and the compaction is abandoned (ingest outruns the one thread that
+/// builds) and tried again later.
 const MAX_SIDE_BYTES: usize = 64 << 20;
 
 /// Side-log operations at most applied with inserts held off (the last step of a compaction);
 /// more left after [`MAX_CATCH_UP_ROUNDS`] abandons it.
-const MAX_FINAL_SIDE_OPS: usize = 4096;
+const MAX_FINAL_SIDE_OPS: usize = 512;
 
 /// Rounds in which a compaction applies the side log while inserts go on.
-const MAX_CATCH_UP_ROUNDS: usize = 32;
+const MAX_CATCH_UP_ROUNDS: usize = 64;
 
 /// Inserts between two polls of a compaction's `stop`.
 const STOP_POLL_EVERY: usize = 256;
@@ -302,6 +303,11 @@ pub struct HnswIndex {
     /// Bytes of vectors in `side`; past [`MAX_SIDE_BYTES`] `side` stops growing and the
     /// compaction is abandoned.
     side_bytes: AtomicUsize,
+    /// Set when the side log refused an operation (past [`MAX_SIDE_BYTES`]): the compaction
+    /// must be abandoned, since the new generation would lack it.
+    side_overflowed: AtomicBool,
+    /// [`MAX_SIDE_BYTES`] (smaller in tests).
+    side_limit: usize,
     /// Points in the generation a compaction is building (memory it holds beside the current).
     building: AtomicUsize,
 }
@@ -332,6 +338,8 @@ impl HnswIndex {
             compacting: AtomicBool::new(false),
             side: Mutex::new(Vec::new()),
             side_bytes: AtomicUsize::new(0),
+            side_overflowed: AtomicBool::new(false),
+            side_limit: MAX_SIDE_BYTES,
             building: AtomicUsize::new(0),
         }
     }
@@ -432,28 +440,52 @@ impl HnswIndex {
     /// Records an operation for the generation a compaction is building (called with the dump
     /// lock held shared, after the operation reached the current generation).
     fn record_side(&self, op: SideOp) {
+        if self.side_overflowed.load(Ordering::Acquire) {
+            return; // the compaction is abandoned: nothing more is needed
+        }
         if let SideOp::Insert(_, v) = &op {
             let bytes = self.side_bytes.fetch_add(4 * v.len(), Ordering::AcqRel) + 4 * v.len();
-            if bytes > MAX_SIDE_BYTES {
-                return; // the compaction sees the overflow and is abandoned
+            if bytes > self.side_limit {
+                self.side_bytes.fetch_sub(4 * v.len(), Ordering::AcqRel);
+                self.side_overflowed.store(true, Ordering::Release);
+                return;
             }
         }
         self.side.lock().push(op);
+    }
+
+    /// Takes every operation in the side log, in arrival order, and releases their bytes.
+    fn drain_side(&self) -> Vec<SideOp> {
+        let ops = std::mem::take(&mut *self.side.lock());
+        let bytes: usize = ops.iter().map(|op| if let SideOp::Insert(_, v) = op { 4 * v.len() } else { 0 }).sum();
+        self.side_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        ops
+    }
+
+    /// Empties the side log and clears its overflow (with the dump lock held exclusively).
+    fn reset_side(&self) {
+        self.side.lock().clear();
+        self.side_bytes.store(0, Ordering::Release);
+        self.side_overflowed.store(false, Ordering::Release);
     }
 
     /// Ends a compaction without a swap: the current generation stays, unchanged.
     fn abandon(&self, why: String) -> Result<usize, String> {
         let _no_inserts = self.dump_lock.write();
         self.compacting.store(false, Ordering::Release);
-        self.side.lock().clear();
-        self.side_bytes.store(0, Ordering::Release);
+        self.reset_side();
         self.building.store(0, Ordering::Release);
         Err(why)
     }
 }
 
-fn apply(generation: &Generation, ops: Vec<SideOp>) {
-    for op in ops {
+/// Applies side-log operations to `generation` in order; false (the rest not applied) once
+/// `stop` is true, polled every [`STOP_POLL_EVERY`] operations.
+fn apply(generation: &Generation, ops: Vec<SideOp>, stop: &dyn Fn() -> bool) -> bool {
+    for (n, op) in ops.into_iter().enumerate() {
+        if n > 0 && n % STOP_POLL_EVERY == 0 && stop() {
+            return false;
+        }
         match op {
             SideOp::Insert(id, v) => generation.insert(id, &v),
             SideOp::Remove(id) => {
@@ -461,6 +493,7 @@ fn apply(generation: &Generation, ops: Vec<SideOp>) {
             }
         }
     }
+    true
 }
 
 impl VectorIndex for HnswIndex {
@@ -575,8 +608,7 @@ impl VectorIndex for HnswIndex {
             let _no_inserts = self.dump_lock.write();
             // What inserts and removals recorded between `compacting` and this lock is in the
             // points collected now: the side log starts empty here.
-            self.side.lock().clear();
-            self.side_bytes.store(0, Ordering::Release);
+            self.reset_side();
             let old = Arc::clone(&self.current.read());
             let dropped = old.tombstones.load(Ordering::Acquire);
             if dropped == 0 {
@@ -602,34 +634,36 @@ impl VectorIndex for HnswIndex {
             }
         }
         drop(old);
-        let overflowed = || self.side_bytes.load(Ordering::Acquire) > MAX_SIDE_BYTES;
+        let overflowed = || self.side_overflowed.load(Ordering::Acquire);
         for _ in 0..MAX_CATCH_UP_ROUNDS {
             if stop() {
                 return self.abandon("stopped".into());
             }
             if overflowed() {
-                return self.abandon(format!("ingest wrote more than {MAX_SIDE_BYTES} bytes meanwhile"));
+                return self.abandon(format!(
+                    "ingest kept more than {} bytes of vectors ahead of the rebuild",
+                    self.side_limit
+                ));
             }
-            let ops = std::mem::take(&mut *self.side.lock());
-            if ops.len() <= MAX_FINAL_SIDE_OPS {
-                // Put back in order ahead of what arrived since.
-                let mut side = self.side.lock();
-                let later = std::mem::replace(&mut *side, ops);
-                side.extend(later);
-                break;
+            if self.side.lock().len() <= MAX_FINAL_SIDE_OPS {
+                break; // few enough to apply with inserts held off
             }
-            apply(&fresh, ops);
+            let ops = self.drain_side();
+            if !apply(&fresh, ops, stop) {
+                return self.abandon("stopped".into());
+            }
         }
         let _no_inserts = self.dump_lock.write();
-        let ops = std::mem::take(&mut *self.side.lock());
+        let ops = self.drain_side();
         if ops.len() > MAX_FINAL_SIDE_OPS || overflowed() {
             drop(_no_inserts);
             return self.abandon(format!("ingest kept {} operations ahead of the rebuild", ops.len()));
         }
-        apply(&fresh, ops);
+        // Few enough to apply with inserts held off (each an hnsw_rs insert on this thread).
+        apply(&fresh, ops, &|| false);
         *self.current.write() = Arc::new(fresh);
         self.compacting.store(false, Ordering::Release);
-        self.side_bytes.store(0, Ordering::Release);
+        self.reset_side();
         self.building.store(0, Ordering::Release);
         Ok(dropped)
     }
@@ -840,6 +874,49 @@ mod tests {
             index.insert(9_999, &unit_vector(dim, 9_999));
             assert_eq!(index.search(&unit_vector(dim, 9_999), 1, 64)[0].id, 9_999);
         }
+    }
+
+    /// When inserts made during a rebuild overflow the side log, the compaction is abandoned:
+    /// the index keeps its tombstones and every insert, and a later compaction succeeds.
+    #[test]
+    fn a_compaction_outrun_by_inserts_is_abandoned_and_the_index_keeps_everything() {
+        let dim = 16;
+        let mut index = HnswIndex::new(Metric::Cosine, dim, 16, 100, 500);
+        index.side_limit = 4 * dim * 8; // eight vectors
+        for id in 0..3_000 {
+            index.insert(id, &unit_vector(dim, id));
+        }
+        for id in (0..3_000).step_by(2) {
+            assert!(index.remove(id));
+        }
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            let (index, done) = (&index, &done);
+            // Inserts all through the compaction (and at least 200).
+            let writer = s.spawn(move || {
+                let mut id = 10_000;
+                while !done.load(Ordering::Acquire) || id < 10_200 {
+                    index.insert(id, &unit_vector(dim, id));
+                    id += 1;
+                }
+                id
+            });
+            let result = index.compact(&|| false);
+            done.store(true, Ordering::Release);
+            (result, writer.join().unwrap())
+        });
+        let (result, end) = result;
+        let why = result.expect_err("inserts during the rebuild overflow an 8-vector side log");
+        assert!(why.contains("ahead of the rebuild"), "{why}");
+        assert_eq!(index.tombstones(), 1_500);
+        assert_eq!(index.len(), 1_500 + (end - 10_000) as usize);
+        for id in (1..3_000).step_by(2).chain(10_000..end) {
+            assert!(index.holds(id), "{id} lost");
+        }
+        assert!(!index.compacting.load(Ordering::Acquire) && index.side.lock().is_empty());
+        assert_eq!(index.compact(&|| false), Ok(1_500));
+        assert_eq!(index.tombstones(), 0);
+        assert_eq!(index.search(&unit_vector(dim, 10_001), 1, 64)[0].id, 10_001);
     }
 
     /// hnsw_rs reloads a dump only under the full type name of the distance it was dumped with

@@ -274,6 +274,8 @@ impl Checkpointer {
             memory_space = %space.name,
             seq,
             ids = states.len(),
+            vectors = space.index.len(),
+            tombstones = space.index.tombstones(),
             compacted,
             seconds = started.elapsed().as_secs_f64(),
             "checkpoint written"
