@@ -19,7 +19,8 @@
 //!    stand-in in the models, behind `queue::Deques`).
 //! 8. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch` (default)
 //!    and `hnsw_rs`, chosen per space by [`IndexKind`].
-//! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]).
+//! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]);
+//!    `tail` holds what a start replayed and the index has not yet taken, searched exactly.
 //! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.
 //! 11. [`storage`]: the durable log (fjall): space definitions and admitted operations,
 //!     group-committed; [`DurableWaiter`] resolves when a batch is recorded; recovery
@@ -53,6 +54,7 @@ pub mod storage;
 mod ack;
 mod space;
 mod sync;
+mod tail;
 mod update;
 
 pub use ack::{IndexedOutcome, IndexedWaiter};

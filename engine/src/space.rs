@@ -10,6 +10,7 @@ use crate::observation::Batch;
 use crate::operation::Seq;
 use crate::storage::Store;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use crate::tail::Tail;
 use dashmap::DashMap;
 use engram_telemetry::events::SpaceEvents;
 use parking_lot::Mutex;
@@ -241,6 +242,8 @@ pub(crate) struct Space {
     /// Every id with an operation admitted and not yet fully applied, or live: the dedupe set
     /// (live ids), the order of operations per id, and what the index holds.
     pub(crate) ids: DashMap<u64, IdState>,
+    /// Replayed at start and not yet in the index: searched exactly until it is.
+    pub(crate) tail: Tail,
     /// See [`STRIPES`].
     stripes: Box<[Mutex<()>]>,
     /// Jobs not yet applied, per operation (sequence number → jobs left): the checkpoint
@@ -292,6 +295,7 @@ impl Space {
             params,
             index,
             ids: DashMap::new(),
+            tail: Tail::default(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             outstanding: Mutex::new(BTreeMap::new()),
             last_seq: AtomicU64::new(0),
@@ -353,6 +357,21 @@ impl Space {
         self.ids.get(&id).is_some_and(|s| s.live)
     }
 
+    /// True when the latest operation admitted on `id` is the replayed one at `seq` (so it is
+    /// live, and its vector is the tail's entry).
+    fn is_latest(&self, id: u64, seq: Seq) -> bool {
+        self.ids.get(&id).is_some_and(|s| s.seq == seq)
+    }
+
+    /// True when a graph hit for `id` is to be returned: the id is live and its current vector
+    /// is not the tail's (after a replayed upsert the graph may still hold the old one).
+    fn graph_hit_counts(&self, id: u64) -> bool {
+        match self.ids.get(&id).map(|s| *s) {
+            Some(s) if s.live => self.tail.seq_of(id) != Some(s.seq),
+            _ => false,
+        }
+    }
+
     /// Sets the content of `id` for recall (`None` removes it): on the heap without a store
     /// (with a store it was written with the operation's log record, and this is a no-op).
     pub(crate) fn set_content(&self, id: u64, content: Option<Box<str>>) {
@@ -384,7 +403,8 @@ impl Space {
             Contents::Heap { map, bytes } => bytes.load(Ordering::Relaxed) + map.len() * 48,
             Contents::Stored(_) => 0,
         };
-        self.index.memory_bytes() + content + self.ids.len() * (8 + std::mem::size_of::<IdState>())
+        let tail = self.tail.len() * (self.params.dim * 4 + 64);
+        self.index.memory_bytes() + content + tail + self.ids.len() * (8 + std::mem::size_of::<IdState>())
     }
 
     pub(crate) fn info(&self) -> SpaceInfo {
@@ -507,16 +527,29 @@ impl Space {
         self.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
         // The index may still hold ids deleted since (their delete is queued): they are left
         // out, and the search asks for more while it came back full but short of `k` live hits.
+        // While a start's replayed tail is not yet all in the index, the graph's answer is merged
+        // with an exact scan of the tail (`crate::tail`).
+        let tail = !self.tail.is_empty();
+        let counts = |id: u64| if tail { self.graph_hit_counts(id) } else { self.is_live(id) };
         let mut want = k;
-        let hits = loop {
+        let mut hits = loop {
             let found = self.index.search(&embedding, want, ef.max(want));
             let full = found.len() >= want;
-            let live: Vec<_> = found.into_iter().filter(|n| self.is_live(n.id)).take(k).collect();
+            let live: Vec<_> = found.into_iter().filter(|n| counts(n.id)).take(k).collect();
             if live.len() >= k || !full || want >= MAX_OVERFETCH {
                 break live;
             }
             want = (want * 2).min(MAX_OVERFETCH);
         };
+        if tail {
+            let exact = self.tail.search(&embedding, k, self.params.metric, |id, seq| self.is_latest(id, seq));
+            // An id in both (its job applied between the two reads) is kept once, with the
+            // tail's exact score.
+            hits.retain(|h| !exact.iter().any(|e| e.id == h.id));
+            hits.extend(exact);
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits.truncate(k);
+        }
         let hits = hits
             .into_iter()
             .map(|n| Ok(RecallHit { id: n.id, score: n.score, content: self.content(n.id)? }))

@@ -50,6 +50,16 @@ impl Metric {
         }
         Ok(())
     }
+
+    /// The score of `v` for `query` (both prepared, one length), as both backends score a hit:
+    /// the inner product for cosine (on unit vectors: the cosine similarity) and dot, the
+    /// negative Euclidean distance for L2. Higher is closer.
+    pub(crate) fn score(self, query: &[f32], v: &[f32]) -> f32 {
+        match self {
+            Metric::Cosine | Metric::Dot => dot(query, v),
+            Metric::L2 => -query.iter().zip(v).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(),
+        }
+    }
 }
 
 /// Which index implementation a memory space uses (`"index"` in its parameters).
@@ -248,7 +258,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// Fixtures both backends' tests share.
 #[cfg(test)]
 pub(crate) mod testing {
-    use super::{Metric, VectorIndex, dot};
+    use super::{Metric, VectorIndex};
 
     /// Deterministic pseudo-random values in [-0.5, 0.5) (a 64-bit LCG).
     pub(crate) fn lcg(seed: u64) -> impl FnMut() -> f32 {
@@ -276,10 +286,7 @@ pub(crate) mod testing {
         for _ in 0..50 {
             let mut q: Vec<f32> = (0..16).map(|_| next()).collect();
             metric.prepare(&mut q).unwrap();
-            let score = |v: &Vec<f32>| match metric {
-                Metric::L2 => -v.iter().zip(&q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>().sqrt(),
-                _ => dot(v, &q),
-            };
+            let score = |v: &Vec<f32>| metric.score(&q, v);
             let best = (0..data.len()).max_by(|&a, &b| score(&data[a]).total_cmp(&score(&data[b]))).unwrap();
             let got = idx.search(&q, 3, 64);
             assert_eq!(got.len(), 3);

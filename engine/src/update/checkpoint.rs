@@ -64,7 +64,8 @@ impl Checkpointer {
     /// Starts the thread: it checkpoints every space every `interval`, and a space as soon as
     /// `after_jobs` jobs were sequenced on it since its last checkpoint (checked every second),
     /// which bounds what a start after a crash replays. Both zero starts none (checkpoints only
-    /// at shutdown). `ready` tells when recovery has finished (no checkpoint runs before).
+    /// at shutdown). `ready` tells when recovery has finished and the jobs it replayed are
+    /// applied (no checkpoint runs before).
     pub(crate) fn start(
         store: Arc<Store>,
         registry: Arc<Registry>,

@@ -1,7 +1,14 @@
-//! Recovery: at start, the spaces the store defines are created again and their log is
-//! replayed, in sequence order, through the same queue and workers as live admission (so
-//! replay inserts on every worker, in adaptive batches). Until it finishes the engine serves
-//! nothing but health and space listings ([`EngineError::Recovering`]).
+//! Recovery: at start, the spaces the store defines are created again (each over its newest
+//! usable checkpoint) and their log after it is read, in sequence order. Until that is done
+//! the engine serves nothing but health and space listings ([`EngineError::Recovering`]).
+//!
+//! **Ready before the graph has caught up.** Reading the log is fast; inserting what it holds
+//! into the graph runs at the index's insert rate. So each replayed insert or upsert is put in
+//! its space's tail ([`crate::tail`]), which recall scans exactly, as well as turned into a job;
+//! once every space's log is read the engine is ready, and the jobs are then fed to the same
+//! queue and workers as live admission (so replay inserts on every worker, in adaptive
+//! batches), beside live traffic, while [`RecoveryStatus::catching_up`]. Checkpoints wait
+//! until the catch-up ends.
 //!
 //! Replay applies each record's inserts, upserts and deletes to the ids' states in log order,
 //! exactly as admission did, so a deleted id stays deleted and an upserted one keeps its latest
@@ -40,8 +47,14 @@ pub struct RecoveryStatus {
     pub replayed_observations: u64,
     /// Log records that did not decode (each ended its space's replay).
     pub corrupt_records: u64,
-    /// Seconds since recovery began, or that it took once done.
+    /// Seconds since recovery began, or that it took once done (until ready: the catch-up
+    /// after it is not counted).
     pub seconds: f64,
+    /// True from ready until every replayed observation is in its space's index (until then
+    /// recall scans the rest exactly).
+    pub catching_up: bool,
+    /// Replayed inserts and upserts not yet in their space's index.
+    pub unindexed_observations: u64,
     /// Why recovery could not run, if it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -51,9 +64,16 @@ pub struct RecoveryStatus {
 type LoadedCheckpoint =
     Option<(Box<dyn crate::index::VectorIndex>, crate::operation::Seq, Vec<checkpoint::SavedState>)>;
 
+/// Replayed jobs of one space not yet queued, one group per log record, with their lane.
+type Backlog = Vec<(Priority, Vec<Job>)>;
+
 /// Shared recovery state.
 pub(crate) struct Recovery {
     active: AtomicBool,
+    /// Ready, with replayed jobs not yet all applied.
+    catching_up: AtomicBool,
+    /// The spaces being caught up (their tails count what is left).
+    catch_up: Mutex<Vec<Arc<crate::space::Space>>>,
     stop: AtomicBool,
     spaces: AtomicUsize,
     spaces_replayed: AtomicUsize,
@@ -106,6 +126,8 @@ impl Recovery {
     pub(crate) fn new() -> Self {
         Self {
             active: AtomicBool::new(true),
+            catching_up: AtomicBool::new(false),
+            catch_up: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             spaces: AtomicUsize::new(0),
             spaces_replayed: AtomicUsize::new(0),
@@ -123,22 +145,35 @@ impl Recovery {
         let me = Arc::new(Self::new());
         let r = Arc::clone(&me);
         let handle = std::thread::Builder::new().name("engram-recovery".into()).spawn(move || {
-            if let Err(e) = r.run(&replay) {
-                tracing::error!(error = %e, "recovery failed: the engine stays not ready");
-                *r.error.lock() = Some(e.to_string());
-                return;
-            }
+            let backlogs = match r.run(&replay) {
+                Ok(Some(backlogs)) => backlogs,
+                Ok(None) => return, // stopping
+                Err(e) => {
+                    tracing::error!(error = %e, "recovery failed: the engine stays not ready");
+                    *r.error.lock() = Some(e.to_string());
+                    return;
+                }
+            };
             let took = r.started.elapsed().as_secs_f64();
             replay.store.events.recovered(r.started.elapsed());
             *r.took.lock() = Some(took);
+            *r.catch_up.lock() = backlogs.iter().map(|(space, _)| Arc::clone(space)).collect();
+            r.catching_up.store(true, Ordering::Release);
             r.active.store(false, Ordering::Release);
             tracing::info!(
                 seconds = took,
                 spaces = r.spaces.load(Ordering::Acquire),
                 observations = r.replayed.load(Ordering::Acquire),
+                unindexed = r.unindexed(),
                 corrupt_records = r.corrupt.load(Ordering::Acquire),
-                "recovery finished: ready"
+                "recovery finished: ready (the replayed tail is searched exactly until indexed)"
             );
+            let caught_up = r.catch_up(&replay, backlogs);
+            r.catching_up.store(false, Ordering::Release);
+            r.catch_up.lock().clear();
+            if caught_up {
+                tracing::info!(seconds = r.started.elapsed().as_secs_f64(), "replayed observations all indexed");
+            }
         })?;
         *me.thread.lock() = Some(handle);
         Ok(me)
@@ -147,6 +182,17 @@ impl Recovery {
     /// True while the engine is not yet serving (replaying, or recovery failed).
     pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
+    }
+
+    /// True until recovery has finished and every replayed job has been applied (or the
+    /// catch-up was stopped): checkpoints wait for this.
+    pub(crate) fn is_settling(&self) -> bool {
+        self.is_active() || self.catching_up.load(Ordering::Acquire)
+    }
+
+    /// Replayed inserts and upserts not yet in their space's index.
+    fn unindexed(&self) -> u64 {
+        self.catch_up.lock().iter().map(|s| s.tail.len() as u64).sum()
     }
 
     /// Stops a replay in progress and joins its thread.
@@ -170,6 +216,8 @@ impl Recovery {
             replayed_observations: self.replayed.load(Ordering::Acquire),
             corrupt_records: self.corrupt.load(Ordering::Acquire),
             seconds: self.took.lock().unwrap_or_else(|| self.started.elapsed().as_secs_f64()),
+            catching_up: self.catching_up.load(Ordering::Acquire),
+            unindexed_observations: self.unindexed(),
             error: self.error.lock().clone(),
         }
     }
@@ -220,7 +268,10 @@ impl Recovery {
         Ok(None)
     }
 
-    fn run(&self, r: &Replay) -> Result<(), EngineError> {
+    /// Opens every stored space and reads its log into its tail and a backlog of jobs; `None`
+    /// when it stopped early.
+    #[allow(clippy::type_complexity)]
+    fn run(&self, r: &Replay) -> Result<Option<Vec<(Arc<crate::space::Space>, Backlog)>>, EngineError> {
         let stored = r.store.spaces()?;
         self.spaces.store(stored.len(), Ordering::Release);
         let mut spaces = Vec::with_capacity(stored.len());
@@ -233,21 +284,31 @@ impl Recovery {
             r.registry.update(|all| all.insert(name.clone(), Arc::clone(&space)));
             spaces.push((space, from));
         }
+        let mut backlogs = Vec::with_capacity(spaces.len());
         for (space, from) in spaces {
-            if !self.replay_space(r, &space, from) {
-                return Ok(());
-            }
+            let Some(backlog) = self.read_space(r, &space, from) else { return Ok(None) };
             self.spaces_replayed.fetch_add(1, Ordering::AcqRel);
+            backlogs.push((space, backlog));
         }
-        // Ready once everything replayed is searchable.
-        let cap = r.scheduler.queue.capacity();
-        while !cap.is_empty() || r.scheduler.queue.in_flight() > 0 {
+        Ok(Some(backlogs))
+    }
+
+    /// Feeds the replayed jobs to the workers (beside live traffic, as the queue has room) and
+    /// waits until they are applied; false when it stopped early.
+    fn catch_up(&self, r: &Replay, backlogs: Vec<(Arc<crate::space::Space>, Backlog)>) -> bool {
+        for (space, backlog) in backlogs {
+            if !self.queue_backlog(r, &space, backlog) {
+                return false;
+            }
+        }
+        let spaces = self.catch_up.lock().clone();
+        while spaces.iter().any(|s| s.pending.load(Ordering::Acquire) > 0 && !s.dropped.load(Ordering::Acquire)) {
             if self.stopping(r) {
-                return Ok(());
+                return false;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
-        Ok(())
+        true
     }
 
     /// Builds stored space `name` (uid `uid`) again, over its newest usable checkpoint when it
@@ -286,19 +347,27 @@ impl Recovery {
         Ok((space, from))
     }
 
-    /// Replays the log of `space` after position `from` into the queue; false when it stopped
-    /// early (the engine is stopping). A record that does not decode ends it (logged, counted).
+    /// Replays the log of `space` after position `from` into the queue (its tail filled as it
+    /// goes, emptied as the jobs apply); false when it stopped early (the engine is stopping).
     pub(crate) fn replay_space(
         &self,
         r: &Replay,
         space: &Arc<crate::space::Space>,
         from: crate::operation::Seq,
     ) -> bool {
-        let cap = r.scheduler.queue.capacity();
+        self.read_space(r, space, from).is_some_and(|backlog| self.queue_backlog(r, space, backlog))
+    }
+
+    /// Reads the log of `space` after position `from`: sets each id's state in log order, puts
+    /// each insert's and upsert's vector in the space's tail, and returns the jobs that apply
+    /// them; `None` when it stopped early. A record that does not decode ends it (logged,
+    /// counted).
+    fn read_space(&self, r: &Replay, space: &Arc<crate::space::Space>, from: crate::operation::Seq) -> Option<Backlog> {
         let dim = space.params.dim;
+        let mut backlog = Backlog::new();
         for item in r.store.replay(&space.name, space.uid, dim, from + 1) {
             if self.stopping(r) {
-                return false;
+                return None;
             }
             let (seq, op) = match item {
                 Ok(item) => item,
@@ -324,6 +393,7 @@ impl Recovery {
                                 st.live = true;
                             })
                             .or_insert(IdState { seq, live: true, indexed: false });
+                        space.tail.put(rec.id, seq, rec.vector.clone());
                     }
                     let jobs =
                         batch.records.into_iter().map(|rec| Job::new(space, seq, rec, batch.priority, now, None));
@@ -337,6 +407,7 @@ impl Recovery {
                             st.live = false;
                             found.push(id);
                         }
+                        space.tail.remove(id);
                     }
                     let lane = Priority::Normal;
                     (lane, found.into_iter().map(|id| Job::remove(space, seq, id, lane, now, None)).collect())
@@ -345,6 +416,21 @@ impl Recovery {
             space.sequenced(seq, jobs.len());
             if jobs.is_empty() {
                 continue;
+            }
+            self.replayed.fetch_add(jobs.len() as u64, Ordering::AcqRel);
+            r.store.events.replayed(jobs.len() as u64);
+            backlog.push((lane, jobs));
+        }
+        Some(backlog)
+    }
+
+    /// Queues `backlog`, the jobs [`Recovery::read_space`] returned for `space`, as the queue
+    /// has room; false when it stopped early. A space dropped meanwhile gets no more jobs.
+    fn queue_backlog(&self, r: &Replay, space: &Arc<crate::space::Space>, backlog: Backlog) -> bool {
+        let cap = r.scheduler.queue.capacity();
+        for (lane, jobs) in backlog {
+            if space.dropped.load(Ordering::Acquire) {
+                return true;
             }
             let n = jobs.len();
             let bytes: usize = jobs.iter().map(|j| j.bytes).sum();
@@ -357,8 +443,6 @@ impl Recovery {
             space.pending.fetch_add(n, Ordering::AcqRel);
             r.scheduler.queue.push(lane.index(), jobs);
             r.scheduler.wake_workers();
-            self.replayed.fetch_add(n as u64, Ordering::AcqRel);
-            r.store.events.replayed(n as u64);
         }
         true
     }

@@ -187,6 +187,8 @@ impl WorkerLoop {
                     }
                 }
             };
+            // After the vector is in the index: a recall in between finds it in both, once.
+            space.tail.applied(job.id, job.seq);
             space.job_done(job.seq);
             if let Some(ack) = job.ack {
                 ack.complete(ok);

@@ -21,8 +21,17 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }
 
-/// An engine with 2 workers over `storage`, once its recovery finished (at most 120 s).
+/// An engine with 2 workers over `storage`, once its recovery finished and what it replayed is
+/// all indexed (at most 120 s).
 pub fn open_storage(storage: &engram_engine::StorageConfig) -> engram_engine::Engine {
+    let engine = open_ready(storage);
+    wait_caught_up(&engine);
+    engine
+}
+
+/// An engine with 2 workers over `storage`, as soon as it is ready (its log read; what it
+/// replayed may not be in the index yet: recall scans it exactly until it is).
+pub fn open_ready(storage: &engram_engine::StorageConfig) -> engram_engine::Engine {
     use engram_engine::{Engine, EngineConfig};
     let config = EngineConfig { workers: 2, ..EngineConfig::default() };
     let telemetry = engram_telemetry::Telemetry::new(engram_telemetry::TelemetryConfig::default());
@@ -37,6 +46,19 @@ pub fn open_storage(storage: &engram_engine::StorageConfig) -> engram_engine::En
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     engine
+}
+
+/// Waits (at most 120 s) until every observation `engine` replayed at start is in its index.
+pub fn wait_caught_up(engine: &engram_engine::Engine) {
+    let started = std::time::Instant::now();
+    while engine.status().recovery.catching_up {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the replayed observations were not indexed: {:?}",
+            engine.status().recovery
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 /// [`open_storage`] on data directory `dir`, `Os` durability, checkpoints only at shutdown

@@ -170,7 +170,7 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// An engine in this process on the data directory `dir` (durability fsync), once recovery
-/// has finished: panics, naming `what`, when it refuses to open, recovery fails, or it is not
+/// has finished and what it replayed is all indexed: panics, naming `what`, when it refuses to open, recovery fails, or it is not
 /// ready within `timeout`.
 pub fn open_recovered(dir: &Path, what: &str, timeout: std::time::Duration) -> engram_engine::Engine {
     let engine = engram_engine::Engine::open(
@@ -180,7 +180,7 @@ pub fn open_recovered(dir: &Path, what: &str, timeout: std::time::Duration) -> e
     )
     .unwrap_or_else(|e| panic!("{what}: the engine refused to start: {e}"));
     let started = std::time::Instant::now();
-    while !engine.is_ready() {
+    while !engine.is_ready() || engine.status().recovery.catching_up {
         assert!(engine.status().recovery.error.is_none(), "{what}: {:?}", engine.status().recovery);
         assert!(started.elapsed() < timeout, "{what}: not ready: {:?}", engine.status().recovery);
         std::thread::sleep(std::time::Duration::from_millis(5));
