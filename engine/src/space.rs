@@ -254,8 +254,11 @@ pub(crate) struct Space {
     /// Jobs (inserts, upserts, deletes of one id each) sequenced on this space since it was
     /// opened: monotonic.
     pub(crate) sequenced_jobs: AtomicU64,
-    /// [`Space::sequenced_jobs`] when the newest checkpoint began: the difference is what a
-    /// start after a crash would replay (the count trigger of checkpoints).
+    /// Jobs sequenced and not yet applied (what [`Space::outstanding`] counts).
+    pub(crate) unapplied_jobs: AtomicU64,
+    /// [`Space::sequenced_jobs`] covered by the newest checkpoint (those sequenced when it
+    /// began, less those not yet applied then): the difference is about what a start after a
+    /// crash would replay (the count trigger of checkpoints).
     pub(crate) checkpointed_jobs: AtomicU64,
     /// The log position the space's newest checkpoint covers (0: none).
     pub(crate) checkpointed: AtomicU64,
@@ -300,6 +303,7 @@ impl Space {
             outstanding: Mutex::new(BTreeMap::new()),
             last_seq: AtomicU64::new(0),
             sequenced_jobs: AtomicU64::new(0),
+            unapplied_jobs: AtomicU64::new(0),
             checkpointed_jobs: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
             checkpointed_at: Mutex::new(Instant::now()),
@@ -318,6 +322,7 @@ impl Space {
     pub(crate) fn sequenced(&self, seq: Seq, jobs: usize) {
         if jobs > 0 {
             *self.outstanding.lock().entry(seq).or_default() += jobs;
+            self.unapplied_jobs.fetch_add(jobs as u64, Ordering::AcqRel);
             self.sequenced_jobs.fetch_add(jobs as u64, Ordering::AcqRel);
         }
         self.last_seq.fetch_max(seq, Ordering::AcqRel);
@@ -327,6 +332,7 @@ impl Space {
     pub(crate) fn job_done(&self, seq: Seq) {
         let mut outstanding = self.outstanding.lock();
         if let Some(left) = outstanding.get_mut(&seq) {
+            self.unapplied_jobs.fetch_sub(1, Ordering::AcqRel);
             *left -= 1;
             if *left == 0 {
                 outstanding.remove(&seq);

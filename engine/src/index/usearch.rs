@@ -364,10 +364,18 @@ impl VectorIndex for UsearchIndex {
     /// on MiniLM at 70 % load; docs/benchmarks.md, "Checkpoints").
     fn save(&self, path: &std::path::Path, consistent: &mut dyn FnMut()) -> Result<bool, String> {
         let index = self.index.write();
+        let locked = std::time::Instant::now();
         let mut buffer = vec![0u8; index.serialized_length()];
         index.save_to_buffer(&mut buffer).map_err(|e| e.to_string())?;
+        let serialised = locked.elapsed();
         consistent();
         drop(index);
+        tracing::debug!(
+            bytes = buffer.len(),
+            serialise_seconds = serialised.as_secs_f64(),
+            locked_seconds = locked.elapsed().as_secs_f64(),
+            "usearch checkpoint copied under the write lock"
+        );
         std::fs::write(path, &buffer).map_err(|e| format!("writing {}: {e}", path.display()))?;
         Ok(true)
     }

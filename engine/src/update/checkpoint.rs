@@ -64,8 +64,8 @@ impl Checkpointer {
     /// Starts the thread: it checkpoints every space every `interval`, and a space as soon as
     /// `after_jobs` jobs were sequenced on it since its last checkpoint (checked every second),
     /// which bounds what a start after a crash replays. Both zero starts none (checkpoints only
-    /// at shutdown). `ready` tells when recovery has finished and the jobs it replayed are
-    /// applied (no checkpoint runs before).
+    /// at shutdown). `ready` tells when recovery has read the log (no checkpoint runs
+    /// before; during the catch-up after it, checkpoints cover what is applied).
     pub(crate) fn start(
         store: Arc<Store>,
         registry: Arc<Registry>,
@@ -149,7 +149,10 @@ impl Checkpointer {
     /// it in any case).
     fn checkpoint_due(self: &Arc<Self>) {
         self.checkpoint_where(|space| {
-            let since = space.sequenced_jobs.load(Ordering::Acquire) - space.checkpointed_jobs.load(Ordering::Acquire);
+            let since = space
+                .sequenced_jobs
+                .load(Ordering::Acquire)
+                .saturating_sub(space.checkpointed_jobs.load(Ordering::Acquire));
             since >= self.after_jobs
                 && space.checkpoint_failed_at.lock().is_none_or(|t| t.elapsed() >= RETRY_AFTER_FAILURE)
         });
@@ -234,8 +237,11 @@ impl Checkpointer {
     /// case when `force` (its index was compacted: the same position, a smaller file).
     fn checkpoint(&self, space: &Space, force: bool) -> Result<(), crate::error::EngineError> {
         let started = Instant::now();
-        let jobs = space.sequenced_jobs.load(Ordering::Acquire);
+        // Jobs not yet applied are past the checkpoint's position: a crash replays them, so
+        // they still count towards the next one (a start's catch-up is checkpointed as it goes).
+        let sequenced = space.sequenced_jobs.load(Ordering::Acquire);
         let seq = space.applied_through();
+        let jobs = sequenced.saturating_sub(space.unapplied_jobs.load(Ordering::Acquire));
         if !force && seq <= space.checkpointed.load(Ordering::Acquire) {
             // Nothing applied since: the checkpoint is current (its age measures staleness,
             // not idleness).

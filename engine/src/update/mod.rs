@@ -164,7 +164,7 @@ impl UpdateHandler {
                         Arc::clone(&registry),
                         Duration::from_secs(storage.checkpoint_interval_s),
                         storage.checkpoint_after_operations,
-                        move || !recovering.is_settling(),
+                        move || !recovering.is_active(),
                     )
                     .map_err(|e| {
                         EngineError::invalid("engine.workers", format!("cannot start the checkpoint thread: {e}"))

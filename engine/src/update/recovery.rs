@@ -7,8 +7,9 @@
 //! its space's tail ([`crate::tail`]), which recall scans exactly, as well as turned into a job;
 //! once every space's log is read the engine is ready, and the jobs are then fed to the same
 //! queue and workers as live admission (so replay inserts on every worker, in adaptive
-//! batches), beside live traffic, while [`RecoveryStatus::catching_up`]. Checkpoints wait
-//! until the catch-up ends.
+//! batches), beside live traffic, while [`RecoveryStatus::catching_up`]. Checkpoints run
+//! during the catch-up too, each covering what is applied by then, so a crash in the middle
+//! of a long one replays less the next time.
 //!
 //! Replay applies each record's inserts, upserts and deletes to the ids' states in log order,
 //! exactly as admission did, so a deleted id stays deleted and an upserted one keeps its latest
@@ -182,12 +183,6 @@ impl Recovery {
     /// True while the engine is not yet serving (replaying, or recovery failed).
     pub(crate) fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire)
-    }
-
-    /// True until recovery has finished and every replayed job has been applied (or the
-    /// catch-up was stopped): checkpoints wait for this.
-    pub(crate) fn is_settling(&self) -> bool {
-        self.is_active() || self.catching_up.load(Ordering::Acquire)
     }
 
     /// Replayed inserts and upserts not yet in their space's index.
