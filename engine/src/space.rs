@@ -216,6 +216,16 @@ pub(crate) struct IdState {
     pub(crate) indexed: bool,
 }
 
+/// An insert of a new id (not an upsert: that removes the old vector, which waits for the
+/// index) that arrived while a checkpoint copied the space's index; see [`Space::deferred`].
+pub(crate) struct DeferredPut {
+    pub(crate) id: u64,
+    pub(crate) seq: Seq,
+    /// Prepared, as the index takes it.
+    pub(crate) vector: Box<[f32]>,
+    pub(crate) content: Option<Box<str>>,
+}
+
 /// The `seq` of an id claimed by an insert that is not yet sequenced: no job has it, so every
 /// job on the id admitted before the claim finds itself superseded.
 pub(crate) const PENDING: Seq = Seq::MAX;
@@ -242,8 +252,15 @@ pub(crate) struct Space {
     /// Every id with an operation admitted and not yet fully applied, or live: the dedupe set
     /// (live ids), the order of operations per id, and what the index holds.
     pub(crate) ids: DashMap<u64, IdState>,
-    /// Replayed at start and not yet in the index: searched exactly until it is.
+    /// Replayed at start, or put while a checkpoint copied the index, and not yet in the
+    /// index: searched exactly until it is.
     pub(crate) tail: Tail,
+    /// True while a checkpoint copies the index: new inserts are then deferred (below).
+    pub(crate) deferring: AtomicBool,
+    /// Inserts deferred while a checkpoint copies the index (`Some` while one does): each is
+    /// in [`Space::tail`], searchable, and acknowledged INDEXED; the checkpoint thread puts
+    /// them in the index once the copy is done.
+    pub(crate) deferred: Mutex<Option<Vec<DeferredPut>>>,
     /// See [`STRIPES`].
     stripes: Box<[Mutex<()>]>,
     /// Jobs not yet applied, per operation (sequence number → jobs left): the checkpoint
@@ -254,11 +271,9 @@ pub(crate) struct Space {
     /// Jobs (inserts, upserts, deletes of one id each) sequenced on this space since it was
     /// opened: monotonic.
     pub(crate) sequenced_jobs: AtomicU64,
-    /// Jobs sequenced and not yet applied (what [`Space::outstanding`] counts).
-    pub(crate) unapplied_jobs: AtomicU64,
-    /// [`Space::sequenced_jobs`] covered by the newest checkpoint (those sequenced when it
-    /// began, less those not yet applied then): the difference is about what a start after a
-    /// crash would replay (the count trigger of checkpoints).
+    /// [`Space::sequenced_jobs`] when the newest checkpoint began: the difference is what a
+    /// start after a crash would replay, less the jobs that were queued then (the count
+    /// trigger of checkpoints).
     pub(crate) checkpointed_jobs: AtomicU64,
     /// The log position the space's newest checkpoint covers (0: none).
     pub(crate) checkpointed: AtomicU64,
@@ -299,11 +314,12 @@ impl Space {
             index,
             ids: DashMap::new(),
             tail: Tail::default(),
+            deferring: AtomicBool::new(false),
+            deferred: Mutex::new(None),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             outstanding: Mutex::new(BTreeMap::new()),
             last_seq: AtomicU64::new(0),
             sequenced_jobs: AtomicU64::new(0),
-            unapplied_jobs: AtomicU64::new(0),
             checkpointed_jobs: AtomicU64::new(0),
             checkpointed: AtomicU64::new(0),
             checkpointed_at: Mutex::new(Instant::now()),
@@ -322,7 +338,6 @@ impl Space {
     pub(crate) fn sequenced(&self, seq: Seq, jobs: usize) {
         if jobs > 0 {
             *self.outstanding.lock().entry(seq).or_default() += jobs;
-            self.unapplied_jobs.fetch_add(jobs as u64, Ordering::AcqRel);
             self.sequenced_jobs.fetch_add(jobs as u64, Ordering::AcqRel);
         }
         self.last_seq.fetch_max(seq, Ordering::AcqRel);
@@ -332,7 +347,6 @@ impl Space {
     pub(crate) fn job_done(&self, seq: Seq) {
         let mut outstanding = self.outstanding.lock();
         if let Some(left) = outstanding.get_mut(&seq) {
-            self.unapplied_jobs.fetch_sub(1, Ordering::AcqRel);
             *left -= 1;
             if *left == 0 {
                 outstanding.remove(&seq);
@@ -349,6 +363,47 @@ impl Space {
             Some((&oldest, _)) => oldest.saturating_sub(1).min(last),
             None => last,
         }
+    }
+
+    /// From now until [`Space::stop_deferring`], inserts of new ids are deferred instead of
+    /// waiting for the index (a checkpoint is about to copy it).
+    pub(crate) fn start_deferring(&self) {
+        *self.deferred.lock() = Some(Vec::new());
+        self.deferring.store(true, Ordering::Release);
+    }
+
+    /// Ends deferring; returns what was deferred, in arrival order, for the index.
+    pub(crate) fn stop_deferring(&self) -> Vec<DeferredPut> {
+        self.deferring.store(false, Ordering::Release);
+        self.deferred.lock().take().unwrap_or_default()
+    }
+
+    /// Defers the insert of `id` by operation `seq` while a checkpoint copies the index, if it
+    /// is the latest operation on a new id: its vector goes in the tail (searchable at once)
+    /// and the item in the deferred list. Returns the vector and content back when it is not
+    /// deferred (no checkpoint copying, an upsert, or a later operation admitted).
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn defer_put(
+        &self,
+        id: u64,
+        seq: Seq,
+        vector: Box<[f32]>,
+        content: Option<Box<str>>,
+    ) -> Result<(), (Box<[f32]>, Option<Box<str>>)> {
+        if !self.deferring.load(Ordering::Acquire) {
+            return Err((vector, content));
+        }
+        let mut deferred = self.deferred.lock();
+        let Some(list) = deferred.as_mut() else { return Err((vector, content)) };
+        let _stripe = self.stripe(id);
+        if !self.ids.get(&id).is_some_and(|s| s.seq == seq && !s.indexed) {
+            return Err((vector, content));
+        }
+        // Content first, as a put does: a recall that finds the vector also finds its content.
+        self.set_content(id, content.clone());
+        self.tail.put(id, seq, vector.clone());
+        list.push(DeferredPut { id, seq, vector, content });
+        Ok(())
     }
 
     /// The stripe lock of `id` (see [`STRIPES`]).

@@ -291,6 +291,16 @@ enum SideOp {
     Remove(u64),
 }
 
+impl SideOp {
+    /// Bytes of vector data it holds (what the side log's bound counts).
+    fn bytes(&self) -> usize {
+        match self {
+            SideOp::Insert(_, v) => std::mem::size_of_val(v.as_slice()),
+            SideOp::Remove(_) => 0,
+        }
+    }
+}
+
 /// The most bytes of vectors the side log of a compaction holds at once; past it the side log
 /// stops taking operations and the compaction is abandoned (ingest outruns the one thread that
 /// builds) and tried again later.
@@ -466,13 +476,11 @@ impl HnswIndex {
         if self.side_overflowed.load(Ordering::Acquire) {
             return; // the compaction is abandoned: nothing more is needed
         }
-        if let SideOp::Insert(_, v) = &op {
-            let bytes = self.side_bytes.fetch_add(4 * v.len(), Ordering::AcqRel) + 4 * v.len();
-            if bytes > self.side_limit {
-                self.side_bytes.fetch_sub(4 * v.len(), Ordering::AcqRel);
-                self.side_overflowed.store(true, Ordering::Release);
-                return;
-            }
+        let size = op.bytes();
+        if self.side_bytes.fetch_add(size, Ordering::AcqRel) + size > self.side_limit {
+            self.side_bytes.fetch_sub(size, Ordering::AcqRel);
+            self.side_overflowed.store(true, Ordering::Release);
+            return;
         }
         self.side.lock().push(op);
     }
@@ -480,7 +488,7 @@ impl HnswIndex {
     /// Takes every operation in the side log, in arrival order, and releases their bytes.
     fn drain_side(&self) -> Vec<SideOp> {
         let ops = std::mem::take(&mut *self.side.lock());
-        let bytes: usize = ops.iter().map(|op| if let SideOp::Insert(_, v) = op { 4 * v.len() } else { 0 }).sum();
+        let bytes: usize = ops.iter().map(SideOp::bytes).sum();
         self.side_bytes.fetch_sub(bytes, Ordering::AcqRel);
         ops
     }

@@ -85,8 +85,10 @@ pub struct StorageConfig {
     /// at shutdown). A start loads the newest checkpoint and replays the log after it.
     pub checkpoint_interval_s: u64,
     /// Operations (inserts, upserts, deletes; one per id) on a space since its last checkpoint
-    /// that trigger the next one, checked every second (default 5,000; 0: time only). Bounds
-    /// what a start after a crash replays, and so the time to ready after kill -9.
+    /// that trigger the next one, checked every second (default 20,000; 0: time only). Bounds
+    /// what a start after a crash replays: not the time to ready (the log is read and searched
+    /// exactly before it is indexed), but how long the catch-up after it lasts and the memory
+    /// it holds (each replayed vector twice, `2 × dim × 4` bytes, until indexed).
     pub checkpoint_after_operations: u64,
     /// Largest snapshot file a restore reads (an upload or a stored one), bytes. Default
     /// 16 GiB.
@@ -99,7 +101,7 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./engram-data"),
             durability: Durability::Fsync,
             checkpoint_interval_s: 60,
-            checkpoint_after_operations: 5_000,
+            checkpoint_after_operations: 20_000,
             max_snapshot_bytes: 16 << 30,
         }
     }

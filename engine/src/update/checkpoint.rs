@@ -237,11 +237,12 @@ impl Checkpointer {
     /// case when `force` (its index was compacted: the same position, a smaller file).
     fn checkpoint(&self, space: &Space, force: bool) -> Result<(), crate::error::EngineError> {
         let started = Instant::now();
-        // Jobs not yet applied are past the checkpoint's position: a crash replays them, so
-        // they still count towards the next one (a start's catch-up is checkpointed as it goes).
-        let sequenced = space.sequenced_jobs.load(Ordering::Acquire);
+        // Jobs still queued are past the checkpoint's position and are replayed after a crash,
+        // but do not count towards the next checkpoint: under a backlog the trigger would fire
+        // every second. Time to ready does not depend on the replay's length (the log is read,
+        // and what it holds searched exactly, before it is indexed: `update::recovery`).
+        let jobs = space.sequenced_jobs.load(Ordering::Acquire);
         let seq = space.applied_through();
-        let jobs = sequenced.saturating_sub(space.unapplied_jobs.load(Ordering::Acquire));
         if !force && seq <= space.checkpointed.load(Ordering::Acquire) {
             // Nothing applied since: the checkpoint is current (its age measures staleness,
             // not idleness).
@@ -253,11 +254,17 @@ impl Checkpointer {
         let dir = self.store.checkpoint_dir(space.uid)?;
         let index_tmp = dir.join("index.tmp");
         let mut states = Vec::new();
-        let saved = space.index.save(&index_tmp, &mut || states = saved_states(space)).map_err(|e| {
-            crate::error::EngineError::Storage {
-                kind: crate::error::StorageErrorKind::Io,
-                message: format!("writing the index checkpoint of `{}`: {e}", space.name),
-            }
+        // Inserts of new ids that arrive while the index is copied do not wait for it: they go
+        // to the space's tail (searchable, acknowledged) and into the index right after.
+        space.start_deferring();
+        let saved = space.index.save(&index_tmp, &mut || states = saved_states(space));
+        let deferred = space.stop_deferring();
+        let deferred_inserts = deferred.len();
+        self.store.events.checkpoint_deferred(deferred_inserts as u64);
+        super::worker::apply_deferred(space, deferred);
+        let saved = saved.map_err(|e| crate::error::EngineError::Storage {
+            kind: crate::error::StorageErrorKind::Io,
+            message: format!("writing the index checkpoint of `{}`: {e}", space.name),
         })?;
         if !saved {
             // The backend does not checkpoint: leave no directory behind (removes only an
@@ -283,6 +290,7 @@ impl Checkpointer {
             ids = states.len(),
             vectors = space.index.len(),
             tombstones = space.index.tombstones(),
+            deferred_inserts,
             compacted,
             seconds = started.elapsed().as_secs_f64(),
             "checkpoint written"

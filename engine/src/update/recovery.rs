@@ -8,8 +8,8 @@
 //! once every space's log is read the engine is ready, and the jobs are then fed to the same
 //! queue and workers as live admission (so replay inserts on every worker, in adaptive
 //! batches), beside live traffic, while [`RecoveryStatus::catching_up`]. Checkpoints run
-//! during the catch-up too, each covering what is applied by then, so a crash in the middle
-//! of a long one replays less the next time.
+//! during the catch-up too, covering what is applied by then, so a crash in the middle of a
+//! long one replays less the next time.
 //!
 //! Replay applies each record's inserts, upserts and deletes to the ids' states in log order,
 //! exactly as admission did, so a deleted id stays deleted and an upserted one keeps its latest

@@ -170,26 +170,41 @@ impl WorkerLoop {
         for job in self.batch.drain(..) {
             let space = &job.space;
             let events = &shared.worker_events[self.id];
-            let ok = if space.dropped.load(Ordering::Acquire) {
+            let (id, seq, accepted_at) = (job.id, job.seq, job.accepted_at);
+            let (ok, deferred) = if space.dropped.load(Ordering::Acquire) {
                 events.batch_failed(BatchError::SpaceDropped, 1);
-                false
+                (false, false)
             } else {
-                let (id, seq, accepted_at) = (job.id, job.seq, job.accepted_at);
-                match catch_unwind(AssertUnwindSafe(|| apply(space, id, seq, job.change))) {
-                    Ok(Applied::Put) => {
+                // While a checkpoint copies the index, an insert of a new id goes to the space's
+                // tail (searchable) and into the index from the checkpoint thread after the copy.
+                let change = match job.change {
+                    Change::Put { vector, content } => match space.defer_put(id, seq, vector, content) {
+                        Ok(()) => None,
+                        Err((vector, content)) => Some(Change::Put { vector, content }),
+                    },
+                    remove => Some(remove),
+                };
+                match change.map(|change| catch_unwind(AssertUnwindSafe(|| apply(space, id, seq, change)))) {
+                    None => {
                         space.events.indexed(accepted_at.elapsed());
-                        true
+                        (true, true)
                     }
-                    Ok(Applied::Removed | Applied::Superseded) => true,
-                    Err(_) => {
+                    Some(Ok(Applied::Put)) => {
+                        space.events.indexed(accepted_at.elapsed());
+                        (true, false)
+                    }
+                    Some(Ok(Applied::Removed | Applied::Superseded)) => (true, false),
+                    Some(Err(_)) => {
                         events.batch_failed(BatchError::IndexPanic, 1);
-                        false
+                        (false, false)
                     }
                 }
             };
-            // After the vector is in the index: a recall in between finds it in both, once.
-            space.tail.applied(job.id, job.seq);
-            space.job_done(job.seq);
+            if !deferred {
+                // After the vector is in the index: a recall in between finds it in both, once.
+                space.tail.applied(id, seq);
+                space.job_done(seq);
+            }
             if let Some(ack) = job.ack {
                 ack.complete(ok);
             }
@@ -203,6 +218,24 @@ impl WorkerLoop {
         if let Some(space) = last {
             self.admitter.evaluate(&space);
         }
+    }
+}
+
+/// Puts what was deferred while a checkpoint copied `space`'s index into it, in arrival order
+/// (on the checkpoint thread, after the copy). Their acks were given when they were deferred
+/// (each was searchable in the tail); one that cannot be inserted (only allocation failure)
+/// is logged and stays in the tail, searchable, until the space is next opened.
+pub(crate) fn apply_deferred(space: &Space, puts: Vec<crate::space::DeferredPut>) {
+    for p in puts {
+        let (id, seq) = (p.id, p.seq);
+        let change = Change::Put { vector: p.vector, content: p.content };
+        match catch_unwind(AssertUnwindSafe(|| apply(space, id, seq, change))) {
+            Ok(_) => space.tail.applied(id, seq),
+            Err(_) => {
+                tracing::error!(memory_space = %space.name, id, "a deferred insert failed: it stays searchable in the tail")
+            }
+        }
+        space.job_done(seq);
     }
 }
 

@@ -35,6 +35,7 @@ pub struct StorageEvents {
     replayed: Arc<Counter>,
     corrupt: Arc<Counter>,
     checkpoints: Arc<Counter>,
+    checkpoint_deferred: Arc<Counter>,
     checkpoint_failures: [Arc<Counter>; 2],
     checkpoint_duration: Arc<Histogram>,
     /// By operation, then outcome.
@@ -59,6 +60,7 @@ impl StorageEvents {
             replayed: t.counter(&catalog::RECOVERY_REPLAYED, &[]),
             corrupt: t.counter(&catalog::RECOVERY_CORRUPT, &[]),
             checkpoints: t.counter(&catalog::STORAGE_CHECKPOINTS, &[]),
+            checkpoint_deferred: t.counter(&catalog::STORAGE_CHECKPOINT_DEFERRED, &[]),
             checkpoint_failures: CHECKPOINT_FAILURE_REASONS
                 .map(|r| t.counter(&catalog::STORAGE_CHECKPOINT_FAILURES, &[r])),
             checkpoint_duration: t.histogram(&catalog::STORAGE_CHECKPOINT_DURATION, &[]),
@@ -75,6 +77,13 @@ impl StorageEvents {
         if super::RECORDING {
             self.checkpoints.add(1);
             self.checkpoint_duration.record(took.as_secs_f64());
+        }
+    }
+
+    /// `inserts` arrived while a checkpoint copied their space's index and were deferred.
+    pub fn checkpoint_deferred(&self, inserts: u64) {
+        if super::RECORDING {
+            self.checkpoint_deferred.add(inserts);
         }
     }
 
