@@ -9,7 +9,10 @@
 # (docs/benchmarks.md, "Checkpoints"). One pair alone says little here: the same setting's p99
 # moved 6× between two runs minutes apart.
 #
-# Usage: benches/scripts/checkpoint-p99.sh [OUT [ROUNDS [DATA SET ...]]]
+# RATE (observations/s) fixes the paced rate instead of 70 % of the saturated run's (which
+# itself moves ±20 % here from run to run).
+#
+# Usage: [RATE=N] benches/scripts/checkpoint-p99.sh [OUT [ROUNDS [DATA SET ...]]]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-target/checkpoint-p99}
@@ -46,7 +49,7 @@ run() { # run SET NAME CHECKPOINTS(off|default) [RATE]
 
 for set in "${sets[@]}"; do
   run "$set" saturated off
-  rate=$(python3 -c "import json; print(round(0.7 * json.load(open('$out/$set-saturated.json'))['ingest_rate_per_s']))")
+  rate=${RATE:-$(python3 -c "import json; print(round(0.7 * json.load(open('$out/$set-saturated.json'))['ingest_rate_per_s']))")}
   for round in $(seq 1 "$rounds"); do
     if [ $((round % 2)) = 1 ]; then order=(off default); else order=(default off); fi
     for c in "${order[@]}"; do
@@ -70,6 +73,7 @@ for s in sys.argv[3:]:
             for r in range(1, rounds + 1)]
     ratios = [r["default_p99_s"] / r["off_p99_s"] for r in rows]
     summary[s] = {
+        "paced_rate_per_s": json.loads((out / f"{s}-1-off.json").read_text()).get("target_rate_per_s"),
         "saturated_rate_per_s": json.loads((out / f"{s}-saturated.json").read_text())["ingest_rate_per_s"],
         "rounds": rows,
         "default_over_off": ratios,
