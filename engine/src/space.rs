@@ -418,14 +418,14 @@ impl Space {
         self.ids.get(&id).is_some_and(|s| s.live)
     }
 
-    /// True when the latest operation admitted on `id` is the replayed one at `seq` (so it is
-    /// live, and its vector is the tail's entry).
+    /// True when the latest operation admitted on `id` is the one at `seq` (a tail entry's: so
+    /// the id is live, and its current vector is the tail's).
     fn is_latest(&self, id: u64, seq: Seq) -> bool {
         self.ids.get(&id).is_some_and(|s| s.seq == seq)
     }
 
     /// True when a graph hit for `id` is to be returned: the id is live and its current vector
-    /// is not the tail's (after a replayed upsert the graph may still hold the old one).
+    /// is not the tail's (after an upsert in the tail the graph may still hold the old one).
     fn graph_hit_counts(&self, id: u64) -> bool {
         match self.ids.get(&id).map(|s| *s) {
             Some(s) if s.live => self.tail.seq_of(id) != Some(s.seq),
@@ -588,8 +588,9 @@ impl Space {
         self.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
         // The index may still hold ids deleted since (their delete is queued): they are left
         // out, and the search asks for more while it came back full but short of `k` live hits.
-        // While a start's replayed tail is not yet all in the index, the graph's answer is merged
-        // with an exact scan of the tail (`crate::tail`).
+        // While the tail holds vectors not yet in the index (a start's replay, or inserts that
+        // came during a checkpoint's copy), the graph's answer is merged with an exact scan of
+        // the tail (`crate::tail`).
         let tail = !self.tail.is_empty();
         let counts = |id: u64| if tail { self.graph_hit_counts(id) } else { self.is_live(id) };
         let mut want = k;

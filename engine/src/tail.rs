@@ -1,5 +1,6 @@
-//! [`Tail`]: the observations a start replayed from the log that are not yet in their space's
-//! index, searched exactly until they are.
+//! [`Tail`]: observations acknowledged but not yet in their space's index, searched exactly
+//! until they are: what a start replayed from the log, and inserts that arrived while a
+//! checkpoint copied the index (`Space::defer_put`).
 //!
 //! A start loads each space's checkpoint and reads the log after it. Inserting what it read
 //! into the graph runs at the index's insert rate (seconds for a few thousand vectors on
@@ -8,8 +9,8 @@
 //! recall scans this set exactly (a flat scan, as Qdrant searches its unindexed appendable
 //! segments and Milvus its growing segments) and merges it with the graph's answer. A worker
 //! that applies the replayed job takes the entry out ([`Tail::applied`]), after the vector is in
-//! the index. Live operations never enter the tail; outside a catch-up it is empty and recall
-//! pays one atomic load for it.
+//! the index. Live inserts enter it only for the length of a checkpoint's copy; otherwise it is
+//! empty and recall pays one atomic load for it.
 //!
 //! An entry is *current* while its position is the latest operation admitted on its id (the
 //! space's id map decides: a later upsert or delete supersedes it). Recall returns only current

@@ -182,13 +182,13 @@ fn hnsw_rs_tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_cra
     let compactions = || sample(&metrics(), r#"engram_index_compactions_total{outcome="compacted"}"#).unwrap();
     common::write_rows(&engine, "h", &base, 0..4000, |i| i as u64, false);
     // 500 upserted (each leaves a tombstone, unless the insert it replaces was still deferred
-    // by a checkpoint's copy: that vector never reached the graph): at most 500 of 4,500
-    // points, under the 20 % that start a compaction.
+    // by a checkpoint's copy, which happens more the slower the dump: that vector never
+    // reached the graph): at most 500 of 4,500 points, under the 20 % that start a compaction.
     let row = |id: u64| if id % 8 == 7 { 10_000 + (id / 8) as usize } else { id as usize };
     common::write_rows(&engine, "h", &base, 10_000..10_500, |i| (i - 10_000) as u64 * 8 + 7, true);
     std::thread::sleep(Duration::from_millis(2500)); // the checkpoints these trigger
     let upserted = tombstones();
-    assert!((400.0..=500.0).contains(&upserted), "{upserted} tombstones after 500 upserts");
+    assert!(upserted > 0.0 && upserted <= 500.0, "{upserted} tombstones after 500 upserts");
     assert_eq!(compactions(), 0.0, "500 tombstones of 4,500 points start no compaction");
     // 1,500 deleted: 2,000 tombstones of 4,500 points.
     let live = |id: u64| id % 8 >= 3;

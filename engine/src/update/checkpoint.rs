@@ -257,7 +257,10 @@ impl Checkpointer {
         // Inserts of new ids that arrive while the index is copied do not wait for it: they go
         // to the space's tail (searchable, acknowledged) and into the index right after.
         space.start_deferring();
-        let saved = space.index.save(&index_tmp, &mut || states = saved_states(space));
+        let saved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            space.index.save(&index_tmp, &mut || states = saved_states(space))
+        }))
+        .unwrap_or_else(|_| Err("the index backend panicked while saving".to_owned()));
         let deferred = space.stop_deferring();
         let deferred_inserts = deferred.len();
         self.store.events.checkpoint_deferred(deferred_inserts as u64);
