@@ -26,14 +26,14 @@ use crate::operation::Seq;
 use crate::sync::{AtomicUsize, Ordering};
 use dashmap::DashMap;
 
-/// A replayed vector not yet in the index.
+/// A vector acknowledged and not yet in the index.
 struct Entry {
     seq: Seq,
     /// Prepared for the space's metric (normalised for cosine), as the index holds it.
     vector: Box<[f32]>,
 }
 
-/// Replayed observations not yet indexed, by id (see the module docs).
+/// Observations acknowledged and not yet indexed, by id (see the module docs).
 #[derive(Default)]
 pub(crate) struct Tail {
     entries: DashMap<u64, Entry>,
@@ -43,7 +43,7 @@ pub(crate) struct Tail {
 }
 
 impl Tail {
-    /// True when no replayed observation waits for the index.
+    /// True when no observation waits here for the index.
     pub(crate) fn is_empty(&self) -> bool {
         self.len.load(Ordering::Acquire) == 0
     }
@@ -53,7 +53,7 @@ impl Tail {
         self.len.load(Ordering::Acquire)
     }
 
-    /// Replayed operation `seq` puts `vector` (prepared) at `id`, replacing an older entry.
+    /// Operation `seq` puts `vector` (prepared) at `id`, replacing an older entry.
     pub(crate) fn put(&self, id: u64, seq: Seq, vector: Box<[f32]>) {
         self.len.fetch_add(1, Ordering::AcqRel);
         if self.entries.insert(id, Entry { seq, vector }).is_some() {

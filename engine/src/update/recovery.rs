@@ -289,15 +289,21 @@ impl Recovery {
     }
 
     /// Feeds the replayed jobs to the workers (beside live traffic, as the queue has room) and
-    /// waits until they are applied; false when it stopped early.
+    /// waits until they are applied: each space's applied position reaches the last one its
+    /// replay queued (live operations come after it, so a steady stream of writes does not
+    /// hold the catch-up open); false when it stopped early.
     fn catch_up(&self, r: &Replay, backlogs: Vec<(Arc<crate::space::Space>, Backlog)>) -> bool {
+        let mut replayed_through = Vec::with_capacity(backlogs.len());
         for (space, backlog) in backlogs {
+            // The backlog is in log order: its last group holds the newest replayed position.
+            let last = backlog.last().and_then(|(_, jobs)| jobs.first()).map_or(0, |j| j.seq);
             if !self.queue_backlog(r, &space, backlog) {
                 return false;
             }
+            replayed_through.push((space, last));
         }
-        let spaces = self.catch_up.lock().clone();
-        while spaces.iter().any(|s| s.pending.load(Ordering::Acquire) > 0 && !s.dropped.load(Ordering::Acquire)) {
+        while replayed_through.iter().any(|(s, last)| s.applied_through() < *last && !s.dropped.load(Ordering::Acquire))
+        {
             if self.stopping(r) {
                 return false;
             }
