@@ -58,6 +58,7 @@ pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> In
         m: space.m,
         ef_construction: space.ef_construction,
         ef_search: 64,
+        quantization: space.quantization,
         max_elements: n,
         threads,
     }

@@ -62,10 +62,12 @@ pub use backpressure::{BackpressureLevel, RejectReason, Rejection};
 pub use config::EngineConfig;
 pub use engine::{Engine, EngineStatus};
 pub use error::{EngineError, StorageErrorKind};
-pub use index::{IndexKind, Metric};
+pub use index::{IndexKind, Metric, Quantization};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
-pub use space::{DEFAULT_RECALL_K, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name};
+pub use space::{
+    DEFAULT_RECALL_K, DEFAULT_RESCORE_FACTOR, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name,
+};
 #[cfg(feature = "fault-injection")]
 pub use storage::faults::Faults as StorageFaults;
 pub use storage::{Durability, DurableWaiter, StorageConfig};

@@ -5,7 +5,7 @@ use crate::admission::LevelCell;
 use crate::backpressure::BackpressureLevel;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::index::{self, IndexKind, IndexParams, Metric, VectorIndex};
+use crate::index::{self, IndexKind, IndexParams, Metric, Quantization, VectorIndex};
 use crate::observation::Batch;
 use crate::operation::Seq;
 use crate::storage::Store;
@@ -47,7 +47,21 @@ pub struct SpaceParams {
     /// small part is reserved up front; the index grows as vectors arrive.
     #[serde(default = "default_max_elements")]
     pub max_elements: usize,
+    /// The scalar type the index holds vectors in: `"none"` (`f32`, default), `"f16"`,
+    /// `"bf16"` or `"i8"` (usearch only; `i8` only with cosine). With a reduced type the full
+    /// `f32` vector is kept beside the content and recall rescores from it (see
+    /// [`Quantization`]).
+    #[serde(default)]
+    pub quantization: Quantization,
+    /// With a reduced `quantization`, how many candidates per wanted hit recall takes from the
+    /// graph and rescores exactly (1 to 16): `k × rescore_factor`. Default
+    /// [`DEFAULT_RESCORE_FACTOR`]. Ignored with `"none"`.
+    #[serde(default = "default_rescore_factor")]
+    pub rescore_factor: usize,
 }
+
+/// Default of [`SpaceParams::rescore_factor`] (docs/benchmarks.md, "Quantization").
+pub const DEFAULT_RESCORE_FACTOR: usize = 3;
 
 fn default_m() -> usize {
     16
@@ -61,6 +75,9 @@ fn default_ef_search() -> usize {
 fn default_max_elements() -> usize {
     100_000
 }
+fn default_rescore_factor() -> usize {
+    DEFAULT_RESCORE_FACTOR
+}
 
 impl SpaceParams {
     /// The index's parameters for this space, admitting `threads` concurrent calls.
@@ -72,6 +89,7 @@ impl SpaceParams {
             m: self.m,
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
+            quantization: self.quantization,
             max_elements: self.max_elements,
             threads,
         }
@@ -87,6 +105,8 @@ impl SpaceParams {
             ef_construction: default_ef_construction(),
             ef_search: default_ef_search(),
             max_elements: default_max_elements(),
+            quantization: Quantization::None,
+            rescore_factor: DEFAULT_RESCORE_FACTOR,
         }
     }
 
@@ -109,7 +129,24 @@ impl SpaceParams {
         range("ef_construction", self.ef_construction, 1, 4096)?;
         range("ef_search", self.ef_search, 1, 4096)?;
         range("max_elements", self.max_elements, 1, config.max_space_elements)?;
-        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m);
+        range("rescore_factor", self.rescore_factor, 1, 16)?;
+        if self.quantization.is_reduced() && self.index != IndexKind::Usearch {
+            return Err(EngineError::invalid(
+                "quantization",
+                format!(
+                    "{} needs the usearch index: {} holds f32 vectors only (use \"none\")",
+                    self.quantization.as_str(),
+                    self.index.as_str()
+                ),
+            ));
+        }
+        if self.quantization == Quantization::I8 && self.metric != Metric::Cosine {
+            return Err(EngineError::invalid(
+                "quantization",
+                "i8 holds values in [-1, 1] (x × 127), so it needs unit vectors: the cosine metric",
+            ));
+        }
+        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m, self.quantization);
         let needed = self.max_elements as f64 * per_vector;
         let budget = config.resolved_memory_budget();
         if needed > budget as f64 {
@@ -202,6 +239,10 @@ pub struct SpaceInfo {
     pub backpressure: BackpressureLevel,
 }
 
+/// A hit on its way out of recall, with its content where it was read already (`Some`: while
+/// rescoring, from the same read as the full vector).
+type Hit = (index::Neighbor, Option<Option<String>>);
+
 /// What a space knows of one id: the latest operation admitted on it and whether the index
 /// holds a vector for it. Admission sets `seq` and `live` (in log order, under the log's append
 /// lock); workers set `indexed`, under the id's stripe lock ([`Space::stripe`]).
@@ -235,11 +276,14 @@ pub(crate) const PENDING: Seq = Seq::MAX;
 /// at once (and apply in sequence order: an older one finds itself superseded).
 const STRIPES: usize = 64;
 
-/// Where a space keeps its observations' content.
+/// Where a space keeps its observations' content (and, when its index holds reduced vectors,
+/// their full vectors for rescoring).
 enum Contents {
-    /// In memory (no store: `durability = none`), with the bytes held.
-    Heap { map: DashMap<u64, Box<str>>, bytes: AtomicUsize },
-    /// In the store's `content` keyspace, written with each batch's log record.
+    /// In memory (no store: `durability = none`), with the content bytes held; `vectors` holds
+    /// the full vector of each indexed id when the index holds reduced ones (empty otherwise).
+    Heap { map: DashMap<u64, Box<str>>, bytes: AtomicUsize, vectors: DashMap<u64, Box<[f32]>> },
+    /// In the store's `content` keyspace, written with each batch's log record (with the full
+    /// vector when the index holds reduced ones: `storage::codec::encode_kept`).
     Stored(Arc<Store>),
 }
 
@@ -305,7 +349,7 @@ impl Space {
     ) -> Self {
         let contents = match store {
             Some(store) => Contents::Stored(store),
-            None => Contents::Heap { map: DashMap::new(), bytes: AtomicUsize::new(0) },
+            None => Contents::Heap { map: DashMap::new(), bytes: AtomicUsize::new(0), vectors: DashMap::new() },
         };
         Self {
             name,
@@ -400,7 +444,7 @@ impl Space {
             return Err((vector, content));
         }
         // Content first, as a put does: a recall that finds the vector also finds its content.
-        self.set_content(id, content.clone());
+        self.set_content(id, Some(&vector), content.clone());
         self.tail.put(id, seq, vector.clone());
         list.push(DeferredPut { id, seq, vector, content });
         Ok(())
@@ -433,10 +477,17 @@ impl Space {
         }
     }
 
-    /// Sets the content of `id` for recall (`None` removes it): on the heap without a store
-    /// (with a store it was written with the operation's log record, and this is a no-op).
-    pub(crate) fn set_content(&self, id: u64, content: Option<Box<str>>) {
-        if let Contents::Heap { map, bytes } = &self.contents {
+    /// Sets the content of `id` for recall (`None` removes it), and its full `vector` when the
+    /// index holds reduced ones (`None` with a removal): on the heap without a store (with a
+    /// store both were written with the operation's log record, and this is a no-op).
+    pub(crate) fn set_content(&self, id: u64, vector: Option<&[f32]>, content: Option<Box<str>>) {
+        if let Contents::Heap { map, bytes, vectors } = &self.contents {
+            if self.params.quantization.is_reduced() {
+                match vector {
+                    Some(v) => vectors.insert(id, v.into()),
+                    None => vectors.remove(&id).map(|(_, v)| v),
+                };
+            }
             let old = match content {
                 Some(c) => {
                     bytes.fetch_add(c.len(), Ordering::Relaxed);
@@ -454,14 +505,49 @@ impl Space {
     fn content(&self, id: u64) -> Result<Option<String>, EngineError> {
         match &self.contents {
             Contents::Heap { map, .. } => Ok(map.get(&id).map(|c| c.to_string())),
+            Contents::Stored(store) if self.params.quantization.is_reduced() => {
+                let mut vector = Vec::new();
+                Ok(store.kept(self.uid, id, self.params.dim, &mut vector)?.flatten())
+            }
             Contents::Stored(store) => store.content(self.uid, id),
         }
+    }
+
+    /// The full vector of `id` (into `vector`) and its content, in a space whose index holds
+    /// reduced vectors; `None` when the id is not held (deleted since it was found).
+    fn kept(&self, id: u64, vector: &mut Vec<f32>) -> Result<Option<Option<String>>, EngineError> {
+        match &self.contents {
+            Contents::Heap { map, vectors, .. } => {
+                let Some(v) = vectors.get(&id) else { return Ok(None) };
+                vector.clear();
+                vector.extend_from_slice(&v);
+                Ok(Some(map.get(&id).map(|c| c.to_string())))
+            }
+            Contents::Stored(store) => store.kept(self.uid, id, self.params.dim, vector),
+        }
+    }
+
+    /// Rescores `candidates` (hits of the reduced graph) exactly from their full vectors, best
+    /// first, with the content read alongside; candidates no longer held are left out.
+    fn rescore(&self, query: &[f32], candidates: Vec<index::Neighbor>) -> Result<Vec<Hit>, EngineError> {
+        let mut vector = Vec::with_capacity(self.params.dim);
+        let mut out = Vec::with_capacity(candidates.len());
+        for n in candidates {
+            if let Some(content) = self.kept(n.id, &mut vector)? {
+                let score = self.params.metric.score(query, &vector);
+                out.push((index::Neighbor { id: n.id, score }, Some(content)));
+            }
+        }
+        out.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
+        Ok(out)
     }
 
     /// Estimated bytes: index, heap content (with map entry overhead) and the id map.
     pub(crate) fn memory_bytes(&self) -> usize {
         let content = match &self.contents {
-            Contents::Heap { map, bytes } => bytes.load(Ordering::Relaxed) + map.len() * 48,
+            Contents::Heap { map, bytes, vectors } => {
+                bytes.load(Ordering::Relaxed) + map.len() * 48 + vectors.len() * (self.params.dim * 4 + 48)
+            }
             Contents::Stored(_) => 0,
         };
         let tail = self.tail.len() * (self.params.dim * 4 + 64);
@@ -593,28 +679,46 @@ impl Space {
         // the tail (`crate::tail`).
         let tail = !self.tail.is_empty();
         let counts = |id: u64| if tail { self.graph_hit_counts(id) } else { self.is_live(id) };
-        let mut want = k;
-        let mut hits = loop {
+        // A reduced index's hits are candidates: `rescore_factor` of them per wanted hit,
+        // rescored from the full vectors.
+        let reduced = self.params.quantization.is_reduced();
+        let fetch = if reduced { (k * self.params.rescore_factor).min(MAX_OVERFETCH) } else { k };
+        let mut want = fetch;
+        let found = loop {
             let found = self.index.search(&embedding, want, ef.max(want));
             let full = found.len() >= want;
-            let live: Vec<_> = found.into_iter().filter(|n| counts(n.id)).take(k).collect();
-            if live.len() >= k || !full || want >= MAX_OVERFETCH {
+            let live: Vec<_> = found.into_iter().filter(|n| counts(n.id)).take(fetch).collect();
+            if live.len() >= fetch || !full || want >= MAX_OVERFETCH {
                 break live;
             }
             want = (want * 2).min(MAX_OVERFETCH);
+        };
+        // Each hit with its content where it was read already (`Some`).
+        let mut hits = if reduced {
+            let mut rescored = self.rescore(&embedding, found)?;
+            rescored.truncate(k);
+            rescored
+        } else {
+            found.into_iter().map(|n| (n, None)).collect()
         };
         if tail {
             let exact = self.tail.search(&embedding, k, self.params.metric, |id, seq| self.is_latest(id, seq));
             // An id in both (its job applied between the two reads) is kept once, with the
             // tail's exact score.
-            hits.retain(|h| !exact.iter().any(|e| e.id == h.id));
-            hits.extend(exact);
-            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits.retain(|h| !exact.iter().any(|e| e.id == h.0.id));
+            hits.extend(exact.into_iter().map(|n| (n, None)));
+            hits.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
             hits.truncate(k);
         }
         let hits = hits
             .into_iter()
-            .map(|n| Ok(RecallHit { id: n.id, score: n.score, content: self.content(n.id)? }))
+            .map(|(n, content)| {
+                let content = match content {
+                    Some(c) => c,
+                    None => self.content(n.id)?,
+                };
+                Ok(RecallHit { id: n.id, score: n.score, content })
+            })
             .collect::<Result<_, EngineError>>()?;
         self.events.recalled(started.elapsed());
         Ok(hits)

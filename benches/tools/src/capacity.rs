@@ -56,6 +56,10 @@ pub struct CapacityArgs {
     /// Index backend (reports with this backend are used).
     #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
     pub index: String,
+    /// Scalar type of the index vectors (reports with this quantization are used): none, f16,
+    /// bf16 or i8.
+    #[arg(long, default_value = "none")]
+    pub quantization: String,
     /// Seconds of the target rate the queue must absorb while workers fall behind.
     #[arg(long, default_value_t = 30.0)]
     pub buffer_seconds: f64,
@@ -220,20 +224,26 @@ pub fn plan(
         bail!("--buffer-seconds must be a positive number, got {}", args.buffer_seconds);
     }
     let kind: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
+    let quantization: engram_engine::Quantization =
+        args.quantization.parse().map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
     let usable: Vec<Usable<'_>> = reports
         .iter()
-        .filter(|(_, r)| r.dim == args.dim && r.index == kind && r.lost == 0)
+        .filter(|(_, r)| r.dim == args.dim && r.index == kind && r.quantization == quantization && r.lost == 0)
         .filter_map(|(src, r)| Some((src.as_str(), r, r.server_stats.as_ref()?)))
         .collect();
     if usable.is_empty() {
-        let seen: Vec<String> =
-            reports.iter().map(|(s, r)| format!("{s} (dim {}, {})", r.dim, r.index.as_str())).collect();
+        let seen: Vec<String> = reports
+            .iter()
+            .map(|(s, r)| format!("{s} (dim {}, {}, {})", r.dim, r.index.as_str(), r.quantization.as_str()))
+            .collect();
         bail!(
-            "no report at dim {} with index {} and server stats (run `engram-stream load --index {} --metrics-url ...` \
-             on a data set of that dimension); given: {}",
+            "no report at dim {} with index {}, quantization {} and server stats (run `engram-stream load --index {} \
+             --quantization {} --metrics-url ...` on a data set of that dimension); given: {}",
             args.dim,
             kind.as_str(),
+            quantization.as_str(),
             kind.as_str(),
+            quantization.as_str(),
             seen.join(", ")
         );
     }
@@ -536,6 +546,8 @@ mod tests {
             machine_memory_bytes: Some(8 << 30),
             content_bytes_mean: 100.0,
             index: IndexKind::Usearch,
+            quantization: engram_engine::Quantization::None,
+            rescore_factor: 3,
             target_rate_per_s: target,
             server_stats: Some(ServerStats {
                 workers,
@@ -561,6 +573,7 @@ mod tests {
             target_rate: target,
             dim: 384,
             index: "usearch".into(),
+            quantization: "none".into(),
             buffer_seconds: 30.0,
             headroom: 0.25,
             vectors: Some(1_000_000),
@@ -637,7 +650,13 @@ mod tests {
         assert!(e.contains("saturated"), "{e}");
         let other_dim = vec![("g.json".to_owned(), LoadReport { dim: 50, ..report(1.0, None, 2, 1) })];
         let e = plan(&args(1000.0), &other_dim, None).unwrap_err().to_string();
-        assert!(e.contains("no report at dim 384") && e.contains("g.json (dim 50, usearch)"), "{e}");
+        assert!(e.contains("no report at dim 384") && e.contains("g.json (dim 50, usearch, none)"), "{e}");
+        let other_quantization = vec![(
+            "q.json".to_owned(),
+            LoadReport { quantization: engram_engine::Quantization::I8, ..report(1.0, None, 2, 1) },
+        )];
+        let e = plan(&args(1000.0), &other_quantization, None).unwrap_err().to_string();
+        assert!(e.contains("quantization none") && e.contains("q.json (dim 384, usearch, i8)"), "{e}");
         let ok = vec![("r.json".to_owned(), report(1000.0, None, 2, 1))];
         assert!(plan(&args(-1.0), &ok, None).unwrap_err().to_string().contains("--target-rate"));
         assert!(

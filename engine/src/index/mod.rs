@@ -102,6 +102,68 @@ impl std::str::FromStr for IndexKind {
     }
 }
 
+/// The scalar type of the vectors an index holds (`"quantization"` in a space's parameters).
+///
+/// With anything but `none` the index holds a reduced copy of each vector and the full `f32`
+/// vector is kept beside the content (in the store, or on the heap without one); recall
+/// searches the reduced graph for `k × rescore_factor` candidates and rescores them exactly
+/// from the full vectors, as Qdrant's `rescore` does with quantized vectors
+/// (<https://qdrant.tech/documentation/guides/quantization/#searching-with-quantization>).
+/// The kinds are USearch's scalar kinds (`ScalarKind`); hnsw_rs holds `f32` only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    /// `f32`: 4 bytes a value, exact scores from the graph. The default.
+    #[default]
+    None,
+    /// IEEE 754 half precision: 2 bytes a value (11-bit significand, range ±65,504).
+    F16,
+    /// bfloat16: 2 bytes a value (8-bit significand, the range of `f32`).
+    Bf16,
+    /// Signed 8-bit: 1 byte a value, `round(x × 127)` clamped to ±127, so only for unit vectors
+    /// (cosine spaces).
+    I8,
+}
+
+impl Quantization {
+    /// Every kind, in a fixed order (for benches and reports).
+    pub const ALL: [Quantization; 4] = [Quantization::None, Quantization::F16, Quantization::Bf16, Quantization::I8];
+
+    /// The name used in parameters, reports and docs: `none`, `f16`, `bf16` or `i8`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+            Self::I8 => "i8",
+        }
+    }
+
+    /// Bytes the index holds per vector value.
+    pub fn value_bytes(self) -> usize {
+        match self {
+            Self::None => 4,
+            Self::F16 | Self::Bf16 => 2,
+            Self::I8 => 1,
+        }
+    }
+
+    /// True when the index holds a reduced copy (and the full vector is kept beside it).
+    pub fn is_reduced(self) -> bool {
+        self != Self::None
+    }
+}
+
+impl std::str::FromStr for Quantization {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|q| q.as_str() == s)
+            .ok_or_else(|| format!("unknown quantization {s:?}: expected \"none\", \"f16\", \"bf16\" or \"i8\""))
+    }
+}
+
 /// Parameters shared by every backend: the space's [`crate::SpaceParams`] minus its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IndexParams {
@@ -117,6 +179,8 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Default HNSW `ef_search`.
     pub ef_search: usize,
+    /// The scalar type the index holds its vectors in (usearch only; hnsw_rs holds `f32`).
+    pub quantization: Quantization,
     /// Capacity hint in vectors; backends reserve only a small part of it up front and grow.
     pub max_elements: usize,
     /// The most threads that insert or search at once (the engine's workers plus queries).
@@ -124,12 +188,12 @@ pub struct IndexParams {
 }
 
 /// Estimated bytes a full index of `kind` holds per vector of `dim` dimensions at HNSW `M = m`
-/// (graph links, the vector, per-slot tables), for checking a space's `max_elements` against
-/// the memory budget before anything is allocated.
-pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize) -> f64 {
+/// with values of `quantization` (graph links, the vector, per-slot tables), for checking a
+/// space's `max_elements` against the memory budget before anything is allocated.
+pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize, quantization: Quantization) -> f64 {
     match kind {
         IndexKind::HnswRs => hnsw::bytes_per_vector(dim, m),
-        IndexKind::Usearch => usearch::bytes_per_vector(dim, m),
+        IndexKind::Usearch => usearch::bytes_per_vector(dim, m, quantization),
     }
 }
 
@@ -139,18 +203,22 @@ pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize) -> f64 {
 /// The backend's message when it cannot allocate the index.
 pub fn build(params: &IndexParams) -> Result<Box<dyn VectorIndex>, String> {
     let p = params;
+    refuse_reduced_hnsw_rs(p)?;
     Ok(match p.kind {
         IndexKind::HnswRs => Box::new(hnsw::HnswIndex::new(p.metric, p.dim, p.m, p.ef_construction, p.max_elements)),
-        IndexKind::Usearch => Box::new(usearch::UsearchIndex::new(
-            p.metric,
-            p.dim,
-            p.m,
-            p.ef_construction,
-            p.ef_search,
-            p.max_elements,
-            p.threads,
-        )?),
+        IndexKind::Usearch => Box::new(usearch::UsearchIndex::new(p)?),
     })
+}
+
+/// hnsw_rs stores `f32` values only.
+fn refuse_reduced_hnsw_rs(p: &IndexParams) -> Result<(), String> {
+    if p.kind == IndexKind::HnswRs && p.quantization.is_reduced() {
+        return Err(format!(
+            "hnsw_rs holds f32 vectors only: quantization {} needs the usearch index",
+            p.quantization.as_str()
+        ));
+    }
+    Ok(())
 }
 
 /// One search result.
@@ -225,17 +293,10 @@ pub trait VectorIndex: Send + Sync {
 /// metric).
 pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Box<dyn VectorIndex>, String> {
     let p = params;
+    refuse_reduced_hnsw_rs(p)?;
     match p.kind {
         IndexKind::HnswRs => Ok(Box::new(hnsw::HnswIndex::load(p.metric, p.dim, p.m, p.ef_construction, path)?)),
-        IndexKind::Usearch => Ok(Box::new(usearch::UsearchIndex::load(
-            p.metric,
-            p.dim,
-            p.m,
-            p.ef_construction,
-            p.ef_search,
-            p.threads,
-            path,
-        )?)),
+        IndexKind::Usearch => Ok(Box::new(usearch::UsearchIndex::load(p, path)?)),
     }
 }
 
@@ -320,6 +381,7 @@ mod tests {
                     m: 8,
                     ef_construction: 64,
                     ef_search: 64,
+                    quantization: Quantization::None,
                     max_elements: 16,
                     threads: 6,
                 })

@@ -21,8 +21,10 @@
 //!
 //! Metrics map onto USearch's kinds on prepared vectors: cosine and inner product are `IP`
 //! (distance `1 - dot`), L2 is `L2sq` (squared distance; the score is `-sqrt`). Vectors are
-//! stored as `f32`, like hnsw_rs, so both backends answer the same queries with the same
-//! precision. USearch reserves the key `u64::MAX` for removed entries; the engine refuses that id
+//! stored as `f32`, like hnsw_rs, unless the space asks for a reduced scalar kind
+//! ([`Quantization`]: USearch's `f16`, `bf16`, `i8`); USearch then converts each added and
+//! queried `f32` vector, and the scores it returns are of the reduced vectors (the space
+//! rescores them from the full ones). USearch reserves the key `u64::MAX` for removed entries; the engine refuses that id
 //! for every space.
 //!
 //! While inserts run, USearch 2.26 occasionally answers a search with fewer than `min(k, len)`
@@ -46,7 +48,7 @@
 //! its `max_elements` hint, and doubles from there: an empty space costs kilobytes, not the
 //! ~2.9 MB a 65,536-slot reservation kept resident (node table, vector table, key hash table).
 
-use super::{Metric, Neighbor, VectorIndex};
+use super::{IndexParams, Metric, Neighbor, Quantization, VectorIndex};
 use ::usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,10 +81,10 @@ fn node_bytes(m: usize) -> f64 {
 }
 
 /// Bytes a usearch space of `dim` dimensions at `M = m` holds per vector once full (graph node,
-/// `f32` vector, and its slot at a table filled to between half and all of its capacity), for
-/// sizing against the memory budget before a space is created.
-pub fn bytes_per_vector(dim: usize, m: usize) -> f64 {
-    node_bytes(m) + (dim * 4) as f64 + 1.5 * SLOT_BYTES as f64
+/// the vector in `quantization`'s scalar kind, and its slot at a table filled to between half
+/// and all of its capacity), for sizing against the memory budget before a space is created.
+pub fn bytes_per_vector(dim: usize, m: usize, quantization: Quantization) -> f64 {
+    node_bytes(m) + (dim * quantization.value_bytes()) as f64 + 1.5 * SLOT_BYTES as f64
 }
 
 /// An HNSW index from `usearch`.
@@ -93,6 +95,8 @@ pub struct UsearchIndex {
     dim: usize,
     /// HNSW `M` (for the memory accounting).
     m: usize,
+    /// Bytes a stored vector value takes (4 for `f32`; for the memory accounting).
+    value_bytes: usize,
     /// Slots claimed by inserts (successful or in flight).
     claimed: AtomicUsize,
     /// Vectors reserved in the index; only changes under the write lock.
@@ -118,45 +122,45 @@ impl std::fmt::Debug for UsearchIndex {
 }
 
 impl UsearchIndex {
-    /// A new index of `dim`-dimensional `f32` vectors. `m` is HNSW's `M` (USearch's
-    /// `connectivity`; level 0 keeps `2M` links), `ef_construction` and `ef_search` are its
-    /// `expansion_add` and `expansion_search`, `max_elements` a capacity hint (at most
-    /// [`INITIAL_CAPACITY`] slots are reserved up front; the index doubles past it), and
-    /// `threads` the most callers that may add or search at once (more wait).
+    /// A new index of `params.dim`-dimensional vectors held in `params.quantization`'s scalar
+    /// kind. `m` is HNSW's `M` (USearch's `connectivity`; level 0 keeps `2M` links),
+    /// `ef_construction` and `ef_search` are its `expansion_add` and `expansion_search`,
+    /// `max_elements` a capacity hint (at most [`INITIAL_CAPACITY`] slots are reserved up
+    /// front; the index doubles past it), and `threads` the most callers that may add or search
+    /// at once (more wait).
     ///
     /// # Errors
     /// USearch's message when it cannot allocate the index.
-    pub fn new(
-        metric: Metric,
-        dim: usize,
-        m: usize,
-        ef_construction: usize,
-        ef_search: usize,
-        max_elements: usize,
-        threads: usize,
-    ) -> Result<Self, String> {
+    pub fn new(params: &IndexParams) -> Result<Self, String> {
+        let p = params;
         let options = IndexOptions {
-            dimensions: dim,
-            metric: match metric {
+            dimensions: p.dim,
+            metric: match p.metric {
                 Metric::Cosine | Metric::Dot => MetricKind::IP,
                 Metric::L2 => MetricKind::L2sq,
             },
-            quantization: ScalarKind::F32,
-            connectivity: m,
-            expansion_add: ef_construction,
-            expansion_search: ef_search,
+            quantization: match p.quantization {
+                Quantization::None => ScalarKind::F32,
+                Quantization::F16 => ScalarKind::F16,
+                Quantization::Bf16 => ScalarKind::BF16,
+                Quantization::I8 => ScalarKind::I8,
+            },
+            connectivity: p.m,
+            expansion_add: p.ef_construction,
+            expansion_search: p.ef_search,
             multi: false,
         };
         let index = Index::new(&options).map_err(|e| e.to_string())?;
-        let max_threads = threads.max(1);
+        let max_threads = p.threads.max(1);
         let threads = max_threads.min(INITIAL_THREADS);
-        let capacity = max_elements.clamp(1, INITIAL_CAPACITY);
+        let capacity = p.max_elements.clamp(1, INITIAL_CAPACITY);
         index.reserve_capacity_and_threads(capacity, threads).map_err(|e| e.to_string())?;
         Ok(Self {
             index: RwLock::new(index),
-            metric,
-            dim,
-            m,
+            metric: p.metric,
+            dim: p.dim,
+            m: p.m,
+            value_bytes: p.quantization.value_bytes(),
             claimed: AtomicUsize::new(0),
             capacity: AtomicUsize::new(capacity),
             inserted: AtomicUsize::new(0),
@@ -167,20 +171,14 @@ impl UsearchIndex {
     }
 
     /// An index loaded from a checkpoint `path` written by [`VectorIndex::save`], with the
-    /// parameters of [`UsearchIndex::new`] (`dim` and the metric must match the file's).
+    /// parameters of [`UsearchIndex::new`] (the dimension, metric and scalar kind must match
+    /// the file's; `max_elements` is not used).
     ///
     /// # Errors
     /// USearch's message when the file does not load, or a mismatch of dimension or metric.
-    pub fn load(
-        metric: Metric,
-        dim: usize,
-        m: usize,
-        ef_construction: usize,
-        ef_search: usize,
-        threads: usize,
-        path: &std::path::Path,
-    ) -> Result<Self, String> {
-        let me = Self::new(metric, dim, m, ef_construction, ef_search, 1, threads)?;
+    pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Self, String> {
+        let me = Self::new(&IndexParams { max_elements: 1, ..*params })?;
+        let (dim, ef_search, ef_construction) = (params.dim, params.ef_search, params.ef_construction);
         let path_str = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
         {
             let index = me.index.write();
@@ -387,10 +385,10 @@ impl VectorIndex for UsearchIndex {
     /// The engine's accounting of what the index holds in use (never USearch's
     /// `memory_usage()`, which walks the node table and is unsafe while adds run, and counts
     /// the reserved but untouched tail of its 4 MiB-and-doubling arenas as used): reserved
-    /// slots × [`SLOT_BYTES`], inserted vectors × (graph node + `f32` vector), and the thread
+    /// slots × [`SLOT_BYTES`], inserted vectors × (graph node + vector at its scalar kind), and the thread
     /// contexts. Checked against resident-memory growth in `engine/tests/memory.rs`.
     fn memory_bytes(&self) -> usize {
-        let vectors = self.len() as f64 * (node_bytes(self.m) + (self.dim * 4) as f64);
+        let vectors = self.len() as f64 * (node_bytes(self.m) + (self.dim * self.value_bytes) as f64);
         let slots = self.capacity.load(Ordering::Acquire) * SLOT_BYTES;
         let contexts = self.threads.lock().reserved * (CONTEXT_BYTES + self.dim * 4);
         vectors as usize + slots + contexts
@@ -400,14 +398,30 @@ impl VectorIndex for UsearchIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::IndexKind;
     use crate::index::testing::{lcg, top1_hits};
     use std::sync::Arc;
+
+    /// Parameters of a usearch index for the tests.
+    fn params(metric: Metric, dim: usize, m: usize, ef: (usize, usize), max_elements: usize) -> IndexParams {
+        IndexParams {
+            kind: IndexKind::Usearch,
+            metric,
+            dim,
+            m,
+            ef_construction: ef.0,
+            ef_search: ef.1,
+            quantization: Quantization::None,
+            max_elements,
+            threads: 2,
+        }
+    }
 
     #[test]
     fn each_metric_finds_exact_neighbours_and_scores_like_the_metric() {
         for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
             // A capacity hint of 10 forces several doublings on the way to 500.
-            let idx = UsearchIndex::new(metric, 16, 16, 100, 64, 10, 2).unwrap();
+            let idx = UsearchIndex::new(&params(metric, 16, 16, (100, 64), 10)).unwrap();
             let hits = top1_hits(&idx, metric, 7);
             assert!(hits >= 48, "{metric:?}: top-1 found for {hits}/50 queries");
             assert!(idx.capacity() >= 500);
@@ -418,7 +432,7 @@ mod tests {
     fn concurrent_inserts_and_searches_at_several_ef_lose_nothing() {
         // More callers (6) than thread slots (2), growing from 8 slots, with searches that
         // alternate ef: every insert must land and every search must answer with min(k, len) hits.
-        let idx = Arc::new(UsearchIndex::new(Metric::Cosine, 8, 8, 40, 16, 8, 2).unwrap());
+        let idx = Arc::new(UsearchIndex::new(&params(Metric::Cosine, 8, 8, (40, 16), 8)).unwrap());
         let handles: Vec<_> = (0..6u64)
             .map(|t| {
                 let idx = Arc::clone(&idx);

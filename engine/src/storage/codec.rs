@@ -13,6 +13,15 @@
 //! The store writes log records without content (it keeps content in its `content` keyspace,
 //! read by recall); the format carries it so a record can stand alone.
 //!
+//! In a space whose index holds reduced vectors (`quantization` other than `none`), the
+//! `content` keyspace keeps each live id's full vector with its content, so recall can rescore
+//! (written in the same journal write as the log record, removed by a delete, copied by
+//! snapshots like content):
+//!
+//! ```text
+//! kept    := has_content u8 (0 or 1) | vector f32{dim} | content bytes (to the value's end)
+//! ```
+//!
 //! The store (fjall) checksums its journal and its tables, so a record needs no CRC of its own;
 //! [`decode`] still checks every length against the value's size, so a value that does not
 //! parse is an error naming the offset, never a panic or an allocation sized by the value.
@@ -65,6 +74,40 @@ pub(crate) fn encode_insert(batch: &InsertBatch, dim: usize, with_content: bool,
         for x in r.vector.iter() {
             out.extend_from_slice(&x.to_le_bytes());
         }
+    }
+}
+
+/// The `content` value of an id in a space with reduced vectors (see the module docs).
+pub(crate) fn encode_kept(vector: &[f32], content: Option<&str>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + vector.len() * 4 + content.map_or(0, str::len));
+    out.push(u8::from(content.is_some()));
+    for x in vector {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    if let Some(c) = content {
+        out.extend_from_slice(c.as_bytes());
+    }
+    out
+}
+
+/// Decodes a value written by [`encode_kept`] for a space of dimension `dim`: the vector into
+/// `vector` (cleared first), and the content.
+///
+/// # Errors
+/// What does not parse: a value shorter than the vector, an unknown flag, content that is not
+/// UTF-8.
+pub(crate) fn decode_kept<'a>(dim: usize, value: &'a [u8], vector: &mut Vec<f32>) -> Result<Option<&'a str>, String> {
+    let mut r = Reader { buf: value, at: 0 };
+    let has_content = r.u8()?;
+    let bytes = r.take(dim * 4)?;
+    vector.clear();
+    vector.extend(bytes.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)));
+    let rest = &value[r.at..];
+    match has_content {
+        0 if rest.is_empty() => Ok(None),
+        0 => Err(format!("{} bytes after a vector without content", rest.len())),
+        1 => std::str::from_utf8(rest).map(Some).map_err(|e| format!("content is not UTF-8: {e}")),
+        f => Err(format!("unknown content flag {f} at offset 0")),
     }
 }
 

@@ -532,18 +532,13 @@ impl Store {
         Ok(removed)
     }
 
-    /// The stored content of observation `id` of space `uid`, if it has any.
+    /// The stored content of observation `id` of space `uid`, if it has any (in a space that
+    /// keeps its full vectors, use [`Store::kept`]).
     ///
     /// # Errors
     /// [`EngineError::Storage`] when the store cannot be read.
     pub(crate) fn content(&self, uid: u64, id: u64) -> Result<Option<String>, EngineError> {
-        let Some(v) = self
-            .core
-            .handles()?
-            .content
-            .get(log_key(uid, id))
-            .map_err(|e| storage_error("reading stored content", e))?
-        else {
+        let Some(v) = self.content_value(uid, id)? else {
             return Ok(None);
         };
         String::from_utf8(v.to_vec()).map(Some).map_err(|_| EngineError::Storage {
@@ -552,12 +547,41 @@ impl Store {
         })
     }
 
+    /// The full vector (into `vector`, `dim` values) and the content of observation `id` of
+    /// space `uid`, whose index holds reduced vectors; `Ok(None)` when the store holds
+    /// neither (the id is not live).
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the store cannot be read or the value does not decode.
+    pub(crate) fn kept(
+        &self,
+        uid: u64,
+        id: u64,
+        dim: usize,
+        vector: &mut Vec<f32>,
+    ) -> Result<Option<Option<String>>, EngineError> {
+        let Some(v) = self.content_value(uid, id)? else {
+            return Ok(None);
+        };
+        let content = codec::decode_kept(dim, &v, vector).map_err(|reason| EngineError::Storage {
+            kind: StorageErrorKind::Io,
+            message: format!("the stored vector of observation {id}: {reason}"),
+        })?;
+        Ok(Some(content.map(str::to_owned)))
+    }
+
+    fn content_value(&self, uid: u64, id: u64) -> Result<Option<Slice>, EngineError> {
+        self.core.handles()?.content.get(log_key(uid, id)).map_err(|e| storage_error("reading stored content", e))
+    }
+
     /// Appends `op` (insert records of `dim` values, or a delete) to the log of space `uid`,
     /// with its content changes in the same journal write (an insert's content stored, an
-    /// upsert without content or a delete removing what was stored), and returns its sequence
-    /// number and a waiter that resolves once the write is durable per the mode. `on_seq` runs
-    /// with the sequence number under the append lock once the write succeeded, so state the
-    /// caller updates there changes in log order.
+    /// upsert without content or a delete removing what was stored; with `keep_vectors`, for a
+    /// space whose index holds reduced vectors, each inserted id's full vector and content, see
+    /// `codec::encode_kept`), and returns its sequence number and a waiter that resolves once
+    /// the write is durable per the mode. `on_seq` runs with the sequence number under the
+    /// append lock once the write succeeded, so state the caller updates there changes in log
+    /// order.
     ///
     /// # Errors
     /// [`EngineError::Storage`] when the write fails (nothing of it is acknowledged and
@@ -567,6 +591,7 @@ impl Store {
         uid: u64,
         dim: usize,
         op: &Operation,
+        keep_vectors: bool,
         on_seq: impl FnOnce(Seq),
     ) -> Result<(Seq, DurableWaiter), EngineError> {
         let mut value = Vec::new();
@@ -576,6 +601,18 @@ impl Store {
         // without content or a delete removing what was stored), as shared slices: the journal
         // write and the copy kept until the sync (`Write`) hold the same bytes.
         let (records, content) = match op {
+            Operation::Insert(b) if keep_vectors => {
+                let content = b
+                    .records
+                    .iter()
+                    .map(|r| {
+                        let kept = codec::encode_kept(&r.vector, r.content.as_deref());
+                        bytes += kept.len();
+                        (r.id, Some(Slice::from(kept)))
+                    })
+                    .collect();
+                (b.records.len(), content)
+            }
             Operation::Insert(b) => {
                 let content = b
                     .records

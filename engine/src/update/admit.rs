@@ -430,7 +430,10 @@ impl Admitter {
         on_seq: impl FnOnce(Seq),
     ) -> Result<(Seq, Option<DurableWaiter>), EngineError> {
         match &self.store {
-            Some(store) => store.append(space.uid, space.params.dim, op, on_seq).map(|(seq, w)| (seq, Some(w))),
+            Some(store) => {
+                let keep = space.params.quantization.is_reduced();
+                store.append(space.uid, space.params.dim, op, keep, on_seq).map(|(seq, w)| (seq, Some(w)))
+            }
             None => {
                 let mut next = self.next_seq.lock();
                 let seq = *next;

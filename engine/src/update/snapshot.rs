@@ -361,6 +361,8 @@ impl UpdateHandler {
         // and appended in order; then the content as of the snapshot's position (after the
         // records, whose upserts without content clear it).
         let dim = params.dim;
+        // A space with reduced index vectors keeps each id's full vector with its content.
+        let keep = params.quantization.is_reduced();
         let record_limit = (self.config.max_batch_observations * (dim * 4 + 64) + 64) as u64;
         let mut last = None;
         let mut previous = header.checkpoint;
@@ -371,9 +373,9 @@ impl UpdateHandler {
             previous = seq;
             let op =
                 codec::decode(&header.space, dim, &value).map_err(|e| invalid(format!("log record {seq}: {e}")))?;
-            last = Some(store.append(uid, dim, &op, |_| {})?.1);
+            last = Some(store.append(uid, dim, &op, keep, |_| {})?.1);
         }
-        let content_limit = self.config.max_content_bytes as u64;
+        let content_limit = (self.config.max_content_bytes + if keep { 1 + dim * 4 } else { 0 }) as u64;
         let mut contents = Vec::new();
         let mut failed = None;
         let mut items = std::iter::from_fn(|| match reader.item(content_limit) {
@@ -390,6 +392,13 @@ impl UpdateHandler {
             contents.extend(items.by_ref().take(4096));
             if contents.is_empty() {
                 break;
+            }
+            if keep {
+                let mut vector = Vec::with_capacity(dim);
+                for (id, value) in &contents {
+                    codec::decode_kept(dim, value, &mut vector)
+                        .map_err(|e| invalid(format!("the stored vector of observation {id}: {e}")))?;
+                }
             }
             store.put_contents(uid, contents.drain(..))?;
         }

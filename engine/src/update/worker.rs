@@ -273,13 +273,13 @@ fn apply(space: &Space, id: u64, seq: Seq, change: Change) -> Applied {
     match change {
         Change::Put { vector, content } => {
             // Content first, so a recall that finds the vector also finds its content.
-            space.set_content(id, content);
+            space.set_content(id, Some(&vector), content);
             space.index.insert(id, &vector);
             set_indexed(true);
             Applied::Put
         }
         Change::Remove => {
-            space.set_content(id, None);
+            space.set_content(id, None, None);
             // Forgotten unless a later operation on the id was admitted meanwhile.
             space.ids.remove_if(&id, |_, s| s.seq == seq);
             Applied::Removed

@@ -3,7 +3,8 @@
 
 use crate::proto;
 use engram_engine::{
-    BackpressureLevel, Batch, EngineError, IndexKind, Metric, Observation, Priority, SpaceInfo, SpaceParams,
+    BackpressureLevel, Batch, EngineError, IndexKind, Metric, Observation, Priority, Quantization, SpaceInfo,
+    SpaceParams,
 };
 
 fn invalid(field: &str, reason: String) -> EngineError {
@@ -55,6 +56,15 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
             return Err(invalid("params.index", format!("unknown value {}", p.index)));
         }
     };
+    let quantization = match proto::Quantization::try_from(p.quantization) {
+        Ok(proto::Quantization::Unspecified | proto::Quantization::None) => Quantization::None,
+        Ok(proto::Quantization::F16) => Quantization::F16,
+        Ok(proto::Quantization::Bf16) => Quantization::Bf16,
+        Ok(proto::Quantization::I8) => Quantization::I8,
+        Err(_) => {
+            return Err(invalid("params.quantization", format!("unknown value {}", p.quantization)));
+        }
+    };
     let d = SpaceParams::with_dim(p.dim as usize);
     Ok(SpaceParams {
         dim: p.dim as usize,
@@ -64,7 +74,21 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
         ef_construction: or_default(p.ef_construction.into(), d.ef_construction),
         ef_search: or_default(p.ef_search.into(), d.ef_search),
         max_elements: or_default(p.max_elements, d.max_elements),
+        quantization,
+        rescore_factor: or_default(p.rescore_factor.into(), d.rescore_factor),
     })
+}
+
+/// The wire form of a quantization (also what a client such as `load` sends to create a space).
+impl From<Quantization> for proto::Quantization {
+    fn from(q: Quantization) -> Self {
+        match q {
+            Quantization::None => proto::Quantization::None,
+            Quantization::F16 => proto::Quantization::F16,
+            Quantization::Bf16 => proto::Quantization::Bf16,
+            Quantization::I8 => proto::Quantization::I8,
+        }
+    }
 }
 
 /// The wire form of an index backend (also what a client such as `load` sends to create a
@@ -94,6 +118,8 @@ pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
             ef_search: i.params.ef_search as u32,
             max_elements: i.params.max_elements as u64,
             index: proto::IndexBackend::from(i.params.index) as i32,
+            quantization: proto::Quantization::from(i.params.quantization) as i32,
+            rescore_factor: i.params.rescore_factor as u32,
         }),
         vectors: i.vectors as u64,
         pending: i.pending as u64,

@@ -4,7 +4,7 @@
 use super::drive::{Event, Transport};
 use super::{Data, Wait};
 use anyhow::{Context, bail};
-use engram_engine::IndexKind;
+use engram_engine::SpaceParams;
 use engram_server::proto::{self, engram_client::EngramClient};
 use std::collections::HashMap;
 use std::ops::Range;
@@ -30,13 +30,13 @@ pub(super) struct Grpc<'a> {
 }
 
 impl<'a> Grpc<'a> {
-    /// Connects to `server`, drops and re-creates `space` for `data` with backend `index`, and
-    /// opens the observation stream (`concurrency` batches in flight).
+    /// Connects to `server`, drops and re-creates `space` with `params`, and opens the
+    /// observation stream (`concurrency` batches in flight).
     pub(super) async fn connect(
         server: &str,
         data: &'a Data,
         space: &str,
-        index: IndexKind,
+        params: &SpaceParams,
         concurrency: usize,
         wait: Wait,
     ) -> anyhow::Result<Self> {
@@ -56,10 +56,12 @@ impl<'a> Grpc<'a> {
             .create_space(proto::CreateSpaceRequest {
                 memory_space: space.to_owned(),
                 params: Some(proto::SpaceParams {
-                    dim: data.base.dim as u32,
+                    dim: params.dim as u32,
                     metric: proto::Metric::Cosine as i32,
-                    max_elements: data.base.len() as u64,
-                    index: proto::IndexBackend::from(index) as i32,
+                    max_elements: params.max_elements as u64,
+                    index: proto::IndexBackend::from(params.index) as i32,
+                    quantization: proto::Quantization::from(params.quantization) as i32,
+                    rescore_factor: params.rescore_factor as u32,
                     ..Default::default()
                 }),
             })

@@ -4,7 +4,7 @@
 use super::drive::{Event, Transport};
 use super::{Data, Wait};
 use anyhow::{Context, bail};
-use engram_engine::IndexKind;
+use engram_engine::SpaceParams;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -37,12 +37,12 @@ pub(super) struct Http<'a> {
 }
 
 impl<'a> Http<'a> {
-    /// Drops and re-creates `space` on the server at `server` for `data` with backend `index`.
+    /// Drops and re-creates `space` on the server at `server` with `params`.
     pub(super) async fn connect(
         server: &str,
         data: &'a Data,
         space: &str,
-        index: IndexKind,
+        params: &SpaceParams,
         wait: Wait,
     ) -> anyhow::Result<Self> {
         let base_url = server.trim_end_matches('/');
@@ -52,11 +52,7 @@ impl<'a> Http<'a> {
         if !(r.status().is_success() || r.status().as_u16() == 404) {
             bail!("dropping space {space}: {}", r.status());
         }
-        let r = client
-            .put(&space_url)
-            .json(&json!({"dim": data.base.dim, "metric": "cosine", "max_elements": data.base.len(), "index": index}))
-            .send()
-            .await?;
+        let r = client.put(&space_url).json(params).send().await?;
         if !r.status().is_success() {
             bail!("creating space {space}: {} {}", r.status(), r.text().await.unwrap_or_default());
         }

@@ -26,7 +26,7 @@ pub use report::{LoadReport, Quantiles, ServerStats};
 use anyhow::{Context, bail};
 use drive::{Plan, Tally, Transport};
 use engram_dataset::{self as dataset, Vectors};
-use engram_engine::{IndexKind, SpaceParams};
+use engram_engine::{IndexKind, Quantization, SpaceParams};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -115,6 +115,12 @@ pub struct LoadArgs {
     /// Index backend of the space the load creates: usearch or hnsw_rs (default: the engine's).
     #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
     pub index: String,
+    /// Scalar type of the space's index vectors: none, f16, bf16 or i8 (usearch only).
+    #[arg(long, default_value = "none")]
+    pub quantization: String,
+    /// Candidates per hit rescored with a reduced quantization (default: the engine's).
+    #[arg(long)]
+    pub rescore_factor: Option<usize>,
     /// The server's Prometheus endpoint (e.g. `http://127.0.0.1:8080/metrics`). When given, the
     /// report gains `server` (workers, resident memory before and after, index memory, and the
     /// cost of one scrape), which `engram-stream capacity` needs.
@@ -262,6 +268,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let data = load_data(&args)?;
     let space = args.space.clone().unwrap_or_else(|| data.name.clone());
     let index: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
+    let quantization: Quantization =
+        args.quantization.parse().map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
+    let defaults = SpaceParams::with_dim(data.base.dim);
+    let params = SpaceParams {
+        index,
+        quantization,
+        rescore_factor: args.rescore_factor.unwrap_or(defaults.rescore_factor),
+        max_elements: data.base.len().max(1),
+        ..defaults
+    };
     let before = match &args.metrics_url {
         Some(url) => Some(scrape::before(url, &space).await?),
         None => None,
@@ -284,11 +300,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     let run = match args.protocol {
         Protocol::Grpc => {
-            let mut grpc = grpc::Grpc::connect(&args.server, &data, &space, index, args.concurrency, args.wait).await?;
+            let mut grpc =
+                grpc::Grpc::connect(&args.server, &data, &space, &params, args.concurrency, args.wait).await?;
             measure(&mut grpc, &data, &plan, &args).await?
         }
         Protocol::Http => {
-            let mut http = http::Http::connect(&args.server, &data, &space, index, args.wait).await?;
+            let mut http = http::Http::connect(&args.server, &data, &space, &params, args.wait).await?;
             measure(&mut http, &data, &plan, &args).await?
         }
     };
@@ -344,6 +361,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .as_ref()
             .map_or(0.0, |c| c.iter().map(|t| t.len() as f64).sum::<f64>() / c.len().max(1) as f64),
         index,
+        quantization,
+        rescore_factor: params.rescore_factor,
         target_rate_per_s: args.rate,
         server_stats,
     };

@@ -1,7 +1,7 @@
 //! The JSON report of a load, and the server's view of it read from `/metrics`.
 
 use super::{Protocol, Wait};
-use engram_engine::IndexKind;
+use engram_engine::{IndexKind, Quantization};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -113,6 +113,12 @@ pub struct LoadReport {
     pub content_bytes_mean: f64,
     /// Index backend of the space.
     pub index: IndexKind,
+    /// Scalar type of the space's index vectors (absent in reports before it existed: none).
+    #[serde(default)]
+    pub quantization: Quantization,
+    /// Candidates per hit rescored (used with a reduced quantization).
+    #[serde(default = "default_rescore_factor")]
+    pub rescore_factor: usize,
     /// Target rate asked for with `--rate`, observations per second (None: as fast as admitted).
     pub target_rate_per_s: Option<f64>,
     /// What the server's `/metrics` said, when `--metrics-url` was given.
@@ -150,6 +156,10 @@ pub struct ServerStats {
     /// `engram_storage_disk_bytes` after every observation was confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk_bytes_after: Option<u64>,
+}
+
+fn default_rescore_factor() -> usize {
+    engram_engine::DEFAULT_RESCORE_FACTOR
 }
 
 #[cfg(test)]

@@ -1,0 +1,167 @@
+//! The engine in process, on the durable path: the ingest rate until searchable, resident
+//! memory per vector, and recall@10 with query time at several `ef_search` values, for one
+//! space `quantization`, as one JSON object on stdout.
+//!
+//! ```sh
+//! cargo run --release -p engram-benches --example engine_sweep -- DATASET QUANTIZATION [DURABILITY] [EFS]
+//! # e.g. minilm-384-stdlib i8 fsync 32,64,96,128,192,256
+//! ```
+//! Opens an engine (2 workers, embedded defaults) on a fresh data directory under the system
+//! temp directory with `DURABILITY` (`fsync`, the default, `os` or `none`), creates a space
+//! with the defaults (cosine, `M` 16, `ef_construction` 200) and `QUANTIZATION` (`none`, `f16`,
+//! `bf16`, `i8`; rescore factor the default), and submits every base vector (with `base.txt` as
+//! content where the set has it) in batches of 100 with up to 16 in flight, each acknowledged
+//! INDEXED (which implies DURABLE). The rate is observations over the time until the last one
+//! is indexed. Then every query runs through `Engine::recall` on one thread (validation,
+//! normalisation, the search, rescoring and the content read included) at each `ef_search`,
+//! scored against `groundtruth.ivecs`.
+//!
+//! Memory: resident growth over the whole ingest divided by the vectors (includes the store's
+//! fixed memtable and block cache), and over the second half only (the marginal cost per
+//! vector, with the fixed parts mostly paid in the first half).
+
+use engram_benches::{data_dir, read_data};
+use engram_dataset as dataset;
+use engram_engine::{
+    AckLevel, Batch, Durability, Engine, EngineConfig, IndexedWaiter, Observation, Priority, Quantization, SpaceParams,
+    StorageConfig,
+};
+use engram_telemetry::{Telemetry, TelemetryConfig};
+use std::collections::VecDeque;
+use std::time::Instant;
+
+/// Resident set size of this process, bytes (Linux `/proc/self/statm`).
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: engine_sweep DATASET QUANTIZATION [DURABILITY] [EFS]";
+    let name = args.next().expect(usage);
+    let quantization: Quantization =
+        args.next().expect(usage).parse().unwrap_or_else(|e: String| panic!("QUANTIZATION: {e}"));
+    let durability = match args.next().as_deref() {
+        None | Some("fsync") => Durability::Fsync,
+        Some("os") => Durability::Os,
+        Some("none") => Durability::None,
+        Some(other) => panic!("DURABILITY: fsync, os or none, not {other}"),
+    };
+    let efs: Vec<usize> = args
+        .next()
+        .map_or_else(|| "32,64,96,128,192,256".into(), |a| a)
+        .split(',')
+        .map(|e| e.parse().expect("EFS: comma-separated whole numbers"))
+        .collect();
+    let data = read_data(&name);
+    let dir = data_dir(&name);
+    let text = dataset::read_lines(&dir.join("base.txt")).ok();
+    let gt = dataset::read_ivecs(&dir.join("groundtruth.ivecs")).unwrap_or_else(|e| panic!("{e}"));
+    let k = 10;
+    let n = data.base.len();
+
+    let data_dir = std::env::temp_dir().join(format!("engram-engine-sweep-{}", std::process::id()));
+    let storage = StorageConfig { checkpoint_interval_s: 60, ..StorageConfig::at(&data_dir, durability) };
+    let config = EngineConfig { workers: 2, ..EngineConfig::default() };
+    let engine = Engine::open(config, &storage, Telemetry::new(TelemetryConfig::default())).unwrap();
+    while !engine.is_ready() {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let params = SpaceParams { quantization, max_elements: n, ..SpaceParams::with_dim(data.base.dim) };
+    engine.create_space("sweep", params).unwrap();
+
+    let rss_before = rss_bytes();
+    let mut rss_half = None;
+    let started = Instant::now();
+    let mut in_flight: VecDeque<IndexedWaiter> = VecDeque::new();
+    for start in (0..n).step_by(100) {
+        let observations = (start..(start + 100).min(n))
+            .map(|i| Observation {
+                id: i as u64,
+                embedding: data.base.row(i).to_vec(),
+                content: text.as_ref().map(|t| t[i].clone()),
+            })
+            .collect();
+        let batch = Batch { upsert: false, priority: Priority::Normal, observations };
+        let admitted = loop {
+            match engine.submit("sweep", batch.clone(), AckLevel::Indexed) {
+                Ok(a) => break a,
+                // Backpressure: wait for the oldest batch, then send again.
+                Err(_) if !in_flight.is_empty() => {
+                    in_flight.pop_front().unwrap().wait_blocking();
+                }
+                Err(e) => panic!("submit: {e}"),
+            }
+        };
+        in_flight.push_back(admitted.indexed.expect("INDEXED asked"));
+        while in_flight.len() > 16 {
+            assert_eq!(in_flight.pop_front().unwrap().wait_blocking().failed, 0);
+        }
+        if rss_half.is_none() && start + 100 >= n / 2 {
+            for w in in_flight.drain(..) {
+                assert_eq!(w.wait_blocking().failed, 0);
+            }
+            rss_half = Some((rss_bytes(), (start + 100).min(n)));
+        }
+    }
+    for w in in_flight.drain(..) {
+        assert_eq!(w.wait_blocking().failed, 0);
+    }
+    let ingest_seconds = started.elapsed().as_secs_f64();
+    let rss_after = rss_bytes();
+    let (rss_at_half, half) = rss_half.unwrap();
+    let info = engine.describe_space("sweep").unwrap();
+    assert_eq!(info.vectors, n);
+
+    let sweep: Vec<serde_json::Value> = efs
+        .iter()
+        .map(|&ef| {
+            let mut latencies = Vec::with_capacity(data.queries.len());
+            let mut total = 0.0;
+            for q in 0..data.queries.len() {
+                let t0 = Instant::now();
+                let hits = engine.recall("sweep", data.queries.row(q).to_vec(), k, Some(ef)).unwrap();
+                latencies.push(t0.elapsed().as_secs_f64());
+                let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                let truth: Vec<i32> = gt.row(q)[..k].to_vec();
+                total += dataset::recall_at_k(&ids, &truth, k);
+            }
+            latencies.sort_by(f64::total_cmp);
+            let mean = latencies.iter().sum::<f64>() / latencies.len() as f64;
+            serde_json::json!({
+                "ef_search": ef,
+                "recall_at_10": total / data.queries.len() as f64,
+                "query_ms_mean": mean * 1e3,
+                "query_ms_p50": latencies[latencies.len() / 2] * 1e3,
+                "query_ms_p99": latencies[(latencies.len() * 99 / 100).min(latencies.len() - 1)] * 1e3,
+            })
+        })
+        .collect();
+    let report = serde_json::json!({
+        "dataset": name,
+        "system": format!("engram-{}", quantization.as_str()),
+        "quantization": quantization.as_str(),
+        "rescore_factor": params.rescore_factor,
+        "durability": durability.as_str(),
+        "dim": data.base.dim,
+        "vectors": n,
+        "content": text.is_some(),
+        "m": params.m,
+        "ef_construction": params.ef_construction,
+        "ingest_seconds": ingest_seconds,
+        "ingest_per_s": n as f64 / ingest_seconds,
+        "queries": data.queries.len(),
+        "index_memory_bytes": info.memory_bytes,
+        "rss_growth_bytes_per_vector": rss_after.saturating_sub(rss_before) as f64 / n as f64,
+        "rss_growth_second_half_bytes_per_vector": rss_after.saturating_sub(rss_at_half) as f64 / (n - half) as f64,
+        "rss_after_bytes": rss_after,
+        "cores": std::thread::available_parallelism().map_or(1, |c| c.get()),
+        "sweep": sweep,
+    });
+    engine.shutdown(Some(std::time::Duration::from_secs(120)));
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    println!("{report}");
+}
