@@ -73,3 +73,83 @@ for s in SETS:
             o = load(p)
             print(f"| {s} | {b} | {o['threads']} | {o['pairs']} | {o['raw_median_per_s']:,} | {o['engine_median_per_s']:,} "
                   f"| {o['ratio_of_medians']:.3f} | {', '.join(f'{r:.3f}' for r in o['pair_ratios'])} |")
+
+QUANT = ["none", "f16", "bf16", "i8"]
+qdir = root / "quantization"
+rounds = sorted({int(p.name.split("-")[0][1:]) for p in qdir.glob("r*-*.json")}) if qdir.exists() else []
+if rounds:
+    def q_report(r, s, what):
+        p = qdir / f"r{r}-{s}-{what}.json"
+        return load(p) if p.exists() else None
+
+    print("\n### Quantization: ingest until searchable, side by side (benches/scripts/quantization-bench.sh)\n")
+    print("| data set | round | hnswlib raw insert/s (2 threads) | engine in process, fsync: none / f16 / bf16 / i8 "
+          "| `load` over gRPC, fsync, INDEXED: none / f16 / bf16 / i8 | gRPC i8 ÷ hnswlib | gRPC recall@10 ef 128: none / f16 / bf16 / i8 | hnswlib recall@10 ef 128 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in SETS:
+        for r in rounds:
+            h = q_report(r, s, "hnswlib")
+            eng = [q_report(r, s, f"engine-{q}") for q in QUANT]
+            grpc = [q_report(r, s, f"grpc-{q}") for q in QUANT]
+            if h is None or None in eng or None in grpc:
+                continue
+            h128 = {x["ef_search"]: x for x in h["sweep"]}[128]["recall_at_10"]
+            in_process = " / ".join(format(e["ingest_per_s"], ",.0f") for e in eng)
+            over_grpc = " / ".join(format(g["ingest_rate_per_s"], ",.0f") for g in grpc)
+            recalls = " / ".join(format(g["recall_at_10"], ".4f") for g in grpc)
+            print(f"| {s} | {r} | {h['insert_per_s']:,.0f} | {in_process} | {over_grpc} "
+                  f"| {grpc[3]['ingest_rate_per_s'] / h['insert_per_s']:.2f} | {recalls} | {h128:.4f} |")
+
+    last = rounds[-1]
+    print(f"\n### Quantization: recall@10 / mean query time at each ef_search (round {last}; the engine through `Engine::recall`, one thread)\n")
+    print("| data set | system | " + " | ".join(f"ef {e}" for e in [32, 64, 96, 128, 192, 256]) + " |")
+    print("|---|---|" + "---|" * 6)
+    for s in SETS:
+        systems = [("hnswlib", q_report(last, s, "hnswlib"))] + [(f"engram {q}", q_report(last, s, f"engine-{q}")) for q in QUANT]
+        for name, rep in systems:
+            if rep is None:
+                continue
+            cells = [f"{x['recall_at_10']:.4f} / {x['query_ms_mean']:.3f} ms" for x in rep["sweep"]]
+            print(f"| {s} | {name} | " + " | ".join(cells) + " |")
+
+    print(f"\n### Quantization: query time at equal recall (round {last}: the smallest swept ef_search reaching hnswlib's recall@10 at ef 64 and at ef 128)\n")
+    print("| data set | recall@10 ≥ | hnswlib | engram none | engram f16 | engram bf16 | engram i8 | i8 ÷ hnswlib |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def at_recall(rep, target):
+        for x in rep["sweep"]:
+            if x["recall_at_10"] >= target - 1e-9:
+                return x
+        return None
+
+    for s in SETS:
+        h = q_report(last, s, "hnswlib")
+        eng = [q_report(last, s, f"engine-{q}") for q in QUANT]
+        if h is None or None in eng:
+            continue
+        for ef in (64, 128):
+            target = {x["ef_search"]: x for x in h["sweep"]}[ef]["recall_at_10"]
+            cells = []
+            for rep in [h] + eng:
+                x = at_recall(rep, target)
+                cells.append(f"{x['query_ms_mean']:.3f} ms (ef {x['ef_search']})" if x else "not reached")
+            hx, ix = at_recall(h, target), at_recall(eng[3], target)
+            ratio = f"{ix['query_ms_mean'] / hx['query_ms_mean']:.2f}" if hx and ix else "–"
+            print(f"| {s} | {target:.4f} | " + " | ".join(cells) + f" | {ratio} |")
+
+    print(f"\n### Quantization: memory per vector (round {last}; the engine in process, content in the store)\n")
+    print("| data set | system | index bytes/vector (accounting) | RSS growth bytes/vector, second half | ÷ raw f32 vector | RSS growth bytes/vector, whole ingest |")
+    print("|---|---|---|---|---|---|")
+    for s in SETS:
+        h = q_report(last, s, "hnswlib")
+        if h is not None:
+            raw = h["dim"] * 4
+            print(f"| {s} | hnswlib | – | – | – | {h['rss_growth_bytes_per_vector']:,.0f} |")
+        for q in QUANT:
+            e = q_report(last, s, f"engine-{q}")
+            if e is None:
+                continue
+            raw = e["dim"] * 4
+            half = e["rss_growth_second_half_bytes_per_vector"]
+            print(f"| {s} | engram {q} | {e['index_memory_bytes'] / e['vectors']:,.0f} | {half:,.0f} | {half / raw:.2f} "
+                  f"| {e['rss_growth_bytes_per_vector']:,.0f} |")

@@ -48,7 +48,9 @@ pub fn read_data(name: &str) -> Data {
 
 /// The parameters every benchmark uses: the engine's defaults for a space (cosine, `M` 16,
 /// `ef_construction` 200), `ef_search` 64 (the value the benchmarks search at; a space's default
-/// is 128), room for `n` vectors and `threads` concurrent callers.
+/// is 128), room for `n` vectors and `threads` concurrent callers, vectors held as `f32`
+/// (quantization `none`: the raw backends, whose scores are exact without rescoring; the
+/// engine's reduced kinds are measured by `examples/engine_sweep.rs`).
 pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> IndexParams {
     let space = SpaceParams::with_dim(dim);
     IndexParams {
@@ -58,7 +60,7 @@ pub fn index_params(kind: IndexKind, dim: usize, n: usize, threads: usize) -> In
         m: space.m,
         ef_construction: space.ef_construction,
         ef_search: 64,
-        quantization: space.quantization,
+        quantization: engram_engine::Quantization::None,
         max_elements: n,
         threads,
     }

@@ -47,12 +47,13 @@ pub struct SpaceParams {
     /// small part is reserved up front; the index grows as vectors arrive.
     #[serde(default = "default_max_elements")]
     pub max_elements: usize,
-    /// The scalar type the index holds vectors in: `"none"` (`f32`, default), `"f16"`,
-    /// `"bf16"` or `"i8"` (usearch only; `i8` only with cosine). With a reduced type the full
-    /// `f32` vector is kept beside the content and recall rescores from it (see
-    /// [`Quantization`]).
-    #[serde(default)]
-    pub quantization: Quantization,
+    /// The scalar type the index holds vectors in: `"none"` (`f32`), `"f16"`, `"bf16"` or
+    /// `"i8"` (usearch only; `i8` only with cosine). With a reduced type the full `f32` vector
+    /// is kept beside the content and recall rescores from it (see [`Quantization`]). Absent
+    /// (`None`): the default for the index and metric, [`SpaceParams::quantization`]; a
+    /// created space stores and describes the resolved value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
     /// With a reduced `quantization`, how many candidates per wanted hit recall takes from the
     /// graph and rescores exactly (1 to 16): `k × rescore_factor`. Default
     /// [`DEFAULT_RESCORE_FACTOR`]. Ignored with `"none"`.
@@ -89,10 +90,43 @@ impl SpaceParams {
             m: self.m,
             ef_construction: self.ef_construction,
             ef_search: self.ef_search,
-            quantization: self.quantization,
+            quantization: self.quantization(),
             max_elements: self.max_elements,
             threads,
         }
+    }
+
+    /// The scalar type the index holds vectors in: the one asked for, or the default for the
+    /// index and metric: `i8` for cosine on usearch (unit vectors fit its ±1 range), `bf16` for
+    /// L2 and dot on usearch (the range of `f32`, unlike `f16`), `none` on hnsw_rs (it holds
+    /// `f32` only). Why these: docs/benchmarks.md, "Quantization" (on both shared data sets
+    /// `i8` with rescoring ingests faster, answers as fast or faster at equal recall@10 and
+    /// holds less than `f32`).
+    pub fn quantization(&self) -> Quantization {
+        self.quantization.unwrap_or(match (self.index, self.metric) {
+            (IndexKind::HnswRs, _) => Quantization::None,
+            (IndexKind::Usearch, Metric::Cosine) => Quantization::I8,
+            (IndexKind::Usearch, Metric::L2 | Metric::Dot) => Quantization::Bf16,
+        })
+    }
+
+    /// These parameters with the default quantization made explicit (what a created space
+    /// stores and describes).
+    pub fn resolved(self) -> Self {
+        Self { quantization: Some(self.quantization()), ..self }
+    }
+
+    /// Parameters as stored with a space (or in a snapshot's header). A space stored before
+    /// quantization existed has no `quantization` and holds `f32` vectors: it reads as
+    /// `"none"`, not as today's default.
+    ///
+    /// # Errors
+    /// serde's, when the value is not a space's parameters.
+    pub(crate) fn from_stored(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        if let Some(map) = value.as_object_mut() {
+            map.entry("quantization").or_insert_with(|| serde_json::Value::from("none"));
+        }
+        serde_json::from_value(value)
     }
 
     /// Parameters with the documented defaults for a dimension.
@@ -105,7 +139,7 @@ impl SpaceParams {
             ef_construction: default_ef_construction(),
             ef_search: default_ef_search(),
             max_elements: default_max_elements(),
-            quantization: Quantization::None,
+            quantization: None,
             rescore_factor: DEFAULT_RESCORE_FACTOR,
         }
     }
@@ -130,23 +164,24 @@ impl SpaceParams {
         range("ef_search", self.ef_search, 1, 4096)?;
         range("max_elements", self.max_elements, 1, config.max_space_elements)?;
         range("rescore_factor", self.rescore_factor, 1, 16)?;
-        if self.quantization.is_reduced() && self.index != IndexKind::Usearch {
+        let quantization = self.quantization();
+        if quantization.is_reduced() && self.index != IndexKind::Usearch {
             return Err(EngineError::invalid(
                 "quantization",
                 format!(
                     "{} needs the usearch index: {} holds f32 vectors only (use \"none\")",
-                    self.quantization.as_str(),
+                    quantization.as_str(),
                     self.index.as_str()
                 ),
             ));
         }
-        if self.quantization == Quantization::I8 && self.metric != Metric::Cosine {
+        if quantization == Quantization::I8 && self.metric != Metric::Cosine {
             return Err(EngineError::invalid(
                 "quantization",
                 "i8 holds values in [-1, 1] (x × 127), so it needs unit vectors: the cosine metric",
             ));
         }
-        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m, self.quantization);
+        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m, quantization);
         let needed = self.max_elements as f64 * per_vector;
         let budget = config.resolved_memory_budget();
         if needed > budget as f64 {
@@ -482,7 +517,7 @@ impl Space {
     /// store both were written with the operation's log record, and this is a no-op).
     pub(crate) fn set_content(&self, id: u64, vector: Option<&[f32]>, content: Option<Box<str>>) {
         if let Contents::Heap { map, bytes, vectors } = &self.contents {
-            if self.params.quantization.is_reduced() {
+            if self.params.quantization().is_reduced() {
                 match vector {
                     Some(v) => vectors.insert(id, v.into()),
                     None => vectors.remove(&id).map(|(_, v)| v),
@@ -505,7 +540,7 @@ impl Space {
     fn content(&self, id: u64) -> Result<Option<String>, EngineError> {
         match &self.contents {
             Contents::Heap { map, .. } => Ok(map.get(&id).map(|c| c.to_string())),
-            Contents::Stored(store) if self.params.quantization.is_reduced() => {
+            Contents::Stored(store) if self.params.quantization().is_reduced() => {
                 let mut vector = Vec::new();
                 Ok(store.kept(self.uid, id, self.params.dim, &mut vector)?.flatten())
             }
@@ -681,7 +716,7 @@ impl Space {
         let counts = |id: u64| if tail { self.graph_hit_counts(id) } else { self.is_live(id) };
         // A reduced index's hits are candidates: `rescore_factor` of them per wanted hit,
         // rescored from the full vectors.
-        let reduced = self.params.quantization.is_reduced();
+        let reduced = self.params.quantization().is_reduced();
         let fetch = if reduced { (k * self.params.rescore_factor).min(MAX_OVERFETCH) } else { k };
         let mut want = fetch;
         let found = loop {
@@ -740,6 +775,18 @@ mod tests {
     use super::*;
     use engram_telemetry::{Telemetry, TelemetryConfig};
     use std::sync::atomic::{AtomicBool as StdBool, AtomicUsize as StdUsize};
+
+    /// A space stored before quantization existed holds `f32` vectors: its stored parameters
+    /// read as `none`, not as today's default; stored explicit values are kept.
+    #[test]
+    fn stored_parameters_without_quantization_read_as_f32() {
+        let old = SpaceParams::from_stored(serde_json::json!({"dim": 4, "index": "usearch"})).unwrap();
+        assert_eq!(old.quantization, Some(Quantization::None));
+        let new = SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "i8"})).unwrap();
+        assert_eq!(new.quantization(), Quantization::I8);
+        assert_eq!(SpaceParams::with_dim(4).quantization(), Quantization::I8, "the default for cosine on usearch");
+        assert!(SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "i4"})).is_err());
+    }
 
     /// The checkpoint position read while operations are sequenced and their jobs applied on
     /// two threads in any order: it never decreases and never covers an operation with a job

@@ -56,7 +56,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
     assert_eq!(status.replayed_observations, 0, "{status:?}");
     assert_eq!(status.corrupt_records, 0);
     let info = engine.describe_space("m").unwrap();
-    assert_eq!(info.params, params);
+    assert_eq!(info.params, params.resolved());
     assert_eq!(info.vectors, n);
     for i in (0..n).step_by(97) {
         let hits = engine.recall("m", base.row(i).to_vec(), 1, None).unwrap();

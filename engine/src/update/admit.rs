@@ -431,7 +431,7 @@ impl Admitter {
     ) -> Result<(Seq, Option<DurableWaiter>), EngineError> {
         match &self.store {
             Some(store) => {
-                let keep = space.params.quantization.is_reduced();
+                let keep = space.params.quantization().is_reduced();
                 store.append(space.uid, space.params.dim, op, keep, on_seq).map(|(seq, w)| (seq, Some(w)))
             }
             None => {

@@ -203,6 +203,8 @@ impl UpdateHandler {
         self.serving()?;
         validate_space_name(name)?;
         params.validate(&self.config)?;
+        // The space stores, describes and compares its quantization made explicit.
+        let params = params.resolved();
         let created = self.registry.update(|spaces| {
             if let Some(existing) = spaces.get(name) {
                 return if existing.params == params {

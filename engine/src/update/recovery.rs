@@ -271,7 +271,7 @@ impl Recovery {
         self.spaces.store(stored.len(), Ordering::Release);
         let mut spaces = Vec::with_capacity(stored.len());
         for (name, s) in stored {
-            let params = serde_json::from_value(s.params).map_err(|e| EngineError::Storage {
+            let params = crate::SpaceParams::from_stored(s.params).map_err(|e| EngineError::Storage {
                 kind: crate::error::StorageErrorKind::Io,
                 message: format!("the stored parameters of space `{name}` do not parse: {e}"),
             })?;

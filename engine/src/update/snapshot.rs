@@ -266,7 +266,7 @@ impl UpdateHandler {
         }
         snapshot::verify(&path).map_err(invalid)?;
         let (mut reader, header) = Reader::open(&path).map_err(invalid)?;
-        let params: SpaceParams = serde_json::from_value(header.params.clone())
+        let params = SpaceParams::from_stored(header.params.clone())
             .map_err(|e| invalid(format!("its space parameters do not parse: {e}")))?;
         params.validate(&self.config)?;
         self.check_name_free(name)?;
@@ -362,7 +362,7 @@ impl UpdateHandler {
         // records, whose upserts without content clear it).
         let dim = params.dim;
         // A space with reduced index vectors keeps each id's full vector with its content.
-        let keep = params.quantization.is_reduced();
+        let keep = params.quantization().is_reduced();
         let record_limit = (self.config.max_batch_observations * (dim * 4 + 64) + 64) as u64;
         let mut last = None;
         let mut previous = header.checkpoint;

@@ -57,10 +57,11 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
         }
     };
     let quantization = match proto::Quantization::try_from(p.quantization) {
-        Ok(proto::Quantization::Unspecified | proto::Quantization::None) => Quantization::None,
-        Ok(proto::Quantization::F16) => Quantization::F16,
-        Ok(proto::Quantization::Bf16) => Quantization::Bf16,
-        Ok(proto::Quantization::I8) => Quantization::I8,
+        Ok(proto::Quantization::Unspecified) => None,
+        Ok(proto::Quantization::None) => Some(Quantization::None),
+        Ok(proto::Quantization::F16) => Some(Quantization::F16),
+        Ok(proto::Quantization::Bf16) => Some(Quantization::Bf16),
+        Ok(proto::Quantization::I8) => Some(Quantization::I8),
         Err(_) => {
             return Err(invalid("params.quantization", format!("unknown value {}", p.quantization)));
         }
@@ -118,7 +119,7 @@ pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
             ef_search: i.params.ef_search as u32,
             max_elements: i.params.max_elements as u64,
             index: proto::IndexBackend::from(i.params.index) as i32,
-            quantization: proto::Quantization::from(i.params.quantization) as i32,
+            quantization: proto::Quantization::from(i.params.quantization()) as i32,
             rescore_factor: i.params.rescore_factor as u32,
         }),
         vectors: i.vectors as u64,

@@ -74,7 +74,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         queries: Some(60),
         no_content: false,
         index: "usearch".into(),
-        quantization: "none".into(),
+        quantization: None,
         rescore_factor: None,
         metrics_url: None,
         report: report.to_path_buf(),

@@ -60,7 +60,7 @@ impl<'a> Grpc<'a> {
                     metric: proto::Metric::Cosine as i32,
                     max_elements: params.max_elements as u64,
                     index: proto::IndexBackend::from(params.index) as i32,
-                    quantization: proto::Quantization::from(params.quantization) as i32,
+                    quantization: params.quantization.map_or(0, |q| proto::Quantization::from(q) as i32),
                     rescore_factor: params.rescore_factor as u32,
                     ..Default::default()
                 }),

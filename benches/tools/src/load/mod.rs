@@ -115,9 +115,10 @@ pub struct LoadArgs {
     /// Index backend of the space the load creates: usearch or hnsw_rs (default: the engine's).
     #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
     pub index: String,
-    /// Scalar type of the space's index vectors: none, f16, bf16 or i8 (usearch only).
-    #[arg(long, default_value = "none")]
-    pub quantization: String,
+    /// Scalar type of the space's index vectors: none, f16, bf16 or i8 (usearch only; default:
+    /// the engine's for the index and metric).
+    #[arg(long)]
+    pub quantization: Option<String>,
     /// Candidates per hit rescored with a reduced quantization (default: the engine's).
     #[arg(long)]
     pub rescore_factor: Option<usize>,
@@ -268,8 +269,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let data = load_data(&args)?;
     let space = args.space.clone().unwrap_or_else(|| data.name.clone());
     let index: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
-    let quantization: Quantization =
-        args.quantization.parse().map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
+    let quantization: Option<Quantization> = args
+        .quantization
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
     let defaults = SpaceParams::with_dim(data.base.dim);
     let params = SpaceParams {
         index,
@@ -361,7 +366,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .as_ref()
             .map_or(0.0, |c| c.iter().map(|t| t.len() as f64).sum::<f64>() / c.len().max(1) as f64),
         index,
-        quantization,
+        quantization: params.quantization(),
         rescore_factor: params.rescore_factor,
         target_rate_per_s: args.rate,
         server_stats,
