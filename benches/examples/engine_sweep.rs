@@ -55,7 +55,7 @@ fn main() {
     };
     let efs: Vec<usize> = args
         .next()
-        .map_or_else(|| "32,64,96,128,192,256".into(), |a| a)
+        .unwrap_or_else(|| "32,64,96,128,192,256".into())
         .split(',')
         .map(|e| e.parse().expect("EFS: comma-separated whole numbers"))
         .collect();
