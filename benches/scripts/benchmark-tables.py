@@ -153,3 +153,47 @@ if rounds:
             half = e["rss_growth_second_half_bytes_per_vector"]
             print(f"| {s} | engram {q} | {e['index_memory_bytes'] / e['vectors']:,.0f} | {half:,.0f} | {half / raw:.2f} "
                   f"| {e['rss_growth_bytes_per_vector']:,.0f} |")
+
+rdir = root / "rescore"
+if rdir.exists():
+    print("\n### Quantization: rescore factor (i8, the engine in process on the durable path; benches/examples/engine_sweep.rs with RESCORE_FACTOR)\n")
+    print("| data set | rescore_factor | recall@10 / query ms, ef 64 | ef 128 | ef 192 |")
+    print("|---|---|---|---|---|")
+    for s in SETS:
+        for f in sorted(int(p.stem.rsplit("-rf", 1)[1]) for p in rdir.glob(f"{s}-rf*.json")):
+            r = load(rdir / f"{s}-rf{f}.json")
+            cells = [f"{x['recall_at_10']:.4f} / {x['query_ms_mean']:.3f}" for x in r["sweep"]]
+            print(f"| {s} | {f} | " + " | ".join(cells) + " |")
+
+pdir = root / "query-pairs"
+if pdir.exists():
+    print("\n### Quantization: query time at equal recall, alternating pairs (benches/scripts/query-pairs.sh; i8, the engine through `Engine::recall`)\n")
+    print("| data set | pair | recall@10 ≥ (hnswlib at ef 64) | hnswlib | engram i8 | ratio | recall@10 ≥ (hnswlib at ef 128) | hnswlib | engram i8 | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+
+    def reach(rep, target):
+        return next((x for x in rep["sweep"] if x["recall_at_10"] >= target - 1e-9), None)
+
+    for s in SETS:
+        pairs = sorted(int(p.name.split("-")[0][1:]) for p in pdir.glob(f"p*-{s}-hnswlib.json"))
+        ratios = {64: [], 128: []}
+        for n in pairs:
+            e_path = pdir / f"p{n}-{s}-engine-i8.json"
+            if not e_path.exists():
+                continue
+            h, e = load(pdir / f"p{n}-{s}-hnswlib.json"), load(e_path)
+            cells = []
+            for ef in (64, 128):
+                target = {x["ef_search"]: x for x in h["sweep"]}[ef]["recall_at_10"]
+                hx, ex = reach(h, target), reach(e, target)
+                if ex is None:
+                    cells += [f"{target:.4f}", f"{hx['query_ms_mean']:.3f} ms (ef {hx['ef_search']})", "not reached", "–"]
+                    continue
+                ratio = ex["query_ms_mean"] / hx["query_ms_mean"]
+                ratios[ef].append(ratio)
+                cells += [f"{target:.4f}", f"{hx['query_ms_mean']:.3f} ms (ef {hx['ef_search']})",
+                          f"{ex['query_ms_mean']:.3f} ms (ef {ex['ef_search']})", f"{ratio:.2f}"]
+            print(f"| {s} | {n} | " + " | ".join(cells) + " |")
+        if ratios[64] and ratios[128]:
+            med = {ef: sorted(r)[len(r) // 2] for ef, r in ratios.items()}
+            print(f"| {s} | median | | | | {med[64]:.2f} | | | | {med[128]:.2f} |")

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Query time at equal recall, engine against hnswlib, in alternating pairs (the machine's noise
+# moves single runs by up to 2x; a ratio within a pair is steadier): PAIRS times, hnswlib raw
+# (benches/scripts/hnswlib-raw.py) then the engine in process with QUANTIZATION
+# (benches/examples/engine_sweep.rs, fsync), both sweeping ef 32..256 with 3 passes each.
+#
+# Usage: benches/scripts/query-pairs.sh OUT DATASET [PAIRS] [QUANTIZATION]   (defaults 3, i8)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=$1 dataset=$2 pairs=${3:-3} q=${4:-i8}
+data_root=${ENGRAM_DATA_DIR:-../shared/data}
+venv=${VENV:-target/bench-venv}
+mkdir -p "$out"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q numpy hnswlib==0.8.0
+cargo build --release -p engram-benches --example engine_sweep
+for p in $(seq 1 "$pairs"); do
+  ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" >"$out/p$p-$dataset-hnswlib.json"
+  target/release/examples/engine_sweep "$dataset" "$q" fsync >"$out/p$p-$dataset-engine-$q.json"
+  echo "pair $p $dataset done"
+done
