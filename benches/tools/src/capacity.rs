@@ -57,9 +57,9 @@ pub struct CapacityArgs {
     #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
     pub index: String,
     /// Scalar type of the index vectors (reports with this quantization are used): none, f16,
-    /// bf16 or i8.
-    #[arg(long, default_value = "none")]
-    pub quantization: String,
+    /// bf16 or i8. Default: whatever the matching reports have, if they agree.
+    #[arg(long)]
+    pub quantization: Option<String>,
     /// Seconds of the target rate the queue must absorb while workers fall behind.
     #[arg(long, default_value_t = 30.0)]
     pub buffer_seconds: f64,
@@ -224,28 +224,39 @@ pub fn plan(
         bail!("--buffer-seconds must be a positive number, got {}", args.buffer_seconds);
     }
     let kind: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
-    let quantization: engram_engine::Quantization =
-        args.quantization.parse().map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
+    let asked: Option<engram_engine::Quantization> = args
+        .quantization
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
     let usable: Vec<Usable<'_>> = reports
         .iter()
-        .filter(|(_, r)| r.dim == args.dim && r.index == kind && r.quantization == quantization && r.lost == 0)
+        .filter(|(_, r)| {
+            r.dim == args.dim && r.index == kind && asked.is_none_or(|q| r.quantization == q) && r.lost == 0
+        })
         .filter_map(|(src, r)| Some((src.as_str(), r, r.server_stats.as_ref()?)))
         .collect();
+    let wanted = asked.map_or("any quantization", |q| q.as_str());
     if usable.is_empty() {
         let seen: Vec<String> = reports
             .iter()
             .map(|(s, r)| format!("{s} (dim {}, {}, {})", r.dim, r.index.as_str(), r.quantization.as_str()))
             .collect();
         bail!(
-            "no report at dim {} with index {}, quantization {} and server stats (run `engram-stream load --index {} \
-             --quantization {} --metrics-url ...` on a data set of that dimension); given: {}",
+            "no report at dim {} with index {}, {wanted}, and server stats (run `engram-stream load --index {} \
+             --metrics-url ...` on a data set of that dimension); given: {}",
             args.dim,
             kind.as_str(),
-            quantization.as_str(),
             kind.as_str(),
-            quantization.as_str(),
             seen.join(", ")
         );
+    }
+    let mut kinds: Vec<&str> = usable.iter().map(|(_, r, _)| r.quantization.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.len() > 1 {
+        bail!("the reports hold spaces of several quantizations ({}): pick one with --quantization", kinds.join(", "));
     }
     let saturated: Vec<Usable<'_>> = usable.iter().copied().filter(|(_, r, _)| r.target_rate_per_s.is_none()).collect();
     let rate_per_worker = pick(
@@ -573,7 +584,7 @@ mod tests {
             target_rate: target,
             dim: 384,
             index: "usearch".into(),
-            quantization: "none".into(),
+            quantization: None,
             buffer_seconds: 30.0,
             headroom: 0.25,
             vectors: Some(1_000_000),
@@ -651,12 +662,15 @@ mod tests {
         let other_dim = vec![("g.json".to_owned(), LoadReport { dim: 50, ..report(1.0, None, 2, 1) })];
         let e = plan(&args(1000.0), &other_dim, None).unwrap_err().to_string();
         assert!(e.contains("no report at dim 384") && e.contains("g.json (dim 50, usearch, none)"), "{e}");
-        let other_quantization = vec![(
-            "q.json".to_owned(),
-            LoadReport { quantization: engram_engine::Quantization::I8, ..report(1.0, None, 2, 1) },
-        )];
-        let e = plan(&args(1000.0), &other_quantization, None).unwrap_err().to_string();
-        assert!(e.contains("quantization none") && e.contains("q.json (dim 384, usearch, i8)"), "{e}");
+        let i8_report = LoadReport { quantization: engram_engine::Quantization::I8, ..report(1000.0, None, 2, 1) };
+        let only_i8 = vec![("q.json".to_owned(), i8_report.clone())];
+        let none = CapacityArgs { quantization: Some("none".into()), ..args(1000.0) };
+        let e = plan(&none, &only_i8, None).unwrap_err().to_string();
+        assert!(e.contains("none, and server stats") && e.contains("q.json (dim 384, usearch, i8)"), "{e}");
+        assert!(plan(&args(1000.0), &only_i8, None).is_ok(), "without --quantization the reports' own is used");
+        let mixed = vec![("q.json".to_owned(), i8_report), ("r.json".to_owned(), report(1000.0, None, 2, 1))];
+        let e = plan(&args(1000.0), &mixed, None).unwrap_err().to_string();
+        assert!(e.contains("several quantizations (i8, none)"), "{e}");
         let ok = vec![("r.json".to_owned(), report(1000.0, None, 2, 1))];
         assert!(plan(&args(-1.0), &ok, None).unwrap_err().to_string().contains("--target-rate"));
         assert!(
