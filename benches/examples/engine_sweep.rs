@@ -27,7 +27,7 @@
 //! fixed memtable and block cache), and over the second half only (the marginal cost per
 //! vector, with the fixed parts mostly paid in the first half).
 
-use engram_benches::{data_dir, read_data};
+use engram_benches::{data_dir, read_data, rss_bytes};
 use engram_dataset as dataset;
 use engram_engine::{
     AckLevel, Batch, Durability, Engine, EngineConfig, IndexedWaiter, Observation, Priority, Quantization, SpaceParams,
@@ -36,13 +36,6 @@ use engram_engine::{
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::collections::VecDeque;
 use std::time::Instant;
-
-/// Resident set size of this process, bytes (Linux `/proc/self/statm`).
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4096
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -13,17 +13,10 @@
 //! list of `ef_search` values, adds a `sweep` of recall@10 and query latency at each, for
 //! comparing backends at equal recall.
 
-use engram_benches::{build, data_dir, exact_top_k, index_params, read_data, recall};
+use engram_benches::{build, data_dir, exact_top_k, index_params, read_data, recall, rss_bytes};
 use engram_dataset as dataset;
 use engram_engine::index::IndexKind;
 use std::time::Instant;
-
-/// Resident set size of this process, bytes (Linux `/proc/self/statm`).
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
-    pages * 4096
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -19,6 +19,13 @@ use engram_engine::SpaceParams;
 use engram_engine::index::{self, IndexKind, IndexParams, VectorIndex};
 use std::path::PathBuf;
 
+/// Resident set size of this process, bytes (Linux `/proc/self/statm`; 0 where it cannot be read).
+pub fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
+}
+
 /// Directory of a shared data set (see [`engram_dataset::shared_data_dir`]).
 ///
 /// # Panics

@@ -109,21 +109,6 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     engine.shutdown(Some(Duration::from_secs(60)));
 }
 
-/// Copies `from` to `to` recursively (a crash image of a running engine's data directory: what
-/// the OS holds at that moment).
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // A file removed meanwhile (a checkpoint replaced) is simply not in the image.
-            let _ = std::fs::copy(entry.path(), &target);
-        }
-    }
-}
-
 /// An engine on `dir` (`os` durability) that checkpoints a space after every 1,000 operations
 /// and never by time.
 fn checkpointing_every_1000_operations(dir: &std::path::Path) -> Engine {
@@ -153,7 +138,7 @@ fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() 
     let checkpoints = sample(&engine.telemetry().render(), "engram_storage_checkpoints_total").unwrap();
     assert!(checkpoints >= 3.0, "{checkpoints} checkpoints after 6,000 operations with a trigger at 1,000");
     // A crash image: the engine is still running.
-    copy_dir(&dir, &tmp.path().join("image"));
+    common::copy_dir(&dir, &tmp.path().join("image"));
     let recovered = common::open(&tmp.path().join("image"));
     let replayed = recovered.status().recovery.replayed_observations;
     println!("checkpoints {checkpoints}, replayed after the crash image {replayed} of 6,000");
@@ -228,7 +213,7 @@ fn hnsw_rs_tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_cra
         assert!(misses <= 10, "{when}: {misses} of 2,500 live ids not found first by their latest vector");
     };
     check(&engine, "after the compaction");
-    copy_dir(&dir, &tmp.path().join("image"));
+    common::copy_dir(&dir, &tmp.path().join("image"));
     let recovered = common::open(&tmp.path().join("image"));
     check(&recovered, "after a crash image taken after the compaction");
     let t = sample(&recovered.telemetry().render(), r#"engram_index_tombstones{memory_space="h"}"#).unwrap();
@@ -259,7 +244,7 @@ fn a_start_is_ready_before_its_replayed_tail_is_indexed_and_recall_scans_the_tai
     common::write_rows(&engine, "h", &base, 10_000..11_000, |i| (i - 10_000) as u64 * 6, true);
     let d = engine.delete("h", (0..6000).filter(|id| id % 6 == 1).collect(), AckLevel::Durable).unwrap();
     d.durable.unwrap().wait_blocking().unwrap();
-    copy_dir(&dir, &tmp.path().join("image"));
+    common::copy_dir(&dir, &tmp.path().join("image"));
     engine.shutdown(Some(Duration::from_secs(60)));
 
     let row = |id: u64| if id.is_multiple_of(6) { 10_000 + (id / 6) as usize } else { id as usize };

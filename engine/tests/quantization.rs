@@ -177,25 +177,10 @@ fn a_durable_reduced_space_keeps_full_vectors_through_upserts_deletes_restarts_a
 /// Copies the data directory of the running engine `e` as a crash would leave it (what the OS
 /// holds at that moment) to `into/crash`.
 fn crash_image(e: Engine, from: &std::path::Path, into: &std::path::Path) {
-    copy_dir(from, &into.join("crash"));
+    common::copy_dir(from, &into.join("crash"));
     drop(e);
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // A file removed meanwhile (a checkpoint replaced) is simply not in the image.
-            let _ = std::fs::copy(entry.path(), &target);
-        }
-    }
-}
-
-/// Without `quantization` a space gets the default for its index and metric, stored and
-/// described explicitly, and asking again with the resolved value is the same space.
 #[test]
 fn the_default_quantization_depends_on_index_and_metric_and_is_described_resolved() {
     let e = Engine::new(EngineConfig::default(), Telemetry::new(TelemetryConfig::default())).unwrap();

@@ -96,3 +96,18 @@ pub fn write_rows(
         assert_eq!(a.indexed.unwrap().wait_blocking().failed, 0);
     }
 }
+
+/// Copies `from` to `to` recursively (a crash image of a running engine's data directory: what
+/// the OS holds at that moment).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // A file removed meanwhile (a checkpoint replaced) is simply not in the image.
+            let _ = std::fs::copy(entry.path(), &target);
+        }
+    }
+}
