@@ -431,8 +431,19 @@ async fn a_sigterm_restart_brings_back_every_space_with_its_parameters_and_conte
         }
         before.push(recall_at_10(&http, &server.http, space, base, n, queries).await);
     }
-    let spaces_before: Value =
-        http.get(format!("{}/v1/spaces", server.http)).send().await.unwrap().json().await.unwrap();
+    // Inserts a checkpoint deferred were acknowledged INDEXED from the tail (searchable) and
+    // reach the index, and its `vectors` count, once the checkpoint's copy is done: wait for
+    // them (seen: 2,907 of 3,000 in the list right after the last ack).
+    let listed = std::time::Instant::now();
+    let spaces_before: Value = loop {
+        let v: Value = http.get(format!("{}/v1/spaces", server.http)).send().await.unwrap().json().await.unwrap();
+        let all_in = v["spaces"].as_array().unwrap().iter().all(|s| s["vectors"].as_u64() == Some(n as u64));
+        if all_in {
+            break v;
+        }
+        assert!(listed.elapsed() < Duration::from_secs(60), "the deferred inserts did not reach the index: {v}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
 
     let term = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().unwrap();
     assert!(term.success());
