@@ -29,12 +29,8 @@
 
 use engram_benches::{data_dir, read_data, rss_bytes};
 use engram_dataset as dataset;
-use engram_engine::{
-    AckLevel, Batch, Durability, Engine, EngineConfig, IndexedWaiter, Observation, Priority, Quantization, SpaceParams,
-    StorageConfig,
-};
+use engram_engine::{Durability, Engine, EngineConfig, Quantization, SpaceParams, StorageConfig};
 use engram_telemetry::{Telemetry, TelemetryConfig};
-use std::collections::VecDeque;
 use std::time::Instant;
 
 fn main() {
@@ -79,40 +75,11 @@ fn main() {
     let rss_before = rss_bytes();
     let mut rss_half = None;
     let started = Instant::now();
-    let mut in_flight: VecDeque<IndexedWaiter> = VecDeque::new();
-    for start in (0..n).step_by(100) {
-        let observations = (start..(start + 100).min(n))
-            .map(|i| Observation {
-                id: i as u64,
-                embedding: data.base.row(i).to_vec(),
-                content: text.as_ref().map(|t| t[i].clone()),
-            })
-            .collect();
-        let batch = Batch { upsert: false, priority: Priority::Normal, observations };
-        let admitted = loop {
-            match engine.submit("sweep", batch.clone(), AckLevel::Indexed) {
-                Ok(a) => break a,
-                // Backpressure: wait for the oldest batch, then send again.
-                Err(_) if !in_flight.is_empty() => {
-                    in_flight.pop_front().unwrap().wait_blocking();
-                }
-                Err(e) => panic!("submit: {e}"),
-            }
-        };
-        in_flight.push_back(admitted.indexed.expect("INDEXED asked"));
-        while in_flight.len() > 16 {
-            assert_eq!(in_flight.pop_front().unwrap().wait_blocking().failed, 0);
+    engram_benches::ingest_indexed(&engine, "sweep", &data.base, text.as_deref(), |indexed| {
+        if rss_half.is_none() && indexed >= n / 2 {
+            rss_half = Some((rss_bytes(), indexed));
         }
-        if rss_half.is_none() && start + 100 >= n / 2 {
-            for w in in_flight.drain(..) {
-                assert_eq!(w.wait_blocking().failed, 0);
-            }
-            rss_half = Some((rss_bytes(), (start + 100).min(n)));
-        }
-    }
-    for w in in_flight.drain(..) {
-        assert_eq!(w.wait_blocking().failed, 0);
-    }
+    });
     let ingest_seconds = started.elapsed().as_secs_f64();
     let rss_after = rss_bytes();
     let (rss_at_half, half) = rss_half.unwrap();

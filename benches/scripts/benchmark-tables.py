@@ -197,3 +197,18 @@ if pdir.exists():
         if ratios[64] and ratios[128]:
             med = {ef: sorted(r)[len(r) // 2] for ef, r in ratios.items()}
             print(f"| {s} | median | | | | {med[64]:.2f} | | | | {med[128]:.2f} |")
+
+tdir = root / "recall-rtt"
+if tdir.exists():
+    print("\n### Query path: what the gRPC `Recall` round trip adds (benches/examples/recall_rtt.rs; server and client in one process, loopback)\n")
+    print("| data set | quantization | ef_search | in process p50 | gRPC round trip p50 | added p50 (median of rounds) | rounds' added p50 | GetSpace round trip p50 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in SETS:
+        path = tdir / f"{s}.json"
+        if not path.exists():
+            continue
+        r = load(path)
+        med = lambda key: sorted(x[key] for x in r["rounds"])[len(r["rounds"]) // 2]
+        added = ", ".join(f"{x['added_ms_p50']:.2f}" for x in r["rounds"])
+        print(f"| {s} | {r['quantization']} | {r['ef_search']} | {med('in_process_ms_p50'):.3f} ms | {med('grpc_ms_p50'):.3f} ms "
+              f"| {r['added_ms_p50']:.3f} ms | {added} | {med('get_space_ms_p50'):.3f} ms |")

@@ -15,8 +15,9 @@
 //! `scripts/criterion-summary.py` turns them into the table in docs/benchmarks.md.
 
 use engram_dataset::{self as dataset, Vectors, recall_at_k};
-use engram_engine::SpaceParams;
 use engram_engine::index::{self, IndexKind, IndexParams, VectorIndex};
+use engram_engine::{AckLevel, Batch, Engine, IndexedWaiter, Observation, Priority, SpaceParams};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 
 /// Resident set size of this process, bytes (Linux `/proc/self/statm`; 0 where it cannot be read).
@@ -24,6 +25,57 @@ pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
     pages * 4096
+}
+
+/// Submits every row of `base` (`n × dim`) to `space` as observations `0..n` (with `text[i]` as
+/// content where given), in batches of 100 with up to 16 in flight, each acknowledged INDEXED,
+/// and returns once the last is. On backpressure it waits for the oldest batch in flight and
+/// sends again. `at_half(indexed)` runs once, with every batch sent so far indexed, when the
+/// count sent first reaches half of `n` (a point to sample memory at).
+///
+/// # Panics
+/// When the engine refuses a batch for another reason than backpressure, or fails an
+/// observation.
+pub fn ingest_indexed(
+    engine: &Engine,
+    space: &str,
+    base: &Vectors<f32>,
+    text: Option<&[String]>,
+    mut at_half: impl FnMut(usize),
+) {
+    let n = base.len();
+    let mut half_seen = false;
+    let mut in_flight: VecDeque<IndexedWaiter> = VecDeque::new();
+    for start in (0..n).step_by(100) {
+        let end = (start + 100).min(n);
+        let observations = (start..end)
+            .map(|i| Observation { id: i as u64, embedding: base.row(i).to_vec(), content: text.map(|t| t[i].clone()) })
+            .collect();
+        let batch = Batch { upsert: false, priority: Priority::Normal, observations };
+        let admitted = loop {
+            match engine.submit(space, batch.clone(), AckLevel::Indexed) {
+                Ok(a) => break a,
+                Err(_) if !in_flight.is_empty() => {
+                    assert_eq!(in_flight.pop_front().unwrap().wait_blocking().failed, 0);
+                }
+                Err(e) => panic!("submit: {e}"),
+            }
+        };
+        in_flight.push_back(admitted.indexed.expect("INDEXED asked"));
+        while in_flight.len() > 16 {
+            assert_eq!(in_flight.pop_front().unwrap().wait_blocking().failed, 0);
+        }
+        if !half_seen && end >= n / 2 {
+            half_seen = true;
+            for w in in_flight.drain(..) {
+                assert_eq!(w.wait_blocking().failed, 0);
+            }
+            at_half(end);
+        }
+    }
+    for w in in_flight.drain(..) {
+        assert_eq!(w.wait_blocking().failed, 0);
+    }
 }
 
 /// Directory of a shared data set (see [`engram_dataset::shared_data_dir`]).
