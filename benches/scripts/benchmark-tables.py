@@ -212,3 +212,28 @@ if tdir.exists():
         added = ", ".join(f"{x['added_ms_p50']:.2f}" for x in r["rounds"])
         print(f"| {s} | {r['quantization']} | {r['ef_search']} | {med('in_process_ms_p50'):.3f} ms | {med('grpc_ms_p50'):.3f} ms "
               f"| {r['added_ms_p50']:.3f} ms | {added} | {med('get_space_ms_p50'):.3f} ms |")
+
+sdir = root / "embedded-stores"
+if sdir.exists():
+    print("\n### Against the embedded stores (benches/scripts/embedded-stores.sh; one run side by side)\n")
+    print("| data set | round | system | ingest/s until searchable | ÷ best store | recall@10 | query p50 | resident after | resident growth |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    STORES = ["chromadb", "milvus-lite", "lancedb"]
+    for s in SETS:
+        rounds = sorted({int(p.name.split("-")[0][1:]) for p in sdir.glob(f"r*-{s}-engram.json")})
+        for n in rounds:
+            e = load(sdir / f"r{n}-{s}-engram.json")
+            rows = [("engram-stream (gRPC, fsync, i8)", e["ingest_rate_per_s"], e["recall_at_10"],
+                     e["recall_latency_seconds"]["p50"] * 1e3, e["server_stats"]["rss_bytes_after"],
+                     e["server_stats"]["rss_bytes_after"] - e["server_stats"]["rss_bytes_before"])]
+            for st in STORES:
+                p = sdir / f"r{n}-{s}-{st}.json"
+                if p.exists():
+                    r = load(p)
+                    rows.append((f"{st} {r['version'].split(', ')[0].removeprefix('milvus-lite ')}", r["ingest_per_s"],
+                                 r["recall_at_10"], r["query_ms_p50"], r["rss_after_bytes"], r["rss_growth_bytes"]))
+            best = max((r[1] for r in rows[1:]), default=None)
+            for name, rate, recall, p50, rss, growth in rows:
+                ratio = f"{rate / best:.2f}" if best else "–"
+                print(f"| {s} | {n} | {name} | {rate:,.0f} | {ratio} | {recall:.4f} | {p50:.2f} ms "
+                      f"| {rss / 2**20:,.0f} MiB | {growth / 2**20:,.0f} MiB |")

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Engram Stream against the embedded vector stores a user would pick instead (docs/benchmarks.md,
+# "Against the embedded stores"), one run side by side: per shared data set, `engram-stream load`
+# over gRPC against a fresh `engram-stream serve` (embedded defaults: fsync, 2 workers, i8;
+# acks INDEXED, which implies DURABLE), then ChromaDB, Milvus Lite and LanceDB in process
+# (benches/scripts/embedded-stores.py, in a virtualenv this script makes with the versions
+# pinned below). Each answers the same first QUERIES (default 500) queries one at a time.
+# ROUNDS (default 1) repeats the whole sequence.
+#
+# Usage: benches/scripts/embedded-stores.sh [OUT] [DATASETS] [STORES]
+#   defaults: docs/benchmarks/embedded-stores, "minilm-384-stdlib glove-50-angular-100k",
+#   "chromadb milvus-lite lancedb"
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-docs/benchmarks/embedded-stores}
+datasets=${2:-minilm-384-stdlib glove-50-angular-100k}
+stores=${3:-chromadb milvus-lite lancedb}
+rounds=${ROUNDS:-1}
+queries=${QUERIES:-500}
+data_root=${ENGRAM_DATA_DIR:-../shared/data}
+venv=${VENV:-target/stores-venv}
+mkdir -p "$out"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install -q numpy chromadb==1.5.9 lancedb==0.40.0 milvus-lite==3.2.2 pymilvus==3.0.2
+cargo build --release -p engram-server -p engram-tools
+bin=target/release/engram-stream
+http=127.0.0.1:18193
+grpc=127.0.0.1:15164
+source benches/scripts/lib.sh
+
+for round in $(seq 1 "$rounds"); do
+  for dataset in $datasets; do
+    name="r$round-$dataset-engram"
+    data=$(mktemp -d)
+    "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$data" >"$out/$name.serve.log" 2>&1 &
+    pid=$!
+    wait_ready >/dev/null
+    "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc \
+      --queries "$queries" --metrics-url "http://$http/metrics" --report "$out/$name.json" >"$out/$name.load.log" 2>&1 || {
+      echo "load $name failed:" >&2; tail -5 "$out/$name.load.log" >&2; exit 1
+    }
+    stop
+    rm -rf "$data"
+    echo "round $round $dataset engram: $(tail -1 "$out/$name.load.log")"
+    for store in $stores; do
+      ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/embedded-stores.py "$store" "$dataset" "$queries" \
+        >"$out/r$round-$dataset-$store.json" 2>"$out/r$round-$dataset-$store.log"
+      echo "round $round $dataset $store: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(round(r['ingest_per_s']), '/s, recall', round(r['recall_at_10'], 4), ', p50', round(r['query_ms_p50'], 2), 'ms')" "$out/r$round-$dataset-$store.json")"
+    done
+  done
+done
+rm -f "$out"/*.serve.log "$out"/*.load.log "$out"/*.log
