@@ -102,7 +102,22 @@ pub(crate) fn decode_kept<'a>(dim: usize, value: &'a [u8], vector: &mut Vec<f32>
     let bytes = r.take(dim * 4)?;
     vector.clear();
     vector.extend(bytes.as_chunks::<4>().0.iter().map(|b| f32::from_le_bytes(*b)));
-    let rest = &value[r.at..];
+    content_after(has_content, &value[r.at..])
+}
+
+/// The content of a value written by [`encode_kept`] for a space of dimension `dim`, without
+/// decoding the vector (for a read that wants the content only).
+///
+/// # Errors
+/// As [`decode_kept`]'s.
+pub(crate) fn kept_content(dim: usize, value: &[u8]) -> Result<Option<&str>, String> {
+    let mut r = Reader { buf: value, at: 0 };
+    let has_content = r.u8()?;
+    r.take(dim * 4)?;
+    content_after(has_content, &value[r.at..])
+}
+
+fn content_after(has_content: u8, rest: &[u8]) -> Result<Option<&str>, String> {
     match has_content {
         0 if rest.is_empty() => Ok(None),
         0 => Err(format!("{} bytes after a vector without content", rest.len())),
@@ -277,5 +292,28 @@ mod tests {
         let mut tag = out;
         tag[0] = 9;
         assert!(decode("s", 3, &tag).unwrap_err().contains("tag 9"));
+    }
+
+    /// A kept value decodes to its vector and content, the content alone reads the same without
+    /// the vector, and a cut or mislabelled value is refused, not misread.
+    #[test]
+    fn kept_values_round_trip_and_refuse_what_does_not_parse() {
+        let v = [0.25f32, -1.0, 3.5];
+        let mut out = Vec::new();
+        for content in [None, Some(""), Some("text ünïcode")] {
+            let value = encode_kept(&v, content);
+            assert_eq!(decode_kept(3, &value, &mut out).unwrap(), content);
+            assert_eq!(out, v);
+            assert_eq!(kept_content(3, &value).unwrap(), content);
+        }
+        let value = encode_kept(&v, Some("abc"));
+        assert!(kept_content(4, &value[..13]).unwrap_err().contains("cut short"));
+        assert!(kept_content(3, &value[..5]).unwrap_err().contains("cut short"));
+        let mut flagged = value.clone();
+        flagged[0] = 7;
+        assert!(kept_content(3, &flagged).unwrap_err().contains("unknown content flag 7"));
+        let mut no_flag = value.clone();
+        no_flag[0] = 0;
+        assert!(kept_content(3, &no_flag).unwrap_err().contains("3 bytes after a vector without content"));
     }
 }

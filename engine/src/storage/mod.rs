@@ -570,6 +570,22 @@ impl Store {
         Ok(Some(content.map(str::to_owned)))
     }
 
+    /// The content of observation `id` of space `uid`, whose index holds reduced vectors (the
+    /// vector beside it is not decoded); `Ok(None)` when the id is not live or has no content.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] when the store cannot be read or the value does not decode.
+    pub(crate) fn kept_content(&self, uid: u64, id: u64, dim: usize) -> Result<Option<String>, EngineError> {
+        let Some(v) = self.content_value(uid, id)? else {
+            return Ok(None);
+        };
+        let content = codec::kept_content(dim, &v).map_err(|reason| EngineError::Storage {
+            kind: StorageErrorKind::Io,
+            message: format!("the stored value of observation {id}: {reason}"),
+        })?;
+        Ok(content.map(str::to_owned))
+    }
+
     fn content_value(&self, uid: u64, id: u64) -> Result<Option<Slice>, EngineError> {
         self.core.handles()?.content.get(log_key(uid, id)).map_err(|e| storage_error("reading stored content", e))
     }
