@@ -66,7 +66,8 @@ pub use index::{IndexKind, Metric, Quantization};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{
-    DEFAULT_RECALL_K, DEFAULT_RESCORE_FACTOR, RecallHit, SpaceInfo, SpaceParams, StoredObservation, validate_space_name,
+    DEFAULT_RECALL_K, DEFAULT_RESCORE_FACTOR, REDUCED_DEFAULT_MIN_DIM, RecallHit, SpaceInfo, SpaceParams,
+    StoredObservation, validate_space_name,
 };
 #[cfg(feature = "fault-injection")]
 pub use storage::faults::Faults as StorageFaults;

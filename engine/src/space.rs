@@ -61,6 +61,13 @@ pub struct SpaceParams {
     pub rescore_factor: usize,
 }
 
+/// The fewest dimensions at which a usearch space holds reduced vectors by default
+/// ([`SpaceParams::quantization`]). Measured at 50 dimensions (GloVe: `f32` answers faster at
+/// equal recall@10) and at 384 (MiniLM: `i8` is faster to ingest and to query); interpolating
+/// the query-time difference between the two puts the break-even near 210 dimensions, and 256
+/// is the next common embedding size (docs/benchmarks.md, "Quantization").
+pub const REDUCED_DEFAULT_MIN_DIM: usize = 256;
+
 /// Default of [`SpaceParams::rescore_factor`] (docs/benchmarks.md, "Quantization").
 pub const DEFAULT_RESCORE_FACTOR: usize = 3;
 
@@ -97,14 +104,17 @@ impl SpaceParams {
     }
 
     /// The scalar type the index holds vectors in: the one asked for, or the default for the
-    /// index and metric: `i8` for cosine on usearch (unit vectors fit its ±1 range), `bf16` for
-    /// L2 and dot on usearch (the range of `f32`, unlike `f16`), `none` on hnsw_rs (it holds
-    /// `f32` only). Why these: docs/benchmarks.md, "Quantization" (on both shared data sets
-    /// `i8` with rescoring ingests faster, answers as fast or faster at equal recall@10 and
-    /// holds less than `f32`).
+    /// index, metric and dimension: on usearch with at least [`REDUCED_DEFAULT_MIN_DIM`]
+    /// dimensions, `i8` for cosine (unit vectors fit its ±1 range) and `bf16` for L2 and dot
+    /// (the range of `f32`, unlike `f16`); `none` below that and on hnsw_rs (it holds `f32`
+    /// only). Why: docs/benchmarks.md, "Quantization" (at 384 dimensions `i8` with rescoring
+    /// ingests faster, answers faster at equal recall@10 and holds less than `f32`; at 50, `f32`
+    /// answers 1.7–2.3 × faster at equal recall, with more recall at the same `ef_search` and
+    /// no more memory).
     pub fn quantization(&self) -> Quantization {
         self.quantization.unwrap_or(match (self.index, self.metric) {
             (IndexKind::HnswRs, _) => Quantization::None,
+            (IndexKind::Usearch, _) if self.dim < REDUCED_DEFAULT_MIN_DIM => Quantization::None,
             (IndexKind::Usearch, Metric::Cosine) => Quantization::I8,
             (IndexKind::Usearch, Metric::L2 | Metric::Dot) => Quantization::Bf16,
         })
@@ -541,8 +551,7 @@ impl Space {
         match &self.contents {
             Contents::Heap { map, .. } => Ok(map.get(&id).map(|c| c.to_string())),
             Contents::Stored(store) if self.params.quantization().is_reduced() => {
-                let mut vector = Vec::new();
-                Ok(store.kept(self.uid, id, self.params.dim, &mut vector)?.flatten())
+                store.kept_content(self.uid, id, self.params.dim)
             }
             Contents::Stored(store) => store.content(self.uid, id),
         }
@@ -784,7 +793,8 @@ mod tests {
         assert_eq!(old.quantization, Some(Quantization::None));
         let new = SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "i8"})).unwrap();
         assert_eq!(new.quantization(), Quantization::I8);
-        assert_eq!(SpaceParams::with_dim(4).quantization(), Quantization::I8, "the default for cosine on usearch");
+        assert_eq!(SpaceParams::with_dim(4).quantization(), Quantization::None, "the default below 256 dimensions");
+        assert_eq!(SpaceParams::with_dim(384).quantization(), Quantization::I8, "the default for cosine on usearch");
         assert!(SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "i4"})).is_err());
     }
 

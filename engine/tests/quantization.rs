@@ -184,12 +184,15 @@ fn crash_image(e: Engine, from: &std::path::Path, into: &std::path::Path) {
 #[test]
 fn the_default_quantization_depends_on_index_and_metric_and_is_described_resolved() {
     let e = Engine::new(EngineConfig::default(), Telemetry::new(TelemetryConfig::default())).unwrap();
-    let d = SpaceParams::with_dim(8);
+    let d = SpaceParams::with_dim(256);
+    let small = SpaceParams::with_dim(255);
     for (name, params, want) in [
         ("cos", d, Quantization::I8),
         ("l2", SpaceParams { metric: Metric::L2, ..d }, Quantization::Bf16),
         ("dot", SpaceParams { metric: Metric::Dot, ..d }, Quantization::Bf16),
         ("hnsw", SpaceParams { index: IndexKind::HnswRs, ..d }, Quantization::None),
+        ("small-cos", small, Quantization::None),
+        ("small-l2", SpaceParams { metric: Metric::L2, ..small }, Quantization::None),
     ] {
         let (info, created) = e.create_space(name, params).unwrap();
         assert!(created);
