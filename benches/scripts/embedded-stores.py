@@ -38,17 +38,7 @@ import time
 
 import numpy as np
 
-
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)[:, 1:]
-    return rows.view(dtype) if dtype != np.int32 else rows
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from benchdata import data_dir, read_vecs, rss_bytes
 
 
 M, EF_CONSTRUCTION, EF_SEARCH, K, BATCH = 16, 200, 128, 10, 1000
@@ -145,8 +135,7 @@ STORES = {"chromadb": chromadb_store, "milvus-lite": milvus_store, "lancedb": la
 def main():
     store, name = sys.argv[1], sys.argv[2]
     nq = int(sys.argv[3]) if len(sys.argv) > 3 else 500
-    root = os.environ.get("ENGRAM_DATA") or os.path.join(os.path.dirname(__file__), "../../../shared/data")
-    d = os.path.join(root, name)
+    d = data_dir(name)
     base = np.ascontiguousarray(read_vecs(os.path.join(d, "base.fvecs"), np.float32))
     queries = read_vecs(os.path.join(d, "query.fvecs"), np.float32)[:nq]
     gt = read_vecs(os.path.join(d, "groundtruth.ivecs"), np.int32)[:nq, :K]

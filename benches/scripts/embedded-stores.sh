@@ -30,18 +30,8 @@ source benches/scripts/lib.sh
 
 for round in $(seq 1 "$rounds"); do
   for dataset in $datasets; do
-    name="r$round-$dataset-engram"
-    data=$(mktemp -d)
-    "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$data" >"$out/$name.serve.log" 2>&1 &
-    pid=$!
-    wait_ready >/dev/null
-    "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc \
-      --queries "$queries" --metrics-url "http://$http/metrics" --report "$out/$name.json" >"$out/$name.load.log" 2>&1 || {
-      echo "load $name failed:" >&2; tail -5 "$out/$name.load.log" >&2; exit 1
-    }
-    stop
-    rm -rf "$data"
-    echo "round $round $dataset engram: $(tail -1 "$out/$name.load.log")"
+    echo -n "round $round $dataset engram: "
+    grpc_load "r$round-$dataset-engram" "$dataset" --queries "$queries"
     for store in $stores; do
       ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/embedded-stores.py "$store" "$dataset" "$queries" \
         >"$out/r$round-$dataset-$store.json" 2>"$out/r$round-$dataset-$store.log"
@@ -49,4 +39,4 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
-rm -f "$out"/*.serve.log "$out"/*.load.log "$out"/*.log
+rm -f "$out"/*.log

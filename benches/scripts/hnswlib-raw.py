@@ -21,24 +21,13 @@ import time
 import hnswlib
 import numpy as np
 
-
-def read_vecs(path, dtype):
-    raw = np.fromfile(path, dtype=np.int32)
-    dim = int(raw[0])
-    rows = raw.reshape(-1, dim + 1)[:, 1:]
-    return rows.view(dtype) if dtype != np.int32 else rows
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+from benchdata import data_dir, read_vecs, rss_bytes
 
 
 def main():
     name = sys.argv[1]
     efs = [int(e) for e in (sys.argv[2] if len(sys.argv) > 2 else "32,64,96,128,192,256").split(",")]
-    root = os.environ.get("ENGRAM_DATA") or os.path.join(os.path.dirname(__file__), "../../../shared/data")
-    d = os.path.join(root, name)
+    d = data_dir(name)
     base = np.ascontiguousarray(read_vecs(os.path.join(d, "base.fvecs"), np.float32))
     queries = np.ascontiguousarray(read_vecs(os.path.join(d, "query.fvecs"), np.float32))
     truth = read_vecs(os.path.join(d, "groundtruth.ivecs"), np.int32)[:, :10]

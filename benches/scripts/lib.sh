@@ -20,3 +20,24 @@ stop() {
   kill -TERM "$pid"; wait "$pid" || true
   pid=
 }
+
+# grpc_load NAME DATASET [LOAD ARGS...]: a fresh `serve` (default config, a temporary data
+# directory), then `load --wait indexed` of DATASET (under $data_root) over gRPC with the
+# server's /metrics, reporting to $out/NAME.json; stops the server, removes its data, and
+# prints the load's last line. Needs `out` and `data_root` set too.
+grpc_load() {
+  local name=$1 dataset=$2
+  shift 2
+  local data; data=$(mktemp -d)
+  "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$data" >"$out/$name.serve.log" 2>&1 &
+  pid=$!
+  wait_ready >/dev/null
+  "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc \
+    --metrics-url "http://$http/metrics" --report "$out/$name.json" "$@" >"$out/$name.load.log" 2>&1 || {
+    echo "load $name failed:" >&2; tail -5 "$out/$name.load.log" >&2; exit 1
+  }
+  stop
+  rm -rf "$data" "$out/$name.serve.log"
+  tail -1 "$out/$name.load.log"
+  rm -f "$out/$name.load.log"
+}

@@ -29,21 +29,6 @@ http=127.0.0.1:18191
 grpc=127.0.0.1:15162
 source benches/scripts/lib.sh
 
-grpc_load() { # grpc_load NAME DATASET QUANTIZATION
-  local name=$1 dataset=$2 q=$3
-  local data; data=$(mktemp -d)
-  "$bin" serve --http-addr "$http" --grpc-addr "$grpc" --data-dir "$data" >"$out/$name.serve.log" 2>&1 &
-  pid=$!
-  wait_ready >/dev/null
-  "$bin" load --wait indexed --dataset "$data_root/$dataset" --server "http://$grpc" --protocol grpc \
-    --quantization "$q" --metrics-url "http://$http/metrics" --report "$out/$name.json" >"$out/$name.load.log" 2>&1 || {
-    echo "load $name failed:" >&2; tail -5 "$out/$name.load.log" >&2; exit 1
-  }
-  stop
-  rm -rf "$data"
-  tail -1 "$out/$name.load.log"
-}
-
 for round in $(seq 1 "$rounds"); do
   for dataset in $datasets; do
     ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" >"$out/r$round-$dataset-hnswlib.json"
@@ -53,8 +38,7 @@ for round in $(seq 1 "$rounds"); do
       echo "round $round $dataset engine $q: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(round(r['ingest_per_s']), '/s')" "$out/r$round-$dataset-engine-$q.json")"
     done
     for q in $quantizations; do
-      grpc_load "r$round-$dataset-grpc-$q" "$dataset" "$q"
+      grpc_load "r$round-$dataset-grpc-$q" "$dataset" --quantization "$q"
     done
   done
 done
-rm -f "$out"/*.serve.log "$out"/*.load.log
