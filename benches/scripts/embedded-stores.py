@@ -139,11 +139,13 @@ def main():
     base = np.ascontiguousarray(read_vecs(os.path.join(d, "base.fvecs"), np.float32))
     queries = read_vecs(os.path.join(d, "query.fvecs"), np.float32)[:nq]
     gt = read_vecs(os.path.join(d, "groundtruth.ivecs"), np.int32)[:nq, :K]
-    n = int(os.environ.get("STORE_LIMIT", len(base)))
+    total = len(base)
+    n = int(os.environ.get("STORE_LIMIT", total))
     base = base[:n]
-    if n < len(read_vecs(os.path.join(d, "base.fvecs"), np.float32)):
-        # ground truth over the first n only (small test runs)
-        gt = np.argsort(-(queries @ base.T), axis=1)[:, :K]
+    if n < total:
+        # cosine ground truth over the first n only (small test runs)
+        unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-30)
+        gt = np.argsort(-(unit(queries) @ unit(base).T), axis=1)[:, :K]
     text = None
     if os.path.exists(os.path.join(d, "base.txt")) and not os.environ.get("NO_CONTENT"):
         with open(os.path.join(d, "base.txt")) as f:

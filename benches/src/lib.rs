@@ -16,7 +16,7 @@
 
 use engram_dataset::{self as dataset, Vectors, recall_at_k};
 use engram_engine::index::{self, IndexKind, IndexParams, VectorIndex};
-use engram_engine::{AckLevel, Batch, Engine, IndexedWaiter, Observation, Priority, SpaceParams};
+use engram_engine::{AckLevel, Batch, Engine, EngineError, IndexedWaiter, Observation, Priority, SpaceParams};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 
@@ -29,8 +29,9 @@ pub fn rss_bytes() -> u64 {
 
 /// Submits every row of `base` (`n × dim`) to `space` as observations `0..n` (with `text[i]` as
 /// content where given), in batches of 100 with up to 16 in flight, each acknowledged INDEXED,
-/// and returns once the last is. On backpressure it waits for the oldest batch in flight and
-/// sends again. `at_half(indexed)` runs once, with every batch sent so far indexed, when the
+/// and returns once the last is. When admission rejects a batch (backpressure or a full queue)
+/// it waits for the oldest batch in flight, or for the rejection's `retry_after` when none is,
+/// and sends again. `at_half(indexed)` runs once, with every batch sent so far indexed, when the
 /// count sent first reaches half of `n` (a point to sample memory at).
 ///
 /// # Panics
@@ -55,9 +56,10 @@ pub fn ingest_indexed(
         let admitted = loop {
             match engine.submit(space, batch.clone(), AckLevel::Indexed) {
                 Ok(a) => break a,
-                Err(_) if !in_flight.is_empty() => {
-                    assert_eq!(in_flight.pop_front().unwrap().wait_blocking().failed, 0);
-                }
+                Err(EngineError::Rejected(rejection)) => match in_flight.pop_front() {
+                    Some(oldest) => assert_eq!(oldest.wait_blocking().failed, 0),
+                    None => std::thread::sleep(rejection.retry_after),
+                },
                 Err(e) => panic!("submit: {e}"),
             }
         };
