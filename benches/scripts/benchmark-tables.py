@@ -11,6 +11,7 @@ with the p99 at the paced rate and resident memory per vector.
 """
 import json
 import pathlib
+import statistics
 import sys
 
 root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "docs/benchmarks")
@@ -237,3 +238,25 @@ if sdir.exists():
                 ratio = f"{rate / best:.2f}" if best else "–"
                 print(f"| {s} | {n} | {name} | {rate:,.0f} | {ratio} | {recall:.4f} | {p50:.2f} ms "
                       f"| {rss / 2**20:,.0f} MiB | {growth / 2**20:,.0f} MiB |")
+
+kdir = root / "f32-kernel"
+if kdir.exists():
+    print("\n### f32 distance kernel: USearch's (NumKong) against the engine's, alternating pairs (benches/scripts/f32-kernel.sh; raw index, 2 insert threads)\n")
+    print("| data set | pair | insert/s NumKong | insert/s engine kernel | ratio | query ms ef 128 NumKong | engine kernel | ratio | recall@10 ef 128 NumKong | engine kernel |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for s in SETS:
+        pairs = sorted(int(p.name.split("-")[0][1:]) for p in kdir.glob(f"p*-{s}-numkong.json"))
+        ins, qry = [], []
+        for n in pairs:
+            b_path = kdir / f"p{n}-{s}-engram.json"
+            if not b_path.exists():
+                continue
+            a, b = load(kdir / f"p{n}-{s}-numkong.json"), load(b_path)
+            qa, qb = ({x["ef_search"]: x for x in r["sweep"]}[128] for r in (a, b))
+            ins.append(b["insert_per_s"] / a["insert_per_s"])
+            qry.append(qb["query_ms_mean"] / qa["query_ms_mean"])
+            print(f"| {s} | {n} | {a['insert_per_s']:,.0f} | {b['insert_per_s']:,.0f} | {ins[-1]:.2f} "
+                  f"| {qa['query_ms_mean']:.3f} | {qb['query_ms_mean']:.3f} | {qry[-1]:.2f} "
+                  f"| {qa['recall_at_10']:.4f} | {qb['recall_at_10']:.4f} |")
+        if ins:
+            print(f"| {s} | median | | | {statistics.median(ins):.2f} | | | {statistics.median(qry):.2f} | | |")

@@ -11,11 +11,13 @@
 //!
 //! - [`hnsw`]: the pure-Rust `hnsw_rs` backend.
 //! - [`usearch`]: the `usearch` backend (C++ through `cxx`); its reserve and memory accounting
-//!   are used inside the backend, so the trait stays the same for both.
+//!   are used inside the backend, so the trait stays the same for both. For `f32` vectors it
+//!   measures with the private `kernels` module's distance kernels, not NumKong's.
 //!
 //! [`build`] makes the index a space's parameters ask for.
 
 pub mod hnsw;
+mod kernels;
 pub mod usearch;
 
 use serde::{Deserialize, Serialize};

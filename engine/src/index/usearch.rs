@@ -48,7 +48,7 @@
 //! its `max_elements` hint, and doubles from there: an empty space costs kilobytes, not the
 //! ~2.9 MB a 65,536-slot reservation kept resident (node table, vector table, key hash table).
 
-use super::{IndexParams, Metric, Neighbor, Quantization, VectorIndex};
+use super::{IndexParams, Metric, Neighbor, Quantization, VectorIndex, kernels};
 use ::usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 use parking_lot::{Condvar, Mutex, RwLock, RwLockWriteGuard};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -150,7 +150,8 @@ impl UsearchIndex {
             expansion_search: p.ef_search,
             multi: false,
         };
-        let index = Index::new(&options).map_err(|e| e.to_string())?;
+        let mut index = Index::new(&options).map_err(|e| e.to_string())?;
+        install_f32_kernel(&mut index, p);
         let max_threads = p.threads.max(1);
         let threads = max_threads.min(INITIAL_THREADS);
         let capacity = p.max_elements.clamp(1, INITIAL_CAPACITY);
@@ -181,8 +182,10 @@ impl UsearchIndex {
         let (dim, ef_search, ef_construction) = (params.dim, params.ef_search, params.ef_construction);
         let path_str = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
         {
-            let index = me.index.write();
+            let mut index = me.index.write();
             index.load(path_str).map_err(|e| e.to_string())?;
+            // Loading puts back USearch's built-in metric.
+            install_f32_kernel(&mut index, params);
             if index.dimensions() != dim {
                 return Err(format!("the checkpoint holds vectors of dimension {}, not {dim}", index.dimensions()));
             }
@@ -255,6 +258,31 @@ impl UsearchIndex {
             Metric::L2 => -distance.max(0.0).sqrt(),
         }
     }
+}
+
+/// For `quantization = none`, replaces NumKong's `f32` kernel with [`kernels::kernel`] (see
+/// there for why). Runs before the index is shared: USearch's `change_metric` must not run
+/// beside an add or a search. Each call keeps its closure until the index drops (the `usearch`
+/// crate frees only the last one it was given), so it runs once per index and once per load.
+///
+/// Setting the environment variable `ENGRAM_USEARCH_F32_KERNEL=numkong` keeps USearch's own
+/// kernel, for measuring one against the other (`benches/scripts/f32-kernel.sh`).
+fn install_f32_kernel(index: &mut Index, params: &IndexParams) {
+    if params.quantization != Quantization::None
+        || std::env::var_os("ENGRAM_USEARCH_F32_KERNEL").is_some_and(|v| v == "numkong")
+    {
+        return;
+    }
+    let kernel = kernels::kernel(match params.metric {
+        Metric::Cosine | Metric::Dot => kernels::Kind::InnerProduct,
+        Metric::L2 => kernels::Kind::L2sq,
+    });
+    let dim = params.dim;
+    // SAFETY: USearch passes pointers to two vectors of the index's `dim` f32 values (stored
+    // slots, or the query it was given, whose length the caller checked), 4-byte aligned.
+    index.change_metric::<f32>(Box::new(move |a, b| unsafe {
+        kernel(std::slice::from_raw_parts(a, dim), std::slice::from_raw_parts(b, dim))
+    }));
 }
 
 /// Thread contexts reserved and free.
