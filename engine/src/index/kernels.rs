@@ -46,35 +46,29 @@ pub(crate) fn kernel(kind: Kind) -> Kernel {
 /// Lanes of the portable kernels' accumulator (the compiler maps it onto SIMD registers).
 const LANES: usize = 16;
 
-/// `a·b` over the shorter length, `f32` accumulation in [`LANES`] independent lanes.
-fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+/// `Σ term(aᵢ, bᵢ)` over the shorter length, `f32` accumulation in [`LANES`] independent lanes.
+#[inline]
+fn fold_portable(a: &[f32], b: &[f32], term: impl Fn(f32, f32) -> f32) -> f32 {
     let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
+    let (ac, bc) = (a[..n].chunks_exact(LANES), b[..n].chunks_exact(LANES));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(&x, &y)| term(x, y)).sum();
     let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ac.zip(bc) {
         for l in 0..LANES {
-            acc[l] += x[l] * y[l];
+            acc[l] += term(x[l], y[l]);
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
-/// `Σ (aᵢ - bᵢ)²` over the shorter length, like [`dot_portable`].
+/// `a·b` over the shorter length.
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
+    fold_portable(a, b, |x, y| x * y)
+}
+
+/// `Σ (aᵢ - bᵢ)²` over the shorter length.
 fn l2sq_portable(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut acc = [0.0f32; LANES];
-    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
-    for (x, y) in ac.zip(bc) {
-        for l in 0..LANES {
-            let d = x[l] - y[l];
-            acc[l] += d * d;
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    fold_portable(a, b, |x, y| (x - y) * (x - y))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -89,68 +83,61 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
     }
 
-    /// `a·b` over the shorter length: four 8-lane `f32` FMA accumulators, then 8 at a time,
-    /// then the last `n mod 8` products one by one.
+    /// Folds `a` and `b` over the shorter length: `step(acc, a8, b8)` into four 8-lane `f32`
+    /// accumulators 32 values at a time, then into the first 8 at a time; the lanes are summed
+    /// and the last `n mod 8` values added with `term`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn fold(
+        a: &[f32],
+        b: &[f32],
+        step: impl Fn(__m256, __m256, __m256) -> __m256,
+        term: impl Fn(f32, f32) -> f32,
+    ) -> f32 {
+        let n = a.len().min(b.len());
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        // SAFETY (every load): `i + 8 <= n`, and both slices hold at least `n` values.
+        let load = |p: *const f32, i: usize| unsafe { _mm256_loadu_ps(p.add(i)) };
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (j, acc) in acc.iter_mut().enumerate() {
+                *acc = step(*acc, load(pa, i + 8 * j), load(pb, i + 8 * j));
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            acc[0] = step(acc[0], load(pa, i), load(pb, i));
+            i += 8;
+        }
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum(sum) + a[i..n].iter().zip(&b[i..n]).map(|(&x, &y)| term(x, y)).sum::<f32>()
+    }
+
+    /// `a·b` over the shorter length ([`fold`] with FMA).
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (every load): `i + 8 <= n`, and both slices hold at least `n` values.
-        while i + 32 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let at = i + 8 * j;
-                *acc = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(at)), _mm256_loadu_ps(pb.add(at)), *acc) };
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            acc[0] = unsafe { _mm256_fmadd_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i)), acc[0]) };
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut total = hsum(sum);
-        for k in i..n {
-            total += a[k] * b[k];
-        }
-        total
+        fold(a, b, |acc, x, y| _mm256_fmadd_ps(x, y, acc), |x, y| x * y)
     }
 
-    /// `Σ (aᵢ - bᵢ)²` over the shorter length, like [`dot_avx2`].
+    /// `Σ (aᵢ - bᵢ)²` over the shorter length ([`fold`] with FMA of the difference).
     ///
     /// # Safety
     /// The CPU must have AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn l2sq_avx2(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let (pa, pb) = (a.as_ptr(), b.as_ptr());
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut i = 0;
-        // SAFETY (every load): `i + 8 <= n`, and both slices hold at least `n` values.
-        while i + 32 <= n {
-            for (j, acc) in acc.iter_mut().enumerate() {
-                let at = i + 8 * j;
-                let d = unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(at)), _mm256_loadu_ps(pb.add(at))) };
-                *acc = _mm256_fmadd_ps(d, d, *acc);
-            }
-            i += 32;
-        }
-        while i + 8 <= n {
-            let d = unsafe { _mm256_sub_ps(_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
-            acc[0] = _mm256_fmadd_ps(d, d, acc[0]);
-            i += 8;
-        }
-        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-        let mut total = hsum(sum);
-        for k in i..n {
-            let d = a[k] - b[k];
-            total += d * d;
-        }
-        total
+        fold(
+            a,
+            b,
+            |acc, x, y| {
+                let d = _mm256_sub_ps(x, y);
+                _mm256_fmadd_ps(d, d, acc)
+            },
+            |x, y| (x - y) * (x - y),
+        )
     }
 }
 
