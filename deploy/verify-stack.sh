@@ -106,8 +106,9 @@ watcher=$!
 echo "== load: MiniLM-384 over gRPC into a queue of 1,000 (backpressure expected)"
 # One load may be over before either alert's condition has held for its `for:` (5 s here): a
 # fast machine indexes MiniLM in about 4 s. Every load is rejected at least once (the checks
-# below require it), so each load (the space dropped and re-created) enters backpressure again and FrequentBackpressure (more than
-# 3 activations in 15 m) fires by the fourth load at the latest. Between loads, wait long
+# below require it), so each load (the space dropped and re-created) enters backpressure again,
+# and FrequentBackpressure (more than 3 activations in 15 m) fires by the fourth load at the
+# latest. Between loads, wait long
 # enough for a pending alert to fire and reach Alertmanager.
 for attempt in 1 2 3 4 5 6; do
   target/release/engram-stream load --dataset ../shared/data/minilm-384-stdlib --server http://127.0.0.1:50051 \

@@ -3,7 +3,7 @@
 //! USearch 2.26 measures `f32` vectors with NumKong 7.8, whose AVX2 kernel (`nk_dot_f32_haswell`,
 //! `numkong/dot/haswell.h`) widens every product to `f64` and accumulates four lanes in one
 //! dependency chain: a 50-dimensional inner product is 12 serial `f64` FMAs. That kernel took
-//! 58 % of a raw 2-thread GloVe-50 insert (perf, `index_raw glove-50-angular-100k usearch 2`).
+//! 51 % of a raw 2-thread GloVe-50 insert (perf, `index_raw glove-50-angular-100k usearch 2`).
 //! hnswlib accumulates in `f32`, 8 lanes wide in independent registers; these kernels do the
 //! same (four 8-lane `f32` accumulators with FMA where the CPU has AVX2 and FMA, a portable loop
 //! the compiler vectorises elsewhere). `f32` accumulation of `dim` products has a relative error

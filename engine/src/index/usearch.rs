@@ -132,6 +132,14 @@ impl UsearchIndex {
     /// # Errors
     /// USearch's message when it cannot allocate the index.
     pub fn new(params: &IndexParams) -> Result<Self, String> {
+        let mut me = Self::without_kernel(params)?;
+        install_f32_kernel(me.index.get_mut(), params);
+        Ok(me)
+    }
+
+    /// [`UsearchIndex::new`] with USearch's own distance function (`load` installs the
+    /// engine's after reading the file, which resets it).
+    fn without_kernel(params: &IndexParams) -> Result<Self, String> {
         let p = params;
         let options = IndexOptions {
             dimensions: p.dim,
@@ -150,8 +158,7 @@ impl UsearchIndex {
             expansion_search: p.ef_search,
             multi: false,
         };
-        let mut index = Index::new(&options).map_err(|e| e.to_string())?;
-        install_f32_kernel(&mut index, p);
+        let index = Index::new(&options).map_err(|e| e.to_string())?;
         let max_threads = p.threads.max(1);
         let threads = max_threads.min(INITIAL_THREADS);
         let capacity = p.max_elements.clamp(1, INITIAL_CAPACITY);
@@ -178,7 +185,7 @@ impl UsearchIndex {
     /// # Errors
     /// USearch's message when the file does not load, or a mismatch of dimension or metric.
     pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Self, String> {
-        let me = Self::new(&IndexParams { max_elements: 1, ..*params })?;
+        let me = Self::without_kernel(&IndexParams { max_elements: 1, ..*params })?;
         let (dim, ef_search, ef_construction) = (params.dim, params.ef_search, params.ef_construction);
         let path_str = path.to_str().ok_or_else(|| format!("{} is not UTF-8", path.display()))?;
         {
@@ -262,8 +269,8 @@ impl UsearchIndex {
 
 /// For `quantization = none`, replaces NumKong's `f32` kernel with [`kernels::kernel`] (see
 /// there for why). Runs before the index is shared: USearch's `change_metric` must not run
-/// beside an add or a search. Each call keeps its closure until the index drops (the `usearch`
-/// crate frees only the last one it was given), so it runs once per index and once per load.
+/// beside an add or a search. It runs once per `Index`: the `usearch` crate frees only the last
+/// closure it was given, when the index drops, so a second call would leak the first.
 ///
 /// Setting the environment variable `ENGRAM_USEARCH_F32_KERNEL=numkong` keeps USearch's own
 /// kernel, for measuring one against the other (`benches/scripts/f32-kernel.sh`).
