@@ -6,7 +6,7 @@ use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::observation::Batch;
 use crate::operation::AckLevel;
-use crate::space::{RecallHit, SpaceInfo, SpaceParams, StoredObservation};
+use crate::space::{RecallHit, RecallTimes, SpaceInfo, SpaceParams, StoredObservation};
 use crate::storage::StorageConfig;
 use crate::sync::Ordering;
 use crate::update::{Admission, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, UpdateHandler};
@@ -211,6 +211,20 @@ impl Engine {
         k: usize,
         ef_search: Option<usize>,
     ) -> Result<Vec<RecallHit>, EngineError> {
+        self.recall_timed(space, embedding, k, ef_search).map(|(hits, _)| hits)
+    }
+
+    /// [`Engine::recall`], with when each of its stages ended (for a trace's spans).
+    ///
+    /// # Errors
+    /// As [`Engine::recall`].
+    pub fn recall_timed(
+        &self,
+        space: &str,
+        embedding: Vec<f32>,
+        k: usize,
+        ef_search: Option<usize>,
+    ) -> Result<(Vec<RecallHit>, RecallTimes), EngineError> {
         self.handler.serving()?;
         self.handler.registry.get(space)?.recall(embedding, k, ef_search)
     }

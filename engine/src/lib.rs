@@ -66,10 +66,12 @@ pub use index::{IndexKind, Metric, Quantization};
 pub use observation::{Batch, Observation, Priority};
 pub use operation::{AckLevel, Operation};
 pub use space::{
-    DEFAULT_RECALL_K, DEFAULT_RESCORE_FACTOR, REDUCED_DEFAULT_MIN_DIM, RecallHit, SpaceInfo, SpaceParams,
+    DEFAULT_RECALL_K, DEFAULT_RESCORE_FACTOR, REDUCED_DEFAULT_MIN_DIM, RecallHit, RecallTimes, SpaceInfo, SpaceParams,
     StoredObservation, validate_space_name,
 };
 #[cfg(feature = "fault-injection")]
 pub use storage::faults::Faults as StorageFaults;
 pub use storage::{Durability, DurableWaiter, StorageConfig};
-pub use update::{Admission, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, queued_bytes};
+pub use update::{
+    Admission, AdmitTimes, Deletion, RecoveryStatus, ShutdownReport, SnapshotInfo, SnapshotSource, queued_bytes,
+};

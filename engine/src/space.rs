@@ -696,14 +696,14 @@ impl Space {
         Ok(Some(StoredObservation { id, content: self.content(id)? }))
     }
 
-    /// The `k` observations most similar to `embedding`, best first; see
-    /// [`Engine::recall`](crate::Engine::recall) for the errors.
+    /// The `k` observations most similar to `embedding`, best first, and when each stage ended;
+    /// see [`Engine::recall`](crate::Engine::recall) for the errors.
     pub(crate) fn recall(
         &self,
         mut embedding: Vec<f32>,
         k: usize,
         ef_search: Option<usize>,
-    ) -> Result<Vec<RecallHit>, EngineError> {
+    ) -> Result<(Vec<RecallHit>, RecallTimes), EngineError> {
         let started = Instant::now();
         if !(1..=1000).contains(&k) {
             return Err(EngineError::invalid("k", format!("must be within 1 and 1000, got {k}")));
@@ -716,6 +716,7 @@ impl Space {
             return Err(EngineError::invalid("embedding", reason));
         }
         self.params.metric.prepare(&mut embedding).map_err(|r| EngineError::invalid("embedding", r))?;
+        let validated = Instant::now();
         // The index may still hold ids deleted since (their delete is queued): they are left
         // out, and the search asks for more while it came back full but short of `k` live hits.
         // While the tail holds vectors not yet in the index (a start's replay, or inserts that
@@ -754,6 +755,7 @@ impl Space {
             hits.sort_by(|a, b| b.0.score.total_cmp(&a.0.score));
             hits.truncate(k);
         }
+        let searched = Instant::now();
         let hits = hits
             .into_iter()
             .map(|(n, content)| {
@@ -764,9 +766,23 @@ impl Space {
                 Ok(RecallHit { id: n.id, score: n.score, content })
             })
             .collect::<Result<_, EngineError>>()?;
-        self.events.recalled(started.elapsed());
-        Ok(hits)
+        let fetched = Instant::now();
+        self.events.recalled(fetched - started);
+        Ok((hits, RecallTimes { validated, searched, fetched }))
     }
+}
+
+/// When the stages of one recall ended, read from the monotonic clock ([`Instant`]): the
+/// validate, search and content-fetch spans of a trace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecallTimes {
+    /// `k`, `ef_search` and the embedding checked, the embedding normalised for cosine.
+    pub validated: Instant,
+    /// The graph searched (with the tail's exact scan and, for a reduced index, the rescoring
+    /// from the stored vectors): the hits are known.
+    pub searched: Instant,
+    /// Each hit's content read from the store: the answer is complete.
+    pub fetched: Instant,
 }
 
 /// What is wrong with an embedding's length or values, if anything. The caller names the field,

@@ -70,10 +70,17 @@ fn real_embeddings_round_trip(kind: IndexKind) {
             .submit("docs", Batch { upsert: false, priority: Priority::Normal, observations }, AckLevel::Indexed)
             .unwrap();
         assert_eq!((a.accepted, a.duplicates), (250, 0));
-        waiters.push(a.indexed.unwrap());
+        let t = a.times;
+        assert!(t.validated <= t.admitted && t.admitted <= t.appended && t.appended <= t.queued, "{t:?}");
+        waiters.push((t.queued, a.indexed.unwrap()));
     }
-    for w in waiters {
-        assert_eq!(w.wait_blocking(), engram_engine::IndexedOutcome { indexed: 250, failed: 0 });
+    for (queued, w) in waiters {
+        let outcome = w.wait_blocking();
+        assert_eq!((outcome.indexed, outcome.failed), (250, 0));
+        // The queue wait ends when a worker batch that held one of its jobs started (possibly
+        // a moment before the push returned), and the insert ends after it.
+        let (started, finished) = (outcome.started.unwrap(), outcome.finished.unwrap());
+        assert!(started <= finished && queued <= finished, "{outcome:?}");
     }
     assert_eq!(e.describe_space("docs").unwrap().vectors, n);
 
@@ -349,7 +356,9 @@ fn dropping_a_space_fails_its_queued_observations_visibly() {
     let a = e.submit("gone", batch(Priority::Normal, 0..7, dim), AckLevel::Indexed).unwrap();
     e.drop_space("gone").unwrap();
     e.resume();
-    assert_eq!(a.indexed.unwrap().wait_blocking(), engram_engine::IndexedOutcome { indexed: 0, failed: 7 });
+    let outcome = a.indexed.unwrap().wait_blocking();
+    assert_eq!((outcome.indexed, outcome.failed), (0, 7));
+    assert!(outcome.started.is_some() && outcome.finished.is_some(), "a failed batch still has its times: {outcome:?}");
     let text = e.telemetry().render();
     assert_eq!(
         sample(&text, "engram_streaming_batch_failures_total{worker_id=\"0\",error_type=\"space_dropped\"}"),

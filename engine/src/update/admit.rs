@@ -52,6 +52,33 @@ pub struct Admission {
     pub durable: Option<DurableWaiter>,
     /// Resolves when every admitted observation is indexed (with [`AckLevel::Indexed`]).
     pub indexed: Option<IndexedWaiter>,
+    /// When each stage of the admission ended (the validate, admit and log-append spans of a
+    /// trace); the queue wait and the index insert are in [`IndexedOutcome`](crate::IndexedOutcome).
+    pub times: AdmitTimes,
+}
+
+/// When the stages of one batch's admission ended, read from the monotonic clock
+/// ([`Instant`]). A batch whose ids were all duplicates ends every stage after `validated` at
+/// once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmitTimes {
+    /// Every field checked (dimension, finiteness, content size, ids).
+    pub validated: Instant,
+    /// Duplicates set aside, the level decided and queue room reserved: admitted.
+    pub admitted: Instant,
+    /// Recorded in the durable log (appended, not yet synced: the sync is the
+    /// [`DurableWaiter`]'s). Equal to `admitted` when nothing was appended.
+    pub appended: Instant,
+    /// Its jobs pushed to the queue, where the queue wait starts.
+    pub queued: Instant,
+}
+
+impl AdmitTimes {
+    /// Every stage after validation ending now (nothing was admitted).
+    fn nothing_after(validated: Instant) -> Self {
+        let now = Instant::now();
+        Self { validated, admitted: now, appended: now, queued: now }
+    }
 }
 
 /// What a delete did.
@@ -177,6 +204,7 @@ impl Admitter {
             space.events.rejected(Rejected::InvalidArgument, n as u64);
             return Err(e);
         }
+        let validated = Instant::now();
         let priority = batch.priority;
         let upsert = batch.upsert;
         let level = self.evaluate(space);
@@ -199,8 +227,9 @@ impl Admitter {
         if fresh.is_empty() {
             space.events.duplicates(duplicates as u64);
             let durable = (ack >= AckLevel::Durable).then(|| self.held_durable(space, &held));
-            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
-            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
+            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0, validated).1);
+            let times = AdmitTimes::nothing_after(validated);
+            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed, times });
         }
         if let Some(reason) = level.refuses(priority) {
             return Err(self.reject(space, priority, n, level, reason));
@@ -243,9 +272,11 @@ impl Admitter {
         if accepted == 0 {
             space.events.duplicates(duplicates as u64);
             let durable = (ack >= AckLevel::Durable).then(|| self.held_durable(space, &held));
-            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1);
-            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed });
+            let indexed = (ack >= AckLevel::Indexed).then(|| BatchAck::new(0, validated).1);
+            let times = AdmitTimes::nothing_after(validated);
+            return Ok(Admission { accepted: 0, duplicates, replaced: 0, level, durable, indexed, times });
         }
+        let admitted = Instant::now();
         let op = Operation::Insert(insert);
         let mut replaced = 0;
         let sequenced = self.sequence(space, &op, |seq| {
@@ -275,6 +306,7 @@ impl Admitter {
                 return Err(e);
             }
         };
+        let appended = Instant::now();
         let Operation::Insert(insert) = op else { unreachable!("an insert") };
         let durable = (ack >= AckLevel::Durable).then(|| match durable {
             // A batch with duplicates also waits for the earlier appends of those ids (after its
@@ -287,7 +319,7 @@ impl Admitter {
             None => self.held_durable(space, &held),
         });
         let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
-            let (a, w) = BatchAck::new(accepted);
+            let (a, w) = BatchAck::new(accepted, accepted_at);
             (a, Some(w))
         } else {
             (None, None)
@@ -301,10 +333,11 @@ impl Admitter {
             .map(|r| Job::new(space, seq, r, priority, accepted_at, batch_ack.clone()))
             .collect();
         self.scheduler.queue.push(priority.index(), jobs);
+        let times = AdmitTimes { validated, admitted, appended, queued: Instant::now() };
         self.scheduler.wake_workers();
         space.events.duplicates(duplicates as u64);
         let level = self.evaluate(space);
-        Ok(Admission { accepted, duplicates, replaced, level, durable, indexed: waiter })
+        Ok(Admission { accepted, duplicates, replaced, level, durable, indexed: waiter, times })
     }
 
     /// Deletes `ids` from `space`: the ids it holds are recorded (one log record), hidden from
@@ -325,7 +358,7 @@ impl Admitter {
             not_found,
             level,
             durable: (ack >= AckLevel::Durable).then(|| self.barrier()),
-            indexed: (ack >= AckLevel::Indexed).then(|| BatchAck::new(0).1),
+            indexed: (ack >= AckLevel::Indexed).then(|| BatchAck::new(0, Instant::now()).1),
         };
         if present.is_empty() {
             return Ok(nothing(not_found, level));
@@ -361,7 +394,7 @@ impl Admitter {
         let Operation::Delete(batch) = op else { unreachable!("a delete") };
         let durable = (ack >= AckLevel::Durable).then(|| durable.unwrap_or_else(|| self.barrier()));
         let (batch_ack, waiter) = if ack >= AckLevel::Indexed {
-            let (a, w) = BatchAck::new(reserved);
+            let (a, w) = BatchAck::new(reserved, accepted_at);
             (a, Some(w))
         } else {
             (None, None)

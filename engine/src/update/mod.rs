@@ -29,7 +29,7 @@ mod scheduler;
 mod snapshot;
 mod worker;
 
-pub use admit::{Admission, Deletion};
+pub use admit::{Admission, AdmitTimes, Deletion};
 pub use job::queued_bytes;
 pub use recovery::RecoveryStatus;
 pub use snapshot::{SnapshotInfo, SnapshotSource};

@@ -114,7 +114,7 @@ impl WorkerLoop {
             }
             let started = Instant::now();
             let size = self.batch.len();
-            self.process();
+            self.process(started);
             let elapsed = started.elapsed();
             shared.worker_stats[self.id].batch(size, elapsed);
             shared.worker_events[self.id].batch_processed(size, elapsed);
@@ -164,7 +164,8 @@ impl WorkerLoop {
         }
     }
 
-    fn process(&mut self) {
+    /// Applies the batch taken at `started` (when its jobs' queue wait ended).
+    fn process(&mut self, started: Instant) {
         let shared = Arc::clone(&self.scheduler);
         let mut last: Option<Arc<Space>> = None;
         for job in self.batch.drain(..) {
@@ -206,7 +207,7 @@ impl WorkerLoop {
                 space.job_done(seq);
             }
             if let Some(ack) = job.ack {
-                ack.complete(ok);
+                ack.complete(ok, started);
             }
             shared.finished(space);
             if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, space))
