@@ -632,6 +632,29 @@ catalog! {
     )
     .doc("records", "engine update::recovery::Recovery::run", "0; any is a torn or corrupt log (see the runbook)");
 
+    // ---- traces: OpenTelemetry spans exported over OTLP ---------------------------------------
+    /// Batches and recalls whose spans were exported, by why.
+    TRACES_SAMPLED = counter(
+        "engram_traces_sampled_total",
+        &["reason"],
+        "Requests (batches, recalls) whose spans were handed to the OTLP exporter, by why: sampler (the configured sampler chose it, parent-based by default) or forced (rejected or failed: always traced).",
+    )
+    .doc("traces", "server trace::Tracer::finish", "about the sampler ratio times the request rate, plus every rejected or failed batch; 0 while tracing is off");
+    /// Spans the OTLP collector acknowledged.
+    TRACE_SPANS_EXPORTED = counter(
+        "engram_trace_spans_exported_total",
+        &[],
+        "Spans the OTLP endpoint accepted (an export call that returned OK).",
+    )
+    .doc("spans", "server trace::export::CountingExporter::export", "about 8 per traced batch, 5 per traced recall");
+    /// Spans lost on the way to the collector.
+    TRACE_SPANS_DROPPED = counter(
+        "engram_trace_spans_dropped_total",
+        &["reason"],
+        "Spans that never reached the OTLP endpoint, by reason: queue_full (the export queue held tracing.export_queue_spans already: the collector is slow or down) or export_failed (the export call failed after its retries). Ingest never waits for the exporter.",
+    )
+    .doc("spans", "server trace::export::Gate::submit, trace::export::CountingExporter::export", "0; a steady rate means the collector is down or too slow");
+
     // ---- process (Prometheus client library standard names) ----------------------------------
     /// Process CPU time.
     PROCESS_CPU = counter(

@@ -11,6 +11,7 @@
 //! - [`api`]: HTTP and gRPC request metrics, refused requests by reason, open sessions.
 //! - [`storage`]: the durable log: appends, group-commit syncs, errors, recovery.
 //! - [`throttle`]: one log line per interval for events that repeat (level changes).
+//! - [`trace`]: traces sampled and spans exported or dropped by the OTLP exporter.
 //! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
 
 /// False when the crate is built with the `off` feature: every recording becomes a no-op
@@ -28,6 +29,7 @@ pub mod queue;
 pub mod space;
 pub mod storage;
 pub mod throttle;
+pub mod trace;
 
 pub use api::{ConnectionEvents, GrpcEvents, HttpEvents, HttpRoute};
 pub use pool::{PoolEvents, WorkerEvents};
@@ -36,3 +38,4 @@ pub use queue::{QueueEvents, QueueSources};
 pub use space::SpaceEvents;
 pub use storage::StorageEvents;
 pub use throttle::LogThrottle;
+pub use trace::{DropReason, SampleReason, TraceEvents};
