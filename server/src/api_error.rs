@@ -229,6 +229,13 @@ pub fn code_name(code: tonic::Code) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // Inside the request's `tracing` span: with tracing on, the line carries its trace_id.
+        let (status, reason, field) = (self.status.as_u16(), self.reason.unwrap_or(""), self.field.as_deref());
+        if self.status.is_server_error() {
+            tracing::warn!(status, reason, field, "request failed: {}", self.message);
+        } else {
+            tracing::debug!(status, reason, field, "request refused: {}", self.message);
+        }
         let body = Body {
             error: Inner {
                 code: code_name(self.code),

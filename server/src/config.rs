@@ -5,6 +5,7 @@
 //! `ENGRAM_HTTP_ADDR=127.0.0.1:8080`, `ENGRAM_ENGINE__WORKERS=4`,
 //! `ENGRAM_ENGINE__BACKPRESSURE__CRITICAL=0.85`, `ENGRAM_STORAGE__DATA_DIR=/var/lib/engram`. See `docs/configuration.md`.
 
+use crate::trace::TracingConfig;
 use engram_engine::{EngineConfig, StorageConfig};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -57,6 +58,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     /// The durable log (`[storage]`): data directory and durability mode.
     pub storage: StorageConfig,
+    /// Trace export (`[tracing]`): off unless an OTLP endpoint is set.
+    pub tracing: TracingConfig,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             grpc_keepalive_timeout_secs: 20,
             engine: EngineConfig::default(),
             storage: StorageConfig::default(),
+            tracing: TracingConfig::default(),
         }
     }
 }

@@ -4,14 +4,14 @@
 //! | listener | layers, outermost first |
 //! |---|---|
 //! | both | [`shared`]: none yet; authentication goes here, in front of either protocol's own |
-//! | HTTP ([`http`]) | shared; the body limit (`max_request_bytes`, 413); per matched route, the request metrics (`http::metrics_layer::track`, labelled by route template) |
+//! | HTTP ([`http`]) | shared; the body limit (`max_request_bytes`, 413); per matched route, the request metrics (`http::metrics_layer::track`, labelled by route template), then the request's trace (`http::trace_layer::trace`: W3C context in, `traceresponse` out) |
 //! | gRPC ([`grpc`]) | shared; the unary status fix (`grpc::codec::fix_unary_status`: `RESOURCE_EXHAUSTED` for an oversized message, refusal counts) |
 //!
 //! Connection-level limits (the connection cap, header-read and idle timeouts) are not layers:
 //! they act before a request exists, in [`crate::listen`].
 
 use crate::grpc::codec;
-use crate::http::{AppState, metrics_layer};
+use crate::http::{AppState, metrics_layer, trace_layer};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use engram_telemetry::events::GrpcEvents;
@@ -30,6 +30,7 @@ pub(crate) fn shared() -> ServiceBuilder<Identity> {
 pub(crate) fn http(routes: Router<AppState>, state: AppState) -> Router {
     let max_request_bytes = state.max_request_bytes;
     routes
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), trace_layer::trace))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics_layer::track))
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(shared())

@@ -15,6 +15,7 @@
 //! - [`grpc`]: `engram.v1.Engram` (observation stream, recall, spaces), health and reflection.
 //! - `layers`: every tower layer around both listeners, built in one place (the place for
 //!   cross-protocol policy such as authentication).
+//! - [`trace`]: OpenTelemetry spans of each batch and recall, W3C trace context, OTLP export.
 //! - [`api_error`]: the single mapping of engine errors to HTTP statuses and gRPC codes.
 //! - [`health`]: the health assessment behind `/health*`.
 //! - [`proto`]: the generated `engram.v1` messages and clients.
@@ -28,6 +29,7 @@ mod layers;
 pub mod listen;
 pub mod server;
 pub mod session;
+pub mod trace;
 
 /// Generated `engram.v1` code (from `proto/engram/v1/engram.proto`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]

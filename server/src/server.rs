@@ -12,6 +12,7 @@ use crate::config::ServerConfig;
 use crate::grpc::EngramService;
 use crate::listen::{self, ConnectionLimits};
 use crate::proto::engram_server::EngramServer;
+use crate::trace::Tracer;
 use anyhow::Context;
 use engram_engine::{Engine, ShutdownReport};
 use engram_telemetry::events::ProcessEvents;
@@ -28,6 +29,9 @@ use tokio::sync::watch;
 /// How long open connections get to finish after the queue drained.
 const CLOSE_GRACE: Duration = Duration::from_secs(10);
 
+/// How long the spans still queued at shutdown get to reach the collector.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
+
 /// How often `engram_health_score` is recomputed (its error ratio covers this window).
 pub const HEALTH_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -38,6 +42,7 @@ pub struct Server {
     health: Arc<Mutex<HealthSampler>>,
     http: TcpListener,
     grpc: TcpListener,
+    tracer: Tracer,
 }
 
 impl Server {
@@ -49,6 +54,7 @@ impl Server {
         let telemetry = Telemetry::new(TelemetryConfig { max_space_labels: config.max_space_labels });
         let process = ProcessEvents::register(&telemetry);
         let health = Arc::new(Mutex::new(HealthSampler::new(Arc::clone(&telemetry), process)));
+        let tracer = Tracer::start(&config.tracing, &telemetry).context("tracing configuration")?;
         let engine =
             Arc::new(Engine::open(config.engine.clone(), &config.storage, telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
@@ -57,7 +63,7 @@ impl Server {
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
-        Ok(Self { config, engine, health, http, grpc })
+        Ok(Self { config, engine, health, http, grpc, tracer })
     }
 
     /// The bound HTTP address (useful with port 0).
@@ -80,7 +86,7 @@ impl Server {
     /// # Errors
     /// A listener that fails while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<ShutdownReport> {
-        let Self { config, engine, health, http, grpc } = self;
+        let Self { config, engine, health, http, grpc, tracer } = self;
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
 
@@ -108,7 +114,7 @@ impl Server {
         let reflection_v1 = reflection().build_v1().context("building gRPC reflection v1")?;
         let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection v1alpha")?;
         let (close_tx, close_rx) = watch::channel(false);
-        let engram = EngramService::new(engine.clone(), close_rx.clone());
+        let engram = EngramService::new(engine.clone(), close_rx.clone(), tracer.clone());
         let layers = crate::layers::grpc(engram.events());
         let service = EngramServer::new(engram)
             .max_decoding_message_size(config.max_request_bytes)
@@ -129,7 +135,7 @@ impl Server {
                 .add_service(service)
                 .serve_with_incoming_shutdown(listen::grpc_incoming(grpc, limits.clone()), closed(close_rx.clone())),
         );
-        let router = crate::http::router(engine.clone(), Arc::clone(&health), &config);
+        let router = crate::http::router(engine.clone(), Arc::clone(&health), &config, tracer.clone());
         let health_task = tokio::spawn(async move {
             let mut every = tokio::time::interval(HEALTH_INTERVAL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -170,6 +176,8 @@ impl Server {
             }
             Err(_) => tracing::warn!("connections still open after {CLOSE_GRACE:?}; closing them"),
         }
+        // The exporter's thread blocks on exports that run on this runtime: not on a worker.
+        tokio::task::spawn_blocking(move || tracer.shutdown(TRACE_FLUSH)).await?;
         Ok(report)
     }
 }

@@ -8,7 +8,7 @@
 //! ([`IngestSession::level_changes`]).
 
 use crate::api_error::ApiError;
-use engram_engine::{AckLevel, Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit};
+use engram_engine::{AckLevel, Admission, BackpressureLevel, Batch, DEFAULT_RECALL_K, Engine, RecallHit, RecallTimes};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,9 +111,23 @@ pub async fn recall(
     k: Option<usize>,
     ef_search: Option<usize>,
 ) -> Result<Vec<RecallHit>, ApiError> {
+    Ok(recall_timed(engine, space, embedding, k, ef_search).await?.0)
+}
+
+/// [`recall`], with when each of its stages ended (for the request's trace).
+///
+/// # Errors
+/// As [`recall`].
+pub async fn recall_timed(
+    engine: &Arc<Engine>,
+    space: String,
+    embedding: Vec<f32>,
+    k: Option<usize>,
+    ef_search: Option<usize>,
+) -> Result<(Vec<RecallHit>, RecallTimes), ApiError> {
     let engine = Arc::clone(engine);
     let k = k.unwrap_or(DEFAULT_RECALL_K);
-    tokio::task::spawn_blocking(move || engine.recall(&space, embedding, k, ef_search))
+    tokio::task::spawn_blocking(move || engine.recall_timed(&space, embedding, k, ef_search))
         .await
         .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?
         .map_err(ApiError::from)

@@ -298,6 +298,8 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
         priority,
         want_indexed: true,
         upsert: false,
+        traceparent: String::new(),
+        tracestate: String::new(),
         wait: 0,
         observations: vec![proto::Observation { id: seq, embedding, content: None }],
     };
@@ -446,6 +448,8 @@ async fn overload_over_http_and_grpc_rejects_with_retry_after_then_drains_everyt
         priority: proto::Priority::Low as i32,
         want_indexed: false,
         upsert: false,
+        traceparent: String::new(),
+        tracestate: String::new(),
         wait: proto::WaitFor::Accepted as i32,
         observations: vec![proto::Observation { id: 10_000, embedding: vec![1.0, 1.0], content: None }],
     };
@@ -628,6 +632,8 @@ async fn deletes_and_upserts_over_http_and_grpc() {
         priority: 0,
         want_indexed: false,
         upsert: true,
+        traceparent: String::new(),
+        tracestate: String::new(),
         wait: proto::WaitFor::Indexed as i32,
         observations: vec![proto::Observation { id: 2, embedding: v(9), content: Some("up".into()) }],
     };

@@ -194,6 +194,8 @@ async fn a_live_idle_grpc_stream_is_kept_and_ends_unavailable_as_soon_as_the_ser
         priority: proto::Priority::Normal as i32,
         want_indexed: true,
         upsert: false,
+        traceparent: String::new(),
+        tracestate: String::new(),
         wait: 0,
         observations: vec![proto::Observation { id: 1, embedding: vec![1.0, 0.0], content: None }],
     })
@@ -242,6 +244,8 @@ async fn oversized_grpc_messages_are_resource_exhausted_and_reflection_speaks_v1
         priority: proto::Priority::Normal as i32,
         want_indexed: false,
         upsert: false,
+        traceparent: String::new(),
+        tracestate: String::new(),
         wait: proto::WaitFor::Accepted as i32,
         observations: (0..1000)
             .map(|i| proto::Observation { id: i, embedding: vec![1.0, 0.0], content: None })

@@ -12,9 +12,12 @@ mod convert;
 use crate::api_error::{ApiError, Refusal, code_name};
 use crate::proto::{self, engram_server::Engram};
 use crate::session::{self, IngestSession};
+use crate::trace::{Trace, Tracer, context};
 use engram_engine::{AckLevel, Engine};
 use engram_telemetry::events::GrpcEvents;
 use futures::Stream;
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanContext, SpanKind};
 use prost::Message;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 /// Method names (label values of the gRPC request metrics), indexed by the `M_*` constants.
 pub const METHODS: &[&str] =
@@ -35,6 +39,12 @@ const M_LIST: usize = 4;
 const M_DROP: usize = 5;
 const M_DELETE: usize = 6;
 
+/// The service's full name (`rpc.service`).
+const SERVICE: &str = "engram.v1.Engram";
+/// Server span names, `{rpc.service}/{rpc.method}` as the RPC semantic conventions ask.
+const STREAM_SPAN: &str = "engram.v1.Engram/StreamObservations";
+const RECALL_SPAN: &str = "engram.v1.Engram/Recall";
+
 /// Replies buffered per stream before the reader waits for the client to read.
 const REPLY_BUFFER: usize = 1024;
 /// How often an idle stream re-checks backpressure levels to push changes.
@@ -46,15 +56,16 @@ pub struct EngramService {
     engine: Arc<Engine>,
     events: GrpcEvents,
     closing: watch::Receiver<bool>,
+    tracer: Tracer,
 }
 
 impl EngramService {
     /// A service over `engine`, registering its request metrics. When `closing` turns true
     /// (the server drained its queue and is closing), open observation streams flush their
-    /// acks and end with `UNAVAILABLE`.
-    pub fn new(engine: Arc<Engine>, closing: watch::Receiver<bool>) -> Self {
+    /// acks and end with `UNAVAILABLE`. Each batch and recall is traced through `tracer`.
+    pub fn new(engine: Arc<Engine>, closing: watch::Receiver<bool>, tracer: Tracer) -> Self {
         let events = GrpcEvents::register(engine.telemetry(), METHODS);
-        Self { engine, events, closing }
+        Self { engine, events, closing, tracer }
     }
 
     /// The service's request metrics, for the layer that counts requests refused before a
@@ -100,6 +111,39 @@ async fn send(
 ) -> bool {
     events.response_message(M_STREAM, reply.encoded_len());
     tx.send(Ok(reply)).await.is_ok()
+}
+
+/// Sends a batch's last ack (the `ack` stage) and finishes its trace.
+async fn send_traced(
+    tx: &mpsc::Sender<Result<proto::StreamReply, Status>>,
+    events: &GrpcEvents,
+    reply: proto::StreamReply,
+    tracer: &Tracer,
+    trace: Option<Trace>,
+) -> bool {
+    let Some(mut trace) = trace else { return send(tx, events, reply).await };
+    let sending = Instant::now();
+    let sent = send(tx, events, reply).await;
+    let ended = Instant::now();
+    trace.stage("ack", sending, ended);
+    tracer.finish(trace, ended);
+    sent
+}
+
+/// A `tracing` span carrying `trace`'s id, so log lines written while its batch's acks are
+/// awaited name the trace; no span while tracing is off.
+fn log_span(trace: Option<&Trace>) -> tracing::Span {
+    match trace {
+        Some(t) => tracing::info_span!("batch", trace_id = %format_args!("{:032x}", t.trace_id())),
+        None => tracing::Span::none(),
+    }
+}
+
+/// The RPC semantic-convention attributes of a server span of `method`.
+fn rpc_attributes(t: &mut Trace, method: &'static str) {
+    t.attribute(KeyValue::new("rpc.system", "grpc"));
+    t.attribute(KeyValue::new("rpc.service", SERVICE));
+    t.attribute(KeyValue::new("rpc.method", method));
 }
 
 fn ack_reply(ack: proto::BatchAck) -> proto::StreamReply {
@@ -161,82 +205,145 @@ struct StreamSession {
     acks: JoinSet<()>,
     /// Turns true when the server has drained and is closing.
     closing: watch::Receiver<bool>,
+    tracer: Tracer,
+    /// The client's span from the stream's metadata (invalid when none): the parent of each
+    /// batch's trace that names none of its own.
+    parent: SpanContext,
 }
 
 impl StreamSession {
     /// Handles one batch; returns false when the client is gone.
-    async fn batch(&mut self, batch: proto::ObservationBatch) -> bool {
+    async fn batch(&mut self, mut batch: proto::ObservationBatch) -> bool {
+        let received = Instant::now();
         self.events.request_message(M_STREAM, batch.encoded_len());
         let sequence = batch.sequence;
-        let space = batch.memory_space.clone();
+        let space = std::mem::take(&mut batch.memory_space);
+        let mut trace = self.trace(&batch, received);
         let wait = match wait_level(&batch) {
             Ok(w) => w,
             Err(e) => {
                 count_refusal(&self.events, &e);
-                return send(&self.tx, &self.events, ack_reply(error_ack(sequence, e))).await;
+                return self.refuse(error_ack(sequence, e.clone()), trace, &e).await;
             }
         };
-        let ack = match self.ingest.submit(&space, convert::batch(batch).map_err(ApiError::from), wait) {
-            Ok(a) => {
-                let ack = proto::BatchAck {
-                    sequence,
-                    status: proto::AckStatus::Accepted as i32,
-                    accepted: a.accepted as u32,
-                    duplicates: a.duplicates as u32,
-                    replaced: a.replaced as u32,
-                    level: convert::level(a.level),
-                    ..Default::default()
-                };
-                if a.durable.is_some() || a.indexed.is_some() {
-                    let (tx, events, level) = (self.tx.clone(), self.events.clone(), ack.level);
-                    let (durable, indexed) = (a.durable, a.indexed);
-                    self.acks.spawn(async move {
-                        if let Some(durable) = durable {
-                            let reply = match durable.wait().await {
-                                Ok(()) => proto::BatchAck {
-                                    sequence,
-                                    status: proto::AckStatus::Durable as i32,
-                                    level,
-                                    ..Default::default()
-                                },
-                                Err(e) => {
-                                    let e = ApiError::from(e);
-                                    let mut failed = error_ack(sequence, e);
-                                    failed.status = proto::AckStatus::Failed as i32;
-                                    // INDEXED implies DURABLE: no INDEXED ack after a failed record.
-                                    send(&tx, &events, ack_reply(failed)).await;
-                                    return;
-                                }
-                            };
-                            if !send(&tx, &events, ack_reply(reply)).await {
-                                return;
-                            }
-                        }
-                        if let Some(waiter) = indexed {
-                            let outcome = waiter.wait().await;
-                            let indexed = proto::BatchAck {
-                                sequence,
-                                status: proto::AckStatus::Indexed as i32,
-                                indexed: outcome.indexed as u32,
-                                failed: outcome.failed.min(u32::MAX as usize) as u32,
-                                level,
-                                ..Default::default()
-                            };
-                            send(&tx, &events, ack_reply(indexed)).await;
-                        }
-                    });
-                }
-                ack
+        let converted = convert::batch(batch).map_err(ApiError::from);
+        let parsed = Instant::now();
+        if let Some(t) = &mut trace {
+            t.parsed(parsed);
+            if let Ok(b) = &converted {
+                t.batch(&space, b.observations.len(), b.priority, wait);
             }
+        }
+        let a = match self.ingest.submit(&space, converted, wait) {
+            Ok(a) => a,
             Err(e) => {
                 count_refusal(&self.events, &e);
-                error_ack(sequence, e)
+                // A refusal may follow a level change: tell the stream, as after an admission.
+                return self.refuse(error_ack(sequence, e.clone()), trace, &e).await && self.push_levels().await;
             }
         };
-        if !send(&self.tx, &self.events, ack_reply(ack)).await {
+        let mut ack = proto::BatchAck {
+            sequence,
+            status: proto::AckStatus::Accepted as i32,
+            accepted: a.accepted as u32,
+            duplicates: a.duplicates as u32,
+            replaced: a.replaced as u32,
+            level: convert::level(a.level),
+            ..Default::default()
+        };
+        if let Some(t) = &mut trace {
+            t.admitted(parsed, &a);
+            t.attribute(KeyValue::new("rpc.grpc.status_code", Code::Ok as i64));
+            ack.traceresponse = t.traceresponse();
+        }
+        if a.durable.is_some() || a.indexed.is_some() {
+            let (tx, events, tracer, level) = (self.tx.clone(), self.events.clone(), self.tracer.clone(), ack.level);
+            let (durable, indexed, times) = (a.durable, a.indexed, a.times);
+            let logs = log_span(trace.as_ref());
+            self.acks.spawn(
+                async move {
+                    if let Some(durable) = durable {
+                        let synced = durable.wait().await;
+                        if let Some(t) = &mut trace {
+                            t.synced(times.appended, Instant::now());
+                        }
+                        let reply = match synced {
+                            Ok(()) => proto::BatchAck {
+                                sequence,
+                                status: proto::AckStatus::Durable as i32,
+                                level,
+                                ..Default::default()
+                            },
+                            Err(e) => {
+                                let e = ApiError::from(e);
+                                if let Some(t) = &mut trace {
+                                    t.refused(&e);
+                                }
+                                let mut failed = error_ack(sequence, e);
+                                failed.status = proto::AckStatus::Failed as i32;
+                                // INDEXED implies DURABLE: no INDEXED ack after a failed record.
+                                send_traced(&tx, &events, ack_reply(failed), &tracer, trace).await;
+                                return;
+                            }
+                        };
+                        if indexed.is_none() {
+                            send_traced(&tx, &events, ack_reply(reply), &tracer, trace).await;
+                            return;
+                        }
+                        if !send(&tx, &events, ack_reply(reply)).await {
+                            return;
+                        }
+                    }
+                    if let Some(waiter) = indexed {
+                        let outcome = waiter.wait().await;
+                        if let Some(t) = &mut trace {
+                            t.indexed(times.queued, &outcome);
+                        }
+                        let indexed = proto::BatchAck {
+                            sequence,
+                            status: proto::AckStatus::Indexed as i32,
+                            indexed: outcome.indexed as u32,
+                            failed: outcome.failed.min(u32::MAX as usize) as u32,
+                            level,
+                            ..Default::default()
+                        };
+                        send_traced(&tx, &events, ack_reply(indexed), &tracer, trace).await;
+                    }
+                }
+                .instrument(logs),
+            );
+            if !send(&self.tx, &self.events, ack_reply(ack)).await {
+                return false;
+            }
+        } else if !send_traced(&self.tx, &self.events, ack_reply(ack), &self.tracer, trace).await {
             return false;
         }
         self.push_levels().await
+    }
+
+    /// The trace of a batch received at `received`: under its own `traceparent`, else the
+    /// stream's. `None` while tracing is off.
+    fn trace(&self, batch: &proto::ObservationBatch, received: Instant) -> Option<Trace> {
+        if !self.tracer.is_on() {
+            return None;
+        }
+        let own = context::extract(&context::Fields { traceparent: &batch.traceparent, tracestate: &batch.tracestate });
+        let parent = if own.is_valid() { own } else { self.parent.clone() };
+        let mut t = self.tracer.begin(STREAM_SPAN, SpanKind::Server, parent, received)?;
+        rpc_attributes(&mut t, "StreamObservations");
+        t.attribute(KeyValue::new("engram.batch.sequence", batch.sequence as i64));
+        Some(t)
+    }
+
+    /// Sends the ack of a refused batch and finishes its (forced) trace.
+    async fn refuse(&mut self, ack: proto::BatchAck, mut trace: Option<Trace>, e: &ApiError) -> bool {
+        let mut ack = ack;
+        if let Some(t) = &mut trace {
+            t.refused(e);
+            t.attribute(KeyValue::new("rpc.grpc.status_code", e.code as i64));
+            ack.traceresponse = t.traceresponse();
+        }
+        send_traced(&self.tx, &self.events, ack_reply(ack), &self.tracer, trace).await
     }
 
     /// Waits until every INDEXED ack of this stream was sent (or its client went away).
@@ -326,12 +433,19 @@ impl Engram for EngramService {
         self.events.started(M_STREAM);
         self.events.session_opened();
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
+        let parent = if self.tracer.is_on() {
+            context::extract(&context::Metadata(request.metadata()))
+        } else {
+            SpanContext::empty_context()
+        };
         let session = StreamSession {
             ingest: IngestSession::new(self.engine.clone()),
             events: self.events.clone(),
             tx,
             acks: JoinSet::new(),
             closing: self.closing.clone(),
+            tracer: self.tracer.clone(),
+            parent,
         };
         let events = self.events.clone();
         let inbound = request.into_inner();
@@ -344,19 +458,55 @@ impl Engram for EngramService {
     }
 
     async fn recall(&self, request: Request<proto::RecallRequest>) -> Result<Response<proto::RecallResponse>, Status> {
+        let received = Instant::now();
         let engine = self.engine.clone();
-        self.unary(M_RECALL, request, async move |r: proto::RecallRequest| {
-            let k = (r.k > 0).then_some(r.k as usize);
-            let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
-            let hits = session::recall(&engine, r.memory_space, r.embedding, k, ef).await?;
-            Ok(proto::RecallResponse {
-                hits: hits
-                    .into_iter()
-                    .map(|h| proto::RecallHit { id: h.id, score: h.score, content: h.content })
-                    .collect(),
+        let mut trace =
+            self.tracer.is_on().then(|| context::extract(&context::Metadata(request.metadata()))).and_then(|parent| {
+                let mut t = self.tracer.begin(RECALL_SPAN, SpanKind::Server, parent, received)?;
+                rpc_attributes(&mut t, "Recall");
+                Some(t)
+            });
+        let traced = &mut trace;
+        let result = self
+            .unary(M_RECALL, request, async move |r: proto::RecallRequest| {
+                let parsed = Instant::now();
+                if let Some(t) = traced.as_mut() {
+                    t.parsed(parsed);
+                    t.attribute(KeyValue::new("engram.memory_space", r.memory_space.clone()));
+                }
+                let k = (r.k > 0).then_some(r.k as usize);
+                let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
+                let (hits, times) =
+                    session::recall_timed(&engine, r.memory_space, r.embedding, k, ef).await.inspect_err(|e| {
+                        if let Some(t) = traced.as_mut() {
+                            t.refused(e);
+                        }
+                    })?;
+                if let Some(t) = traced.as_mut() {
+                    t.recalled(parsed, &times, hits.len());
+                }
+                Ok(proto::RecallResponse {
+                    hits: hits
+                        .into_iter()
+                        .map(|h| proto::RecallHit { id: h.id, score: h.score, content: h.content })
+                        .collect(),
+                })
             })
+            .await;
+        let Some(mut t) = trace else { return result };
+        let code = result.as_ref().map_or_else(|s| s.code(), |_| Code::Ok);
+        t.attribute(KeyValue::new("rpc.grpc.status_code", code as i64));
+        if code != Code::Ok {
+            t.force();
+        }
+        let header = t.traceresponse();
+        self.tracer.finish(t, Instant::now());
+        result.map(|mut r| {
+            if let Ok(v) = header.parse() {
+                r.metadata_mut().insert(context::TRACERESPONSE, v);
+            }
+            r
         })
-        .await
     }
 
     async fn create_space(

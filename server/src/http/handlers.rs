@@ -5,16 +5,19 @@ use super::AppState;
 use crate::api_error::{ApiError, Refusal, parse_ack_level};
 use crate::health::{self, DetailedHealth, HealthStatus};
 use crate::session;
+use crate::trace::TraceSlot;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engram_engine::{AckLevel, BackpressureLevel, Batch, SpaceParams};
+use opentelemetry::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::time::Instant;
 
 /// Header that tells clients the space's backpressure level on every admission response.
 pub const BACKPRESSURE_HEADER: &str = "x-engram-backpressure";
@@ -111,12 +114,24 @@ pub(super) async fn post_observations(
     State(app): State<AppState>,
     Path(space): Path<String>,
     RawQuery(query): RawQuery,
+    slot: Option<Extension<TraceSlot>>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let slot = slot.as_deref();
     let wait = wait_level(query.as_deref())?;
     let batch = body(bytes, app.max_request_bytes).and_then(|b| parse_json::<Batch>(&b));
-    let admission = session::submit(&app.engine, &space, batch, wait)?;
-    let level = admission.level;
+    let parsed = Instant::now();
+    TraceSlot::record(slot, |t| {
+        t.parsed(parsed);
+        if let Ok(b) = &batch {
+            t.batch(&space, b.observations.len(), b.priority, wait);
+        }
+    });
+    let admission = session::submit(&app.engine, &space, batch, wait).inspect_err(|e| {
+        TraceSlot::record(slot, |t| t.refused(e));
+    })?;
+    TraceSlot::record(slot, |t| t.admitted(parsed, &admission));
+    let (level, times) = (admission.level, admission.times);
     let mut body = AdmissionBody {
         status: "accepted",
         accepted: admission.accepted,
@@ -130,18 +145,28 @@ pub(super) async fn post_observations(
     if let Some(durable) = admission.durable {
         // INDEXED implies DURABLE: an observation is never acknowledged searchable before it
         // is recorded.
-        durable.wait().await?;
+        let synced = durable.wait().await.map_err(ApiError::from);
+        TraceSlot::record(slot, |t| {
+            t.synced(times.appended, Instant::now());
+            if let Err(e) = &synced {
+                t.refused(e);
+            }
+        });
+        synced?;
         body.status = "durable";
     }
     if let Some(waiter) = admission.indexed {
         let outcome = waiter.wait().await;
+        TraceSlot::record(slot, |t| t.indexed(times.queued, &outcome));
         body.status = "indexed";
         body.indexed = Some(outcome.indexed);
         body.failed = Some(outcome.failed);
         status = StatusCode::OK;
     }
+    let answering = Instant::now();
     let mut resp = (status, Json(body)).into_response();
     resp.headers_mut().insert(BACKPRESSURE_HEADER, HeaderValue::from_static(level.as_str()));
+    TraceSlot::record(slot, |t| t.stage("ack", answering, Instant::now()));
     Ok(resp)
 }
 
@@ -216,10 +241,20 @@ struct RecallBody {
 pub(super) async fn recall(
     State(app): State<AppState>,
     Path(space): Path<String>,
+    slot: Option<Extension<TraceSlot>>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let slot = slot.as_deref();
     let req: RecallBody = parse_json(&body(bytes, app.max_request_bytes)?)?;
-    let hits = session::recall(&app.engine, space, req.embedding, req.k, req.ef_search).await?;
+    let parsed = Instant::now();
+    TraceSlot::record(slot, |t| {
+        t.parsed(parsed);
+        t.attribute(KeyValue::new("engram.memory_space", space.clone()));
+    });
+    let (hits, times) = session::recall_timed(&app.engine, space, req.embedding, req.k, req.ef_search)
+        .await
+        .inspect_err(|e| TraceSlot::record(slot, |t| t.refused(e)))?;
+    TraceSlot::record(slot, |t| t.recalled(parsed, &times, hits.len()));
     Ok(Json(json!({ "hits": hits })).into_response())
 }
 

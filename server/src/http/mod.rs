@@ -6,8 +6,10 @@
 mod handlers;
 pub mod metrics_layer;
 mod snapshots;
+pub mod trace_layer;
 
 use crate::config::ServerConfig;
+use crate::trace::Tracer;
 use axum::Router;
 use axum::routing::get;
 use engram_engine::Engine;
@@ -55,10 +57,12 @@ pub struct AppState {
     pub max_snapshot_bytes: u64,
     /// The health score sampler (its latest score is in `/health/detailed`).
     pub health: Arc<Mutex<HealthSampler>>,
+    /// Where request traces go (off unless `[tracing]` names an endpoint).
+    pub tracer: Tracer,
 }
 
 /// The router with every route and the HTTP listener's layers ([`crate::layers::http`]).
-pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &ServerConfig) -> Router {
+pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &ServerConfig, tracer: Tracer) -> Router {
     let state = AppState {
         http_events: HttpEvents::register(engine.telemetry(), ROUTES),
         engine,
@@ -66,6 +70,7 @@ pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &S
         max_request_bytes: config.max_request_bytes,
         max_snapshot_bytes: config.storage.max_snapshot_bytes,
         health,
+        tracer,
     };
     let routes = Router::new()
         .route("/v1/spaces", get(handlers::list_spaces))

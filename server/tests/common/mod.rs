@@ -77,6 +77,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         quantization: None,
         rescore_factor: None,
         metrics_url: None,
+        trace: false,
         report: report.to_path_buf(),
     }
 }
