@@ -260,3 +260,20 @@ if kdir.exists():
                   f"| {qa['recall_at_10']:.4f} | {qb['recall_at_10']:.4f} |")
         if ins:
             print(f"| {s} | median | | | {statistics.median(ins):.2f} | | | {statistics.median(qry):.2f} | | |")
+
+cdir = root / "tracing-cost"
+if (cdir / "summary.json").exists():
+    c = load(cdir / "summary.json")
+    print("\n### Tracing cost: ingest with traces exported against tracing off, alternating rounds (benches/scripts/tracing-cost.sh; gRPC `load`, INDEXED acks, fsync; rate and server CPU seconds ÷ off)\n")
+    print("| data set | round | off obs/s | sampled (1 %) ÷ off: rate / CPU | collector down ÷ off: rate / CPU | always_on ÷ off: rate / CPU | traces exported (sampled, always_on) | spans dropped (down) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in SETS:
+        e = c[s]
+        for i, (row, cpu) in enumerate(zip(e["rates_per_round"], e["cpu_seconds_per_round"])):
+            m = e["trace_metrics_per_round"][i]
+            traced = lambda mode: sum(v for k, v in m[mode].items() if k.startswith("engram_traces_sampled_total"))
+            dropped = sum(v for k, v in m["down"].items() if k.startswith("engram_trace_spans_dropped_total"))
+            cells = " | ".join(f"{row[x] / row['off']:.3f} / {cpu[x] / cpu['off']:.3f}" for x in ["sampled", "down", "all"])
+            print(f"| {s} | {i + 1} | {row['off']:,.0f} | {cells} | {traced('sampled'):,.0f}, {traced('all'):,.0f} | {dropped:,.0f} |")
+        cells = " | ".join(f"{e[x + '_over_off_median']:.3f} / {e[x + '_cpu_over_off_median']:.3f}" for x in ["sampled", "down", "all"])
+        print(f"| {s} | median | | {cells} | | |")

@@ -10,9 +10,12 @@
 //!   by `prometheus-parse`).
 //! - [`capacity`]: sizes a deployment from `load` reports, and [`capacity::criterion`] the
 //!   per-observation costs criterion measured.
+//! - [`otlp_sink`]: an OTLP/gRPC trace receiver that only counts, for the cost of tracing
+//!   against a live endpoint (`benches/scripts/tracing-cost.sh`).
 //! - `progress`: the load's progress, an `indicatif` bar (rate, ETA) on a terminal and a plain
 //!   line every 2 s otherwise.
 
 pub mod capacity;
 pub mod load;
+pub mod otlp_sink;
 mod progress;

@@ -27,6 +27,8 @@ pub(super) struct Grpc<'a> {
     sequence: u64,
     /// The last ack each batch asks for.
     wait: proto::WaitFor,
+    /// Send a `traceparent` with each batch (`--trace`).
+    trace: bool,
 }
 
 impl<'a> Grpc<'a> {
@@ -39,6 +41,7 @@ impl<'a> Grpc<'a> {
         params: &SpaceParams,
         concurrency: usize,
         wait: Wait,
+        trace: bool,
     ) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
             .context("--server: not a valid URL")?
@@ -84,6 +87,7 @@ impl<'a> Grpc<'a> {
             batch_of: HashMap::new(),
             sequence: 0,
             wait,
+            trace,
         })
     }
 }
@@ -99,6 +103,8 @@ impl Transport for Grpc<'_> {
             want_indexed: false,
             wait: self.wait as i32,
             upsert: false,
+            traceparent: if self.trace { super::traceparent_logged(batch) } else { String::new() },
+            tracestate: String::new(),
             observations: rows
                 .map(|i| proto::Observation {
                     id: i as u64,

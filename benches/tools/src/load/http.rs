@@ -34,6 +34,8 @@ pub(super) struct Http<'a> {
     posts: FuturesUnordered<BoxFuture<'static, (usize, anyhow::Result<Outcome>)>>,
     /// The `Durable` and `Indexed` that follow an `Accepted` (HTTP acknowledges at once).
     pending: Vec<Event>,
+    /// Send a `traceparent` header with each batch (`--trace`).
+    trace: bool,
 }
 
 impl<'a> Http<'a> {
@@ -44,6 +46,7 @@ impl<'a> Http<'a> {
         space: &str,
         params: &SpaceParams,
         wait: Wait,
+        trace: bool,
     ) -> anyhow::Result<Self> {
         let base_url = server.trim_end_matches('/');
         let client = reqwest::Client::builder().build()?;
@@ -66,12 +69,22 @@ impl<'a> Http<'a> {
             recall_url,
             posts: FuturesUnordered::new(),
             pending: Vec::new(),
+            trace,
         })
     }
 }
 
-async fn post_batch(client: reqwest::Client, url: Arc<str>, body: Value) -> anyhow::Result<Outcome> {
-    let resp = client.post(&*url).json(&body).send().await.context("POST observations")?;
+async fn post_batch(
+    client: reqwest::Client,
+    url: Arc<str>,
+    body: Value,
+    traceparent: Option<String>,
+) -> anyhow::Result<Outcome> {
+    let mut post = client.post(&*url).json(&body);
+    if let Some(tp) = traceparent {
+        post = post.header("traceparent", tp);
+    }
+    let resp = post.send().await.context("POST observations")?;
     let status = resp.status();
     let v: Value = resp.json().await.context("reading the response")?;
     if status.as_u16() == 429 || status.as_u16() == 503 {
@@ -114,7 +127,8 @@ impl Transport for Http<'_> {
         let body = json!({"priority": PRIORITIES[priority], "observations": observations});
         let url = Arc::clone(&self.observations_url);
         let client = self.client.clone();
-        self.posts.push(Box::pin(async move { (batch, post_batch(client, url, body).await) }));
+        let traceparent = self.trace.then(|| super::traceparent_logged(batch));
+        self.posts.push(Box::pin(async move { (batch, post_batch(client, url, body, traceparent).await) }));
         Ok(())
     }
 

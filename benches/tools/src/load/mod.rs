@@ -127,9 +127,32 @@ pub struct LoadArgs {
     /// cost of one scrape), which `engram-stream capacity` needs.
     #[arg(long)]
     pub metrics_url: Option<String>,
+    /// Send a sampled W3C `traceparent` with every batch (an HTTP header; over gRPC the
+    /// batch's own field), so each batch is a trace of its own that can be followed through
+    /// the server's stages when it exports traces (`[tracing]`). The first batch's trace id is
+    /// printed.
+    #[arg(long)]
+    pub trace: bool,
     /// Where to write the JSON report.
     #[arg(long)]
     pub report: PathBuf,
+}
+
+/// [`traceparent`] for batch `batch`, printing the first batch's.
+pub(crate) fn traceparent_logged(batch: usize) -> String {
+    let tp = traceparent();
+    if batch == 0 {
+        eprintln!("load --trace: batch 0 is trace {} (traceparent {tp})", &tp[3..35]);
+    }
+    tp
+}
+
+/// A fresh `traceparent` (W3C Trace Context) for one batch: a random trace id, a random
+/// parent span id, sampled.
+pub(crate) fn traceparent() -> String {
+    use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
+    let ids = RandomIdGenerator::default();
+    format!("00-{:032x}-{:016x}-01", ids.new_trace_id(), ids.new_span_id())
 }
 
 /// `MemTotal` of /proc/meminfo in bytes (Linux), if readable.
@@ -306,11 +329,12 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let run = match args.protocol {
         Protocol::Grpc => {
             let mut grpc =
-                grpc::Grpc::connect(&args.server, &data, &space, &params, args.concurrency, args.wait).await?;
+                grpc::Grpc::connect(&args.server, &data, &space, &params, args.concurrency, args.wait, args.trace)
+                    .await?;
             measure(&mut grpc, &data, &plan, &args).await?
         }
         Protocol::Http => {
-            let mut http = http::Http::connect(&args.server, &data, &space, &params, args.wait).await?;
+            let mut http = http::Http::connect(&args.server, &data, &space, &params, args.wait, args.trace).await?;
             measure(&mut http, &data, &plan, &args).await?
         }
     };
