@@ -285,3 +285,17 @@ fn the_compose_prometheus_config_is_the_shipped_one_with_service_names() {
         .replace("127.0.0.1:9115", "blackbox:9115");
     assert_eq!(body("prometheus/compose/prometheus.yml"), expected);
 }
+
+#[test]
+fn compose_sends_engram_traces_to_jaeger_over_otlp_grpc() {
+    let compose = yaml("docker-compose.yml");
+    let services = &compose["services"];
+    let env = &services["engram-stream"]["environment"];
+    let endpoint = env["OTEL_EXPORTER_OTLP_ENDPOINT"].as_str().expect("engram-stream has an OTLP endpoint");
+    let jaeger = &services["jaeger"];
+    assert!(jaeger["image"].as_str().unwrap().starts_with("jaegertracing/all-in-one:"));
+    assert_eq!(jaeger["environment"]["COLLECTOR_OTLP_ENABLED"].as_str(), Some("true"));
+    assert_eq!(endpoint, "http://jaeger:4317", "the service name and Jaeger's OTLP/gRPC port");
+    let ports: Vec<&str> = jaeger["ports"].as_sequence().unwrap().iter().filter_map(|p| p.as_str()).collect();
+    assert!(ports.contains(&"16686:16686"), "the UI is published: {ports:?}");
+}
