@@ -655,6 +655,50 @@ catalog! {
     )
     .doc("spans", "server trace::export::Gate::submit, trace::export::CountingExporter::export", "0; a steady rate means the collector is down or too slow");
 
+    // ---- authentication ------------------------------------------------------------------------
+    /// Requests refused by authentication or authorization.
+    AUTH_FAILURES = counter(
+        "engram_auth_failures_total",
+        &["transport", "reason"],
+        "Requests refused by API-key authentication or authorization, by transport (http, grpc) and reason: missing (no key sent: 401 / UNAUTHENTICATED), invalid (a key no configured key matches: 401 / UNAUTHENTICATED) or forbidden (a known key without the grant the request needs: 403 / PERMISSION_DENIED).",
+    )
+    .doc("requests", "server auth::Auth::authenticate, auth::Principal::require", "0 while auth is off; a few from misconfigured clients; a spike means a leaked, revoked or guessed key");
+    /// Whether API-key authentication is on.
+    AUTH_ENABLED = gauge(
+        "engram_auth_enabled",
+        &[],
+        "1 when API-key authentication is on (keys or a keys file configured), 0 when every client may do everything.",
+    )
+    .doc("boolean", "server auth::Auth::new, auth::Auth::reload", "1 in production; 0 only on a loopback-only development server");
+    /// API keys in force.
+    AUTH_KEYS = gauge(
+        "engram_auth_keys",
+        &[],
+        "API keys in force: those in the config file plus those in the keys file as last read.",
+    )
+    .doc("keys", "server auth::Auth::new, auth::Auth::reload", "constant between key rotations");
+    /// Listeners open to the network with auth off.
+    AUTH_OPEN_LISTENERS = gauge(
+        "engram_auth_open_listeners",
+        &[],
+        "Listeners (http, grpc) bound to an address other than loopback while API-key authentication is off: anyone who can reach them may read, write and drop every memory space.",
+    )
+    .doc("listeners", "server auth::Auth::listeners_bound", "0 in production (auth on, or loopback only); 1 or 2 needs keys configured");
+    /// Requests refused by a per-key rate limit.
+    RATE_LIMITED = counter(
+        "engram_rate_limited_total",
+        &["key", "limit"],
+        "Requests refused by a per-key rate limit (429 / RESOURCE_EXHAUSTED, reason rate_limited), by key name (- for limits per client address while auth is off) and limit (requests, observations). Apart from backpressure: the server had room, the key had spent its rate.",
+    )
+    .doc("requests", "server auth::limits::Limiter::request / observations, auth::limits::PeerLimiter", "0 unless [rate_limits] or a key sets a limit; a steady rate means a client sends more than its limit");
+    /// Re-reads of the keys file.
+    AUTH_KEY_RELOADS = counter(
+        "engram_auth_key_reloads_total",
+        &["outcome"],
+        "Re-reads of auth.keys_file (on change or SIGHUP), by outcome: ok (the file's keys are in force) or error (unreadable or invalid: the keys in force before stay).",
+    )
+    .doc("reloads", "server auth::Auth::reload", "one per key rotation; any error needs the file fixed");
+
     // ---- process (Prometheus client library standard names) ----------------------------------
     /// Process CPU time.
     PROCESS_CPU = counter(

@@ -98,6 +98,12 @@ label_enum! {
         Storage = "storage",
         /// The engine is still replaying its log after a start.
         Recovering = "recovering",
+        /// No API key, or one that matches no configured key (401 / `UNAUTHENTICATED`).
+        Unauthenticated = "unauthenticated",
+        /// A known key without the grant the request needs (403 / `PERMISSION_DENIED`).
+        PermissionDenied = "permission_denied",
+        /// Over the key's (or client address's) rate limit (429 / `RESOURCE_EXHAUSTED`).
+        RateLimited = "rate_limited",
     }
 }
 
@@ -162,7 +168,7 @@ mod tests {
         assert_eq!(Rejected::HighLaneFull.as_str(), "high_lane_full");
         assert_eq!(BatchError::IndexPanic.as_str(), "index_panic");
         assert_eq!(Refusal::SpaceLimit.as_str(), "space_limit");
-        assert_eq!(Refusal::ALL.len(), 10);
+        assert_eq!(Refusal::ALL.len(), 13);
         assert_eq!(Rejected::StorageFull.as_str(), "storage_full");
         assert_eq!(Refusal::Recovering.as_str(), "recovering");
     }

@@ -11,6 +11,7 @@
 //! - [`api`]: HTTP and gRPC request metrics, refused requests by reason, open sessions.
 //! - [`storage`]: the durable log: appends, group-commit syncs, errors, recovery.
 //! - [`throttle`]: one log line per interval for events that repeat (level changes).
+//! - [`auth`]: requests refused by authentication or authorization, keys configured, reloads.
 //! - [`trace`]: traces sampled and spans exported or dropped by the OTLP exporter.
 //! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
 
@@ -23,6 +24,7 @@
 pub const RECORDING: bool = !cfg!(feature = "off");
 
 pub mod api;
+pub mod auth;
 pub mod pool;
 pub mod process;
 pub mod queue;
@@ -32,6 +34,7 @@ pub mod throttle;
 pub mod trace;
 
 pub use api::{ConnectionEvents, GrpcEvents, HttpEvents, HttpRoute};
+pub use auth::{AuthEvents, AuthFailure, Transport};
 pub use pool::{PoolEvents, WorkerEvents};
 pub use process::{ProcessEvents, ProcessSample};
 pub use queue::{QueueEvents, QueueSources};
