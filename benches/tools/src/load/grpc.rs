@@ -2,7 +2,7 @@
 //! unary `Recall`.
 
 use super::drive::{Event, Transport};
-use super::{Data, Wait};
+use super::{Data, LoadArgs, Wait};
 use anyhow::{Context, bail};
 use engram_engine::SpaceParams;
 use engram_server::proto::{self, engram_client::EngramClient};
@@ -11,7 +11,30 @@ use std::ops::Range;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Sends `authorization: Bearer KEY` with every call (`--api-key`).
+#[derive(Clone)]
+pub(super) struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl ApiKey {
+    fn new(key: Option<&str>) -> anyhow::Result<Self> {
+        let value =
+            key.map(|k| format!("Bearer {k}").parse()).transpose().context("--api-key: not a valid header value")?;
+        Ok(Self(value))
+    }
+}
+
+impl tonic::service::Interceptor for ApiKey {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(req)
+    }
+}
 
 const PRIORITIES: [proto::Priority; 3] = [proto::Priority::High, proto::Priority::Normal, proto::Priority::Low];
 
@@ -19,7 +42,7 @@ const PRIORITIES: [proto::Priority; 3] = [proto::Priority::High, proto::Priority
 pub(super) struct Grpc<'a> {
     data: &'a Data,
     space: String,
-    client: EngramClient<Channel>,
+    client: EngramClient<InterceptedService<Channel, ApiKey>>,
     requests: mpsc::Sender<proto::ObservationBatch>,
     replies: tonic::Streaming<proto::StreamReply>,
     /// Batch of each sequence number in flight.
@@ -35,21 +58,21 @@ impl<'a> Grpc<'a> {
     /// Connects to `server`, drops and re-creates `space` with `params`, and opens the
     /// observation stream (`concurrency` batches in flight).
     pub(super) async fn connect(
-        server: &str,
+        args: &LoadArgs,
         data: &'a Data,
         space: &str,
         params: &SpaceParams,
-        concurrency: usize,
-        wait: Wait,
-        trace: bool,
     ) -> anyhow::Result<Self> {
+        let (server, concurrency, wait, trace) = (&args.server, args.concurrency, args.wait, args.trace);
         let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
             .context("--server: not a valid URL")?
             .connect()
             .await
             .with_context(|| format!("connecting to {server}"))?;
-        let mut client =
-            EngramClient::new(channel).max_decoding_message_size(64 << 20).max_encoding_message_size(64 << 20);
+        let key = ApiKey::new(args.api_key.as_deref())?;
+        let mut client = EngramClient::with_interceptor(channel, key)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20);
         match client.drop_space(proto::DropSpaceRequest { memory_space: space.to_owned() }).await {
             Ok(_) => {}
             Err(s) if s.code() == tonic::Code::NotFound => {}

@@ -2,7 +2,7 @@
 //! batch, once it reached that level) and `POST .../recall`.
 
 use super::drive::{Event, Transport};
-use super::{Data, Wait};
+use super::{Data, LoadArgs, Wait};
 use anyhow::{Context, bail};
 use engram_engine::SpaceParams;
 use futures::StreamExt;
@@ -41,15 +41,14 @@ pub(super) struct Http<'a> {
 impl<'a> Http<'a> {
     /// Drops and re-creates `space` on the server at `server` with `params`.
     pub(super) async fn connect(
-        server: &str,
+        args: &LoadArgs,
         data: &'a Data,
         space: &str,
         params: &SpaceParams,
-        wait: Wait,
-        trace: bool,
     ) -> anyhow::Result<Self> {
-        let base_url = server.trim_end_matches('/');
-        let client = reqwest::Client::builder().build()?;
+        let (wait, trace) = (args.wait, args.trace);
+        let base_url = args.server.trim_end_matches('/');
+        let client = super::http_client(args.api_key.as_deref())?;
         let space_url = format!("{base_url}/v1/spaces/{space}");
         let r = client.delete(&space_url).send().await.with_context(|| format!("connecting to {base_url}"))?;
         if !(r.status().is_success() || r.status().as_u16() == 404) {

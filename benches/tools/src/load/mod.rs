@@ -133,9 +133,30 @@ pub struct LoadArgs {
     /// printed.
     #[arg(long)]
     pub trace: bool,
+    /// API key sent as `Authorization: Bearer KEY` on every request, to the server and to
+    /// `--metrics-url` (a key with `write` and `admin` in the space, plus `metrics` for the
+    /// scrape). Default: `$ENGRAM_API_KEY`, else none.
+    #[arg(long, env = "ENGRAM_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
     /// Where to write the JSON report.
     #[arg(long)]
     pub report: PathBuf,
+}
+
+/// An HTTP client that sends `Authorization: Bearer KEY` with every request when `api_key` is
+/// given.
+///
+/// # Errors
+/// A key that is not a valid header value.
+pub(crate) fn http_client(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(k) = api_key {
+        let mut v: reqwest::header::HeaderValue =
+            format!("Bearer {k}").parse().context("--api-key: not a valid header value")?;
+        v.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, v);
+    }
+    Ok(reqwest::Client::builder().default_headers(headers).build()?)
 }
 
 /// [`traceparent`] for batch `batch`, printing the first batch's.
@@ -307,7 +328,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let before = match &args.metrics_url {
-        Some(url) => Some(scrape::before(url, &space).await?),
+        Some(url) => Some(scrape::before(url, &space, args.api_key.as_deref()).await?),
         None => None,
     };
     eprintln!(
@@ -328,18 +349,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     };
     let run = match args.protocol {
         Protocol::Grpc => {
-            let mut grpc =
-                grpc::Grpc::connect(&args.server, &data, &space, &params, args.concurrency, args.wait, args.trace)
-                    .await?;
+            let mut grpc = grpc::Grpc::connect(&args, &data, &space, &params).await?;
             measure(&mut grpc, &data, &plan, &args).await?
         }
         Protocol::Http => {
-            let mut http = http::Http::connect(&args.server, &data, &space, &params, args.wait, args.trace).await?;
+            let mut http = http::Http::connect(&args, &data, &space, &params).await?;
             measure(&mut http, &data, &plan, &args).await?
         }
     };
     let server_stats = match (&args.metrics_url, before) {
-        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before).await?),
+        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before, args.api_key.as_deref()).await?),
         _ => None,
     };
     let recall = if run.hits.is_empty() {

@@ -84,9 +84,10 @@ impl Exposition {
 }
 
 /// Reads `/metrics` once: (parsed response, seconds to fetch it).
-async fn scrape(url: &str) -> anyhow::Result<(Exposition, f64)> {
+async fn scrape(url: &str, api_key: Option<&str>) -> anyhow::Result<(Exposition, f64)> {
+    let client = super::http_client(api_key)?;
     let t0 = Instant::now();
-    let resp = reqwest::get(url).await.with_context(|| format!("scraping {url}"))?;
+    let resp = client.get(url).send().await.with_context(|| format!("scraping {url}"))?;
     if !resp.status().is_success() {
         bail!("scraping {url}: {}", resp.status());
     }
@@ -103,8 +104,8 @@ pub(super) struct Before {
 }
 
 /// Scrapes `url` before the load into `space`.
-pub(super) async fn before(url: &str, space: &str) -> anyhow::Result<Before> {
-    let (e, _) = scrape(url).await?;
+pub(super) async fn before(url: &str, space: &str, api_key: Option<&str>) -> anyhow::Result<Before> {
+    let (e, _) = scrape(url, api_key).await?;
     let rss = e
         .value("process_resident_memory_bytes", None)
         .map(|v| v as u64)
@@ -115,11 +116,16 @@ pub(super) async fn before(url: &str, space: &str) -> anyhow::Result<Before> {
 
 /// Scrapes `url` five times after the load (the median time is the scrape's cost) and sets
 /// what it says beside `before`.
-pub(super) async fn server_stats(url: &str, space: &str, before: Before) -> anyhow::Result<ServerStats> {
+pub(super) async fn server_stats(
+    url: &str,
+    space: &str,
+    before: Before,
+    api_key: Option<&str>,
+) -> anyhow::Result<ServerStats> {
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..5 {
-        let (e, secs) = scrape(url).await?;
+        let (e, secs) = scrape(url, api_key).await?;
         times.push(secs);
         last = Some(e);
     }
