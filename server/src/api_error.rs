@@ -8,7 +8,10 @@
 //! | request body too large | 413 | `RESOURCE_EXHAUSTED` (tonic's message size limit) |
 //! | rejected by backpressure / full queue | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` + `retry-after-ms` |
 //! | shutting down | 503 + `Retry-After` | `UNAVAILABLE` |
+//! | over a per-key rate limit (reason `rate_limited`) | 429 + `Retry-After` | `RESOURCE_EXHAUSTED` + `retry-after-ms` |
 //! | `engine.max_spaces` spaces exist (a quota: no `Retry-After`) | 429 | `RESOURCE_EXHAUSTED` |
+//! | no API key, or an unknown one (auth on) | 401 + `WWW-Authenticate: Bearer` | `UNAUTHENTICATED` |
+//! | a known key without the grant (whether the space exists or not) | 403 | `PERMISSION_DENIED` |
 //! | internal failure | 500 | `INTERNAL` |
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -113,6 +116,38 @@ impl ApiError {
             format!("body: larger than the limit of {limit} bytes"),
         );
         e.refusal = Some(Refusal::PayloadTooLarge);
+        e
+    }
+
+    /// No API key (`missing`) or a key no configured key matches (`invalid`): 401 /
+    /// `UNAUTHENTICATED`. The message never repeats the key.
+    pub fn unauthenticated(reason: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated, message);
+        e.reason = Some(reason);
+        e.refusal = Some(Refusal::Unauthenticated);
+        e
+    }
+
+    /// A known key without the grant for what it asked: 403 / `PERMISSION_DENIED`, the same
+    /// whether the memory space exists or not (a key never learns of a space it may not see).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::FORBIDDEN, tonic::Code::PermissionDenied, message);
+        e.reason = Some("forbidden");
+        e.refusal = Some(Refusal::PermissionDenied);
+        e
+    }
+
+    /// Over a rate limit (`[rate_limits]`): 429 + `Retry-After` / `RESOURCE_EXHAUSTED` +
+    /// `retry-after-ms`, reason `rate_limited` (apart from backpressure's reasons).
+    pub fn rate_limited(who: &str, limit: &str, per_second: u32, retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            format!("rate limited: {who} is over its limit of {per_second} {limit} per second"),
+        );
+        e.reason = Some("rate_limited");
+        e.retry_after = Some(retry_after.max(Duration::from_millis(1)));
+        e.refusal = Some(Refusal::RateLimited);
         e
     }
 
@@ -249,6 +284,10 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after_secs() {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: the scheme the client should use.
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(refusal) = self.refusal {
             resp.extensions_mut().insert(refusal);

@@ -5,6 +5,8 @@
 //! `ENGRAM_HTTP_ADDR=127.0.0.1:8080`, `ENGRAM_ENGINE__WORKERS=4`,
 //! `ENGRAM_ENGINE__BACKPRESSURE__CRITICAL=0.85`, `ENGRAM_STORAGE__DATA_DIR=/var/lib/engram`. See `docs/configuration.md`.
 
+use crate::auth::AuthConfig;
+use crate::auth::limits::RateLimitConfig;
 use crate::trace::TracingConfig;
 use engram_engine::{EngineConfig, StorageConfig};
 use figment::Figment;
@@ -60,6 +62,11 @@ pub struct ServerConfig {
     pub storage: StorageConfig,
     /// Trace export (`[tracing]`): off unless an OTLP endpoint is set.
     pub tracing: TracingConfig,
+    /// API keys and the audit log (`[auth]`): off unless a key or a keys file is set.
+    pub auth: AuthConfig,
+    /// Per-key (per client address while auth is off) rate limits (`[rate_limits]`): off by
+    /// default.
+    pub rate_limits: RateLimitConfig,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +86,8 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             storage: StorageConfig::default(),
             tracing: TracingConfig::default(),
+            auth: AuthConfig::default(),
+            rate_limits: RateLimitConfig::default(),
         }
     }
 }

@@ -1,22 +1,25 @@
 //! Every tower layer around the two listeners, built here and only here, so a policy that
-//! concerns every request (API-key authentication next) is added once for both protocols.
+//! concerns every request is added once for both protocols.
 //!
 //! | listener | layers, outermost first |
 //! |---|---|
-//! | both | [`shared`]: none yet; authentication goes here, in front of either protocol's own |
-//! | HTTP ([`http`]) | shared; the body limit (`max_request_bytes`, 413); per matched route, the request metrics (`http::metrics_layer::track`, labelled by route template), then the request's trace (`http::trace_layer::trace`: W3C context in, `traceresponse` out) |
-//! | gRPC ([`grpc`]) | shared; the unary status fix (`grpc::codec::fix_unary_status`: `RESOURCE_EXHAUSTED` for an oversized message, refusal counts) |
+//! | both | [`shared`]: none yet (API keys are read by each protocol's own layer: the grant they check depends on what a route or method names) |
+//! | HTTP ([`http`]) | shared; the body limit (`max_request_bytes`, 413); per matched route, the request metrics (`http::metrics_layer::track`, labelled by route template), the request's trace (`http::trace_layer::trace`: W3C context in, `traceresponse` out), then its authorization (`http::auth_layer::authorize`: 401 / 403, audit) |
+//! | gRPC ([`grpc`]) | shared; the unary status fix (`grpc::codec::fix_unary_status`: `RESOURCE_EXHAUSTED` for an oversized message, refusal counts); authentication (`grpc::auth::Authenticate`: `UNAUTHENTICATED`; each method checks its grant) |
 //!
 //! Connection-level limits (the connection cap, header-read and idle timeouts) are not layers:
 //! they act before a request exists, in [`crate::listen`].
 
+use crate::auth::Auth;
+use crate::grpc::auth as grpc_auth;
 use crate::grpc::codec;
-use crate::http::{AppState, metrics_layer, trace_layer};
+use crate::http::{AppState, auth_layer, metrics_layer, trace_layer};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use engram_telemetry::events::GrpcEvents;
 use std::convert::Infallible;
 use tower::ServiceBuilder;
+use tower::layer::layer_fn;
 use tower::layer::util::Identity;
 use tower::util::BoxCloneSyncServiceLayer;
 
@@ -30,6 +33,7 @@ pub(crate) fn shared() -> ServiceBuilder<Identity> {
 pub(crate) fn http(routes: Router<AppState>, state: AppState) -> Router {
     let max_request_bytes = state.max_request_bytes;
     routes
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth_layer::authorize))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), trace_layer::trace))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics_layer::track))
         .layer(DefaultBodyLimit::max(max_request_bytes))
@@ -47,8 +51,12 @@ pub(crate) type GrpcLayers = BoxCloneSyncServiceLayer<
 >;
 
 /// The gRPC listener's layers; refusals are counted in `events`.
-pub(crate) fn grpc(events: GrpcEvents) -> GrpcLayers {
+pub(crate) fn grpc(events: GrpcEvents, auth: Auth) -> GrpcLayers {
+    let auth_events = events.clone();
     BoxCloneSyncServiceLayer::new(
-        ServiceBuilder::new().layer(shared()).map_response(move |response| codec::fix_unary_status(&events, response)),
+        ServiceBuilder::new()
+            .layer(shared())
+            .map_response(move |response| codec::fix_unary_status(&events, response))
+            .layer(layer_fn(move |inner| grpc_auth::Authenticate::new(inner, auth.clone(), auth_events.clone()))),
     )
 }

@@ -6,6 +6,7 @@
 //! [`engram_engine::Engine`], and answered from what the engine returns.
 //!
 //! Modules:
+//! - [`auth`]: API keys, their grants per memory space, the audit log.
 //! - [`config`]: `ServerConfig` from defaults, TOML file, `ENGRAM_*` environment.
 //! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
 //! - [`listen`]: accepting connections: the connection cap, idle and header-read timeouts.
@@ -21,6 +22,7 @@
 //! - [`proto`]: the generated `engram.v1` messages and clients.
 
 pub mod api_error;
+pub mod auth;
 pub mod config;
 pub mod grpc;
 pub mod health;

@@ -247,7 +247,17 @@ pub async fn serve_http(
             io = accept(&listener, &limits, HTTP) => io,
             () = &mut shutdown => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        // The client's address, for the audit log (axum's `ConnectInfo`).
+        let peer = io.io.peer_addr().ok();
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                if let Some(peer) = peer {
+                    req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                }
+                req
+            },
+        ));
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         let conn = graceful.watch(conn);
         let events = events.clone();

@@ -1,4 +1,5 @@
-//! `engram-stream`: `serve` (the default) runs the server; `catalog` prints the metric catalog.
+//! `engram-stream`: `serve` (the default) runs the server; `keys new` makes an API key;
+//! `catalog` prints the metric catalog.
 //! `load` (stream a benchmark data set into a running server, write a JSON report) and
 //! `capacity` (size a deployment from reports) are the `engram-tools` binary's
 //! (`benches/tools`), run with the same arguments, so the server carries no client code.
@@ -37,11 +38,29 @@ enum Command {
     /// `engram-tools capacity`).
     #[command(disable_help_flag = true)]
     Capacity(Forwarded),
+    /// API keys (docs/security.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Print the metric catalog (every exported metric) as JSON or Markdown.
     Catalog {
         /// Output format.
         #[arg(long, value_enum, default_value_t = CatalogFormat::Json)]
         format: CatalogFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a fresh random key: prints the key on the first line, then the `[[auth.keys]]`
+    /// entry (name, SHA-256, grants) to add to the config or the keys file.
+    New {
+        /// The key's name (in the audit log and metrics; never the key itself).
+        #[arg(long)]
+        name: String,
+        /// What it may do: `PATTERN=ROLE` (ROLE `read`, `write` or `admin`; PATTERN a memory
+        /// space or a glob such as `tenant-42-*`), `metrics`, or `admin`. Repeatable.
+        #[arg(long = "grant", required = true)]
+        grants: Vec<String>,
     },
 }
 
@@ -155,6 +174,18 @@ fn main() -> ExitCode {
         Some(Command::Catalog { format }) => {
             print_catalog(format);
             return ExitCode::SUCCESS;
+        }
+        Some(Command::Keys(KeysCommand::New { name, grants })) => {
+            return match engram_server::auth::keys::new_key_entry(&name, &grants) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         Some(Command::Serve(args)) => args,
         None => cli.serve,

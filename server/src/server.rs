@@ -8,6 +8,7 @@
 //! ("server shutting down"), and idle HTTP keep-alive connections are closed, so the process
 //! exits as soon as the queue is drained instead of waiting out idle clients.
 
+use crate::auth::Auth;
 use crate::config::ServerConfig;
 use crate::grpc::EngramService;
 use crate::listen::{self, ConnectionLimits};
@@ -43,6 +44,7 @@ pub struct Server {
     http: TcpListener,
     grpc: TcpListener,
     tracer: Tracer,
+    auth: Auth,
 }
 
 impl Server {
@@ -55,6 +57,8 @@ impl Server {
         let process = ProcessEvents::register(&telemetry);
         let health = Arc::new(Mutex::new(HealthSampler::new(Arc::clone(&telemetry), process)));
         let tracer = Tracer::start(&config.tracing, &telemetry).context("tracing configuration")?;
+        let auth = Auth::new(&config.auth, &config.rate_limits, &telemetry)
+            .map_err(|e| anyhow::anyhow!("auth configuration: {e}"))?;
         let engine =
             Arc::new(Engine::open(config.engine.clone(), &config.storage, telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
@@ -63,7 +67,20 @@ impl Server {
         let grpc = TcpListener::bind(config.grpc_addr)
             .await
             .with_context(|| format!("binding grpc_addr {}", config.grpc_addr))?;
-        Ok(Self { config, engine, health, http, grpc, tracer })
+        auth.listeners_bound(&[config.http_addr, config.grpc_addr]);
+        if auth.is_enabled() {
+            tracing::info!(keys = auth.key_count(), "API keys required on both listeners");
+        } else {
+            for (name, addr) in [("http_addr", config.http_addr), ("grpc_addr", config.grpc_addr)] {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!(
+                        %addr,
+                        "{name} is not on loopback and no API key is configured: anyone who can reach it may read, write and drop every memory space (docs/security.md)"
+                    );
+                }
+            }
+        }
+        Ok(Self { config, engine, health, http, grpc, tracer, auth })
     }
 
     /// The bound HTTP address (useful with port 0).
@@ -86,7 +103,8 @@ impl Server {
     /// # Errors
     /// A listener that fails while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<ShutdownReport> {
-        let Self { config, engine, health, http, grpc, tracer } = self;
+        let Self { config, engine, health, http, grpc, tracer, auth } = self;
+        let keys_task = tokio::spawn(auth.clone().watch());
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
 
@@ -115,7 +133,7 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha().context("building gRPC reflection v1alpha")?;
         let (close_tx, close_rx) = watch::channel(false);
         let engram = EngramService::new(engine.clone(), close_rx.clone(), tracer.clone());
-        let layers = crate::layers::grpc(engram.events());
+        let layers = crate::layers::grpc(engram.events(), auth.clone());
         let service = EngramServer::new(engram)
             .max_decoding_message_size(config.max_request_bytes)
             .max_encoding_message_size(config.max_request_bytes);
@@ -135,7 +153,7 @@ impl Server {
                 .add_service(service)
                 .serve_with_incoming_shutdown(listen::grpc_incoming(grpc, limits.clone()), closed(close_rx.clone())),
         );
-        let router = crate::http::router(engine.clone(), Arc::clone(&health), &config, tracer.clone());
+        let router = crate::http::router(engine.clone(), Arc::clone(&health), &config, tracer.clone(), auth);
         let health_task = tokio::spawn(async move {
             let mut every = tokio::time::interval(HEALTH_INTERVAL);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -163,6 +181,7 @@ impl Server {
         tracing::info!(drained = report.drained, remaining = report.remaining, "queue drained; closing listeners");
         let _ = close_tx.send(true);
         health_task.abort();
+        keys_task.abort();
         let joined = tokio::time::timeout(CLOSE_GRACE, async {
             let grpc = grpc_task.await;
             let http = http_task.await;

@@ -34,3 +34,28 @@ fn the_tools_binarys_exit_status_is_kept_and_a_missing_one_is_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn keys_new_prints_a_key_then_the_config_entry_that_admits_it() {
+    let out = engram_stream(
+        "/bin/false",
+        &["keys", "new", "--name", "ingest", "--grant", "tenant-a-*=write", "--grant", "metrics"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let (key, toml) = stdout.split_once('\n').unwrap();
+    assert!(key.starts_with("egk_") && key.len() == 68, "{key}");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("engram.toml");
+    std::fs::write(&file, toml).unwrap();
+    let config = engram_server::ServerConfig::load(Some(&file)).unwrap();
+    let entry = &config.auth.keys[0];
+    assert_eq!(entry.name, "ingest");
+    assert_eq!(entry.grants, ["tenant-a-*=write", "metrics"]);
+    let hash: String = engram_server::auth::keys::sha256(key).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(entry.sha256, hash);
+
+    let bad = engram_stream("/bin/false", &["keys", "new", "--name", "x", "--grant", "tenant=owner"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown role `owner`"), "{bad:?}");
+}

@@ -6,10 +6,12 @@
 //! `BackpressureStatus` whenever the level of a space the stream writes to changes (checked
 //! after every batch and every second).
 
+pub(crate) mod auth;
 pub mod codec;
 mod convert;
 
 use crate::api_error::{ApiError, Refusal, code_name};
+use crate::auth::{Action, Principal};
 use crate::proto::{self, engram_server::Engram};
 use crate::session::{self, IngestSession};
 use crate::trace::{Trace, Tracer, context};
@@ -38,6 +40,16 @@ const M_GET: usize = 3;
 const M_LIST: usize = 4;
 const M_DROP: usize = 5;
 const M_DELETE: usize = 6;
+/// What each method asks to do (for rate-limit audit lines), indexed like [`METHODS`].
+const ACTIONS: [Action; 7] = [
+    Action::WriteObservations,
+    Action::Recall,
+    Action::CreateSpace,
+    Action::GetSpace,
+    Action::ListSpaces,
+    Action::DropSpace,
+    Action::DeleteObservations,
+];
 
 /// The service's full name (`rpc.service`).
 const SERVICE: &str = "engram.v1.Engram";
@@ -74,18 +86,22 @@ impl EngramService {
         self.events.clone()
     }
 
-    /// Runs a unary call body, recording its metrics.
+    /// Runs a unary call body with the call's principal, recording its metrics.
     async fn unary<Req: Message, Resp: Message>(
         &self,
         method: usize,
         req: Request<Req>,
-        body: impl AsyncFnOnce(Req) -> Result<Resp, ApiError>,
+        body: impl AsyncFnOnce(Principal, Req) -> Result<Resp, ApiError>,
     ) -> Result<Response<Resp>, Status> {
         let started = Instant::now();
         self.events.started(method);
+        let principal = auth::principal(&req);
         let req = req.into_inner();
         self.events.request_message(method, req.encoded_len());
-        let result = body(req).await;
+        let result = match principal.and_then(|p| p.admit_request(ACTIONS[method], "").map(|()| p)) {
+            Ok(p) => body(p, req).await,
+            Err(e) => Err(e),
+        };
         let code = match &result {
             Ok(resp) => {
                 self.events.response_message(method, resp.encoded_len());
@@ -209,6 +225,8 @@ struct StreamSession {
     /// The client's span from the stream's metadata (invalid when none): the parent of each
     /// batch's trace that names none of its own.
     parent: SpanContext,
+    /// The stream's key: each batch needs `write` in its space.
+    principal: Principal,
 }
 
 impl StreamSession {
@@ -219,6 +237,21 @@ impl StreamSession {
         let sequence = batch.sequence;
         let space = std::mem::take(&mut batch.memory_space);
         let mut trace = self.trace(&batch, received);
+        if let Err(e) = self.principal.require(Action::WriteObservations, &space) {
+            count_refusal(&self.events, &e);
+            let mut ack = error_ack(sequence, e.clone());
+            ack.status = proto::AckStatus::Denied as i32;
+            return self.refuse(ack, trace, &e).await;
+        }
+        let n = batch.observations.len();
+        let admitted = self
+            .principal
+            .admit_request(Action::WriteObservations, &space)
+            .and_then(|()| self.principal.admit_observations(n, &space));
+        if let Err(e) = admitted {
+            count_refusal(&self.events, &e);
+            return self.refuse(error_ack(sequence, e.clone()), trace, &e).await;
+        }
         let wait = match wait_level(&batch) {
             Ok(w) => w,
             Err(e) => {
@@ -432,6 +465,14 @@ impl Engram for EngramService {
         let started = Instant::now();
         self.events.started(M_STREAM);
         self.events.session_opened();
+        let principal = match auth::principal(&request) {
+            Ok(p) => p,
+            Err(e) => {
+                self.events.finished(M_STREAM, e.code as i32, started.elapsed());
+                self.events.session_closed();
+                return Err(e.into());
+            }
+        };
         let (tx, rx) = mpsc::channel(REPLY_BUFFER);
         let parent = if self.tracer.is_on() {
             context::extract(&context::Metadata(request.metadata()))
@@ -446,6 +487,7 @@ impl Engram for EngramService {
             closing: self.closing.clone(),
             tracer: self.tracer.clone(),
             parent,
+            principal,
         };
         let events = self.events.clone();
         let inbound = request.into_inner();
@@ -468,7 +510,8 @@ impl Engram for EngramService {
             });
         let traced = &mut trace;
         let result = self
-            .unary(M_RECALL, request, async move |r: proto::RecallRequest| {
+            .unary(M_RECALL, request, async move |p: Principal, r: proto::RecallRequest| {
+                p.require(Action::Recall, &r.memory_space)?;
                 let parsed = Instant::now();
                 if let Some(t) = traced.as_mut() {
                     t.parsed(parsed);
@@ -513,16 +556,20 @@ impl Engram for EngramService {
         &self,
         request: Request<proto::CreateSpaceRequest>,
     ) -> Result<Response<proto::SpaceInfo>, Status> {
-        self.unary(M_CREATE, request, async |r: proto::CreateSpaceRequest| {
-            let params = convert::space_params(r.params.unwrap_or_default())?;
-            let (info, _) = self.engine.create_space(&r.memory_space, params)?;
-            Ok(convert::space_info(info))
+        self.unary(M_CREATE, request, async |p: Principal, r: proto::CreateSpaceRequest| {
+            p.require(Action::CreateSpace, &r.memory_space)?;
+            let created = convert::space_params(r.params.unwrap_or_default())
+                .map_err(ApiError::from)
+                .and_then(|params| self.engine.create_space(&r.memory_space, params).map_err(ApiError::from));
+            p.audit(Action::CreateSpace, &r.memory_space, &created);
+            Ok(convert::space_info(created?.0))
         })
         .await
     }
 
     async fn get_space(&self, request: Request<proto::GetSpaceRequest>) -> Result<Response<proto::SpaceInfo>, Status> {
-        self.unary(M_GET, request, async |r: proto::GetSpaceRequest| {
+        self.unary(M_GET, request, async |p: Principal, r: proto::GetSpaceRequest| {
+            p.require(Action::GetSpace, &r.memory_space)?;
             Ok(convert::space_info(self.engine.describe_space(&r.memory_space)?))
         })
         .await
@@ -532,10 +579,10 @@ impl Engram for EngramService {
         &self,
         request: Request<proto::ListSpacesRequest>,
     ) -> Result<Response<proto::ListSpacesResponse>, Status> {
-        self.unary(M_LIST, request, async |_| {
-            Ok(proto::ListSpacesResponse {
-                spaces: self.engine.list_spaces().into_iter().map(convert::space_info).collect(),
-            })
+        self.unary(M_LIST, request, async |p: Principal, _| {
+            // Only the spaces the key may read: a key never learns of the others.
+            let spaces = self.engine.list_spaces().into_iter().filter(|s| p.may(Action::GetSpace, &s.name));
+            Ok(proto::ListSpacesResponse { spaces: spaces.map(convert::space_info).collect() })
         })
         .await
     }
@@ -544,8 +591,11 @@ impl Engram for EngramService {
         &self,
         request: Request<proto::DropSpaceRequest>,
     ) -> Result<Response<proto::DropSpaceResponse>, Status> {
-        self.unary(M_DROP, request, async |r: proto::DropSpaceRequest| {
-            self.engine.drop_space(&r.memory_space)?;
+        self.unary(M_DROP, request, async |p: Principal, r: proto::DropSpaceRequest| {
+            p.require(Action::DropSpace, &r.memory_space)?;
+            let dropped = self.engine.drop_space(&r.memory_space).map_err(ApiError::from);
+            p.audit(Action::DropSpace, &r.memory_space, &dropped);
+            dropped?;
             Ok(proto::DropSpaceResponse {})
         })
         .await
@@ -555,7 +605,8 @@ impl Engram for EngramService {
         &self,
         request: Request<proto::DeleteObservationsRequest>,
     ) -> Result<Response<proto::DeleteObservationsResponse>, Status> {
-        self.unary(M_DELETE, request, async |r: proto::DeleteObservationsRequest| {
+        self.unary(M_DELETE, request, async |p: Principal, r: proto::DeleteObservationsRequest| {
+            p.require(Action::DeleteObservations, &r.memory_space)?;
             let wait = wait_for(r.wait)?;
             let d = session::delete(&self.engine, &r.memory_space, r.ids, wait).await?;
             let status = match d.status {

@@ -3,6 +3,7 @@
 
 use super::AppState;
 use crate::api_error::{ApiError, Refusal, parse_ack_level};
+use crate::auth::{Action, Principal};
 use crate::health::{self, DetailedHealth, HealthStatus};
 use crate::session;
 use crate::trace::TraceSlot;
@@ -13,6 +14,7 @@ use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engram_engine::{AckLevel, BackpressureLevel, Batch, SpaceParams};
+use engram_telemetry::events::Transport;
 use opentelemetry::KeyValue;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -47,8 +49,11 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })
 }
 
-pub(super) async fn list_spaces(State(app): State<AppState>) -> Response {
-    Json(json!({ "spaces": app.engine.list_spaces() })).into_response()
+/// The spaces the request's key may read (every space while auth is off).
+pub(super) async fn list_spaces(State(app): State<AppState>, Extension(principal): Extension<Principal>) -> Response {
+    let mut spaces = app.engine.list_spaces();
+    spaces.retain(|s| principal.may(Action::GetSpace, &s.name));
+    Json(json!({ "spaces": spaces })).into_response()
 }
 
 pub(super) async fn get_space(State(app): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
@@ -115,11 +120,14 @@ pub(super) async fn post_observations(
     Path(space): Path<String>,
     RawQuery(query): RawQuery,
     slot: Option<Extension<TraceSlot>>,
+    Extension(principal): Extension<Principal>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let slot = slot.as_deref();
     let wait = wait_level(query.as_deref())?;
-    let batch = body(bytes, app.max_request_bytes).and_then(|b| parse_json::<Batch>(&b));
+    let batch = body(bytes, app.max_request_bytes)
+        .and_then(|b| parse_json::<Batch>(&b))
+        .and_then(|b| principal.admit_observations(b.observations.len(), &space).map(|()| b));
     let parsed = Instant::now();
     TraceSlot::record(slot, |t| {
         t.parsed(parsed);
@@ -304,7 +312,14 @@ pub(super) async fn metrics(State(app): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
-pub(super) async fn not_found(State(app): State<AppState>) -> ApiError {
+/// 404 for a path no route serves; with auth on, 401 first for a request without a valid key
+/// (an unknown client learns nothing of the routes).
+pub(super) async fn not_found(State(app): State<AppState>, req: axum::extract::Request) -> ApiError {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0);
+    if let Err(e) = app.auth.authenticate(req.headers(), Transport::Http, peer, Action::Describe, None) {
+        app.http_events.refused(Refusal::Unauthenticated);
+        return e;
+    }
     let e = ApiError::unknown_route();
     // Fallback responses skip the route-level metrics layer: count the refusal here.
     app.http_events.refused(Refusal::UnknownRoute);

@@ -1,13 +1,16 @@
 //! The HTTP API (axum): REST for spaces, observations and recall; health; `/metrics`.
 //!
-//! Every route is listed once in [`ROUTES`]; the request-metrics layer ([`metrics_layer`])
-//! labels by those templates, never by raw paths.
+//! Every route is listed once in [`ROUTES`] with the action it performs; the request-metrics
+//! layer ([`metrics_layer`]) labels by those templates, never by raw paths, and the auth layer
+//! ([`auth_layer`]) checks the grant each action needs.
 
+pub mod auth_layer;
 mod handlers;
 pub mod metrics_layer;
 mod snapshots;
 pub mod trace_layer;
 
+use crate::auth::{Action, Auth};
 use crate::config::ServerConfig;
 use crate::trace::Tracer;
 use axum::Router;
@@ -19,27 +22,43 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Every (method, route template) served; the label values of the HTTP request metrics.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/v1/spaces"),
-    ("PUT", "/v1/spaces/{space}"),
-    ("GET", "/v1/spaces/{space}"),
-    ("DELETE", "/v1/spaces/{space}"),
-    ("POST", "/v1/spaces/{space}/observations"),
-    ("POST", "/v1/spaces/{space}/observations/delete"),
-    ("GET", "/v1/spaces/{space}/observations/{id}"),
-    ("DELETE", "/v1/spaces/{space}/observations/{id}"),
-    ("POST", "/v1/spaces/{space}/recall"),
-    ("POST", "/v1/spaces/{space}/snapshots"),
-    ("GET", "/v1/spaces/{space}/snapshots"),
-    ("GET", "/v1/spaces/{space}/snapshots/{name}"),
-    ("DELETE", "/v1/spaces/{space}/snapshots/{name}"),
-    ("POST", "/v1/spaces/{space}/snapshots/restore"),
-    ("GET", "/health"),
-    ("GET", "/health/live"),
-    ("GET", "/health/ready"),
-    ("GET", "/health/detailed"),
-    ("GET", "/metrics"),
+/// A route served: its method and template (the label values of the HTTP request metrics) and
+/// what it asks to do (the grant it needs when auth is on).
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    /// `GET`, `PUT`, ...
+    pub method: &'static str,
+    /// The axum template, e.g. `/v1/spaces/{space}/recall`.
+    pub template: &'static str,
+    /// What the route does, for authorization and the audit log.
+    pub action: Action,
+}
+
+const fn route(method: &'static str, template: &'static str, action: Action) -> Route {
+    Route { method, template, action }
+}
+
+/// Every route served, once.
+pub const ROUTES: &[Route] = &[
+    route("GET", "/v1/spaces", Action::ListSpaces),
+    route("PUT", "/v1/spaces/{space}", Action::CreateSpace),
+    route("GET", "/v1/spaces/{space}", Action::GetSpace),
+    route("DELETE", "/v1/spaces/{space}", Action::DropSpace),
+    route("POST", "/v1/spaces/{space}/observations", Action::WriteObservations),
+    route("POST", "/v1/spaces/{space}/observations/delete", Action::DeleteObservations),
+    route("GET", "/v1/spaces/{space}/observations/{id}", Action::GetObservation),
+    route("DELETE", "/v1/spaces/{space}/observations/{id}", Action::DeleteObservations),
+    route("POST", "/v1/spaces/{space}/recall", Action::Recall),
+    route("POST", "/v1/spaces/{space}/snapshots", Action::CreateSnapshot),
+    route("GET", "/v1/spaces/{space}/snapshots", Action::ListSnapshots),
+    route("GET", "/v1/spaces/{space}/snapshots/{name}", Action::DownloadSnapshot),
+    route("DELETE", "/v1/spaces/{space}/snapshots/{name}", Action::DeleteSnapshot),
+    route("POST", "/v1/spaces/{space}/snapshots/restore", Action::RestoreSnapshot),
+    route("GET", "/health", Action::Probe),
+    route("GET", "/health/live", Action::Probe),
+    route("GET", "/health/ready", Action::Probe),
+    route("GET", "/health/detailed", Action::ReadMetrics),
+    route("GET", "/metrics", Action::ReadMetrics),
 ];
 
 /// State shared by the HTTP handlers.
@@ -59,18 +78,28 @@ pub struct AppState {
     pub health: Arc<Mutex<HealthSampler>>,
     /// Where request traces go (off unless `[tracing]` names an endpoint).
     pub tracer: Tracer,
+    /// API keys (off unless `[auth]` configures some).
+    pub auth: Auth,
 }
 
 /// The router with every route and the HTTP listener's layers ([`crate::layers::http`]).
-pub fn router(engine: Arc<Engine>, health: Arc<Mutex<HealthSampler>>, config: &ServerConfig, tracer: Tracer) -> Router {
+pub fn router(
+    engine: Arc<Engine>,
+    health: Arc<Mutex<HealthSampler>>,
+    config: &ServerConfig,
+    tracer: Tracer,
+    auth: Auth,
+) -> Router {
+    let routes: Vec<_> = ROUTES.iter().map(|r| (r.method, r.template)).collect();
     let state = AppState {
-        http_events: HttpEvents::register(engine.telemetry(), ROUTES),
+        http_events: HttpEvents::register(engine.telemetry(), &routes),
         engine,
         started: Instant::now(),
         max_request_bytes: config.max_request_bytes,
         max_snapshot_bytes: config.storage.max_snapshot_bytes,
         health,
         tracer,
+        auth,
     };
     let routes = Router::new()
         .route("/v1/spaces", get(handlers::list_spaces))

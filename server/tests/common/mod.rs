@@ -78,6 +78,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         rescore_factor: None,
         metrics_url: None,
         trace: false,
+        api_key: None,
         report: report.to_path_buf(),
     }
 }
