@@ -9,7 +9,10 @@
 #     expression returns at least one series (except the few listed in EMPTY_OK below, each
 #     with the reason it has data only on errors);
 #   - driven into backpressure (small queue, one worker), a backpressure alert fires in
-#     Prometheus and reaches Alertmanager (seen through both HTTP APIs).
+#     Prometheus and reaches Alertmanager (seen through both HTTP APIs);
+#   - with API keys on (as in production): the scrape and the /health/detailed probe use a
+#     `metrics` key, the loads an admin key; requests without a key get 401, and the audit log
+#     holds the admin actions and the refusals.
 # The only changes to the shipped configs, made in a temporary copy: scrape and evaluation
 # every 1 s instead of 15 s, `for:` of every alert shortened to 5 s, and the Alertmanager
 # receivers' secret files created empty (nothing is sent anywhere from here).
@@ -59,6 +62,21 @@ for f in deploy/prometheus/rules/*.yml; do
   sed -E 's/^( +)for: [0-9]+[smh]$/\1for: 5s/' "$f" >"$work/prometheus/rules/$(basename "$f")"
 done
 grep -q 'scrape_interval: 1s' "$work/prometheus/prometheus.yml"
+
+# API keys on, as in production (docs/security.md): an admin key for the loads and requests
+# below, a `metrics` key for Prometheus's scrape and the blackbox /health/detailed probe.
+target/release/engram-stream keys new --name verify-stack --grant admin >"$work/ops.key"
+target/release/engram-stream keys new --name prometheus --grant metrics >"$work/prometheus.key"
+ops_key=$(head -n 1 "$work/ops.key")
+mkdir -p "$work/prometheus/secrets"
+head -n 1 "$work/prometheus.key" >"$work/prometheus/secrets/engram-metrics-key"
+{
+  echo "[auth]"
+  echo "audit_log = \"$work/audit.jsonl\""
+  tail -n +2 "$work/ops.key"
+  tail -n +2 "$work/prometheus.key"
+} >"$work/engram.toml"
+sed "s#/etc/prometheus/secrets/#$work/prometheus/secrets/#" deploy/prometheus/blackbox.yml >"$work/blackbox.yml"
 promtool check config "$work/prometheus/prometheus.yml" >/dev/null
 
 # Alertmanager: the shipped config; its secret files exist (empty) so receivers load.
@@ -73,10 +91,10 @@ echo "== starting engram-stream, node exporter, blackbox exporter, Alertmanager,
 # One worker and a queue of 1,000 observations: a default `load` (16 batches of 100 in flight)
 # overfills it, which drives the server into backpressure for the whole load.
 ENGRAM_ENGINE__WORKERS=1 ENGRAM_ENGINE__QUEUE_CAPACITY=1000 \
-  start engram target/release/engram-stream serve --http-addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:50051 \
-    --data-dir "$work/engram-data"
+  start engram target/release/engram-stream serve --config "$work/engram.toml" \
+    --http-addr 127.0.0.1:8080 --grpc-addr 127.0.0.1:50051 --data-dir "$work/engram-data"
 start node prometheus-node-exporter --web.listen-address=127.0.0.1:9100
-start blackbox prometheus-blackbox-exporter --config.file=deploy/prometheus/blackbox.yml --web.listen-address=127.0.0.1:9115
+start blackbox prometheus-blackbox-exporter --config.file="$work/blackbox.yml" --web.listen-address=127.0.0.1:9115
 start alertmanager prometheus-alertmanager --config.file="$work/alertmanager/alertmanager.yml" \
   --storage.path="$work/alertmanager/data" --web.listen-address=127.0.0.1:9093 --cluster.listen-address=
 start prometheus prometheus --config.file="$work/prometheus/prometheus.yml" --storage.tsdb.path="$work/prometheus/data" \
@@ -112,7 +130,7 @@ echo "== load: MiniLM-384 over gRPC into a queue of 1,000 (backpressure expected
 # enough for a pending alert to fire and reach Alertmanager.
 for attempt in 1 2 3 4 5 6; do
   target/release/engram-stream load --dataset ../shared/data/minilm-384-stdlib --server http://127.0.0.1:50051 \
-    --protocol grpc --report "$work/load-$attempt.json" >"$work/load-$attempt.log" 2>&1 \
+    --protocol grpc --api-key "$ops_key" --report "$work/load-$attempt.json" >"$work/load-$attempt.log" 2>&1 \
     || { cat "$work/load-$attempt.log"; exit 1; }
   tail -n 1 "$work/load-$attempt.log"
   for _ in $(seq 1 15); do
@@ -122,8 +140,16 @@ for attempt in 1 2 3 4 5 6; do
 done
 # One HTTP recall and a bad request, so the HTTP series have samples on the ingest routes too.
 curl -sf -X POST http://127.0.0.1:8080/v1/spaces/minilm-384-stdlib/recall -H 'content-type: application/json' \
+  -H "authorization: Bearer $ops_key" \
   -d "{\"embedding\": [$(python3 -c 'print(",".join(["0.05"] * 384))')], \"k\": 5}" >/dev/null
-curl -s -o /dev/null -X POST http://127.0.0.1:8080/v1/spaces/minilm-384-stdlib/observations -d '{'
+curl -s -o /dev/null -X POST http://127.0.0.1:8080/v1/spaces/minilm-384-stdlib/observations -d '{' \
+  -H "authorization: Bearer $ops_key"
+# Without a key: 401 for /metrics and the API (counted in engram_auth_failures_total, audited).
+for path in /metrics /v1/spaces; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:8080$path")
+  [ "$code" = 401 ] || { echo "FAILED: $path without a key answered $code, not 401"; exit 1; }
+done
+echo "ok: without a key /metrics and /v1/spaces answer 401"
 sleep 5 # a few more scrapes and rule evaluations
 
 if wait "$watcher"; then
@@ -222,6 +248,14 @@ else:
           f"{[r['name'] for r in a['receivers']]}; runbook {a['annotations']['runbook_url']}")
     if not any(p["metric"]["alertname"] == a["labels"]["alertname"] for p in prom):
         failures.append("the backpressure alert was not firing in Prometheus when Alertmanager had it")
+
+# The audit log: the loads' space drops and creations (admin actions) and the refused requests.
+audit = [json.loads(l) for l in open(f"{work}/audit.jsonl")]
+creates = sum(1 for a in audit if a["action"] == "space.create" and a["outcome"] == "ok" and a["key"] == "verify-stack")
+missing = sum(1 for a in audit if a["outcome"] == "missing")
+print(f"audit log: {len(audit)} lines, {creates} space.create by verify-stack, {missing} refused without a key")
+if creates == 0 or missing < 2:
+    failures.append(f"the audit log lacks the loads' space creations ({creates}) or the refused requests ({missing})")
 
 if failures:
     print("FAILED:\n  " + "\n  ".join(failures))
