@@ -111,3 +111,110 @@ impl Gate {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_telemetry::catalog;
+    use engram_telemetry::{Telemetry, TelemetryConfig};
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use std::borrow::Cow;
+    use std::sync::atomic::AtomicBool;
+    use std::time::SystemTime;
+
+    fn span(i: u64) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(u128::from(i) + 1),
+                SpanId::from(i + 1),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::NONE,
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed("stage"),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    /// Four threads submit traces as fast as they can while the processor exports them (to an
+    /// endpoint where nothing listens, so every export fails) and a reader samples the gate's
+    /// count: it never exceeds the bound, and once the processor is shut down every span
+    /// submitted is accounted for exactly once: exported, dropped at the gate (queue_full) or
+    /// dropped by a failed export (export_failed).
+    #[test]
+    fn every_span_submitted_while_exports_run_is_counted_once_and_the_bound_holds() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let telemetry = Telemetry::new(TelemetryConfig::default());
+        let events = TraceEvents::register(&telemetry);
+        const BOUND: usize = 256;
+        let gate = runtime.block_on(async {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint("http://127.0.0.1:9")
+                .with_timeout(Duration::from_millis(200))
+                .build()
+                .unwrap();
+            Arc::new(Gate::new(exporter, &Resource::builder().build(), BOUND, Duration::from_millis(5), events))
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (gate, stop) = (Arc::clone(&gate), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut samples = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    let q = gate.in_flight.load(Ordering::Acquire);
+                    assert!(q <= BOUND, "{q} spans in flight, over the bound of {BOUND}");
+                    samples += 1;
+                }
+                samples
+            })
+        };
+        const THREADS: u64 = 4;
+        const TRACES: u64 = 100_000;
+        const SPANS: u64 = 8;
+        let writers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let gate = Arc::clone(&gate);
+                std::thread::spawn(move || {
+                    for i in 0..TRACES {
+                        let base = (t * TRACES + i) * SPANS;
+                        gate.submit((base..base + SPANS).map(span).collect());
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        gate.shutdown(Duration::from_secs(30));
+        stop.store(true, Ordering::Release);
+        assert!(reader.join().unwrap() > 1000, "the reader sampled while the writers ran");
+        let sum = |def: &catalog::MetricDef, reason: Option<&str>| {
+            telemetry.sum(def, |labels| reason.is_none_or(|r| labels.first().is_some_and(|l| l == r)))
+        };
+        let exported = sum(&catalog::TRACE_SPANS_EXPORTED, None);
+        let queue_full = sum(&catalog::TRACE_SPANS_DROPPED, Some("queue_full"));
+        let failed = sum(&catalog::TRACE_SPANS_DROPPED, Some("export_failed"));
+        let submitted = (THREADS * TRACES * SPANS) as f64;
+        assert_eq!(
+            exported + queue_full + failed,
+            submitted,
+            "exported {exported}, queue_full {queue_full}, failed {failed}"
+        );
+        assert!(queue_full > 0.0 && failed > 0.0, "both drop paths ran: queue_full {queue_full}, failed {failed}");
+        assert_eq!(gate.in_flight.load(Ordering::Acquire), 0);
+        drop(runtime);
+    }
+}
