@@ -33,6 +33,17 @@ struct Server {
     http: String,
 }
 
+impl Drop for Server {
+    /// A test that fails midway leaves no server running (and holding its ports and data
+    /// directory) behind it.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 fn start(data_dir: &Path, log: &Path) -> Server {
     let (http, grpc) = (free_port(), free_port());
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
