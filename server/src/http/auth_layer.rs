@@ -4,7 +4,7 @@
 //! (the space list filters by it), and an audit line for every admin action. Runs as a route
 //! layer, inside the request metrics, so 401s and 403s are counted per route.
 
-use super::{AppState, ROUTES};
+use super::{AppState, route};
 use crate::auth::{Action, Principal};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::middleware::Next;
@@ -12,11 +12,12 @@ use axum::response::{IntoResponse, Response};
 use engram_telemetry::events::Transport;
 use std::net::SocketAddr;
 
-/// The action of the route `req` matched (`Describe` for one [`ROUTES`] does not list).
+/// The action of the route `req` matched (`Describe` for one [`super::ROUTES`] does not list).
 fn action(req: &Request) -> Action {
-    let Some(template) = req.extensions().get::<MatchedPath>() else { return Action::Describe };
-    let method = req.method().as_str();
-    ROUTES.iter().find(|r| r.method == method && r.template == template.as_str()).map_or(Action::Describe, |r| r.action)
+    req.extensions()
+        .get::<MatchedPath>()
+        .and_then(|template| route(req.method().as_str(), template.as_str()))
+        .map_or(Action::Describe, |r| r.action)
 }
 
 /// Authorizes one request around the handler.

@@ -22,44 +22,58 @@ use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A route served: its method and template (the label values of the HTTP request metrics) and
-/// what it asks to do (the grant it needs when auth is on).
+/// A route served: its method and template (the label values of the HTTP request metrics), its
+/// span name, and what it asks to do (the grant it needs when auth is on).
 #[derive(Debug, Clone, Copy)]
 pub struct Route {
     /// `GET`, `PUT`, ...
     pub method: &'static str,
     /// The axum template, e.g. `/v1/spaces/{space}/recall`.
     pub template: &'static str,
+    /// `{method} {template}`: the server span's name (OpenTelemetry HTTP semantic conventions).
+    pub span_name: &'static str,
     /// What the route does, for authorization and the audit log.
     pub action: Action,
 }
 
-const fn route(method: &'static str, template: &'static str, action: Action) -> Route {
-    Route { method, template, action }
+macro_rules! route {
+    ($method:literal, $template:literal, $action:ident) => {
+        Route {
+            method: $method,
+            template: $template,
+            span_name: concat!($method, " ", $template),
+            action: Action::$action,
+        }
+    };
 }
 
 /// Every route served, once.
 pub const ROUTES: &[Route] = &[
-    route("GET", "/v1/spaces", Action::ListSpaces),
-    route("PUT", "/v1/spaces/{space}", Action::CreateSpace),
-    route("GET", "/v1/spaces/{space}", Action::GetSpace),
-    route("DELETE", "/v1/spaces/{space}", Action::DropSpace),
-    route("POST", "/v1/spaces/{space}/observations", Action::WriteObservations),
-    route("POST", "/v1/spaces/{space}/observations/delete", Action::DeleteObservations),
-    route("GET", "/v1/spaces/{space}/observations/{id}", Action::GetObservation),
-    route("DELETE", "/v1/spaces/{space}/observations/{id}", Action::DeleteObservations),
-    route("POST", "/v1/spaces/{space}/recall", Action::Recall),
-    route("POST", "/v1/spaces/{space}/snapshots", Action::CreateSnapshot),
-    route("GET", "/v1/spaces/{space}/snapshots", Action::ListSnapshots),
-    route("GET", "/v1/spaces/{space}/snapshots/{name}", Action::DownloadSnapshot),
-    route("DELETE", "/v1/spaces/{space}/snapshots/{name}", Action::DeleteSnapshot),
-    route("POST", "/v1/spaces/{space}/snapshots/restore", Action::RestoreSnapshot),
-    route("GET", "/health", Action::Probe),
-    route("GET", "/health/live", Action::Probe),
-    route("GET", "/health/ready", Action::Probe),
-    route("GET", "/health/detailed", Action::ReadMetrics),
-    route("GET", "/metrics", Action::ReadMetrics),
+    route!("GET", "/v1/spaces", ListSpaces),
+    route!("PUT", "/v1/spaces/{space}", CreateSpace),
+    route!("GET", "/v1/spaces/{space}", GetSpace),
+    route!("DELETE", "/v1/spaces/{space}", DropSpace),
+    route!("POST", "/v1/spaces/{space}/observations", WriteObservations),
+    route!("POST", "/v1/spaces/{space}/observations/delete", DeleteObservations),
+    route!("GET", "/v1/spaces/{space}/observations/{id}", GetObservation),
+    route!("DELETE", "/v1/spaces/{space}/observations/{id}", DeleteObservations),
+    route!("POST", "/v1/spaces/{space}/recall", Recall),
+    route!("POST", "/v1/spaces/{space}/snapshots", CreateSnapshot),
+    route!("GET", "/v1/spaces/{space}/snapshots", ListSnapshots),
+    route!("GET", "/v1/spaces/{space}/snapshots/{name}", DownloadSnapshot),
+    route!("DELETE", "/v1/spaces/{space}/snapshots/{name}", DeleteSnapshot),
+    route!("POST", "/v1/spaces/{space}/snapshots/restore", RestoreSnapshot),
+    route!("GET", "/health", Probe),
+    route!("GET", "/health/live", Probe),
+    route!("GET", "/health/ready", Probe),
+    route!("GET", "/health/detailed", ReadMetrics),
+    route!("GET", "/metrics", ReadMetrics),
 ];
+
+/// The route `method` and matched `template` name (`None` for a pair [`ROUTES`] does not list).
+pub fn route(method: &str, template: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.method == method && r.template == template)
+}
 
 /// State shared by the HTTP handlers.
 #[derive(Clone)]

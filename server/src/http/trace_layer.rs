@@ -6,7 +6,8 @@
 //! off, and nothing for probes and scrapes (`/health*`, `/metrics`): they are not requests
 //! anyone follows, and at `always_on` they would crowd out the batches.
 
-use super::AppState;
+use super::{AppState, route};
+use crate::auth::Action;
 use crate::trace::TraceSlot;
 use crate::trace::context::{self, Headers, TRACERESPONSE};
 use axum::extract::{MatchedPath, Request, State};
@@ -24,23 +25,18 @@ pub async fn trace(State(app): State<AppState>, mut req: Request, next: Next) ->
         return next.run(req).await;
     }
     let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    if route.as_deref().is_some_and(|r| r.starts_with("/health") || r == "/metrics") {
+    // The matched route's static names: nothing is allocated to name the span.
+    let route = req.extensions().get::<MatchedPath>().and_then(|p| route(req.method().as_str(), p.as_str()));
+    let Some(route) = route else { return next.run(req).await };
+    if matches!(route.action, Action::Probe | Action::ReadMetrics) {
         return next.run(req).await;
     }
-    let method = req.method().as_str().to_owned();
     let parent = context::extract(&Headers(req.headers()));
-    let name = match &route {
-        Some(r) => format!("{method} {r}"),
-        None => method.clone(),
-    };
-    let Some(mut trace) = app.tracer.begin(name, SpanKind::Server, parent, started) else {
+    let Some(mut trace) = app.tracer.begin(route.span_name, SpanKind::Server, parent, started) else {
         return next.run(req).await;
     };
-    trace.attribute(KeyValue::new("http.request.method", method));
-    if let Some(route) = route {
-        trace.attribute(KeyValue::new("http.route", route));
-    }
+    trace.attribute(KeyValue::new("http.request.method", route.method));
+    trace.attribute(KeyValue::new("http.route", route.template));
     trace.attribute(KeyValue::new("url.scheme", "http"));
     let span = tracing::info_span!("request", trace_id = %format_args!("{:032x}", trace.trace_id()));
     let slot = TraceSlot::new(trace);
