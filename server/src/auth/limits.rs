@@ -9,7 +9,7 @@ use engram_telemetry::Telemetry;
 use engram_telemetry::catalog;
 use engram_telemetry::primitives::Counter;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, InsufficientCapacity, NotUntil, Quota};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -70,6 +70,44 @@ pub struct Limited {
     pub over_burst: bool,
 }
 
+/// The clock's instants (governor's default, quanta).
+type At = <DefaultClock as Clock>::Instant;
+
+/// A request bucket's answer as a [`Limited`] (counted in `limited`).
+fn requests_checked(checked: Result<(), NotUntil<At>>, per_second: u32, limited: &Counter) -> Result<(), Limited> {
+    checked.map_err(|not| {
+        limited.inc();
+        Limited {
+            limit: LIMITS[0],
+            per_second,
+            retry_after: not.wait_time_from(DefaultClock::default().now()),
+            over_burst: false,
+        }
+    })
+}
+
+/// An observation bucket's answer as a [`Limited`] (counted in `limited`): a wait, or a batch
+/// larger than the whole bucket (`burst`).
+fn observations_checked(
+    checked: Result<Result<(), NotUntil<At>>, InsufficientCapacity>,
+    per_second: u32,
+    burst: u32,
+    limited: &Counter,
+) -> Result<(), Limited> {
+    let (retry_after, over_burst) = match checked {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(not)) => (not.wait_time_from(DefaultClock::default().now()), false),
+        Err(_) => (Duration::ZERO, burst > 0),
+    };
+    limited.inc();
+    Err(Limited { limit: LIMITS[1], per_second, retry_after, over_burst })
+}
+
+/// `n` as the cells of one check (`None` for 0: nothing to take).
+fn cells(n: usize) -> Option<NonZeroU32> {
+    NonZeroU32::new(n.min(u32::MAX as usize) as u32)
+}
+
 fn bucket(per_second: u32, burst_seconds: u32) -> Option<DefaultDirectRateLimiter> {
     Some(DefaultDirectRateLimiter::direct(quota(per_second, burst_seconds)?))
 }
@@ -113,39 +151,13 @@ impl Limiter {
     /// Takes one request from the bucket.
     pub(crate) fn request(&self) -> Result<(), Limited> {
         let Some(b) = &self.requests else { return Ok(()) };
-        b.check().map_err(|not| {
-            self.limited[0].inc();
-            Limited {
-                limit: LIMITS[0],
-                per_second: self.per_second[0],
-                retry_after: not.wait_time_from(DefaultClock::default().now()),
-                over_burst: false,
-            }
-        })
+        requests_checked(b.check(), self.per_second[0], &self.limited[0])
     }
 
     /// Takes `n` observations from the bucket.
     pub(crate) fn observations(&self, n: usize) -> Result<(), Limited> {
-        let (Some(b), Some(n)) = (&self.observations, NonZeroU32::new(n.min(u32::MAX as usize) as u32)) else {
-            return Ok(());
-        };
-        let limited = |retry_after, over_burst| Limited {
-            limit: LIMITS[1],
-            per_second: self.per_second[1],
-            retry_after,
-            over_burst,
-        };
-        match b.check_n(n) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not)) => {
-                self.limited[1].inc();
-                Err(limited(not.wait_time_from(DefaultClock::default().now()), false))
-            }
-            Err(_) => {
-                self.limited[1].inc();
-                Err(limited(Duration::ZERO, self.burst > 0))
-            }
-        }
+        let (Some(b), Some(n)) = (&self.observations, cells(n)) else { return Ok(()) };
+        observations_checked(b.check_n(n), self.per_second[1], self.burst, &self.limited[1])
     }
 }
 
@@ -179,38 +191,12 @@ impl PeerLimiter {
 
     pub(crate) fn request(&self, peer: IpAddr) -> Result<(), Limited> {
         let Some(b) = &self.requests else { return Ok(()) };
-        b.check_key(&peer).map_err(|not| {
-            self.limited[0].inc();
-            Limited {
-                limit: LIMITS[0],
-                per_second: self.per_second[0],
-                retry_after: not.wait_time_from(DefaultClock::default().now()),
-                over_burst: false,
-            }
-        })
+        requests_checked(b.check_key(&peer), self.per_second[0], &self.limited[0])
     }
 
     pub(crate) fn observations(&self, peer: IpAddr, n: usize) -> Result<(), Limited> {
-        let (Some(b), Some(n)) = (&self.observations, NonZeroU32::new(n.min(u32::MAX as usize) as u32)) else {
-            return Ok(());
-        };
-        let limited = |retry_after, over_burst| Limited {
-            limit: LIMITS[1],
-            per_second: self.per_second[1],
-            retry_after,
-            over_burst,
-        };
-        match b.check_key_n(&peer, n) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(not)) => {
-                self.limited[1].inc();
-                Err(limited(not.wait_time_from(DefaultClock::default().now()), false))
-            }
-            Err(_) => {
-                self.limited[1].inc();
-                Err(limited(Duration::ZERO, self.burst > 0))
-            }
-        }
+        let (Some(b), Some(n)) = (&self.observations, cells(n)) else { return Ok(()) };
+        observations_checked(b.check_key_n(&peer, n), self.per_second[1], self.burst, &self.limited[1])
     }
 
     /// Drops the addresses whose buckets are full again (idle clients).
