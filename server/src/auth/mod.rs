@@ -191,10 +191,7 @@ impl Auth {
         let audit = AuditLog::open(config.audit_log.as_deref())
             .map_err(|e| format!("auth.audit_log: cannot open {}: {e}", path_str(config.audit_log.as_deref())))?;
         let (file_keys, stamp) = match &config.keys_file {
-            Some(path) => {
-                let (keys, stamp) = read_keys_file(path)?;
-                (keys, stamp)
-            }
+            Some(path) => read_keys_file(path)?,
             None => (Vec::new(), None),
         };
         let set = compile(&config.keys, &file_keys, telemetry, rate_limits)?;
@@ -630,5 +627,75 @@ mod tests {
         std::fs::write(&file, "[[keys]]\nname = 3\n").unwrap();
         assert!(on.reload().is_err());
         assert!(on.authenticate(&h, Transport::Http, None, Action::Recall, Some("docs")).is_ok());
+    }
+
+    /// Two threads authenticate as fast as they can while a third rewrites the keys file
+    /// between two versions and reloads it (500 times, and on until each reader has seen both
+    /// versions): the key in both versions is always found, under its one name; the key in one
+    /// version is either found or refused as `invalid`, never anything else.
+    #[test]
+    fn requests_authenticate_while_the_keys_file_is_reloaded() {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let t = engram_telemetry::Telemetry::new(TelemetryConfig::default());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.toml");
+        let (stay, come) = (keys::new_key().unwrap(), keys::new_key().unwrap());
+        let entry = |name: &str, key: &str| {
+            format!(
+                "[[keys]]\nname = \"{name}\"\nsha256 = \"{}\"\ngrants = [\"docs=read\"]\n",
+                hex::encode(keys::sha256(key))
+            )
+        };
+        let (one, two) = (entry("stay", &stay), entry("stay", &stay) + &entry("come", &come));
+        std::fs::write(&file, &one).unwrap();
+        let config = AuthConfig { keys_file: Some(file.clone()), ..Default::default() };
+        let auth = Auth::new(&config, &RateLimitConfig::default(), &t).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        // found / refused per reader: [stay found, stay refused, come found, come refused].
+        let seen: Arc<[AtomicU64; 4]> = Arc::new(Default::default());
+        let readers: Vec<_> = [stay.clone(), come.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(r, key)| {
+                let (auth, stop, seen) = (auth.clone(), Arc::clone(&stop), Arc::clone(&seen));
+                std::thread::spawn(move || {
+                    let h = headers(&[("api-key", &key)]);
+                    while !stop.load(Ordering::Acquire) {
+                        match auth.authenticate(&h, Transport::Grpc, None, Action::Recall, Some("docs")) {
+                            Ok(p) => {
+                                assert_eq!(p.name(), ["stay", "come"][r]);
+                                assert!(p.may(Action::Recall, "docs"));
+                                seen[2 * r].fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => {
+                                assert_eq!(e.reason, Some("invalid"), "{e:?}");
+                                seen[2 * r + 1].fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let both_seen = || {
+            seen[0].load(Ordering::Relaxed) > 0
+                && seen[2].load(Ordering::Relaxed) > 0
+                && seen[3].load(Ordering::Relaxed) > 0
+        };
+        let mut reloads = 0;
+        while reloads < 500 || (!both_seen() && reloads < 100_000) {
+            std::fs::write(&file, if reloads % 2 == 0 { &two } else { &one }).unwrap();
+            assert!(auth.reload().is_ok());
+            reloads += 1;
+        }
+        stop.store(true, Ordering::Release);
+        for r in readers {
+            r.join().unwrap();
+        }
+        std::fs::write(&file, &one).unwrap();
+        assert!(auth.reload().is_ok());
+        let counts: Vec<u64> = seen.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts[1], 0, "the key in both versions was refused: {counts:?}");
+        assert!(both_seen(), "after {reloads} reloads: {counts:?}");
+        assert_eq!(auth.key_count(), 1, "the version with one key is in force");
     }
 }
