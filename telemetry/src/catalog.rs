@@ -699,6 +699,36 @@ catalog! {
     )
     .doc("reloads", "server auth::Auth::reload", "one per key rotation; any error needs the file fixed");
 
+    // ---- TLS ---------------------------------------------------------------------------------------
+    /// TLS handshakes that failed.
+    TLS_HANDSHAKE_FAILURES = counter(
+        "engram_tls_handshake_failures_total",
+        &["protocol", "reason"],
+        "TLS handshakes that failed, by listener (http, grpc) and reason: certificate (a client certificate refused under mTLS, or the client refused ours: unknown CA, wrong host, expired), protocol (not TLS, e.g. plaintext to a TLS port, or no common version, cipher suite or ALPN protocol), timeout (not finished within tls.handshake_timeout_secs) or closed (closed or reset during the handshake).",
+    )
+    .doc("handshakes", "server tls::Tls::accept", "0 while TLS is off; a few from scanners and health checks; a rise in certificate after a renewal means clients do not trust the new chain");
+    /// Whether TLS is on.
+    TLS_ENABLED = gauge(
+        "engram_tls_enabled",
+        &[],
+        "1 when both listeners serve TLS (tls.cert_file and tls.key_file set), 0 when they serve plaintext.",
+    )
+    .doc("boolean", "server tls::Tls::new", "1 in production unless TLS ends at a proxy in front");
+    /// When the served certificate expires.
+    TLS_CERTIFICATE_EXPIRY = gauge(
+        "engram_tls_certificate_expiry_timestamp_seconds",
+        &[],
+        "The notAfter time of the certificate the listeners serve (the first in tls.cert_file), as Unix seconds; 0 while TLS is off.",
+    )
+    .doc("seconds (Unix time)", "server tls::Tls::new, tls::Tls::reload", "weeks to months ahead; renewed (the file replaced) before 14 days are left");
+    /// Re-reads of the certificate files.
+    TLS_CERTIFICATE_RELOADS = counter(
+        "engram_tls_certificate_reloads_total",
+        &["outcome"],
+        "Re-reads of tls.cert_file and tls.key_file (on change or SIGHUP), by outcome: ok (new handshakes get the new certificate) or error (unreadable, invalid or mismatched files: the certificate in force stays).",
+    )
+    .doc("reloads", "server tls::Tls::reload", "one per renewal; any error needs the files fixed before the old certificate expires");
+
     // ---- process (Prometheus client library standard names) ----------------------------------
     /// Process CPU time.
     PROCESS_CPU = counter(

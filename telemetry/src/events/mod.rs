@@ -12,6 +12,7 @@
 //! - [`storage`]: the durable log: appends, group-commit syncs, errors, recovery.
 //! - [`throttle`]: one log line per interval for events that repeat (level changes).
 //! - [`auth`]: requests refused by authentication or authorization, keys configured, reloads.
+//! - [`tls`]: TLS handshake failures, certificate reloads and expiry.
 //! - [`trace`]: traces sampled and spans exported or dropped by the OTLP exporter.
 //! - [`process`]: CPU, memory, file descriptors and threads of the process (metrics-process).
 
@@ -31,6 +32,7 @@ pub mod queue;
 pub mod space;
 pub mod storage;
 pub mod throttle;
+pub mod tls;
 pub mod trace;
 
 pub use api::{ConnectionEvents, GrpcEvents, HttpEvents, HttpRoute};
