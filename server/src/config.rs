@@ -7,6 +7,7 @@
 
 use crate::auth::AuthConfig;
 use crate::auth::limits::RateLimitConfig;
+use crate::tls::TlsConfig;
 use crate::trace::TracingConfig;
 use engram_engine::{EngineConfig, StorageConfig};
 use figment::Figment;
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     /// Per-key (per client address while auth is off) rate limits (`[rate_limits]`): off by
     /// default.
     pub rate_limits: RateLimitConfig,
+    /// TLS on both listeners (`[tls]`): off unless a certificate and key are set.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -88,6 +91,7 @@ impl Default for ServerConfig {
             tracing: TracingConfig::default(),
             auth: AuthConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -132,7 +136,7 @@ impl ServerConfig {
                         connections are closed as idle"
                 .into());
         }
-        Ok(())
+        self.tls.validate()
     }
 }
 

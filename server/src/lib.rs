@@ -10,6 +10,7 @@
 //! - [`config`]: `ServerConfig` from defaults, TOML file, `ENGRAM_*` environment.
 //! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
 //! - [`listen`]: accepting connections: the connection cap, idle and header-read timeouts.
+//! - [`tls`]: TLS on both listeners (rustls), certificate reload, mTLS.
 //! - [`session`]: what both transports do with a request, once: an ingest session (submit,
 //!   level changes) and recall. [`http`] and [`grpc`] only decode, call it and encode.
 //! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
@@ -31,6 +32,7 @@ mod layers;
 pub mod listen;
 pub mod server;
 pub mod session;
+pub mod tls;
 pub mod trace;
 
 /// Generated `engram.v1` code (from `proto/engram/v1/engram.proto`).

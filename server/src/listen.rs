@@ -9,9 +9,12 @@
 //! | gRPC (HTTP/2) keep-alive ping interval and ack timeout | `grpc_keepalive_interval_secs`, `grpc_keepalive_timeout_secs` | 30, 20 | a peer that stops answering pings is disconnected; a live idle stream is kept (its ping acks are traffic) |
 //!
 //! The accept loop is ours (hyper-util serves each HTTP connection, tonic each gRPC one); the
-//! timeouts are hyper's and tokio's timers.
+//! timeouts are hyper's and tokio's timers. With `[tls]` on, each connection's TLS handshake
+//! ([`crate::tls`]) runs after it is admitted and outside the accept loop; the idle timeout and
+//! the cap apply to the encrypted connection underneath.
 
 use crate::config::ServerConfig;
+use crate::tls::Tls;
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::ConnectionEvents;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -19,6 +22,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +31,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+use tokio_rustls::server::TlsStream;
 
 /// Index of `http` in the `protocol` label values.
 pub const HTTP: usize = 0;
@@ -188,6 +193,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
+impl IdleIo<TcpStream> {
+    /// The client's address (`None` if the socket is already gone).
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        self.io.peer_addr().ok()
+    }
+}
+
 impl tonic::transport::server::Connected for IdleIo<TcpStream> {
     type ConnectInfo = tonic::transport::server::TcpConnectInfo;
     fn connect_info(&self) -> Self::ConnectInfo {
@@ -214,19 +226,120 @@ pub async fn accept(listener: &TcpListener, limits: &ConnectionLimits, protocol:
     }
 }
 
-/// The gRPC listener's connections as the stream tonic serves from.
+/// An admitted connection, plaintext or after its TLS handshake.
+pub enum Conn {
+    /// `[tls]` off.
+    Plain(IdleIo<TcpStream>),
+    /// `[tls]` on: the decrypted stream.
+    Tls(Box<TlsStream<IdleIo<TcpStream>>>),
+}
+
+impl Conn {
+    /// The client's address.
+    pub fn peer_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Conn::Plain(io) => io.peer_addr(),
+            Conn::Tls(s) => s.get_ref().0.peer_addr(),
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(io) => io.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(io) => Pin::new(io).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// tonic sees the TCP connection's addresses under TLS too (what `grpc::auth` and the audit
+/// log read).
+impl tonic::transport::server::Connected for Conn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+    fn connect_info(&self) -> Self::ConnectInfo {
+        match self {
+            Conn::Plain(io) => io.connect_info(),
+            Conn::Tls(s) => s.get_ref().0.connect_info(),
+        }
+    }
+}
+
+/// Admitted connections' TLS handshakes in progress at once on the gRPC listener; more wait in
+/// the listen backlog.
+const GRPC_HANDSHAKES: usize = 256;
+
+/// The gRPC listener's connections as the stream tonic serves from: with TLS, up to
+/// 256 handshakes run at once and connections are yielded as theirs finish; a failed
+/// handshake only closes its connection.
 pub fn grpc_incoming(
     listener: TcpListener,
     limits: ConnectionLimits,
-) -> impl futures::Stream<Item = io::Result<IdleIo<TcpStream>>> {
-    futures::stream::unfold((listener, limits), |(listener, limits)| async move {
+    tls: Option<Tls>,
+) -> impl futures::Stream<Item = io::Result<Conn>> {
+    use futures::StreamExt;
+    let admitted = futures::stream::unfold((listener, limits), |(listener, limits)| async move {
         let io = accept(&listener, &limits, GRPC).await;
-        Some((Ok(io), (listener, limits)))
-    })
+        Some((io, (listener, limits)))
+    });
+    admitted
+        .map(move |io| {
+            let tls = tls.clone();
+            async move {
+                match tls {
+                    None => Some(Conn::Plain(io)),
+                    Some(tls) => tls.accept(io, GRPC).await.map(|s| Conn::Tls(Box::new(s))),
+                }
+            }
+        })
+        .buffer_unordered(GRPC_HANDSHAKES)
+        .filter_map(|conn| async move { conn.map(Ok) })
 }
 
 /// Serves `router` on `listener` with hyper-util (HTTP/1 and HTTP/2), each connection under
-/// `limits` and HTTP/1's `header_read_timeout`, until `shutdown` resolves; then stops
+/// `limits` and HTTP/1's `header_read_timeout` (after its TLS handshake, in its own task, when
+/// `tls` is set), until `shutdown` resolves; then stops
 /// accepting, lets open connections finish their requests (closing idle keep-alive ones), and
 /// resolves when all are closed.
 pub async fn serve_http(
@@ -234,6 +347,7 @@ pub async fn serve_http(
     router: axum::Router,
     limits: ConnectionLimits,
     header_read_timeout: Duration,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -248,7 +362,7 @@ pub async fn serve_http(
             () = &mut shutdown => break,
         };
         // The client's address, for the audit log (axum's `ConnectInfo`).
-        let peer = io.io.peer_addr().ok();
+        let peer = io.peer_addr();
         let service = TowerToHyperService::new(tower::ServiceExt::map_request(
             router.clone(),
             move |mut req: axum::http::Request<hyper::body::Incoming>| {
@@ -258,10 +372,16 @@ pub async fn serve_http(
                 req
             },
         ));
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
-        let conn = graceful.watch(conn);
-        let events = events.clone();
+        let (builder, watcher, events, tls) = (builder.clone(), graceful.watcher(), events.clone(), tls.clone());
         tokio::spawn(async move {
+            let conn = match tls {
+                None => Conn::Plain(io),
+                Some(tls) => match tls.accept(io, HTTP).await {
+                    Some(s) => Conn::Tls(Box::new(s)),
+                    None => return,
+                },
+            };
+            let conn = watcher.watch(builder.serve_connection_with_upgrades(TokioIo::new(conn), service).into_owned());
             if let Err(e) = conn.await {
                 let timed_out = e.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_timeout);
                 if timed_out {

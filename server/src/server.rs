@@ -13,6 +13,7 @@ use crate::config::ServerConfig;
 use crate::grpc::EngramService;
 use crate::listen::{self, ConnectionLimits};
 use crate::proto::engram_server::EngramServer;
+use crate::tls::Tls;
 use crate::trace::Tracer;
 use anyhow::Context;
 use engram_engine::{Engine, ShutdownReport};
@@ -45,6 +46,7 @@ pub struct Server {
     grpc: TcpListener,
     tracer: Tracer,
     auth: Auth,
+    tls: Option<Tls>,
 }
 
 impl Server {
@@ -59,6 +61,7 @@ impl Server {
         let tracer = Tracer::start(&config.tracing, &telemetry).context("tracing configuration")?;
         let auth = Auth::new(&config.auth, &config.rate_limits, &telemetry)
             .map_err(|e| anyhow::anyhow!("auth configuration: {e}"))?;
+        let tls = Tls::new(&config.tls, &telemetry).map_err(|e| anyhow::anyhow!("TLS configuration: {e}"))?;
         let engine =
             Arc::new(Engine::open(config.engine.clone(), &config.storage, telemetry).context("engine configuration")?);
         let http = TcpListener::bind(config.http_addr)
@@ -80,7 +83,10 @@ impl Server {
                 }
             }
         }
-        Ok(Self { config, engine, health, http, grpc, tracer, auth })
+        if tls.is_some() {
+            tracing::info!("TLS on both listeners");
+        }
+        Ok(Self { config, engine, health, http, grpc, tracer, auth, tls })
     }
 
     /// The bound HTTP address (useful with port 0).
@@ -103,8 +109,9 @@ impl Server {
     /// # Errors
     /// A listener that fails while serving.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<ShutdownReport> {
-        let Self { config, engine, health, http, grpc, tracer, auth } = self;
+        let Self { config, engine, health, http, grpc, tracer, auth, tls } = self;
         let keys_task = tokio::spawn(auth.clone().watch());
+        let cert_task = tls.clone().map(|t| tokio::spawn(t.watch()));
         let http_addr = http.local_addr()?;
         let grpc_addr = grpc.local_addr()?;
 
@@ -151,7 +158,10 @@ impl Server {
                 .add_service(reflection_v1)
                 .add_service(reflection_v1alpha)
                 .add_service(service)
-                .serve_with_incoming_shutdown(listen::grpc_incoming(grpc, limits.clone()), closed(close_rx.clone())),
+                .serve_with_incoming_shutdown(
+                    listen::grpc_incoming(grpc, limits.clone(), tls.clone()),
+                    closed(close_rx.clone()),
+                ),
         );
         let router = crate::http::router(engine.clone(), Arc::clone(&health), &config, tracer.clone(), auth);
         let health_task = tokio::spawn(async move {
@@ -167,6 +177,7 @@ impl Server {
             router,
             limits,
             Duration::from_secs(config.header_read_timeout_secs),
+            tls,
             closed(close_rx),
         ));
         tracing::info!(%http_addr, %grpc_addr, "engram-stream serving");
@@ -182,6 +193,9 @@ impl Server {
         let _ = close_tx.send(true);
         health_task.abort();
         keys_task.abort();
+        if let Some(t) = cert_task {
+            t.abort();
+        }
         let joined = tokio::time::timeout(CLOSE_GRACE, async {
             let grpc = grpc_task.await;
             let http = http_task.await;

@@ -79,6 +79,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         metrics_url: None,
         trace: false,
         api_key: None,
+        cacert: None,
         report: report.to_path_buf(),
     }
 }

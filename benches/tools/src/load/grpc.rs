@@ -64,11 +64,15 @@ impl<'a> Grpc<'a> {
         params: &SpaceParams,
     ) -> anyhow::Result<Self> {
         let (server, concurrency, wait, trace) = (&args.server, args.concurrency, args.wait, args.trace);
-        let channel = tonic::transport::Endpoint::from_shared(server.to_owned())
-            .context("--server: not a valid URL")?
-            .connect()
-            .await
-            .with_context(|| format!("connecting to {server}"))?;
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(server.to_owned()).context("--server: not a valid URL")?;
+        if let Some(path) = &args.cacert {
+            let pem = std::fs::read(path).with_context(|| format!("--cacert: reading {}", path.display()))?;
+            let tls =
+                tonic::transport::ClientTlsConfig::new().ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).context("--cacert")?;
+        }
+        let channel = endpoint.connect().await.with_context(|| format!("connecting to {server}"))?;
         let key = ApiKey::new(args.api_key.as_deref())?;
         let mut client = EngramClient::with_interceptor(channel, key)
             .max_decoding_message_size(64 << 20)

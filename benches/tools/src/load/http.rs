@@ -48,7 +48,7 @@ impl<'a> Http<'a> {
     ) -> anyhow::Result<Self> {
         let (wait, trace) = (args.wait, args.trace);
         let base_url = args.server.trim_end_matches('/');
-        let client = super::http_client(args.api_key.as_deref())?;
+        let client = super::http_client(args)?;
         let space_url = format!("{base_url}/v1/spaces/{space}");
         let r = client.delete(&space_url).send().await.with_context(|| format!("connecting to {base_url}"))?;
         if !(r.status().is_success() || r.status().as_u16() == 404) {

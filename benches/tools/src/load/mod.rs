@@ -138,25 +138,39 @@ pub struct LoadArgs {
     /// scrape). Default: `$ENGRAM_API_KEY`, else none.
     #[arg(long, env = "ENGRAM_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// PEM file of the CA that signed the server's certificate, for `https://` URLs (the
+    /// server's `[tls]`); trusted in addition to none other (no system roots), for `--server`
+    /// and `--metrics-url` alike.
+    #[arg(long)]
+    pub cacert: Option<PathBuf>,
     /// Where to write the JSON report.
     #[arg(long)]
     pub report: PathBuf,
 }
 
-/// An HTTP client that sends `Authorization: Bearer KEY` with every request when `api_key` is
-/// given.
+/// An HTTP client that sends `Authorization: Bearer KEY` with every request when `--api-key`
+/// is given, and trusts `--cacert` for `https://` URLs.
 ///
 /// # Errors
-/// A key that is not a valid header value.
-pub(crate) fn http_client(api_key: Option<&str>) -> anyhow::Result<reqwest::Client> {
+/// A key that is not a valid header value; a CA file that cannot be read or parsed.
+pub(crate) fn http_client(args: &LoadArgs) -> anyhow::Result<reqwest::Client> {
     let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(k) = api_key {
+    if let Some(k) = &args.api_key {
         let mut v: reqwest::header::HeaderValue =
             format!("Bearer {k}").parse().context("--api-key: not a valid header value")?;
         v.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, v);
     }
-    Ok(reqwest::Client::builder().default_headers(headers).build()?)
+    let mut builder = reqwest::Client::builder().default_headers(headers);
+    if let Some(path) = &args.cacert {
+        let pem = std::fs::read(path).with_context(|| format!("--cacert: reading {}", path.display()))?;
+        for cert in
+            reqwest::Certificate::from_pem_bundle(&pem).with_context(|| format!("--cacert: {}", path.display()))?
+        {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    Ok(builder.build()?)
 }
 
 /// [`traceparent`] for batch `batch`, printing the first batch's.
@@ -328,7 +342,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let before = match &args.metrics_url {
-        Some(url) => Some(scrape::before(url, &space, args.api_key.as_deref()).await?),
+        Some(url) => Some(scrape::before(url, &space, &args).await?),
         None => None,
     };
     eprintln!(
@@ -358,7 +372,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         }
     };
     let server_stats = match (&args.metrics_url, before) {
-        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before, args.api_key.as_deref()).await?),
+        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before, &args).await?),
         _ => None,
     };
     let recall = if run.hits.is_empty() {

@@ -5,6 +5,7 @@
 //! the run's window and its p99 are the telemetry crate's own `since` and `quantile` (PromQL's
 //! `histogram_quantile` interpolation).
 
+use super::LoadArgs;
 use super::report::ServerStats;
 use anyhow::{Context, bail};
 use engram_telemetry::catalog::OBSERVATION_LATENCY;
@@ -84,8 +85,8 @@ impl Exposition {
 }
 
 /// Reads `/metrics` once: (parsed response, seconds to fetch it).
-async fn scrape(url: &str, api_key: Option<&str>) -> anyhow::Result<(Exposition, f64)> {
-    let client = super::http_client(api_key)?;
+async fn scrape(url: &str, args: &LoadArgs) -> anyhow::Result<(Exposition, f64)> {
+    let client = super::http_client(args)?;
     let t0 = Instant::now();
     let resp = client.get(url).send().await.with_context(|| format!("scraping {url}"))?;
     if !resp.status().is_success() {
@@ -104,8 +105,8 @@ pub(super) struct Before {
 }
 
 /// Scrapes `url` before the load into `space`.
-pub(super) async fn before(url: &str, space: &str, api_key: Option<&str>) -> anyhow::Result<Before> {
-    let (e, _) = scrape(url, api_key).await?;
+pub(super) async fn before(url: &str, space: &str, args: &LoadArgs) -> anyhow::Result<Before> {
+    let (e, _) = scrape(url, args).await?;
     let rss = e
         .value("process_resident_memory_bytes", None)
         .map(|v| v as u64)
@@ -120,12 +121,12 @@ pub(super) async fn server_stats(
     url: &str,
     space: &str,
     before: Before,
-    api_key: Option<&str>,
+    args: &LoadArgs,
 ) -> anyhow::Result<ServerStats> {
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..5 {
-        let (e, secs) = scrape(url, api_key).await?;
+        let (e, secs) = scrape(url, args).await?;
         times.push(secs);
         last = Some(e);
     }
