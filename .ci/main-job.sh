@@ -3,7 +3,8 @@
 # directory), stream ../shared/data/minilm-384-stdlib over gRPC with `load`, and fail unless
 # nothing was lost, every vector was indexed, recall@10 at the default ef_search is >= 0.95,
 # /metrics passes promtool, every cataloged metric has a sample, and SIGTERM drains and exits 0;
-# then restart on the same data directory and check every vector is back and recall@10 holds.
+# then restart on the same data directory and check every vector is back and recall@10 holds;
+# then once more over TLS with an API key (a CA and certificate made here with openssl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${MAIN_JOB_OUT:-target/main-job}
@@ -108,6 +109,59 @@ assert replayed == 0, f"{replayed} observations replayed after a clean stop: its
 assert info["vectors"] == 17027, f"{info['vectors']} vectors after the restart, expected 17027"
 assert recall >= 0.95, f"recall@10 after the restart {recall}"
 print("restart on the same data directory: every vector back, recall holds")
+PY
+kill -TERM $pid
+wait $pid
+
+# Once more over TLS on both listeners with API keys on, as in production: a CA and a server
+# certificate for 127.0.0.1 made here, an admin key for the load, the same checks.
+tls=$out/tls
+rm -rf "$tls" && mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=engram main-job CA" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+  -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' >"$tls/ext.cnf"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial -days 2 \
+  -extfile "$tls/ext.cnf" -out "$tls/server.crt" 2>/dev/null
+"$bin" keys new --name main-job --grant admin >"$tls/admin.key"
+{
+  echo "[auth]"
+  tail -n +2 "$tls/admin.key"
+  echo "[tls]"
+  echo "cert_file = \"$tls/server.crt\""
+  echo "key_file = \"$tls/server.key\""
+} >"$tls/engram.toml"
+admin_key=$(head -n 1 "$tls/admin.key")
+"$bin" serve --config "$tls/engram.toml" --http-addr "$http" --grpc-addr "$grpc" --data-dir "$tls/data" >"$out/serve-tls.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 100); do
+  curl -sf --cacert "$tls/ca.crt" "https://$http/health/ready" >/dev/null && break
+  sleep 0.1
+done
+curl -sf --cacert "$tls/ca.crt" "https://$http/health/ready" >/dev/null || { cat "$out/serve-tls.log"; echo "TLS server not ready"; exit 1; }
+code=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$tls/ca.crt" "https://$http/v1/spaces")
+[ "$code" = 401 ] || { echo "GET /v1/spaces without a key over TLS: $code, expected 401"; exit 1; }
+if curl -sf "http://$http/health/ready" >/dev/null 2>&1; then echo "plaintext HTTP answered on the TLS port"; exit 1; fi
+"$bin" load --wait indexed --dataset ../shared/data/minilm-384-stdlib --server "https://$grpc" --protocol grpc \
+  --cacert "$tls/ca.crt" --api-key "$admin_key" --metrics-url "https://$http/metrics" --report "$out/minilm-grpc-tls.json"
+python3 - "$out/minilm-grpc-tls.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+rejected = sum(r["rejected"].values())
+checks = {
+    "lost == 0": r["lost"] == 0,
+    "indexed == 17027": r["indexed"] == 17027,
+    "recall_at_10 >= 0.95": r["recall_at_10"] >= 0.95,
+    "sent == accepted + rejected": r["sent"] == r["accepted"] + rejected,
+    "scraped over TLS with the key": r.get("server") is not None,
+}
+print(json.dumps({k: r[k] for k in ("ingest_rate_per_s", "recall_at_10", "lost", "indexed")}))
+failed = [k for k, ok in checks.items() if not ok]
+if failed:
+    sys.exit("main job over TLS failed: " + ", ".join(failed))
+print("main job over TLS with an API key: all checks passed")
 PY
 kill -TERM $pid
 wait $pid

@@ -110,7 +110,10 @@ impl ServerConfig {
             }
             fig = fig.merge(Toml::file(file));
         }
-        let config: Self = fig.merge(Env::prefixed("ENGRAM_").split("__")).extract().map_err(Box::new)?;
+        // `ENGRAM_API_KEY` is the clients' (`load --api-key`), not a server setting: a shell that
+        // exports it for the load generator must still start the server.
+        let env = Env::prefixed("ENGRAM_").ignore(&["API_KEY"]).split("__");
+        let config: Self = fig.merge(env).extract().map_err(Box::new)?;
         config.validate().map_err(|e| Box::new(figment::Error::from(e)))?;
         Ok(config)
     }
@@ -169,6 +172,17 @@ mod tests {
             let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/config/engram.example.toml");
             let c = ServerConfig::load(Some(&path)).map_err(|e| e.to_string())?;
             assert_eq!(c, ServerConfig::default());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_clients_api_key_variable_is_not_a_server_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENGRAM_API_KEY", "egk_for_the_load_generator");
+            jail.set_env("ENGRAM_HTTP_ADDR", "127.0.0.1:9001");
+            let c = ServerConfig::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.http_addr, "127.0.0.1:9001".parse().unwrap());
             Ok(())
         });
     }
