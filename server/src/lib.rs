@@ -11,6 +11,7 @@
 //! - [`server`]: binds both listeners, runs them, and drains the engine on shutdown.
 //! - [`listen`]: accepting connections: the connection cap, idle and header-read timeouts.
 //! - [`tls`]: TLS on both listeners (rustls), certificate reload, mTLS.
+//! - `reload`: re-reading the keys file and the TLS certificate on change or SIGHUP.
 //! - [`session`]: what both transports do with a request, once: an ingest session (submit,
 //!   level changes) and recall. [`http`] and [`grpc`] only decode, call it and encode.
 //! - [`http`]: REST routes, health endpoints, `/metrics`, request metrics.
@@ -30,6 +31,7 @@ pub mod health;
 pub mod http;
 mod layers;
 pub mod listen;
+mod reload;
 pub mod server;
 pub mod session;
 pub mod tls;

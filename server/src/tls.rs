@@ -19,6 +19,7 @@
 //! rustls feature (`tls-ring`) is what the `load` client and the tests use.
 
 use crate::listen::IdleIo;
+use crate::reload::{Stamp, stamp};
 use engram_telemetry::Telemetry;
 use engram_telemetry::events::tls::{HandshakeFailure, TlsEvents};
 use parking_lot::{Mutex, RwLock};
@@ -97,14 +98,6 @@ impl ResolvesServerCert for Resolver {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(Arc::clone(&self.current.read()))
     }
-}
-
-/// A file's modification time and length: what "changed" means.
-type Stamp = Option<(SystemTime, u64)>;
-
-fn stamp(path: &Path) -> Stamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 /// TLS for both listeners (cheap to clone; one per server).
@@ -241,32 +234,17 @@ impl Tls {
 
     /// Reloads the certificate on SIGHUP and whenever its files change, until aborted.
     pub async fn watch(self) {
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut every = tokio::time::interval(CERT_FILE_POLL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            #[cfg(unix)]
-            let hangup = async {
-                match hup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<()>();
-            let tls = self.clone();
-            tokio::select! {
-                () = hangup => {
-                    let _ = tokio::task::spawn_blocking(move || tls.reload()).await;
-                }
-                _ = every.tick() => {
-                    let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
-                }
-            }
-        }
+        let (on_hangup, on_tick) = (self.clone(), self);
+        crate::reload::on_hangup_and_every(
+            CERT_FILE_POLL,
+            move || {
+                let _ = on_hangup.reload();
+            },
+            move || {
+                on_tick.reload_if_changed();
+            },
+        )
+        .await;
     }
 }
 

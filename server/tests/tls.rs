@@ -114,7 +114,11 @@ async fn grpc_tls(addr: std::net::SocketAddr, ca_pem: &str, domain: &str) -> any
 /// `series` from the server's `/metrics` (over TLS, trusting `ca_pem`) once it reaches `at_least`,
 /// or its last value after 5 s.
 async fn metric_reaching(s: &Running, ca_pem: &str, series: &str, at_least: f64) -> f64 {
-    let client = https_client(ca_pem);
+    metric_reaching_with(&https_client(ca_pem), s, series, at_least).await
+}
+
+/// [`metric_reaching`] with `client`.
+async fn metric_reaching_with(client: &reqwest::Client, s: &Running, series: &str, at_least: f64) -> f64 {
     let mut last = 0.0;
     for _ in 0..100 {
         let text = client.get(format!("https://{}/metrics", s.http)).send().await.unwrap().text().await.unwrap();
@@ -208,22 +212,7 @@ async fn expired_and_wrong_host_certificates_are_refused() {
         for listener in ["http", "grpc"] {
             let series =
                 format!("engram_tls_handshake_failures_total{{protocol=\"{listener}\",reason=\"certificate\"}}");
-            let mut n = 0.0;
-            for _ in 0..100 {
-                let text = insecure
-                    .get(format!("https://{}/metrics", server.http))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                n = sample(&text, &series).unwrap();
-                if n >= 1.0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let n = metric_reaching_with(&insecure, &server, &series, 1.0).await;
             assert!(n >= 1.0, "{what}: {series} = {n}");
         }
         server.stop().await;

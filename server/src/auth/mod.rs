@@ -22,6 +22,7 @@ pub mod keys;
 pub mod limits;
 
 use crate::api_error::{ApiError, code_name};
+use crate::reload::{Stamp, stamp};
 use audit::{AuditLog, Record};
 use axum::http::HeaderMap;
 use engram_telemetry::Telemetry;
@@ -33,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How often the keys file's modification time and size are checked for a change.
 pub const KEYS_FILE_POLL: Duration = Duration::from_secs(2);
@@ -169,7 +170,7 @@ struct Inner {
     keys_file: Option<PathBuf>,
     keys: RwLock<Arc<KeySet>>,
     /// The keys file's stamp when last read.
-    file_stamp: Mutex<Option<Stamp>>,
+    file_stamp: Mutex<Stamp>,
     events: AuthEvents,
     audit: AuditLog,
     telemetry: Arc<Telemetry>,
@@ -332,36 +333,20 @@ impl Auth {
         if self.inner.keys_file.is_none() && self.inner.peers.is_none() {
             return std::future::pending().await;
         }
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        let mut every = tokio::time::interval(KEYS_FILE_POLL);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            #[cfg(unix)]
-            let hangup = async {
-                match hup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending().await,
+        let (on_hangup, on_tick) = (self.clone(), self);
+        crate::reload::on_hangup_and_every(
+            KEYS_FILE_POLL,
+            move || {
+                let _ = on_hangup.reload();
+            },
+            move || {
+                if let Some(peers) = &on_tick.inner.peers {
+                    peers.forget_idle();
                 }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<()>();
-            tokio::select! {
-                () = hangup => {
-                    let auth = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || auth.reload()).await;
-                }
-                _ = every.tick() => {
-                    if let Some(peers) = &self.inner.peers {
-                        peers.forget_idle();
-                    }
-                    let auth = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || auth.reload_if_changed()).await;
-                }
-            }
-        }
+                on_tick.reload_if_changed();
+            },
+        )
+        .await;
     }
 }
 
@@ -536,7 +521,7 @@ fn compile(
 }
 
 /// The keys in `path` and the file's stamp.
-fn read_keys_file(path: &Path) -> Result<(Vec<KeyConfig>, Option<Stamp>), String> {
+fn read_keys_file(path: &Path) -> Result<(Vec<KeyConfig>, Stamp), String> {
     let stamp = stamp(path);
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("auth.keys_file: cannot read {}: {e}", path.display()))?;
@@ -545,14 +530,6 @@ fn read_keys_file(path: &Path) -> Result<(Vec<KeyConfig>, Option<Stamp>), String
         .extract()
         .map_err(|e| format!("auth.keys_file {}: {e}", path.display()))?;
     Ok((file.keys, stamp))
-}
-
-/// A file's (modification time, length): a change in either means it was rewritten.
-type Stamp = (SystemTime, u64);
-
-fn stamp(path: &Path) -> Option<Stamp> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 fn path_str(p: Option<&Path>) -> String {
