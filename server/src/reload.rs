@@ -4,6 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+/// How often a watched file's modification time and size are checked for a change (the keys
+/// file and the TLS certificate alike).
+pub const POLL: Duration = Duration::from_secs(2);
+
 /// What "the file changed" is measured by: its modification time and length (`None`: it could
 /// not be read).
 pub type Stamp = Option<(SystemTime, u64)>;
@@ -14,17 +18,16 @@ pub fn stamp(path: &Path) -> Stamp {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Runs `on_hangup` on each SIGHUP and `on_tick` every `period`, each on the blocking pool and
+/// Runs `on_hangup` on each SIGHUP and `on_tick` every [`POLL`], each on the blocking pool and
 /// one at a time, until the task is aborted. Without SIGHUP (not Unix, or the handler cannot be
 /// installed) only the ticks run.
 pub async fn on_hangup_and_every(
-    period: Duration,
     on_hangup: impl Fn() + Clone + Send + 'static,
     on_tick: impl Fn() + Clone + Send + 'static,
 ) {
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-    let mut every = tokio::time::interval(period);
+    let mut every = tokio::time::interval(POLL);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         #[cfg(unix)]

@@ -37,9 +37,6 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-/// How often the certificate files' modification times and sizes are checked for a change.
-pub const CERT_FILE_POLL: Duration = Duration::from_secs(2);
-
 /// `[tls]`: the certificate both listeners serve, and optional client-certificate checks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -63,11 +60,6 @@ impl Default for TlsConfig {
 }
 
 impl TlsConfig {
-    /// Whether TLS is on (`cert_file` and `key_file` set).
-    pub fn enabled(&self) -> bool {
-        self.cert_file.is_some()
-    }
-
     /// Checks that the keys come together.
     ///
     /// # Errors
@@ -236,7 +228,6 @@ impl Tls {
     pub async fn watch(self) {
         let (on_hangup, on_tick) = (self.clone(), self);
         crate::reload::on_hangup_and_every(
-            CERT_FILE_POLL,
             move || {
                 let _ = on_hangup.reload();
             },

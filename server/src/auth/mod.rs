@@ -34,10 +34,6 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How often the keys file's modification time and size are checked for a change.
-pub const KEYS_FILE_POLL: Duration = Duration::from_secs(2);
 
 /// `[auth]`: API keys, the keys file, the audit log.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -335,7 +331,6 @@ impl Auth {
         }
         let (on_hangup, on_tick) = (self.clone(), self);
         crate::reload::on_hangup_and_every(
-            KEYS_FILE_POLL,
             move || {
                 let _ = on_hangup.reload();
             },
