@@ -14,18 +14,6 @@ fn durable_config(dir: &std::path::Path) -> engram_server::ServerConfig {
     c
 }
 
-/// A server on `config`, once `/health/ready` answers 200 (its recovery finished).
-async fn start_ready(config: engram_server::ServerConfig) -> Running {
-    let server = Running::start(config).await;
-    let http = reqwest::Client::new();
-    let started = std::time::Instant::now();
-    while !http.get(server.url("/health/ready")).send().await.is_ok_and(|r| r.status() == 200) {
-        assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready in 60 s");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    server
-}
-
 async fn answers(http: &reqwest::Client, server: &Running, space: &str, queries: &[Vec<f32>]) -> Vec<Value> {
     let mut out = Vec::new();
     for q in queries {
@@ -43,7 +31,7 @@ async fn a_snapshot_moves_a_space_between_servers_over_http() {
     let queries: Vec<Vec<f32>> = (0..50).map(|q| query.row(q).to_vec()).collect();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut b_config = durable_config(b_dir.path());
-    let a = start_ready(durable_config(a_dir.path())).await;
+    let a = Running::start(durable_config(a_dir.path())).await;
     let http = reqwest::Client::new();
     let r = http.put(a.url("/v1/spaces/m")).json(&json!({"dim": 50})).send().await.unwrap();
     assert_eq!(r.status(), 201);
@@ -80,7 +68,7 @@ async fn a_snapshot_moves_a_space_between_servers_over_http() {
 
     // Upload to another server: the same answers, ids and scores.
     b_config.storage.max_snapshot_bytes = file.len() as u64 + 100;
-    let b = start_ready(b_config).await;
+    let b = Running::start(b_config).await;
     let restore = |server: &Running, space: &str, body: Vec<u8>| {
         http.post(server.url(&format!("/v1/spaces/{space}/snapshots/restore")))
             .header("content-type", "application/octet-stream")

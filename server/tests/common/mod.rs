@@ -32,6 +32,14 @@ impl Running {
         let task = tokio::spawn(server.run(async move {
             let _ = rx.await;
         }));
+        // Recovery runs in the background (a data directory, even an empty one, is replayed
+        // first); until it ends, writes get 503 `recovering`. Tests start from a ready server.
+        let started = std::time::Instant::now();
+        while !engine.is_ready() {
+            assert!(engine.status().recovery.error.is_none(), "recovery failed: {:?}", engine.status().recovery);
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "not ready in 60 s");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         Self { http, grpc, engine, stop: Some(tx), task }
     }
 
