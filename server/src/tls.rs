@@ -342,4 +342,55 @@ mod tests {
         );
         assert_eq!(classify(&io::Error::from(io::ErrorKind::UnexpectedEof)), HandshakeFailure::Closed);
     }
+
+    /// A self-signed certificate for `host` and its key, as PEM.
+    fn self_signed(host: &str) -> (String, String) {
+        let c = rcgen::generate_simple_self_signed(vec![host.to_owned()]).unwrap();
+        (c.cert.pem(), c.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn handshakes_read_the_certificate_while_reloads_replace_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let pairs = [self_signed("a.example"), self_signed("b.example")];
+        std::fs::write(&cert, &pairs[0].0).unwrap();
+        std::fs::write(&key, &pairs[0].1).unwrap();
+        let config = TlsConfig { cert_file: Some(cert.clone()), key_file: Some(key.clone()), ..TlsConfig::default() };
+        let telemetry = Telemetry::new(engram_telemetry::TelemetryConfig { max_space_labels: 10 });
+        let tls = Tls::new(&config, &telemetry).unwrap().unwrap();
+        let ders: Vec<Vec<u8>> = pairs
+            .iter()
+            .map(|(c, _)| CertificateDer::from_pem_slice(c.as_bytes()).unwrap().as_ref().to_vec())
+            .collect();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            // What a handshake does: take the certificate in force (ResolvesServerCert::resolve).
+            let readers: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut reads = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            let current = Arc::clone(&tls.inner.resolver.current.read());
+                            let leaf = current.cert[0].as_ref();
+                            assert!(ders.iter().any(|d| d == leaf), "a certificate that was never configured");
+                            assert!(current.keys_match().is_ok(), "a key from another reload");
+                            reads += 1;
+                        }
+                        reads
+                    })
+                })
+                .collect();
+            for round in 0..300 {
+                let (c, k) = &pairs[(round + 1) % 2];
+                std::fs::write(&cert, c).unwrap();
+                std::fs::write(&key, k).unwrap();
+                tls.reload().unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            for r in readers {
+                assert!(r.join().unwrap() > 300, "the readers ran alongside the reloads");
+            }
+        });
+    }
 }
