@@ -20,6 +20,7 @@ use serde::Serialize;
 use std::time::Duration;
 
 /// Backpressure level, exported as `engram_streaming_backpressure_state` (0 to 3).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Default)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum BackpressureLevel {

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Priority lane of a batch. `High` is admitted longest under backpressure.
 /// Indices (`as usize`) match `engram_telemetry::labels::PRIORITIES`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Priority {
@@ -34,6 +35,7 @@ impl Priority {
 
 /// One observation: a client-assigned id unique within its space, an embedding of the space's
 /// dimension, and optional UTF-8 content returned by recall.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Observation {
@@ -41,6 +43,7 @@ pub struct Observation {
     /// as a duplicate and not inserted again, unless the batch is an upsert.
     pub id: u64,
     /// The embedding: exactly `dim` finite `f32` values.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub embedding: Vec<f32>,
     /// Optional text, at most `max_content_bytes` bytes of UTF-8.
     #[serde(default)]
@@ -48,12 +51,14 @@ pub struct Observation {
 }
 
 /// A batch for one memory space, admitted or rejected as a whole.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// Lane for every observation of the batch.
     #[serde(default)]
     pub priority: Priority,
     /// The observations, 1 to `max_batch_observations` of them.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub observations: Vec<Observation>,
     /// Replace the vector and content of ids the space holds (and insert the others). Without
     /// it (the default), ids the space holds are acknowledged as duplicates and left as they

@@ -20,10 +20,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Parameters of a memory space, fixed at creation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpaceParams {
     /// Embedding dimension (1 to the engine's `max_dim`).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4096))]
     pub dim: usize,
     /// Similarity metric. Default cosine.
     #[serde(default)]
@@ -33,19 +35,23 @@ pub struct SpaceParams {
     pub index: IndexKind,
     /// HNSW `M`: links per node and layer (2 to 256). Default 16.
     #[serde(default = "default_m")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 256))]
     pub m: usize,
     /// HNSW `ef_construction` (1 to 4096). Default 200.
     #[serde(default = "default_ef_construction")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4096))]
     pub ef_construction: usize,
     /// Default HNSW `ef_search` for recall (1 to 4096). Default 128: the smallest of the values
     /// measured (32, 64, 96, 128, ...) that gives recall@10 of at least 0.95 with margin on both
     /// shared data sets with the default backend (docs/benchmarks.md).
     #[serde(default = "default_ef_search")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 4096))]
     pub ef_search: usize,
     /// Capacity hint for the index (1 to the engine's `max_space_elements`, and no more than
     /// the memory budget holds at this space's dimension and `M`). Default 100,000. Only a
     /// small part is reserved up front; the index grows as vectors arrive.
     #[serde(default = "default_max_elements")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_elements: usize,
     /// The scalar type the index holds vectors in: `"none"` (`f32`), `"f16"`, `"bf16"` or
     /// `"i8"` (usearch only; `i8` only with cosine). With a reduced type the full `f32` vector
@@ -58,6 +64,7 @@ pub struct SpaceParams {
     /// graph and rescores exactly (1 to 16): `k × rescore_factor`. Default
     /// [`DEFAULT_RESCORE_FACTOR`]. Ignored with `"none"`.
     #[serde(default = "default_rescore_factor")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 16))]
     pub rescore_factor: usize,
 }
 
@@ -246,6 +253,7 @@ const MAX_OVERFETCH: usize = 4096;
 pub const DEFAULT_RECALL_K: usize = 10;
 
 /// One recall result.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct RecallHit {
     /// Observation id.
@@ -258,6 +266,7 @@ pub struct RecallHit {
 }
 
 /// One observation as the space holds it (see [`Engine::get_observation`](crate::Engine::get_observation)).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StoredObservation {
     /// Observation id.
@@ -268,6 +277,7 @@ pub struct StoredObservation {
 }
 
 /// A description of a memory space.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct SpaceInfo {
     /// The space's name.

@@ -45,13 +45,18 @@ pub struct ApiError {
     pub refusal: Option<Refusal>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// Every error's body: `{"error": {...}}` (the OpenAPI document's `ErrorBody`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorBody)]
+pub(crate) struct Body<'a> {
     error: Inner<'a>,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
+/// What went wrong: the gRPC code name, a message naming the field and reason, and for a
+/// refusal why and when to retry.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Inner<'a> {
     code: &'static str,
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -47,6 +47,8 @@ enum Command {
         #[arg(long, value_enum, default_value_t = CatalogFormat::Json)]
         format: CatalogFormat,
     },
+    /// Print the REST API's OpenAPI 3.1 document (as `GET /openapi.json` serves it).
+    Openapi,
 }
 
 #[derive(Subcommand)]
@@ -173,6 +175,10 @@ fn main() -> ExitCode {
         Some(Command::Capacity(f)) => return run_tool("capacity", &f.args),
         Some(Command::Catalog { format }) => {
             print_catalog(format);
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Openapi) => {
+            println!("{}", engram_server::http::openapi::json());
             return ExitCode::SUCCESS;
         }
         Some(Command::Keys(KeysCommand::New { name, grants })) => {

@@ -23,6 +23,7 @@ pub mod usearch;
 use serde::{Deserialize, Serialize};
 
 /// Similarity metric of a memory space.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
@@ -69,6 +70,7 @@ impl Metric {
 /// The default is usearch: on this project's benchmarks (docs/benchmarks.md) it inserts several
 /// times faster than hnsw_rs, answers queries faster, and holds a vector in a fraction of the
 /// memory, at the same recall@10.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum IndexKind {
     /// `hnsw_rs` 0.3 ([`hnsw::HnswIndex`]).
@@ -112,6 +114,7 @@ impl std::str::FromStr for IndexKind {
 /// from the full vectors, as Qdrant's `rescore` does with quantized vectors
 /// (<https://qdrant.tech/documentation/guides/quantization/#searching-with-quantization>).
 /// The kinds are USearch's scalar kinds (`ScalarKind`); hnsw_rs holds `f32` only.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Quantization {

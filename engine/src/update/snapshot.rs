@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// One snapshot file of a memory space, as listed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SnapshotInfo {
     /// The file's name: `{space}-{position}-{created_unix_ms}.snapshot`.

@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use engram_engine::{AckLevel, BackpressureLevel, Batch, SpaceParams};
+use engram_engine::{AckLevel, BackpressureLevel, Batch, RecallHit, SpaceInfo, SpaceParams};
 use engram_telemetry::events::Transport;
 use opentelemetry::KeyValue;
 use serde::de::DeserializeOwned;
@@ -49,11 +49,17 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })
 }
 
+/// `GET /v1/spaces`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SpaceList {
+    spaces: Vec<SpaceInfo>,
+}
+
 /// The spaces the request's key may read (every space while auth is off).
 pub(super) async fn list_spaces(State(app): State<AppState>, Extension(principal): Extension<Principal>) -> Response {
     let mut spaces = app.engine.list_spaces();
     spaces.retain(|s| principal.may(Action::GetSpace, &s.name));
-    Json(json!({ "spaces": spaces })).into_response()
+    Json(SpaceList { spaces }).into_response()
 }
 
 pub(super) async fn get_space(State(app): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
@@ -87,8 +93,9 @@ pub(super) async fn get_observation(
     }
 }
 
-#[derive(Serialize)]
-struct AdmissionBody {
+/// The answer to a batch of observations: what was accepted, at which level it is acknowledged.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct AdmissionBody {
     status: &'static str,
     accepted: usize,
     duplicates: usize,
@@ -182,8 +189,9 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-#[derive(Serialize)]
-struct DeletionBody {
+/// The answer to a delete: ids deleted and ids the space did not hold.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct DeletionBody {
     status: &'static str,
     deleted: usize,
     not_found: usize,
@@ -218,9 +226,11 @@ pub(super) async fn delete_observation(
     Ok(deletion_response(session::delete(&app.engine, &space, vec![id], wait).await?))
 }
 
-#[derive(Deserialize)]
+/// Ids to delete (1 to the engine's `max_batch_observations`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DeleteBody {
+pub(super) struct DeleteBody {
+    #[schema(min_items = 1)]
     ids: Vec<u64>,
 }
 
@@ -236,13 +246,18 @@ pub(super) async fn delete_observations(
     Ok(deletion_response(session::delete(&app.engine, &space, req.ids, wait).await?))
 }
 
-#[derive(Deserialize)]
+/// A recall query: an embedding of the space's dimension, how many hits (`k`, default 10) and
+/// the HNSW `ef_search` (default the space's).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RecallBody {
+pub(super) struct RecallBody {
+    #[schema(min_items = 1)]
     embedding: Vec<f32>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     k: Option<usize>,
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 4096)]
     ef_search: Option<usize>,
 }
 
@@ -263,7 +278,18 @@ pub(super) async fn recall(
         .await
         .inspect_err(|e| TraceSlot::record(slot, |t| t.refused(e)))?;
     TraceSlot::record(slot, |t| t.recalled(parsed, &times, hits.len()));
-    Ok(Json(json!({ "hits": hits })).into_response())
+    Ok(Json(RecallAnswer { hits }).into_response())
+}
+
+/// A recall's answer: the nearest observations, best first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct RecallAnswer {
+    hits: Vec<RecallHit>,
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
+pub(super) async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], super::openapi::json()).into_response()
 }
 
 pub(super) async fn health(State(app): State<AppState>) -> Response {

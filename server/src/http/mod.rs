@@ -7,6 +7,7 @@
 pub mod auth_layer;
 mod handlers;
 pub mod metrics_layer;
+pub mod openapi;
 mod snapshots;
 pub mod trace_layer;
 
@@ -68,6 +69,7 @@ pub const ROUTES: &[Route] = &[
     route!("GET", "/health/ready", Probe),
     route!("GET", "/health/detailed", ReadMetrics),
     route!("GET", "/metrics", ReadMetrics),
+    route!("GET", "/openapi.json", Probe),
 ];
 
 /// The route `method` and matched `template` name (`None` for a pair [`ROUTES`] does not list).
@@ -133,6 +135,7 @@ pub fn router(
         .route("/health/ready", get(handlers::ready))
         .route("/health/detailed", get(handlers::detailed))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
         .fallback(handlers::not_found);
     crate::layers::http(routes, state)
 }

@@ -12,8 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use engram_engine::{Engine, EngineError, SnapshotSource};
 use futures::StreamExt;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
 
@@ -39,7 +38,20 @@ pub(super) async fn create(State(app): State<AppState>, Path(space): Path<String
 /// `GET /v1/spaces/{space}/snapshots`: `{"snapshots": [...]}`, oldest first.
 pub(super) async fn list(State(app): State<AppState>, Path(space): Path<String>) -> Result<Response, ApiError> {
     let snapshots = blocking(&app.engine, move |e| e.list_snapshots(&space)).await?;
-    Ok(Json(json!({ "snapshots": snapshots })).into_response())
+    Ok(Json(SnapshotList { snapshots }).into_response())
+}
+
+/// `GET /v1/spaces/{space}/snapshots`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SnapshotList {
+    snapshots: Vec<engram_engine::SnapshotInfo>,
+}
+
+/// `DELETE /v1/spaces/{space}/snapshots/{name}`'s answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct SnapshotDeleted {
+    /// The file name removed.
+    deleted: String,
 }
 
 /// `GET /v1/spaces/{space}/snapshots/{name}`: the file, streamed.
@@ -72,16 +84,19 @@ pub(super) async fn delete(
 ) -> Result<Response, ApiError> {
     let deleted = name.clone();
     blocking(&app.engine, move |e| e.delete_snapshot(&space, &name)).await?;
-    Ok(Json(json!({ "deleted": deleted })).into_response())
+    Ok(Json(SnapshotDeleted { deleted }).into_response())
 }
 
-#[derive(Deserialize)]
+/// A restore from a snapshot this server holds.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreByName {
+pub(super) struct RestoreByName {
     /// The snapshot's file name.
+    #[schema(pattern = "^[A-Za-z0-9_.-]+\\.snapshot$")]
     name: String,
     /// The space it was taken of (default: the space being created).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     from_space: Option<String>,
 }
 
