@@ -55,29 +55,50 @@ impl fmt::Display for DatasetError {
 impl std::error::Error for DatasetError {}
 
 fn read_rows<T>(path: &Path, decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, DatasetError> {
-    let err = |reason: String| DatasetError { path: path.to_owned(), reason };
-    let bytes = std::fs::read(path).map_err(|e: io::Error| err(e.to_string()))?;
+    let bytes =
+        std::fs::read(path).map_err(|e: io::Error| DatasetError { path: path.to_owned(), reason: e.to_string() })?;
+    parse_rows(&bytes, decode).map_err(|reason| DatasetError { path: path.to_owned(), reason })
+}
+
+/// Decodes TEXMEX rows (`dim: i32 LE`, then `dim` 4-byte values, repeated) from `bytes`.
+fn parse_rows<T>(bytes: &[u8], decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, String> {
     if bytes.len() < 4 {
-        return Err(err("shorter than one row header".into()));
+        return Err("shorter than one row header".into());
     }
     let dim = i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
     if dim <= 0 {
-        return Err(err(format!("row 0 declares dimension {dim}")));
+        return Err(format!("row 0 declares dimension {dim}"));
     }
     let dim = dim as usize;
     let row_bytes = 4 + 4 * dim;
     if bytes.len() % row_bytes != 0 {
-        return Err(err(format!("size {} is not a multiple of the row size {row_bytes} (dim {dim})", bytes.len())));
+        return Err(format!("size {} is not a multiple of the row size {row_bytes} (dim {dim})", bytes.len()));
     }
     let mut data = Vec::with_capacity(bytes.len() / row_bytes * dim);
     for (r, row) in bytes.chunks_exact(row_bytes).enumerate() {
         let d = i32::from_le_bytes(row[..4].try_into().expect("4 bytes"));
         if d as usize != dim {
-            return Err(err(format!("row {r} declares dimension {d}, expected {dim}")));
+            return Err(format!("row {r} declares dimension {d}, expected {dim}"));
         }
         data.extend(row[4..].chunks_exact(4).map(|c| decode(c.try_into().expect("4 bytes"))));
     }
     Ok(Vectors { dim, data })
+}
+
+/// Decodes the bytes of a `.fvecs` file (what [`read_fvecs`] reads), e.g. for the fuzz target.
+///
+/// # Errors
+/// A size or row dimension that does not fit the format, as text.
+pub fn parse_fvecs(bytes: &[u8]) -> Result<Vectors<f32>, String> {
+    parse_rows(bytes, f32::from_le_bytes)
+}
+
+/// Decodes the bytes of an `.ivecs` file.
+///
+/// # Errors
+/// As [`parse_fvecs`].
+pub fn parse_ivecs(bytes: &[u8]) -> Result<Vectors<i32>, String> {
+    parse_rows(bytes, i32::from_le_bytes)
 }
 
 /// Reads a `.fvecs` file.

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Every cargo-fuzz target (fuzz/, its own workspace; nightly, libFuzzer with AddressSanitizer)
+# for a bounded time each (FUZZ_SECONDS, default 60), from the committed seeds; fails on any
+# crash, panic or sanitizer report. Prints executions per target. A crash leaves its input in
+# fuzz/artifacts/TARGET/: add it to fuzz/seeds/TARGET/ and as a regression test where the code is.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${FUZZ_SECONDS:-60}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+for target in $(cargo +nightly fuzz list); do
+  corpus=corpus/$target
+  rm -rf "$corpus" && mkdir -p "$corpus"
+  cp seeds/"$target"/* "$corpus"/ 2>/dev/null || true
+  log=$(mktemp)
+  if ! cargo +nightly fuzz run "$target" "$corpus" -- -max_total_time="$seconds" >"$log" 2>&1; then
+    tail -60 "$log"
+    echo "fuzz: $target crashed (input in fuzz/artifacts/$target/)"
+    exit 1
+  fi
+  echo "fuzz: $target: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log"), no crash; corpus $(ls "$corpus" | wc -l) inputs"
+done
