@@ -71,7 +71,7 @@ fn parse_rows<T>(bytes: &[u8], decode: fn([u8; 4]) -> T) -> Result<Vectors<T>, S
     }
     let dim = dim as usize;
     let row_bytes = 4 + 4 * dim;
-    if bytes.len() % row_bytes != 0 {
+    if !bytes.len().is_multiple_of(row_bytes) {
         return Err(format!("size {} is not a multiple of the row size {row_bytes} (dim {dim})", bytes.len()));
     }
     let mut data = Vec::with_capacity(bytes.len() / row_bytes * dim);
