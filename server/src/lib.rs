@@ -26,6 +26,8 @@
 pub mod api_error;
 pub mod auth;
 pub mod config;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod grpc;
 pub mod health;
 pub mod http;

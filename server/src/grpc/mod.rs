@@ -10,6 +10,27 @@ pub(crate) mod auth;
 pub mod codec;
 mod convert;
 
+/// Decodes a protobuf `ObservationBatch` and converts it as the stream does (for the fuzz
+/// targets).
+///
+/// # Errors
+/// A message that does not decode, or a field the conversion refuses, as text.
+#[cfg(feature = "fuzzing")]
+pub fn decode_batch(bytes: &[u8]) -> Result<engram_engine::Batch, String> {
+    let b = proto::ObservationBatch::decode(bytes).map_err(|e| e.to_string())?;
+    convert::batch(b).map_err(|e| e.to_string())
+}
+
+/// Decodes a protobuf `CreateSpaceRequest` and converts its parameters (for the fuzz targets).
+///
+/// # Errors
+/// As [`decode_batch`].
+#[cfg(feature = "fuzzing")]
+pub fn decode_space_params(bytes: &[u8]) -> Result<engram_engine::SpaceParams, String> {
+    let r = proto::CreateSpaceRequest::decode(bytes).map_err(|e| e.to_string())?;
+    convert::space_params(r.params.unwrap_or_default()).map_err(|e| e.to_string())
+}
+
 use crate::api_error::{ApiError, Refusal, code_name};
 use crate::auth::{Action, Principal};
 use crate::proto::{self, engram_server::Engram};

@@ -34,6 +34,21 @@ fn body(bytes: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, Api
     })
 }
 
+/// Decodes `bytes` as the JSON body of a REST route, as its handler does (for the fuzz
+/// targets): `which` picks the body (0 observations, 1 space parameters, 2 recall, 3 delete).
+///
+/// # Errors
+/// The handler's answer to a body it refuses.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_body(which: u8, bytes: &[u8]) -> Result<(), ApiError> {
+    match which % 4 {
+        0 => parse_json::<Batch>(bytes).map(drop),
+        1 => parse_json::<SpaceParams>(bytes).map(drop),
+        2 => parse_json::<RecallBody>(bytes).map(drop),
+        _ => parse_json::<DeleteBody>(bytes).map(drop),
+    }
+}
+
 /// Parses a JSON body, naming the field of the first error.
 pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);

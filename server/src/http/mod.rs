@@ -5,7 +5,7 @@
 //! ([`auth_layer`]) checks the grant each action needs.
 
 pub mod auth_layer;
-mod handlers;
+pub(crate) mod handlers;
 pub mod metrics_layer;
 pub mod openapi;
 mod snapshots;
