@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Every cargo-fuzz target (fuzz/, its own workspace; nightly libFuzzer) for a bounded time each
-# (FUZZ_SECONDS, default 60), from the committed seeds; fails on any crash or panic (debug
+# (FUZZ_SECONDS, default 30), from the committed seeds; fails on any crash or panic (debug
 # assertions and overflow checks on). Built without a sanitizer (`-s none`): the decoders are
 # safe Rust, and instrumenting the server's dependency tree for ASan (usearch's C++ and
 # NumKong's C included) would add a second long build; .ci/asan.sh covers the C++ under ASan. Prints executions per target. A crash leaves its input in
 # fuzz/artifacts/TARGET/: add it to fuzz/seeds/TARGET/ and as a regression test where the code is.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
-seconds=${FUZZ_SECONDS:-60}
+seconds=${FUZZ_SECONDS:-30}
+# The workspace's lock file: the fuzz build uses the dependency versions the tests ran with.
+cp ../Cargo.lock Cargo.lock
+# C and C++ at -O1, as fuzz/Cargo.toml's release profile for Rust (the build is most of the stage).
+export CFLAGS=-O1 CXXFLAGS=-O1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 for target in $(cargo +nightly fuzz list); do
   corpus=corpus/$target

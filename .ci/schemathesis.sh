@@ -15,7 +15,9 @@ out=${SCHEMATHESIS_OUT:-target/schemathesis}
 rm -rf "$out" && mkdir -p "$out"
 python3 -m venv "$out/venv"
 "$out/venv/bin/pip" install -q 'schemathesis>=4,<5'
-cargo build --release -p engram-server
+# The same package selection as verify-stack.sh and main-job.sh: features unify per selection,
+# so this reuses their release build instead of making another.
+cargo build --release -p engram-server -p engram-tools
 bin=target/release/engram-stream
 http=127.0.0.1:18090
 "$bin" keys new --name schemathesis --grant admin >"$out/admin.key"
