@@ -22,14 +22,11 @@ bin=target/release/engram-stream
 http=127.0.0.1:18090
 "$bin" keys new --name schemathesis --grant admin >"$out/admin.key"
 { echo "[auth]"; tail -n +2 "$out/admin.key"; } >"$out/engram.toml"
+source benches/scripts/lib.sh # wait_ready, and the server killed on any exit
 "$bin" serve --config "$out/engram.toml" --http-addr "$http" --grpc-addr 127.0.0.1:15090 --data-dir "$out/data" \
   >"$out/serve.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "http://$http/health/ready" >/dev/null && break
-  sleep 0.1
-done
+wait_ready >/dev/null
 key=$(head -n 1 "$out/admin.key")
 "$out/venv/bin/schemathesis" run "http://$http/openapi.json" -H "Authorization: Bearer $key" \
   --checks all --exclude-checks positive_data_acceptance --max-examples 30 --workers 1 \
@@ -38,5 +35,5 @@ tail -n 12 "$out/schemathesis.log"
 curl -sf "http://$http/health/live" >/dev/null || { echo "the server stopped answering"; tail -50 "$out/serve.log"; exit 1; }
 kill -TERM $pid
 wait $pid
-trap - EXIT
+pid=
 echo "schemathesis: no 5xx, no answer outside the document, the server still answers and drained on SIGTERM"
