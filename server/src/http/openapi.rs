@@ -11,6 +11,7 @@
 use super::handlers::{AdmissionBody, DeleteBody, DeletionBody, RecallAnswer, RecallBody, SpaceList};
 use super::snapshots::{RestoreByName, SnapshotDeleted, SnapshotList};
 use crate::api_error::{Body as ErrorBody, Inner as Error};
+use crate::auth::Action;
 use engram_engine::{
     BackpressureLevel, Batch, IndexKind, Metric, Observation, Priority, Quantization, RecallHit, SnapshotInfo,
     SpaceInfo, SpaceParams, StoredObservation,
@@ -44,16 +45,18 @@ use utoipa::{Modify, OpenApi};
 )]
 pub struct ApiDoc;
 
-/// The document as JSON, pretty-printed (what `/openapi.json` serves and docs/openapi.json holds).
-pub fn json() -> String {
-    ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+/// The document as JSON, pretty-printed (what `/openapi.json` serves and docs/openapi.json
+/// holds), built once.
+pub fn json() -> &'static str {
+    static DOC: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        ApiDoc::openapi().to_pretty_json().unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    });
+    &DOC
 }
 
-/// Paths open without a key (the probes and this document).
-const OPEN: [&str; 4] = ["/health", "/health/live", "/health/ready", "/openapi.json"];
-
 /// Adds the two ways to send a key as security schemes, requires one of them on every operation
-/// but [`OPEN`]'s, and adds the error answers each operation can give.
+/// but the open ones ([`Action::Probe`] in [`super::ROUTES`]: the probes and this document), and
+/// adds the error answers each operation can give.
 struct KeysAndErrors;
 
 impl Modify for KeysAndErrors {
@@ -76,8 +79,15 @@ impl Modify for KeysAndErrors {
             ))),
         );
         for (path, item) in doc.paths.paths.iter_mut() {
-            let open = OPEN.contains(&path.as_str());
-            for op in [&mut item.get, &mut item.put, &mut item.post, &mut item.delete].into_iter().flatten() {
+            let methods = [
+                ("GET", &mut item.get),
+                ("PUT", &mut item.put),
+                ("POST", &mut item.post),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, op) in methods {
+                let Some(op) = op else { continue };
+                let open = super::route(method, path).is_some_and(|r| r.action == Action::Probe);
                 add_errors(op, open, path.contains("{space}"));
                 if !open {
                     op.security = Some(vec![
@@ -245,7 +255,7 @@ mod tests {
 
     #[test]
     fn every_route_has_one_operation_and_every_operation_a_route() {
-        let doc: serde_json::Value = serde_json::from_str(&json()).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(json()).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
