@@ -3,8 +3,9 @@
 # (FUZZ_SECONDS, default 30), from the committed seeds; fails on any crash or panic (debug
 # assertions and overflow checks on). Built without a sanitizer (`-s none`): the decoders are
 # safe Rust, and instrumenting the server's dependency tree for ASan (usearch's C++ and
-# NumKong's C included) would add a second long build; .ci/asan.sh covers the C++ under ASan. Prints executions per target. A crash leaves its input in
-# fuzz/artifacts/TARGET/: add it to fuzz/seeds/TARGET/ and as a regression test where the code is.
+# NumKong's C included) would add a second long build; .ci/asan.sh covers the C++ under ASan.
+# Prints executions per target. A crash leaves its input in fuzz/artifacts/TARGET/: add it to
+# fuzz/seeds/TARGET/ and as a regression test where the code is.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-30}
