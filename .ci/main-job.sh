@@ -30,7 +30,8 @@ curl -sf "http://$http/health/ready" >/dev/null || { cat "$out/serve.log"; echo 
 
 # check_report FILE WHAT [scraped]: the load report says nothing was lost, all 17,027 observations
 # were indexed and are in the space, recall@10 >= 0.95, sent == accepted + rejected, and, with
-# `scraped` (load ran with --metrics-url), that it read the server's metrics (server_stats).
+# `scraped` (load ran with --metrics-url), that it read the server's metrics (server_stats),
+# half-way through too.
 check_report() {
   python3 - "$1" "$2" "${3:-}" <<'PY'
 import json, sys
@@ -45,7 +46,11 @@ checks = {
     "sent == accepted + rejected": r["sent"] == r["accepted"] + rejected,
 }
 if scraped:
-    checks["metrics scraped"] = (r.get("server_stats") or {}).get("scrape_samples", 0) > 0
+    stats = r.get("server_stats") or {}
+    checks["metrics scraped"] = stats.get("scrape_samples", 0) > 0
+    # Read every 200 ms while the load ran: the first reading at or past half the vectors.
+    checks["half-way reading"] = 17027 // 2 <= (stats.get("vectors_half") or 0) <= 17027 \
+        and (stats.get("rss_bytes_half") or 0) > 0
 print(json.dumps({k: r[k] for k in ("ingest_rate_per_s", "recall_at_10", "lost", "indexed", "index_latency_seconds")}))
 failed = [k for k, ok in checks.items() if not ok]
 if failed:

@@ -6,7 +6,8 @@
 //! | constant | from |
 //! |---|---|
 //! | indexed observations per second per worker | saturated runs (no `--rate`): `ingest_rate_second_half_per_s / server_stats.workers` (the rate at the larger index), the lowest |
-//! | resident bytes per indexed vector | `(rss_bytes_after - rss_bytes_before) / observations`, the highest |
+//! | resident bytes per indexed vector | over the ingest's second half, `(rss_bytes_ingested - rss_bytes_half) / (observations - vectors_half)`, the highest; a report without a half-way reading (older ones) gives `(rss_bytes_after - rss_bytes_before) / observations` instead, which counts the fixed parts as per-vector cost |
+//! | resident bytes of a node before any vector (the process, the store's memtables and block cache) | `rss_bytes_after - observations × that report's bytes per vector` (after the queries, so the block cache they filled counts), the highest; only reports with a half-way reading give it |
 //! | content bytes per observation | `content_bytes_mean`, the highest |
 //! | disk bytes per stored vector | `(disk_bytes_after - disk_bytes_before) / observations` (`engram_storage_disk_bytes`: log, content, checkpoints), the highest; only reports of a server with a store give it |
 //! | queued bytes per observation | the engine's own queue accounting ([`engram_engine::queued_bytes`]) at that content size |
@@ -24,7 +25,8 @@
 //!
 //! The sizing: the rate to provision is `target / (1 - headroom)`; workers are that over the
 //! per-worker rate; the queue holds `buffer_seconds` of the target rate; memory is the index for
-//! `vectors` plus the full queue, kept under `1 - headroom` of each node; nodes are the larger of
+//! `vectors` plus the full queue, kept under `1 - headroom` of each node less its fixed resident
+//! bytes; nodes are the larger of
 //! what cores and memory need. Disk is the stored vectors (`--vectors`, or `--retention-days`
 //! of the target rate) at the measured bytes per vector, kept under `1 - headroom` of each
 //! node's disk; snapshots are extra (each about the size of the space's checkpoint and
@@ -110,8 +112,13 @@ pub struct Measured {
 pub struct Constants {
     /// Indexed observations per second per worker (one worker per core).
     pub rate_per_worker: Measured,
-    /// Resident bytes per indexed vector (index, content, id map).
+    /// Resident bytes per indexed vector (index, content, id map): the marginal cost over a
+    /// run's second half where a report has its half-way reading.
     pub rss_bytes_per_vector: Measured,
+    /// Resident bytes of a node that do not grow with its vectors (the process, the store's
+    /// memtable and block cache); None when no report has a half-way reading.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_fixed_bytes: Option<Measured>,
     /// Mean content bytes per observation.
     pub content_bytes_per_observation: Measured,
     /// Bytes on disk per stored vector (None: no report measured a store).
@@ -265,12 +272,29 @@ pub fn plan(
         |r, s| Some(r.ingest_rate_second_half_per_s / s.workers.max(1) as f64),
         false,
     )?;
-    let rss = pick(
+    // Over the second half the fixed parts are mostly paid; the whole run's growth (older
+    // reports) would spread them over the vectors.
+    let marginal = |r: &LoadReport, s: &ServerStats| {
+        let (vectors, rss) = (s.vectors_half?, s.rss_bytes_half?);
+        let (grew, more) = (s.rss_bytes_ingested?.checked_sub(rss)?, (r.observations as u64).checked_sub(vectors)?);
+        (grew > 0 && more > 0).then(|| grew as f64 / more as f64)
+    };
+    let rss = match pick(&usable, "resident memory per vector over the second half", marginal, true) {
+        Ok(m) => m,
+        Err(_) => pick(
+            &usable,
+            "resident memory per vector",
+            |r, s| Some(s.rss_bytes_after.saturating_sub(s.rss_bytes_before) as f64 / r.observations.max(1) as f64),
+            true,
+        )?,
+    };
+    let rss_fixed = pick(
         &usable,
-        "resident memory per vector",
-        |r, s| Some(s.rss_bytes_after.saturating_sub(s.rss_bytes_before) as f64 / r.observations.max(1) as f64),
+        "fixed resident memory",
+        |r, s| Some((s.rss_bytes_after as f64 - marginal(r, s)? * r.observations as f64).max(0.0)),
         true,
-    )?;
+    )
+    .ok();
     let content = pick(&usable, "content bytes per observation", |r, _| Some(r.content_bytes_mean), true)?;
     let disk = pick(
         &usable,
@@ -322,7 +346,15 @@ pub fn plan(
         (None, None) => (args.target_rate * 3600.0).ceil() as u64,
     };
     let index_memory = vectors as f64 * rss.value;
-    let usable_memory = node_memory_bytes as f64 * (1.0 - args.headroom);
+    let fixed = rss_fixed.as_ref().map_or(0.0, |f| f.value);
+    let usable_memory = node_memory_bytes as f64 * (1.0 - args.headroom) - fixed;
+    if usable_memory <= 0.0 {
+        bail!(
+            "a node's memory ({}) less the headroom holds no vectors: the server's fixed resident memory is {}",
+            bytes(node_memory_bytes as f64),
+            bytes(fixed)
+        );
+    }
     let nodes_for_memory = ((index_memory + queue_total * queued_bytes) / usable_memory).ceil().max(1.0) as u64;
     let nodes = nodes_for_cores.max(nodes_for_memory);
     let queue_per_node = (queue_total / nodes as f64).ceil() as u64;
@@ -352,6 +384,7 @@ pub fn plan(
         constants: Constants {
             rate_per_worker,
             rss_bytes_per_vector: rss,
+            rss_fixed_bytes: rss_fixed,
             content_bytes_per_observation: content,
             disk_bytes_per_vector: disk,
             queued_bytes_per_observation: queued_bytes,
@@ -441,6 +474,9 @@ pub fn table(p: &Plan) -> String {
     let m = |x: &Measured, unit: &str| format!("{:.1} {unit} ({})", x.value, x.source);
     rows.push(("rate per worker", m(&c.rate_per_worker, "obs/s")));
     rows.push(("resident bytes per vector", m(&c.rss_bytes_per_vector, "B")));
+    if let Some(f) = &c.rss_fixed_bytes {
+        rows.push(("resident bytes per node, fixed", m(f, "B")));
+    }
     rows.push(("content bytes per observation", m(&c.content_bytes_per_observation, "B")));
     if let Some(d) = &c.disk_bytes_per_vector {
         rows.push(("disk bytes per vector", m(d, "B")));
@@ -564,6 +600,9 @@ mod tests {
                 workers,
                 rss_bytes_before: 1 << 20,
                 rss_bytes_after: (1 << 20) + rss_growth,
+                vectors_half: None,
+                rss_bytes_half: None,
+                rss_bytes_ingested: None,
                 index_memory_bytes: rss_growth / 2,
                 scrape_bytes: 20_000,
                 scrape_samples: 300,
@@ -652,6 +691,45 @@ mod tests {
         let p = plan(&CapacityArgs { vectors: Some(100_000_000), ..args(100.0) }, &reports, None).unwrap();
         assert_eq!(p.nodes_for_cores, 1);
         assert!(p.nodes_for_memory > 60 && p.nodes == p.nodes_for_memory, "{p:?}");
+    }
+
+    #[test]
+    fn a_half_way_reading_splits_memory_into_per_vector_and_fixed() {
+        // 1,000 observations: 80 MB fixed, then 2,000 B per vector; read at 500 vectors.
+        let mut r = report(1000.0, None, 2, 0);
+        let s = r.server_stats.as_mut().unwrap();
+        (s.rss_bytes_before, s.vectors_half, s.rss_bytes_half) = (10_000_000, Some(500), Some(81_000_000));
+        // 82 MB once ingested, 85 MB after the queries filled 3 MB of block cache: fixed.
+        (s.rss_bytes_ingested, s.rss_bytes_after) = (Some(82_000_000), 85_000_000);
+        let older = report(1000.0, None, 2, 72_000_000);
+        let reports = vec![("half.json".to_owned(), r.clone()), ("older.json".to_owned(), older.clone())];
+        let p = plan(&args(100.0), &reports, None).unwrap();
+        let c = &p.constants;
+        // The second half's 1 MB over 500 vectors, not the whole run's 72 MB over 1,000 (which
+        // the older report, without a half-way reading, would have given).
+        assert_eq!((c.rss_bytes_per_vector.value, c.rss_bytes_per_vector.source.as_str()), (2000.0, "half.json"));
+        let fixed = c.rss_fixed_bytes.as_ref().unwrap();
+        assert_eq!((fixed.value, fixed.source.as_str()), (83_000_000.0, "half.json"));
+        assert!(table(&p).contains("| resident bytes per node, fixed | 83000000.0 B (half.json) |"), "{}", table(&p));
+        // Each node holds the fixed part once: 6 GiB usable less 83 MB, at 2,000 B per vector.
+        let usable = (8u64 << 30) as f64 * 0.75 - 83e6;
+        let big = plan(&CapacityArgs { vectors: Some(100_000_000), ..args(100.0) }, &reports, None).unwrap();
+        let queue = 3000.0 * engram_engine::queued_bytes(384, 100) as f64;
+        assert_eq!(big.nodes_for_memory, ((100_000_000.0 * 2000.0 + queue) / usable).ceil() as u64);
+        // Only older reports: the whole run's growth per vector, and no fixed part.
+        let p = plan(&args(100.0), &[("older.json".to_owned(), older)], None).unwrap();
+        assert_eq!(p.constants.rss_bytes_per_vector.value, 72_000.0);
+        assert!(p.constants.rss_fixed_bytes.is_none());
+        // A reading where resident memory fell over the second half gives no marginal cost.
+        let s = r.server_stats.as_mut().unwrap();
+        s.rss_bytes_ingested = Some(80_000_000);
+        let p = plan(&args(100.0), &[("fell.json".to_owned(), r.clone())], None).unwrap();
+        assert!(p.constants.rss_fixed_bytes.is_none());
+        // A node too small for its fixed part is refused, naming it.
+        let s = r.server_stats.as_mut().unwrap();
+        s.rss_bytes_ingested = Some(82_000_000);
+        let e = plan(&CapacityArgs { node_memory_bytes: Some(100_000_000), ..args(100.0) }, &[("h".into(), r)], None);
+        assert!(e.unwrap_err().to_string().contains("fixed resident memory"));
     }
 
     #[test]

@@ -288,6 +288,7 @@ async fn measure<T: Transport>(
     data: &Data,
     plan: &Plan<'_>,
     args: &LoadArgs,
+    memory: Option<&mut scrape::HalfWay>,
 ) -> anyhow::Result<Run> {
     let (tally, duration) = drive::drive(transport, plan).await?;
     // Below indexed, the queries wait until the space holds every vector sent.
@@ -300,6 +301,10 @@ async fn measure<T: Transport>(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
         space_vectors = transport.space_vectors().await?;
+    }
+    // Resident memory with every vector in, before the queries fill the store's block cache.
+    if let Some(m) = memory {
+        m.ingested().await;
     }
     let mut hits = Vec::with_capacity(data.queries.len());
     let mut recall_latency = Vec::with_capacity(data.queries.len());
@@ -361,18 +366,22 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         concurrency: args.concurrency,
         wait: args.wait,
     };
+    let mut half = match &args.metrics_url {
+        Some(url) => Some(scrape::half_way(url, &space, data.base.len(), &args)),
+        None => None,
+    };
     let run = match args.protocol {
         Protocol::Grpc => {
             let mut grpc = grpc::Grpc::connect(&args, &data, &space, &params).await?;
-            measure(&mut grpc, &data, &plan, &args).await?
+            measure(&mut grpc, &data, &plan, &args, half.as_mut()).await?
         }
         Protocol::Http => {
             let mut http = http::Http::connect(&args, &data, &space, &params).await?;
-            measure(&mut http, &data, &plan, &args).await?
+            measure(&mut http, &data, &plan, &args, half.as_mut()).await?
         }
     };
     let server_stats = match (&args.metrics_url, before) {
-        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before, &args).await?),
+        (Some(url), Some(before)) => Some(scrape::server_stats(url, &space, before, half, &args).await?),
         _ => None,
     };
     let recall = if run.hits.is_empty() {

@@ -134,6 +134,21 @@ pub struct ServerStats {
     pub rss_bytes_before: u64,
     /// `process_resident_memory_bytes` after every observation was indexed.
     pub rss_bytes_after: u64,
+    /// `engram_index_vectors` of the space at the first reading, during the load, that found it
+    /// holding at least half the load's observations (read every 200 ms; `None`: the load ended
+    /// first, or an older report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors_half: Option<u64>,
+    /// `process_resident_memory_bytes` at that reading: with `rss_bytes_ingested`, the resident
+    /// cost of one more vector once the fixed parts (the store's memtables, the process itself)
+    /// are mostly paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes_half: Option<u64>,
+    /// `process_resident_memory_bytes` once every observation was in, before the recall queries
+    /// (which fill the store's block cache: `rss_bytes_after` holds that too). Taken with the
+    /// half-way reading: both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_bytes_ingested: Option<u64>,
     /// `engram_index_memory_bytes` of the loaded space after the load (the backend's accounting).
     pub index_memory_bytes: u64,
     /// Size of one `/metrics` response after the load, bytes.

@@ -1,4 +1,5 @@
-//! The server seen through its `/metrics` endpoint, before and after a load ([`ServerStats`]).
+//! The server seen through its `/metrics` endpoint, before, half-way through and after a load
+//! ([`ServerStats`]).
 //!
 //! The exposition text is parsed by `prometheus-parse` (histogram buckets grouped per series);
 //! the space's latency histogram becomes a [`HistogramSnapshot`] over the catalog's bounds, so
@@ -11,7 +12,7 @@ use anyhow::{Context, bail};
 use engram_telemetry::catalog::OBSERVATION_LATENCY;
 use engram_telemetry::primitives::HistogramSnapshot;
 use prometheus_parse::{Scrape, Value};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One `/metrics` response, parsed.
 struct Exposition {
@@ -115,14 +116,85 @@ pub(super) async fn before(url: &str, space: &str, args: &LoadArgs) -> anyhow::R
     Ok(Before { rss, disk, latency: e.observation_latency(space) })
 }
 
+/// Resident memory once the space held half the load's vectors, polled from `/metrics` while
+/// the load runs ([`half_way`]), and once it held them all, before the queries.
+pub(super) struct HalfWay {
+    /// The polling, until it is awaited (once).
+    task: Option<tokio::task::JoinHandle<Option<(u64, u64)>>>,
+    /// (vectors, resident bytes) at half-way, once taken.
+    half: Option<(u64, u64)>,
+    /// Resident bytes at the end of the ingest.
+    ingested: Option<u64>,
+    url: String,
+    args: LoadArgs,
+}
+
+/// How often [`half_way`] reads `/metrics`: often enough to land near half of a short load,
+/// seldom enough to cost the server nothing measurable (one scrape is ~1 ms, see the reports'
+/// `scrape_seconds`).
+const HALF_WAY_POLL: Duration = Duration::from_millis(200);
+
+/// Starts polling `url` for `engram_index_vectors{memory_space=space}` and
+/// `process_resident_memory_bytes` until the space holds at least `total / 2` vectors; the
+/// first such reading is kept. A failed scrape is retried at the next poll (the load itself
+/// reports an unreachable server).
+pub(super) fn half_way(url: &str, space: &str, total: usize, args: &LoadArgs) -> HalfWay {
+    let (url, space, args) = (url.to_owned(), space.to_owned(), args.clone());
+    let half = (total / 2).max(1) as f64;
+    let (polled, polling) = (url.clone(), args.clone());
+    let task = tokio::spawn(async move {
+        loop {
+            if let Ok((e, _)) = scrape(&polled, &polling).await
+                && let Some(vectors) = e.value("engram_index_vectors", Some(("memory_space", &space)))
+                && vectors >= half
+                && let Some(rss) = e.value("process_resident_memory_bytes", None)
+            {
+                return Some((vectors as u64, rss as u64));
+            }
+            tokio::time::sleep(HALF_WAY_POLL).await;
+        }
+    });
+    HalfWay { task: Some(task), half: None, ingested: None, url, args }
+}
+
+impl HalfWay {
+    /// Ends the polling and reads resident memory now (every vector is in); a failed scrape
+    /// leaves the reading out.
+    pub(super) async fn ingested(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Still polling: the ingest ended before a poll found the space at half, so there
+            // is no half-way reading.
+            task.abort();
+            self.half = task.await.ok().flatten();
+        }
+        if let Ok((e, _)) = scrape(&self.url, &self.args).await {
+            self.ingested = e.value("process_resident_memory_bytes", None).map(|v| v as u64);
+        }
+    }
+
+    /// The half-way reading (vectors, resident bytes) and the resident bytes at the ingest's
+    /// end: both or neither.
+    async fn readings(mut self) -> Option<((u64, u64), u64)> {
+        if self.task.is_some() {
+            self.ingested().await;
+        }
+        Some((self.half?, self.ingested?))
+    }
+}
+
 /// Scrapes `url` five times after the load (the median time is the scrape's cost) and sets
 /// what it says beside `before`.
 pub(super) async fn server_stats(
     url: &str,
     space: &str,
     before: Before,
+    half: Option<HalfWay>,
     args: &LoadArgs,
 ) -> anyhow::Result<ServerStats> {
+    let half = match half {
+        Some(h) => h.readings().await,
+        None => None,
+    };
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..5 {
@@ -132,10 +204,16 @@ pub(super) async fn server_stats(
     }
     let e = last.context("no scrape")?;
     times.sort_by(f64::total_cmp);
-    stats(&e, space, &before, times[times.len() / 2]).with_context(|| format!("reading {url}"))
+    stats(&e, space, &before, half, times[times.len() / 2]).with_context(|| format!("reading {url}"))
 }
 
-fn stats(e: &Exposition, space: &str, before: &Before, scrape_seconds: f64) -> anyhow::Result<ServerStats> {
+fn stats(
+    e: &Exposition,
+    space: &str,
+    before: &Before,
+    half: Option<((u64, u64), u64)>,
+    scrape_seconds: f64,
+) -> anyhow::Result<ServerStats> {
     let run = e.observation_latency(space).since(&before.latency);
     // 0.05 s is a bound of the catalog's buckets, so the share is exact.
     let within_50ms = match run.bounds.iter().position(|&b| b == 0.05) {
@@ -149,6 +227,9 @@ fn stats(e: &Exposition, space: &str, before: &Before, scrape_seconds: f64) -> a
         workers: get("engram_streaming_workers", None)? as u64,
         rss_bytes_before: before.rss,
         rss_bytes_after: get("process_resident_memory_bytes", None)? as u64,
+        vectors_half: half.map(|h| h.0.0),
+        rss_bytes_half: half.map(|h| h.0.1),
+        rss_bytes_ingested: half.map(|h| h.1),
         index_memory_bytes: get("engram_index_memory_bytes", Some(("memory_space", space)))? as u64,
         scrape_bytes: e.bytes,
         scrape_samples: e.samples(),
@@ -199,12 +280,14 @@ mod tests {
         let before = Exposition::parse(&text([10, 10, 10, 10], 3)).unwrap();
         let after = Exposition::parse(&text([60, 100, 110, 110], 9)).unwrap();
         let before = Before { rss: 500, disk: None, latency: before.observation_latency("s") };
-        let s = stats(&after, "s", &before, 0.01).unwrap();
+        let s = stats(&after, "s", &before, Some(((4, 700), 900)), 0.01).unwrap();
         // The run: 50 in (.., 0.025], 40 in (0.025, 0.05], 10 in (0.05, 0.1]. Rank 99 of 100
         // falls in (0.05, 0.1]: 0.05 + 0.05 × (99 - 90) / 10.
         assert!((s.observation_latency_p99_seconds - 0.095).abs() < 1e-12, "{s:?}");
         assert!((s.observation_latency_share_within_50ms - 0.9).abs() < 1e-12, "{s:?}");
         assert_eq!((s.workers, s.rss_bytes_before, s.rss_bytes_after, s.index_memory_bytes), (2, 500, 1000, 77));
+        let half = (s.vectors_half, s.rss_bytes_half, s.rss_bytes_ingested);
+        assert_eq!(half, (Some(4), Some(700), Some(900)), "the readings as taken");
         let lines = text([60, 100, 110, 110], 9).lines().filter(|l| !l.starts_with('#')).count() as u64;
         assert_eq!(s.scrape_samples, lines, "every sample line counts once");
         assert_eq!((s.disk_bytes_before, s.disk_bytes_after), (None, None), "no store: no disk bytes");
@@ -216,6 +299,6 @@ mod tests {
         let h = e.observation_latency("s");
         assert_eq!((h.count, h.quantile(0.99)), (0, None));
         let before = Before { rss: 1, disk: None, latency: h };
-        assert!(stats(&e, "s", &before, 0.0).unwrap_err().to_string().contains("engram_streaming_workers"));
+        assert!(stats(&e, "s", &before, None, 0.0).unwrap_err().to_string().contains("engram_streaming_workers"));
     }
 }
