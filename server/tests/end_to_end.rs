@@ -656,3 +656,70 @@ async fn deletes_and_upserts_over_http_and_grpc() {
     assert!(text.contains(r#"engram_grpc_requests_total{method="DeleteObservations",code="OK"}"#));
     server.stop().await;
 }
+
+/// Every batch's acks arrive in the order of their levels, ACCEPTED, DURABLE, INDEXED, with
+/// nothing after INDEXED, also for inserts a checkpoint's copy defers (indexed, and
+/// acknowledged INDEXED, at once: `Space::defer_put`). Checkpoints run every second here and
+/// copy a growing GloVe index while 3,000 batches stream in; a `load` once failed on a batch
+/// whose INDEXED came before its ACCEPTED ("ack for unknown sequence").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_of_a_batch_arrive_accepted_durable_indexed_also_while_checkpoints_defer_inserts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(2);
+    config.storage = engram_engine::StorageConfig {
+        checkpoint_interval_s: 1,
+        checkpoint_after_operations: 1,
+        ..engram_engine::StorageConfig::at(dir.path(), engram_engine::Durability::Os)
+    };
+    let server = Running::start(config).await;
+    let base = engram_dataset::read_fvecs(&data_dir("glove-50-angular-100k").join("base.fvecs")).unwrap();
+    let mut client = server.grpc_client().await;
+    client
+        .create_space(proto::CreateSpaceRequest {
+            memory_space: "ordered".into(),
+            params: Some(proto::SpaceParams { dim: 50, ..Default::default() }),
+        })
+        .await
+        .unwrap();
+    let (batches, per_batch) = (3_000u64, 10u64);
+    let requests = (1..=batches).map(move |seq| proto::ObservationBatch {
+        sequence: seq,
+        memory_space: "ordered".into(),
+        wait: proto::WaitFor::Indexed as i32,
+        observations: ((seq - 1) * per_batch..seq * per_batch)
+            .map(|id| proto::Observation { id, embedding: base.row(id as usize).to_vec(), content: None })
+            .collect(),
+        ..Default::default()
+    });
+    let mut replies = client.stream_observations(tokio_stream::iter(requests)).await.unwrap().into_inner();
+    let (accepted, durable, indexed) =
+        (proto::AckStatus::Accepted as i32, proto::AckStatus::Durable as i32, proto::AckStatus::Indexed as i32);
+    // The last level each batch was acknowledged at, in the order the acks came.
+    let mut last = std::collections::HashMap::<u64, i32>::new();
+    let mut indexed_batches = 0;
+    while let Some(reply) = replies.message().await.unwrap() {
+        let Some(proto::stream_reply::Reply::Ack(a)) = reply.reply else { continue };
+        let before = last.insert(a.sequence, a.status);
+        let expected = match a.status {
+            s if s == accepted => None,
+            s if s == durable => Some(accepted),
+            s if s == indexed => Some(durable),
+            _ => panic!("batch {} refused: {a:?}", a.sequence),
+        };
+        assert_eq!(before, expected, "batch {}: {a:?} came after {before:?}", a.sequence);
+        if a.status == indexed {
+            assert_eq!(a.indexed as u64, per_batch, "{a:?}");
+            indexed_batches += 1;
+            if indexed_batches == batches {
+                break;
+            }
+        }
+    }
+    assert_eq!(indexed_batches, batches);
+    let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+    // Counted when a copy ends (its checkpoint may still be committing).
+    let deferred = sample(&text, "engram_storage_checkpoint_deferred_inserts_total").unwrap_or(0.0);
+    eprintln!("{deferred} inserts deferred by checkpoints");
+    assert!(deferred > 0.0, "no checkpoint copied the index while the batches streamed");
+    server.stop().await;
+}

@@ -311,7 +311,16 @@ impl StreamSession {
             ack.traceresponse = t.traceresponse();
         }
         if a.durable.is_some() || a.indexed.is_some() {
-            let (tx, events, tracer, level) = (self.tx.clone(), self.events.clone(), self.tracer.clone(), ack.level);
+            // ACCEPTED goes into the stream before the task that sends DURABLE and INDEXED
+            // exists: spawned first, that task could run on the other runtime thread and send
+            // both ahead of it when they are already due (an insert deferred by a checkpoint's
+            // copy is indexed, and acknowledged, at once), and a client would see a batch's
+            // INDEXED before its ACCEPTED.
+            let level = ack.level;
+            if !send(&self.tx, &self.events, ack_reply(ack)).await {
+                return false;
+            }
+            let (tx, events, tracer) = (self.tx.clone(), self.events.clone(), self.tracer.clone());
             let (durable, indexed, times) = (a.durable, a.indexed, a.times);
             let logs = log_span(trace.as_ref());
             self.acks.spawn(
@@ -366,9 +375,6 @@ impl StreamSession {
                 }
                 .instrument(logs),
             );
-            if !send(&self.tx, &self.events, ack_reply(ack)).await {
-                return false;
-            }
         } else if !send_traced(&self.tx, &self.events, ack_reply(ack), &self.tracer, trace).await {
             return false;
         }
