@@ -499,7 +499,10 @@ impl Space {
             return Err((vector, content));
         }
         // Content first, as a put does: a recall that finds the vector also finds its content.
-        self.set_content(id, Some(&vector), content.clone());
+        // A store holds it already (written with the log record), so only the heap needs it.
+        if matches!(self.contents, Contents::Heap { .. }) {
+            self.set_content(id, Some(&vector), content.clone());
+        }
         self.tail.put(id, seq, vector.clone());
         list.push(DeferredPut { id, seq, vector, content });
         Ok(())

@@ -191,11 +191,12 @@ impl UsearchIndex {
         {
             let mut index = me.index.write();
             index.load(path_str).map_err(|e| e.to_string())?;
-            // Loading puts back USearch's built-in metric.
-            install_f32_kernel(&mut index, params);
+            // The file's dimension first: the kernel measures `dim` values.
             if index.dimensions() != dim {
                 return Err(format!("the checkpoint holds vectors of dimension {}, not {dim}", index.dimensions()));
             }
+            // Loading puts back USearch's built-in metric.
+            install_f32_kernel(&mut index, params);
             let size = index.size();
             let capacity = index.capacity().max(size + 1).max(INITIAL_CAPACITY);
             let reserved = me.threads.lock().reserved;
@@ -461,6 +462,19 @@ mod tests {
             assert!(hits >= 48, "{metric:?}: top-1 found for {hits}/50 queries");
             assert!(idx.capacity() >= 500);
         }
+    }
+
+    #[test]
+    fn a_checkpoint_of_another_dimension_is_refused_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index");
+        let idx = UsearchIndex::new(&params(Metric::Cosine, 4, 8, (40, 16), 8)).unwrap();
+        idx.insert(1, &[1.0, 0.0, 0.0, 0.0]);
+        assert!(idx.save(&path, &mut || {}).unwrap());
+        let e = UsearchIndex::load(&params(Metric::Cosine, 8, 8, (40, 16), 8), &path).err().unwrap();
+        assert_eq!(e, "the checkpoint holds vectors of dimension 4, not 8");
+        let back = UsearchIndex::load(&params(Metric::Cosine, 4, 8, (40, 16), 8), &path).unwrap();
+        assert_eq!(back.search(&[1.0, 0.0, 0.0, 0.0], 1, 16)[0].id, 1);
     }
 
     #[test]
