@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${MAIN_JOB_OUT:-target/main-job}
 mkdir -p "$out"
-cargo build --release -p engram-server -p engram-tools
+cargo build-release
 bin=target/release/engram-stream
 http=127.0.0.1:18080
 grpc=127.0.0.1:15051

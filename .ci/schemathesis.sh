@@ -17,7 +17,7 @@ python3 -m venv "$out/venv"
 "$out/venv/bin/pip" install -q 'schemathesis>=4,<5'
 # The same package selection as verify-stack.sh and main-job.sh: features unify per selection,
 # so this reuses their release build instead of making another.
-cargo build --release -p engram-server -p engram-tools
+cargo build-release
 bin=target/release/engram-stream
 http=127.0.0.1:18090
 "$bin" keys new --name schemathesis --grant admin >"$out/admin.key"

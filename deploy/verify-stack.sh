@@ -36,8 +36,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-cargo build --release -p engram-server -p engram-tools
-cargo build --release -p engram-deploy --bin deploy-queries
+cargo build-release
 target/release/deploy-queries >"$work/queries.jsonl"
 
 pids=()

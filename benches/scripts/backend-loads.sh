@@ -20,7 +20,7 @@ datasets=${3:-minilm-384-stdlib glove-50-angular-100k}
 pace=${PACE:-0.7}
 data_root=${ENGRAM_DATA_DIR:-../shared/data}
 mkdir -p "$out"
-cargo build --release -p engram-server -p engram-tools
+cargo build-release
 bin=target/release/engram-stream
 http=127.0.0.1:18190
 grpc=127.0.0.1:15161

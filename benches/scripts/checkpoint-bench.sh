@@ -28,7 +28,7 @@ sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(minilm-384-stdlib glove-50-angular-100k)
 index=${INDEX:-usearch}
 mkdir -p "$out"
-cargo build --release -q -p engram-server -p engram-tools
+cargo build-release -q
 bin=target/release/engram-stream
 http=127.0.0.1:18580
 grpc=127.0.0.1:18551

@@ -21,7 +21,7 @@ shift 2 || shift $# || true
 sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(glove-50-angular-100k)
 mkdir -p "$out"
-cargo build --release -q -p engram-server -p engram-tools
+cargo build-release -q
 bin=target/release/engram-stream
 http=127.0.0.1:18780
 grpc=127.0.0.1:18751

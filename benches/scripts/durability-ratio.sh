@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 out=${1:-target/durability-ratio}
 rounds=${2:-3}
 mkdir -p "$out"
-cargo build --release -q -p engram-server -p engram-tools
+cargo build-release -q
 bin=target/release/engram-stream
 http=127.0.0.1:18680
 grpc=127.0.0.1:18651

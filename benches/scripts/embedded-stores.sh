@@ -22,7 +22,7 @@ venv=${VENV:-target/stores-venv}
 mkdir -p "$out"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q numpy chromadb==1.5.9 lancedb==0.40.0 milvus-lite==3.2.2 pymilvus==3.0.2
-cargo build --release -p engram-server -p engram-tools
+cargo build-release
 bin=target/release/engram-stream
 http=127.0.0.1:18193
 grpc=127.0.0.1:15164

@@ -15,8 +15,7 @@ backend=${3:-usearch}
 out=${4:-target/engine-overhead}
 data_root=${ENGRAM_DATA_DIR:-../shared/data}
 mkdir -p "$out"
-cargo build --release -p engram-server -p engram-tools
-cargo build --release -p engram-benches --example index_raw
+cargo build-release
 bin=target/release/engram-stream
 raw=target/release/examples/index_raw
 http=127.0.0.1:18290

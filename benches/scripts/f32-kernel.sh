@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1 pairs=${2:-4} datasets=${3:-"minilm-384-stdlib glove-50-angular-100k"}
 mkdir -p "$out"
-cargo build --release -p engram-benches --example index_raw
+cargo build-release
 run() { # KERNEL PAIR DATASET
   if [ "$1" = numkong ]; then export ENGRAM_USEARCH_F32_KERNEL=numkong; else unset ENGRAM_USEARCH_F32_KERNEL; fi
   target/release/examples/index_raw "$3" usearch 2 all 64,128 >"$out/p$2-$3-$1.json"

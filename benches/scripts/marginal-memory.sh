@@ -17,7 +17,7 @@ out=${1:-target/marginal-memory}
 set=${2:-minilm-384-stdlib}
 spaces=$(echo a b c d e f g h | cut -d' ' -f1-"${SPACES:-2}")
 mkdir -p "$out"
-cargo build --release -q -p engram-server -p engram-tools
+cargo build-release -q
 bin=target/release/engram-stream
 http=127.0.0.1:18590
 grpc=127.0.0.1:18561

@@ -26,11 +26,13 @@ cd "$(dirname "$0")/../.."
 runs=${1:-3} small=${2:-500} large=${3:-4500} dataset=${4:-minilm-384-stdlib}
 out=target/telemetry-instructions
 mkdir -p "$out"
-# Both builds share target/release (only the crates the feature touches rebuild); each binary is
-# copied out before the other build replaces it.
-cargo build --release -p engram-benches --example ingest_fixed
+# Both builds share target/release and select the packages `cargo build-release` selects
+# (.cargo/config.toml), so features unify alike and only the crates the feature touches rebuild;
+# each binary is copied out before the other build replaces it.
+cargo build-release
 cp target/release/examples/ingest_fixed "$out/ingest_fixed-on"
-cargo build --release -p engram-benches --example ingest_fixed --features engram-telemetry/off
+cargo build --release -p engram-benches -p engram-server -p engram-tools -p engram-deploy \
+  --example ingest_fixed --features engram-telemetry/off
 cp target/release/examples/ingest_fixed "$out/ingest_fixed-off"
 declare -A bin=([on]=$out/ingest_fixed-on [off]=$out/ingest_fixed-off)
 

@@ -15,7 +15,7 @@ pairs=${1:-5}
 dataset=${2:-../shared/data/minilm-384-stdlib}
 out=target/telemetry-on-off
 mkdir -p "$out"
-cargo build --release -p engram-server -p engram-tools
+cargo build-release
 cargo build --release -p engram-server --bin engram-stream --features engram-telemetry/off --target-dir target/off
 on=target/release/engram-stream
 off=target/off/release/engram-stream

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 out=${1:-target/tracing-cost}
 rounds=${2:-3}
 mkdir -p "$out"
-cargo build --release -q -p engram-server -p engram-tools
+cargo build-release -q
 bin=target/release/engram-stream
 tools=target/release/engram-tools
 http=127.0.0.1:18780
