@@ -8,6 +8,10 @@
 //! - `every_acked_id_of_many_fresh_spaces_is_reachable`: concurrent first inserts into many
 //!   fresh spaces; every acked id must come back from an exhaustive search. Before the fix,
 //!   hnsw_rs lost the first point of a space when a second insert raced it into the empty graph.
+//! - `the_graph_core_answers_searches_beside_inserts_and_removals`: our own HNSW core
+//!   (`index::graph`, lock-free searches) with two threads inserting GloVe vectors, one removing
+//!   every fifth id behind them and two searching without pause; under AddressSanitizer in CI
+//!   (.ci/asan.sh), since the core publishes vectors written through raw memory.
 
 mod common;
 
@@ -210,4 +214,109 @@ fn fresh_spaces_lose_no_first_point(kind: IndexKind, spaces: usize) {
         e.drop_space(&name).unwrap();
     }
     assert!(missing.is_empty(), "{kind:?}: acked ids never recalled: {missing:?}");
+}
+
+/// Two threads insert 40,000 GloVe-50 vectors (unit length) into one graph, a third removes
+/// every fifth id once it is in, and two more search in tight loops. Every answer holds only
+/// ids handed to `insert` so far, no id twice, nearest first, and no id whose removal had
+/// returned before the search began. At the end the graph holds exactly the ids not removed,
+/// and searching each of a sample of them at ef 64 finds it first for at least 97 %.
+#[test]
+fn the_graph_core_answers_searches_beside_inserts_and_removals() {
+    use engram_engine::index::graph::{DistanceKind, Graph};
+    let base =
+        dataset::read_fvecs(&dataset::shared_data_dir("glove-50-angular-100k").unwrap().join("base.fvecs")).unwrap();
+    let n = 40_000usize;
+    let data: Arc<Vec<Vec<f32>>> = Arc::new(
+        (0..n)
+            .map(|i| {
+                let mut v = base.row(i).to_vec();
+                engram_engine::Metric::Cosine.prepare(&mut v).unwrap();
+                v
+            })
+            .collect(),
+    );
+    let graph = Arc::new(Graph::new(50, 16, 100, DistanceKind::InnerProduct).unwrap());
+    // `issued`: ids below it may have been handed to insert; `inserted[i]` once insert returned;
+    // `removed_before[i]`: the removal count when id i's removal returned.
+    let issued = Arc::new(AtomicU64::new(0));
+    let inserted: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let gone: Arc<Vec<AtomicBool>> = Arc::new((0..n).map(|_| AtomicBool::new(false)).collect());
+    let done = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let (graph, data, issued, inserted) = (graph.clone(), data.clone(), issued.clone(), inserted.clone());
+            std::thread::spawn(move || {
+                for i in (t..n).step_by(2) {
+                    issued.fetch_max(i as u64 + 1, Ordering::AcqRel);
+                    graph.insert(i as u64, &data[i]).unwrap();
+                    inserted[i].store(true, Ordering::Release);
+                }
+            })
+        })
+        .collect();
+    let remover = {
+        let (graph, inserted, gone, done) = (graph.clone(), inserted.clone(), gone.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut next = 0;
+            while next < n {
+                if inserted[next].load(Ordering::Acquire) {
+                    assert!(graph.remove(next as u64), "id {next} was inserted");
+                    gone[next].store(true, Ordering::Release);
+                    next += 5;
+                } else if done.load(Ordering::Acquire) {
+                    break;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        })
+    };
+    let readers: Vec<_> = (0..2)
+        .map(|t| {
+            let (graph, data, issued, gone, done) =
+                (graph.clone(), data.clone(), issued.clone(), gone.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut searches = 0usize;
+                while !done.load(Ordering::Acquire) {
+                    let q = &data[(searches * 7_919 + t * 13) % n];
+                    // Removals that returned before this search began: none may come back.
+                    let gone_before: Vec<usize> =
+                        (0..n).step_by(5).take_while(|&i| gone[i].load(Ordering::Acquire)).collect();
+                    let hits = graph.search(q, 10, 32).unwrap();
+                    // Read after the search: it may return ids handed to insert while it ran.
+                    let bound = issued.load(Ordering::Acquire);
+                    let mut ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+                    assert!(ids.iter().all(|&id| id < bound), "an id never handed to insert: {ids:?}");
+                    assert!(hits.windows(2).all(|w| w[0].distance <= w[1].distance), "not nearest first");
+                    assert!(ids.iter().all(|&id| !gone_before.contains(&(id as usize))), "a removed id came back");
+                    ids.sort_unstable();
+                    ids.dedup();
+                    assert_eq!(ids.len(), hits.len(), "an id twice");
+                    searches += 1;
+                }
+                searches
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    // Let the remover catch up with the last inserts, then stop everything.
+    while !gone[(n - 1) / 5 * 5].load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done.store(true, Ordering::Release);
+    remover.join().unwrap();
+    let searches: usize = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(searches >= 200, "the readers ran only {searches} searches");
+    let removed = n.div_ceil(5);
+    assert_eq!((graph.len(), graph.tombstones()), (n - removed, removed));
+    let sample: Vec<usize> = (0..n).filter(|i| i % 5 != 0).step_by(23).collect();
+    let own_first = sample.iter().filter(|&&i| graph.search(&data[i], 1, 64).unwrap()[0].id == i as u64).count();
+    assert!(own_first * 100 >= sample.len() * 97, "{own_first} of {} found themselves first", sample.len());
+    println!(
+        "graph core: {searches} searches beside {n} inserts and {removed} removals; {own_first} of {} found first",
+        sample.len()
+    );
 }

@@ -19,7 +19,7 @@ pub(crate) type Kernel = fn(&[f32], &[f32]) -> f32;
 
 /// Which distance a [`kernel`] computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// `1 - a·b` (USearch's `IP`).
     InnerProduct,
     /// Squared Euclidean distance (USearch's `L2sq`).

@@ -16,6 +16,13 @@
 //!
 //! [`build`] makes the index a space's parameters ask for.
 
+// Our own graph core: public with `internals` (its benchmark and stress test) until it is a
+// backend a space can choose.
+#[cfg(feature = "internals")]
+pub mod graph;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code, unreachable_pub)]
+mod graph;
 pub mod hnsw;
 mod kernels;
 pub mod usearch;
