@@ -27,7 +27,7 @@
 //! fixed memtable and block cache), and over the second half only (the marginal cost per
 //! vector, with the fixed parts mostly paid in the first half).
 
-use engram_benches::{data_dir, read_data, rss_bytes};
+use engram_benches::{data_dir, read_data, rss_bytes, sweep_efs, sweep_repeat};
 use engram_dataset as dataset;
 use engram_engine::{Durability, Engine, EngineConfig, Quantization, SpaceParams, StorageConfig};
 use engram_telemetry::{Telemetry, TelemetryConfig};
@@ -45,12 +45,7 @@ fn main() {
         Some("none") => Durability::None,
         Some(other) => panic!("DURABILITY: fsync, os or none, not {other}"),
     };
-    let efs: Vec<usize> = args
-        .next()
-        .unwrap_or_else(|| "32,64,96,128,192,256".into())
-        .split(',')
-        .map(|e| e.parse().expect("EFS: comma-separated whole numbers"))
-        .collect();
+    let efs = sweep_efs(args.next());
     let data = read_data(&name);
     let dir = data_dir(&name);
     let text = dataset::read_lines(&dir.join("base.txt")).ok();
@@ -100,8 +95,7 @@ fn main() {
     for q in 0..data.queries.len() {
         std::hint::black_box(engine.recall("sweep", data.queries.row(q).to_vec(), k, Some(efs[0])).unwrap());
     }
-    let repeat: usize =
-        std::env::var("SWEEP_REPEAT").ok().map_or(3, |r| r.parse().expect("SWEEP_REPEAT: a whole number")).max(1);
+    let repeat = sweep_repeat();
     // Passes go round the ef values (ef 32, 64, ..., then again), so a burst of background work
     // slows one value in one pass, and the fastest pass of each value is kept.
     let mut passes: Vec<Vec<(f64, f64, Vec<f64>)>> = vec![Vec::new(); efs.len()];

@@ -10,17 +10,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1 dataset=$2 pairs=${3:-5} q=${4:-}
-data_root=${ENGRAM_DATA_DIR:-../shared/data}
-venv=${VENV:-target/bench-venv}
-mkdir -p "$out"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q numpy hnswlib==0.8.0
-cargo build --release -p engram-server
+# shellcheck source=benches/scripts/lib.sh
+source benches/scripts/lib.sh
+hnswlib_setup
 bin=target/release/engram-stream
 http=127.0.0.1:18290
 grpc=127.0.0.1:15261
-# shellcheck source=benches/scripts/lib.sh
-source benches/scripts/lib.sh
 tag=${q:-default}
 for p in $(seq 1 "$pairs"); do
   SWEEP_REPEAT=1 ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" 128 \

@@ -1,7 +1,20 @@
-# Helpers the benchmark scripts share; source it after setting `bin`, `http` and `grpc`.
+# Helpers the benchmark scripts share. The server helpers need `bin`, `http` and `grpc` set
+# before they are called.
 
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null || true' EXIT
+
+# hnswlib_setup: what the scripts that measure against hnswlib share: `data_root` (the shared
+# data sets), `venv` (a virtualenv with numpy and hnswlib 0.8.0), `$out` created, and every
+# release binary built (`cargo build-release`). Needs `out` set.
+hnswlib_setup() {
+  data_root=${ENGRAM_DATA_DIR:-../shared/data}
+  venv=${VENV:-target/bench-venv}
+  mkdir -p "$out"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install -q numpy hnswlib==0.8.0
+  cargo build-release
+}
 
 now() { python3 -c 'import time; print(time.time())'; }
 

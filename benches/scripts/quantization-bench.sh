@@ -17,17 +17,12 @@ out=${1:-docs/benchmarks/quantization}
 quantizations=${2:-none f16 bf16 i8}
 datasets=${3:-minilm-384-stdlib glove-50-angular-100k}
 rounds=${ROUNDS:-1}
-data_root=${ENGRAM_DATA_DIR:-../shared/data}
-venv=${VENV:-target/bench-venv}
-mkdir -p "$out"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q numpy hnswlib==0.8.0
-cargo build --release -p engram-server -p engram-tools
-cargo build --release -p engram-benches --example engine_sweep
+# shellcheck source=benches/scripts/lib.sh
+source benches/scripts/lib.sh
+hnswlib_setup
 bin=target/release/engram-stream
 http=127.0.0.1:18191
 grpc=127.0.0.1:15162
-source benches/scripts/lib.sh
 
 for round in $(seq 1 "$rounds"); do
   for dataset in $datasets; do

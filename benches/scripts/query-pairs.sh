@@ -8,12 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1 dataset=$2 pairs=${3:-3} q=${4:-i8}
-data_root=${ENGRAM_DATA_DIR:-../shared/data}
-venv=${VENV:-target/bench-venv}
-mkdir -p "$out"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q numpy hnswlib==0.8.0
-cargo build --release -p engram-benches --example engine_sweep
+# shellcheck source=benches/scripts/lib.sh
+source benches/scripts/lib.sh
+hnswlib_setup
 for p in $(seq 1 "$pairs"); do
   ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" >"$out/p$p-$dataset-hnswlib.json"
   target/release/examples/engine_sweep "$dataset" "$q" fsync >"$out/p$p-$dataset-engine-$q.json"

@@ -166,3 +166,22 @@ pub fn recall(idx: &dyn VectorIndex, data: &Data, truth: &[Vec<i32>], k: usize, 
         .sum();
     total / truth.len() as f64
 }
+
+/// The `ef_search` values of a sweep: `arg`, comma-separated, or 32, 64, 96, 128, 192, 256.
+///
+/// # Panics
+/// When `arg` is not comma-separated whole numbers (named `EFS`).
+pub fn sweep_efs(arg: Option<String>) -> Vec<usize> {
+    arg.unwrap_or_else(|| "32,64,96,128,192,256".into())
+        .split(',')
+        .map(|e| e.parse().expect("EFS: comma-separated whole numbers"))
+        .collect()
+}
+
+/// Passes of a sweep over its `ef_search` values: `SWEEP_REPEAT`, default 3, at least 1.
+///
+/// # Panics
+/// When `SWEEP_REPEAT` is set but not a whole number.
+pub fn sweep_repeat() -> usize {
+    std::env::var("SWEEP_REPEAT").ok().map_or(3, |r| r.parse().expect("SWEEP_REPEAT: a whole number")).max(1)
+}
