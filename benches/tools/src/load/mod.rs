@@ -367,7 +367,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
         wait: args.wait,
     };
     let mut half = match &args.metrics_url {
-        Some(url) => Some(scrape::half_way(url, &space, data.base.len(), &args)),
+        Some(url) => Some(scrape::half_way(url, &space, data.base.len(), &args)?),
         None => None,
     };
     let run = match args.protocol {

@@ -85,9 +85,9 @@ impl Exposition {
     }
 }
 
-/// Reads `/metrics` once: (parsed response, seconds to fetch it).
-async fn scrape(url: &str, args: &LoadArgs) -> anyhow::Result<(Exposition, f64)> {
-    let client = super::http_client(args)?;
+/// Reads `/metrics` once with `client` (one per scraper, so its connection is reused):
+/// (parsed response, seconds to fetch it).
+async fn scrape(client: &reqwest::Client, url: &str) -> anyhow::Result<(Exposition, f64)> {
     let t0 = Instant::now();
     let resp = client.get(url).send().await.with_context(|| format!("scraping {url}"))?;
     if !resp.status().is_success() {
@@ -107,7 +107,7 @@ pub(super) struct Before {
 
 /// Scrapes `url` before the load into `space`.
 pub(super) async fn before(url: &str, space: &str, args: &LoadArgs) -> anyhow::Result<Before> {
-    let (e, _) = scrape(url, args).await?;
+    let (e, _) = scrape(&super::http_client(args)?, url).await?;
     let rss = e
         .value("process_resident_memory_bytes", None)
         .map(|v| v as u64)
@@ -126,7 +126,7 @@ pub(super) struct HalfWay {
     /// Resident bytes at the end of the ingest.
     ingested: Option<u64>,
     url: String,
-    args: LoadArgs,
+    client: reqwest::Client,
 }
 
 /// How often [`half_way`] reads `/metrics`: often enough to land near half of a short load,
@@ -138,13 +138,16 @@ const HALF_WAY_POLL: Duration = Duration::from_millis(200);
 /// `process_resident_memory_bytes` until the space holds at least `total / 2` vectors; the
 /// first such reading is kept. A failed scrape is retried at the next poll (the load itself
 /// reports an unreachable server).
-pub(super) fn half_way(url: &str, space: &str, total: usize, args: &LoadArgs) -> HalfWay {
-    let (url, space, args) = (url.to_owned(), space.to_owned(), args.clone());
+///
+/// # Errors
+/// When the HTTP client cannot be built from `args` (its TLS settings).
+pub(super) fn half_way(url: &str, space: &str, total: usize, args: &LoadArgs) -> anyhow::Result<HalfWay> {
+    let (url, space, client) = (url.to_owned(), space.to_owned(), super::http_client(args)?);
     let half = (total / 2).max(1) as f64;
-    let (polled, polling) = (url.clone(), args.clone());
+    let (polled, polling) = (url.clone(), client.clone());
     let task = tokio::spawn(async move {
         loop {
-            if let Ok((e, _)) = scrape(&polled, &polling).await
+            if let Ok((e, _)) = scrape(&polling, &polled).await
                 && let Some(vectors) = e.value("engram_index_vectors", Some(("memory_space", &space)))
                 && vectors >= half
                 && let Some(rss) = e.value("process_resident_memory_bytes", None)
@@ -154,7 +157,7 @@ pub(super) fn half_way(url: &str, space: &str, total: usize, args: &LoadArgs) ->
             tokio::time::sleep(HALF_WAY_POLL).await;
         }
     });
-    HalfWay { task: Some(task), half: None, ingested: None, url, args }
+    Ok(HalfWay { task: Some(task), half: None, ingested: None, url, client })
 }
 
 impl HalfWay {
@@ -167,7 +170,7 @@ impl HalfWay {
             task.abort();
             self.half = task.await.ok().flatten();
         }
-        if let Ok((e, _)) = scrape(&self.url, &self.args).await {
+        if let Ok((e, _)) = scrape(&self.client, &self.url).await {
             self.ingested = e.value("process_resident_memory_bytes", None).map(|v| v as u64);
         }
     }
@@ -195,10 +198,13 @@ pub(super) async fn server_stats(
         Some(h) => h.readings().await,
         None => None,
     };
+    // One client for the five, as Prometheus keeps its connection: the median is a scrape over
+    // an open connection.
+    let client = super::http_client(args)?;
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..5 {
-        let (e, secs) = scrape(url, args).await?;
+        let (e, secs) = scrape(&client, url).await?;
         times.push(secs);
         last = Some(e);
     }
