@@ -317,7 +317,15 @@ impl StreamSession {
             // copy is indexed, and acknowledged, at once), and a client would see a batch's
             // INDEXED before its ACCEPTED.
             let level = ack.level;
+            let sending = Instant::now();
             if !send(&self.tx, &self.events, ack_reply(ack)).await {
+                // The client is gone: the batch was admitted and is still logged and indexed,
+                // but no later ack can reach anyone, so its trace ends here, at the failed send.
+                if let Some(mut t) = trace {
+                    let ended = Instant::now();
+                    t.stage("ack", sending, ended);
+                    self.tracer.finish(t, ended);
+                }
                 return false;
             }
             let (tx, events, tracer) = (self.tx.clone(), self.events.clone(), self.tracer.clone());
