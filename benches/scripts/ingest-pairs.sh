@@ -3,13 +3,14 @@
 # noise moves single runs by up to 2x; a ratio within a pair is steadier): PAIRS times, hnswlib
 # raw (benches/scripts/hnswlib-raw.py: 2 insert threads, then one ef_search, 128) then `load
 # --wait indexed` over gRPC against a fresh `engram-stream serve` (embedded defaults: fsync,
-# 2 workers) with QUANTIZATION (default: the space's default for the data set's dimension).
-# Prints each pair's ratio and the median; the reports stay in OUT.
+# 2 workers) into an INDEX space (default usearch) with QUANTIZATION (default: the space's default
+# for the data set's dimension and index). Prints each pair's ratio and the median; the reports
+# stay in OUT.
 #
-# Usage: benches/scripts/ingest-pairs.sh OUT DATASET [PAIRS] [QUANTIZATION]   (default 5 pairs)
+# Usage: benches/scripts/ingest-pairs.sh OUT DATASET [PAIRS] [QUANTIZATION] [INDEX]   (5 pairs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=$1 dataset=$2 pairs=${3:-5} q=${4:-}
+out=$1 dataset=$2 pairs=${3:-5} q=${4:-} index=${5:-usearch}
 # shellcheck source=benches/scripts/lib.sh
 source benches/scripts/lib.sh
 hnswlib_setup
@@ -17,10 +18,11 @@ bin=target/release/engram-stream
 http=127.0.0.1:18290
 grpc=127.0.0.1:15261
 tag=${q:-default}
+[ "$index" = usearch ] || tag=$index-$tag # the reports of usearch keep their names
 for p in $(seq 1 "$pairs"); do
   SWEEP_REPEAT=1 ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" 128 \
     >"$out/p$p-$dataset-$tag-hnswlib.json"
-  grpc_load "p$p-$dataset-$tag-grpc" "$dataset" ${q:+--quantization "$q"} \
+  grpc_load "p$p-$dataset-$tag-grpc" "$dataset" --index "$index" ${q:+--quantization "$q"} \
     >/dev/null
   python3 - "$out/p$p-$dataset-$tag-hnswlib.json" "$out/p$p-$dataset-$tag-grpc.json" "$p" <<'PY'
 import json, sys

@@ -30,7 +30,8 @@ pub struct SpaceParams {
     /// Similarity metric. Default cosine.
     #[serde(default)]
     pub metric: Metric,
-    /// Index backend: `"usearch"` (default) or `"hnsw_rs"`. Both take the parameters below.
+    /// Index backend: `"usearch"` (default), `"hnsw_rs"` or `"engram"` (our own graph core).
+    /// All take the parameters below.
     #[serde(default)]
     pub index: IndexKind,
     /// HNSW `M`: links per node and layer (2 to 256). Default 16.
@@ -113,14 +114,14 @@ impl SpaceParams {
     /// The scalar type the index holds vectors in: the one asked for, or the default for the
     /// index, metric and dimension: on usearch with at least [`REDUCED_DEFAULT_MIN_DIM`]
     /// dimensions, `i8` for cosine (unit vectors fit its ±1 range) and `bf16` for L2 and dot
-    /// (the range of `f32`, unlike `f16`); `none` below that and on hnsw_rs (it holds `f32`
-    /// only). Why: docs/benchmarks.md, "Quantization" (at 384 dimensions `i8` with rescoring
+    /// (the range of `f32`, unlike `f16`); `none` below that and on hnsw_rs and engram (they
+    /// hold `f32` only). Why: docs/benchmarks.md, "Quantization" (at 384 dimensions `i8` with rescoring
     /// ingests faster, answers faster at equal recall@10 and holds less than `f32`; at 50, `f32`
     /// answers 1.7–2.3 × faster at equal recall, with more recall at the same `ef_search` and
     /// no more memory).
     pub fn quantization(&self) -> Quantization {
         self.quantization.unwrap_or(match (self.index, self.metric) {
-            (IndexKind::HnswRs, _) => Quantization::None,
+            (IndexKind::HnswRs | IndexKind::Engram, _) => Quantization::None,
             (IndexKind::Usearch, _) if self.dim < REDUCED_DEFAULT_MIN_DIM => Quantization::None,
             (IndexKind::Usearch, Metric::Cosine) => Quantization::I8,
             (IndexKind::Usearch, Metric::L2 | Metric::Dot) => Quantization::Bf16,
@@ -182,7 +183,7 @@ impl SpaceParams {
         range("max_elements", self.max_elements, 1, config.max_space_elements)?;
         range("rescore_factor", self.rescore_factor, 1, 16)?;
         let quantization = self.quantization();
-        if quantization.is_reduced() && self.index != IndexKind::Usearch {
+        if quantization.is_reduced() && !self.index.quantizes() {
             return Err(EngineError::invalid(
                 "quantization",
                 format!(

@@ -43,7 +43,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     let tmp = tempfile::tempdir().unwrap();
     let data = shared_data_dir("glove-50-angular-100k").unwrap();
     let base = read_fvecs(&data.join("base.fvecs")).unwrap();
-    let spaces = [("u", IndexKind::Usearch), ("h", IndexKind::HnswRs)];
+    let spaces = [("u", IndexKind::Usearch), ("h", IndexKind::HnswRs), ("e", IndexKind::Engram)];
     {
         let engine = common::open(tmp.path());
         for (name, kind) in spaces {
@@ -55,8 +55,9 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         }
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
     }
-    // Both backends checkpoint: usearch (uid 1) with save_to_buffer, hnsw_rs (uid 2) with its dump.
-    let manifests = [1, 2].map(|uid| tmp.path().join(format!("checkpoints/{uid}/MANIFEST")));
+    // Every backend checkpoints: usearch (uid 1) with save_to_buffer, hnsw_rs (uid 2) with its
+    // dump, engram (uid 3) with its graph's own file.
+    let manifests = [1, 2, 3].map(|uid| tmp.path().join(format!("checkpoints/{uid}/MANIFEST")));
     for (m, (name, _)) in manifests.iter().zip(spaces) {
         assert!(m.exists(), "space {name} has a checkpoint");
     }
@@ -74,8 +75,9 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
             assert!(sample(&metrics, &age).is_some(), "{age}");
         }
         // A second checkpoint, with more after the first.
-        common::write_rows(&engine, "u", &base, 3000..3500, |i| (i % 10_000) as u64, false);
-        common::write_rows(&engine, "h", &base, 3000..3500, |i| (i % 10_000) as u64, false);
+        for (name, _) in spaces {
+            common::write_rows(&engine, name, &base, 3000..3500, |i| (i % 10_000) as u64, false);
+        }
         assert!(engine.shutdown(Some(Duration::from_secs(60))).drained);
         for manifest in &manifests {
             let m: serde_json::Value = serde_json::from_slice(&std::fs::read(manifest).unwrap()).unwrap();
@@ -92,7 +94,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     let r = engine.status().recovery;
     // Each space falls back to its previous checkpoint and replays the 500 written after it
     // (the log was kept behind it).
-    assert_eq!(r.replayed_observations, 500 + 500, "{r:?}");
+    assert_eq!(r.replayed_observations, 500 * spaces.len() as u64, "{r:?}");
     for (name, _) in spaces {
         check(&engine, name, &base, true, "after falling back");
     }
@@ -105,7 +107,8 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
         assert_eq!(moved.len(), 2, "the corrupt checkpoint's two files are moved aside, not deleted");
     }
     let metrics = engine.telemetry().render();
-    assert_eq!(sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#), Some(2.0));
+    let corrupt = sample(&metrics, r#"engram_storage_checkpoint_failures_total{reason="corrupt"}"#);
+    assert_eq!(corrupt, Some(spaces.len() as f64));
     engine.shutdown(Some(Duration::from_secs(60)));
 }
 
@@ -156,12 +159,22 @@ fn a_checkpoint_follows_every_n_operations_so_a_crash_replays_at_most_about_n() 
 /// live engine nor the recovered one returns a deleted id or misses a live one.
 #[test]
 fn hnsw_rs_tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash() {
+    tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash(IndexKind::HnswRs);
+}
+
+/// The same for the engram backend (removals leave tombstones there too).
+#[test]
+fn engram_tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash() {
+    tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash(IndexKind::Engram);
+}
+
+fn tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash(kind: IndexKind) {
     let data = shared_data_dir("glove-50-angular-100k").unwrap();
     let base = read_fvecs(&data.join("base.fvecs")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
     let engine = checkpointing_every_1000_operations(&dir);
-    engine.create_space("h", SpaceParams { index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) }).unwrap();
+    engine.create_space("h", SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
     let metrics = || engine.telemetry().render();
     let tombstones = || sample(&metrics(), r#"engram_index_tombstones{memory_space="h"}"#).unwrap();
     let compactions = || sample(&metrics(), r#"engram_index_compactions_total{outcome="compacted"}"#).unwrap();
@@ -297,7 +310,7 @@ fn a_start_is_ready_before_its_replayed_tail_is_indexed_and_recall_scans_the_tai
 fn inserts_during_a_checkpoint_are_searchable_when_acknowledged_and_reach_the_index_after() {
     let data = shared_data_dir("glove-50-angular-100k").unwrap();
     let base = std::sync::Arc::new(read_fvecs(&data.join("base.fvecs")).unwrap());
-    for kind in [IndexKind::Usearch, IndexKind::HnswRs] {
+    for kind in IndexKind::ALL {
         let tmp = tempfile::tempdir().unwrap();
         let engine = std::sync::Arc::new(checkpointing_every_1000_operations(tmp.path()));
         engine.create_space("s", SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
@@ -351,9 +364,10 @@ fn inserts_during_a_checkpoint_are_searchable_when_acknowledged_and_reach_the_in
             "{kind:?}: {misses} of {} acknowledged vectors not found first",
             written / 10
         );
-        // What the last checkpoint deferred reaches the index once that checkpoint is done.
+        // What the last checkpoint deferred reaches the index once that checkpoint is done
+        // (`pending` falls just after an insert returns, so both are waited for).
         let waited = std::time::Instant::now();
-        while engine.describe_space("s").unwrap().vectors < written {
+        while engine.describe_space("s").map(|d| d.vectors < written || d.pending > 0).unwrap() {
             assert!(waited.elapsed() < Duration::from_secs(30), "{kind:?}: {:?}", engine.describe_space("s"));
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -146,6 +146,11 @@ fn deletes_and_upserts_apply_in_order_and_survive_a_restart_hnsw_rs() {
 }
 
 #[test]
+fn deletes_and_upserts_apply_in_order_and_survive_a_restart_engram() {
+    ordered_effects(IndexKind::Engram);
+}
+
+#[test]
 fn bad_deletes_name_the_field() {
     let engine = Engine::new(EngineConfig::default(), Telemetry::new(TelemetryConfig::default())).unwrap();
     engine.create_space("s", SpaceParams::with_dim(DIM)).unwrap();
@@ -318,4 +323,9 @@ fn racing_writers_and_readers_usearch() {
 #[test]
 fn racing_writers_and_readers_hnsw_rs() {
     racing_writers_and_readers(IndexKind::HnswRs);
+}
+
+#[test]
+fn racing_writers_and_readers_engram() {
+    racing_writers_and_readers(IndexKind::Engram);
 }

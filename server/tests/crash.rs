@@ -183,6 +183,13 @@ async fn acknowledged_observations_survive_repeated_kill_9_hnsw_rs() {
     kill_9_loop("hnsw_rs").await;
 }
 
+/// The same on an engram space (our own graph core): kills land during its checkpoints and
+/// tombstone compactions too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_observations_survive_repeated_kill_9_engram() {
+    kill_9_loop("engram").await;
+}
+
 /// Streams with DURABLE acks, inserts, upserts and deletes mixed, into one space of backend
 /// `index`, kills the server at random moments and checks what the last start holds.
 async fn kill_9_loop(index: &str) {

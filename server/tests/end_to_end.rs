@@ -20,10 +20,11 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
     c.storage = engram_engine::StorageConfig { data_dir: data.path().to_owned(), ..Default::default() };
     let server = Running::start(c).await;
 
-    // One backend per protocol, so both are exercised over the wire.
+    // Every backend over the wire, both protocols.
     for (protocol, url, space, index) in [
         (Protocol::Grpc, format!("http://{}", server.grpc), "minilm-grpc", "usearch"),
         (Protocol::Http, server.url(""), "minilm-http", "hnsw_rs"),
+        (Protocol::Grpc, format!("http://{}", server.grpc), "minilm-engram", "engram"),
     ] {
         let path = temp_report(space);
         let mut args = load_args(protocol, url, space, &path);
@@ -44,7 +45,7 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
         let stats = &r["server_stats"];
         assert_eq!(stats["workers"], 2, "{r}");
         // The default for cosine: i8 vectors in a usearch index (the f32 ones in the store);
-        // hnsw_rs holds f32.
+        // hnsw_rs and engram hold f32.
         assert_eq!(r["quantization"], if index == "usearch" { "i8" } else { "none" }, "{r}");
         assert!(stats["index_memory_bytes"].as_u64().unwrap() >= 1500 * 384, "{r}");
         assert!(
@@ -138,7 +139,7 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
 
     // Health.
     assert_eq!(h["status"], "HEALTHY", "{h}");
-    assert_eq!(h["spaces"].as_array().unwrap().len(), 2);
+    assert_eq!(h["spaces"].as_array().unwrap().len(), 3);
     assert_eq!(http.get(server.url("/health/ready")).send().await.unwrap().status(), 200);
     assert_eq!(http.get(server.url("/health/live")).send().await.unwrap().status(), 200);
 

@@ -33,7 +33,7 @@ async fn no_space_request_sizes_an_allocation_and_the_space_count_is_capped() {
     let server = Running::start(c).await;
     let http = reqwest::Client::new();
     // 2^32 elements once made hnsw_rs allocate ~32 GB up front and abort the process.
-    for index in ["hnsw_rs", "usearch"] {
+    for index in ["hnsw_rs", "usearch", "engram"] {
         let r = http
             .put(server.url("/v1/spaces/x"))
             .json(&json!({"dim": 1, "index": index, "max_elements": 4_294_967_296u64}))

@@ -10,8 +10,8 @@
 //! recall; three patches to USearch measured without effect). hnswlib itself is documented as
 //! not safe for `add_items` beside `knn_query` (its README, "Thread-safe with other add_items
 //! calls, but not with knn_query"), so it cannot sit behind a seam that searches while it
-//! inserts. This module is not yet a backend a space can choose: it is measured on its own
-//! (`benches/examples/graph_raw.rs`) first.
+//! inserts. The `engram` backend ([`super::engram`]) puts it behind the index seam; measured raw
+//! with `benches/examples/graph_raw.rs`.
 //!
 //! **Layout.** Nodes live in buckets that double in size (256, 512, 1,024, … nodes) and never
 //! move, so a reader never sees a reallocation. Per node: the `f32` vector (`dim` values), the
@@ -40,6 +40,9 @@ const FIRST_BITS: u32 = 8;
 const FIRST: usize = 1 << FIRST_BITS;
 /// Buckets: `FIRST × (2^BUCKETS − 1)` nodes in all, more than `u32` node numbers reach.
 const BUCKETS: usize = 25;
+/// Bytes the id map (`DashMap<u64, u32>`) holds per id: the entry (16 bytes with padding)
+/// and its share of hashbrown's control bytes and spare capacity.
+const ID_MAP_ENTRY_BYTES: usize = 32;
 /// The entry point of an empty graph.
 const EMPTY: u64 = u64::MAX;
 /// The highest level a node may draw (hnswlib draws unbounded; at `M = 16` level 16 needs a
@@ -264,6 +267,7 @@ impl Graph {
     }
 
     /// True when no vector is held.
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))] // the backend asks `len`
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -273,12 +277,17 @@ impl Graph {
         self.removed.load(Ordering::Acquire)
     }
 
-    /// Bytes allocated for nodes (buckets and upper link lists).
+    /// Resident bytes of the nodes: per slot of every bucket the parts written when the bucket
+    /// is made (the upper-list cell and the lock), per node drawn the parts written when it is
+    /// inserted (vector, level-0 list, level, id, removed flag) and its id-map entry, plus the
+    /// upper link lists. A bucket's other parts come from the allocator zeroed and stay out of
+    /// resident memory until a node is written to them.
     pub fn memory_bytes(&self) -> usize {
-        let per_node =
-            self.dim * 4 + (1 + self.m0) * 4 + std::mem::size_of::<OnceLock<Box<[AtomicU32]>>>() + 1 + 8 + 1 + 1;
-        let nodes: usize = (0..BUCKETS).filter(|&b| self.buckets[b].get().is_some()).map(|b| FIRST << b).sum();
-        nodes * per_node + self.upper_words.load(Ordering::Acquire) * 4
+        let per_slot = std::mem::size_of::<OnceLock<Box<[AtomicU32]>>>() + std::mem::size_of::<Mutex<()>>();
+        let per_node = self.dim * 4 + (1 + self.m0) * 4 + 1 + 8 + 1 + ID_MAP_ENTRY_BYTES;
+        let slots: usize = (0..BUCKETS).filter(|&b| self.buckets[b].get().is_some()).map(|b| FIRST << b).sum();
+        let drawn = self.next.load(Ordering::Acquire) as usize;
+        slots * per_slot + drawn * per_node + self.upper_words.load(Ordering::Acquire) * 4
     }
 
     #[inline]
@@ -378,15 +387,25 @@ impl Graph {
         for l in (level + 1..=top).rev() {
             (cur, cur_d) = self.greedy(vector, cur, cur_d, l);
         }
+        // Every level's candidates first, top down; then the links, bottom up. Linked top down
+        // (as hnswlib does), the node would be reachable at an upper level while its level-0
+        // list is still empty, and a search descending through it would find it alone: seen
+        // as 1 hit of 21 in `index::testing::search_after_len`, and as worse links for the
+        // inserts that descended through it.
+        let mut levels = Vec::with_capacity(level.min(top) + 1);
         VISITED.with(|v| {
             let mut visited = v.borrow_mut();
             for l in (0..=level.min(top)).rev() {
                 let found = self.search_layer(vector, cur, cur_d, self.ef_construction, l, &mut visited);
-                if let Some(c) = self.connect(n, found, l) {
+                if let Some(c) = found.iter().min() {
                     (cur, cur_d) = (c.n, c.d);
                 }
+                levels.push((l, found));
             }
         });
+        for (l, found) in levels.into_iter().rev() {
+            self.connect(n, found, l);
+        }
         if level > top {
             let _g = self.entry_lock.lock();
             if level > (self.entry.load(Ordering::Acquire) >> 32) as usize {
@@ -411,6 +430,25 @@ impl Graph {
     /// True when the graph holds `id` (inserted, not removed).
     pub fn holds(&self, id: u64) -> bool {
         self.nodes.contains_key(&id)
+    }
+
+    /// Every held (not removed) node with its id, in node order. Complete only while nothing
+    /// inserts (a backend holds its inserts off); beside an insert, its node may be missed.
+    pub(crate) fn live_nodes(&self) -> Vec<(u64, u32)> {
+        let nodes = self.next.load(Ordering::Acquire).min(u32::MAX - 1);
+        (0..nodes)
+            .filter(|&n| !self.is_removed(n))
+            .map(|n| {
+                let (bk, o) = self.node(n);
+                (bk.ids[o].load(Ordering::Acquire), n)
+            })
+            .collect()
+    }
+
+    /// Node `n`'s vector unless it was removed. `n` must come from [`Graph::live_nodes`] (a
+    /// published node).
+    pub(crate) fn live_vector(&self, n: u32) -> Option<&[f32]> {
+        (!self.is_removed(n)).then(|| self.vector(n))
     }
 
     /// Greedy descent at `level` from `cur`: the closest node a walk of improving steps reaches.
@@ -535,8 +573,8 @@ impl Graph {
 
     /// hnswlib's `mutuallyConnectNewElement` at `level`: node `n` links to the heuristic's
     /// choice of `found` (at most `M`), and each of them links back, re-running the heuristic
-    /// when its list is full. Returns the nearest of `found` (the next level's start).
-    fn connect(&self, n: u32, found: BinaryHeap<Cand>, level: usize) -> Option<Cand> {
+    /// when its list is full.
+    fn connect(&self, n: u32, found: BinaryHeap<Cand>, level: usize) {
         let chosen = self.heuristic(found.into_vec(), self.m);
         let max = if level == 0 { self.m0 } else { self.m };
         {
@@ -580,7 +618,6 @@ impl Graph {
             }
             count.store(kept.len() as u32, Ordering::Release);
         }
-        chosen.first().copied()
     }
 
     /// The `k` nearest held vectors to `query` (prepared like the inserts), nearest first,

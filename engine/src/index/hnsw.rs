@@ -41,19 +41,19 @@
 //! before.
 //!
 //! **Compaction** ([`VectorIndex::compact`], started by the engine after a checkpoint) builds a
-//! new `Generation` (graph and id maps) from the live points of the current one, on the
-//! calling thread, while inserts, removals and searches go on against the current one: the
-//! points are collected under the dump lock held exclusively (hnsw_rs's point iterator holds a
-//! read guard on its point table and takes a second one, which deadlocks beside a waiting
-//! insert), each insert and removal made meanwhile is also kept in a side log, applied to the
-//! new generation in rounds, and the new generation is swapped in under the dump lock with the
-//! last few side-log operations. Until then both graphs are in memory. hnsw_rs reloads a dump only under the distance's full type name, so [`UnitCosine`],
+//! new `Generation` (graph and id maps) from the live points of the current one beside ingest,
+//! as `index/rebuild.rs` describes; hnsw_rs's points are collected with inserts held off
+//! (its point iterator holds a read guard on its point table and takes a second one, which
+//! deadlocks beside a waiting insert). Until the swap both graphs are in memory.
+//!
+//! hnsw_rs reloads a dump only under the distance's full type name, so [`UnitCosine`],
 //! [`Euclidean`] and [`InnerProduct`] must keep theirs (a test pins them).
 
+use super::rebuild::{self, Rebuilt};
 use super::{Metric, Neighbor, VectorIndex, dot};
 use dashmap::DashMap;
 use hnsw_rs::prelude::{DataId, Distance, Hnsw, Point};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -284,64 +284,14 @@ impl Generation {
     }
 }
 
-/// An insert or removal that arrived while [`HnswIndex::compact`] built a new generation: applied
-/// to it, in arrival order, before it is swapped in.
-enum SideOp {
-    Insert(u64, Vec<f32>),
-    Remove(u64),
-}
-
-impl SideOp {
-    /// Bytes of vector data it holds (what the side log's bound counts).
-    fn bytes(&self) -> usize {
-        match self {
-            SideOp::Insert(_, v) => std::mem::size_of_val(v.as_slice()),
-            SideOp::Remove(_) => 0,
-        }
-    }
-}
-
-/// The most bytes of vectors the side log of a compaction holds at once; past it the side log
-/// stops taking operations and the compaction is abandoned (ingest outruns the one thread that
-/// builds) and tried again later.
-const MAX_SIDE_BYTES: usize = 64 << 20;
-
-/// Side-log operations at most applied with inserts held off (the last step of a compaction);
-/// more left after [`MAX_CATCH_UP_ROUNDS`] abandons it.
-const MAX_FINAL_SIDE_OPS: usize = 512;
-
-/// Rounds in which a compaction applies the side log while inserts go on.
-const MAX_CATCH_UP_ROUNDS: usize = 64;
-
-/// Inserts between two polls of a compaction's `stop`.
-const STOP_POLL_EVERY: usize = 256;
-
 /// An HNSW index from `hnsw_rs`.
 pub struct HnswIndex {
-    /// The graph searches, inserts and removals act on; replaced by [`HnswIndex::compact`]
-    /// (only while `dump_lock` is held exclusively).
-    current: RwLock<Arc<Generation>>,
+    /// The current generation, the dump lock and compaction (`index/rebuild.rs`).
+    generations: Rebuilt<Generation>,
     metric: Metric,
     dim: usize,
     m: usize,
     ef_construction: usize,
-    /// Shared by inserts and removals, exclusive for a checkpoint's dump and for the two
-    /// instants of a compaction (collecting the live points, swapping the new graph in).
-    dump_lock: RwLock<()>,
-    /// True while a compaction builds: inserts and removals also go to `side`.
-    compacting: AtomicBool,
-    /// Operations since the compaction collected its points, in arrival order.
-    side: Mutex<Vec<SideOp>>,
-    /// Bytes of vectors in `side`; past [`MAX_SIDE_BYTES`] `side` stops growing and the
-    /// compaction is abandoned.
-    side_bytes: AtomicUsize,
-    /// Set when the side log refused an operation (past [`MAX_SIDE_BYTES`]): the compaction
-    /// must be abandoned, since the new generation would lack it.
-    side_overflowed: AtomicBool,
-    /// [`MAX_SIDE_BYTES`] (smaller in tests).
-    side_limit: usize,
-    /// Points in the generation a compaction is building (memory it holds beside the current).
-    building: AtomicUsize,
 }
 
 impl std::fmt::Debug for HnswIndex {
@@ -360,20 +310,7 @@ impl HnswIndex {
     }
 
     fn around(generation: Generation, metric: Metric, dim: usize, m: usize, ef_construction: usize) -> Self {
-        Self {
-            current: RwLock::new(Arc::new(generation)),
-            metric,
-            dim,
-            m,
-            ef_construction,
-            dump_lock: RwLock::new(()),
-            compacting: AtomicBool::new(false),
-            side: Mutex::new(Vec::new()),
-            side_bytes: AtomicUsize::new(0),
-            side_overflowed: AtomicBool::new(false),
-            side_limit: MAX_SIDE_BYTES,
-            building: AtomicUsize::new(0),
-        }
+        Self { generations: Rebuilt::new(generation), metric, dim, m, ef_construction }
     }
 
     /// Loads an index written by [`VectorIndex::save`] at `path`, for a space of `metric` and
@@ -469,96 +406,53 @@ impl HnswIndex {
         };
         Ok(Self::around(generation, metric, dim, m, ef_construction))
     }
-
-    /// Records an operation for the generation a compaction is building (called with the dump
-    /// lock held shared, after the operation reached the current generation).
-    fn record_side(&self, op: SideOp) {
-        if self.side_overflowed.load(Ordering::Acquire) {
-            return; // the compaction is abandoned: nothing more is needed
-        }
-        let size = op.bytes();
-        if self.side_bytes.fetch_add(size, Ordering::AcqRel) + size > self.side_limit {
-            self.side_bytes.fetch_sub(size, Ordering::AcqRel);
-            self.side_overflowed.store(true, Ordering::Release);
-            return;
-        }
-        self.side.lock().push(op);
-    }
-
-    /// Takes every operation in the side log, in arrival order, and releases their bytes.
-    fn drain_side(&self) -> Vec<SideOp> {
-        let ops = std::mem::take(&mut *self.side.lock());
-        let bytes: usize = ops.iter().map(SideOp::bytes).sum();
-        self.side_bytes.fetch_sub(bytes, Ordering::AcqRel);
-        ops
-    }
-
-    /// Empties the side log and clears its overflow (with the dump lock held exclusively).
-    fn reset_side(&self) {
-        self.side.lock().clear();
-        self.side_bytes.store(0, Ordering::Release);
-        self.side_overflowed.store(false, Ordering::Release);
-    }
-
-    /// Ends a compaction without a swap: the current generation stays, unchanged.
-    fn abandon(&self, why: String) -> Result<usize, String> {
-        let _no_inserts = self.dump_lock.write();
-        self.compacting.store(false, Ordering::Release);
-        self.reset_side();
-        self.building.store(0, Ordering::Release);
-        Err(why)
-    }
 }
 
-/// Applies side-log operations to `generation` in order; false (the rest not applied) once
-/// `stop` is true, polled every [`STOP_POLL_EVERY`] operations.
-fn apply(generation: &Generation, ops: Vec<SideOp>, stop: &dyn Fn() -> bool) -> bool {
-    for (n, op) in ops.into_iter().enumerate() {
-        if n > 0 && n % STOP_POLL_EVERY == 0 && stop() {
-            return false;
-        }
-        match op {
-            SideOp::Insert(id, v) => generation.insert(id, &v),
-            SideOp::Remove(id) => {
-                generation.remove(id);
-            }
-        }
+impl rebuild::Generation for Generation {
+    type Point = Arc<Point<'static, f32>>;
+
+    fn insert(&self, id: u64, vector: &[f32]) {
+        Generation::insert(self, id, vector);
     }
-    true
+
+    fn remove(&self, id: u64) -> bool {
+        Generation::remove(self, id)
+    }
+
+    fn tombstones(&self) -> usize {
+        self.tombstones.load(Ordering::Acquire)
+    }
+
+    /// hnsw_rs's point iterator: only with inserts held off (see [`Graph::points`]).
+    fn live_points(&self) -> Vec<(u64, Self::Point)> {
+        self.graph.points().into_iter().filter_map(|p| Some((self.live_owner(p.get_origin_id())?, p))).collect()
+    }
+
+    fn live_vector<'a>(&'a self, _id: u64, point: &'a Self::Point) -> Option<&'a [f32]> {
+        self.live_owner(point.get_origin_id()).map(|_| point.get_v())
+    }
 }
 
 impl VectorIndex for HnswIndex {
     fn insert(&self, id: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dim);
-        let _no_dump = self.dump_lock.read();
-        self.current.read().insert(id, vector);
-        if self.compacting.load(Ordering::Acquire) {
-            self.record_side(SideOp::Insert(id, vector.to_vec()));
-        }
+        self.generations.insert(id, vector);
     }
 
     fn remove(&self, id: u64) -> bool {
-        let _no_dump = self.dump_lock.read();
-        let removed = self.current.read().remove(id);
-        if removed && self.compacting.load(Ordering::Acquire) {
-            self.record_side(SideOp::Remove(id));
-        }
-        removed
+        self.generations.remove(id)
     }
 
     fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<Neighbor> {
-        let generation = Arc::clone(&self.current.read());
-        generation.search(query, k, ef)
+        self.generations.current().search(query, k, ef)
     }
 
     fn len(&self) -> usize {
-        self.current.read().live.len()
+        self.generations.current().live.len()
     }
 
-    /// Estimate from hnsw_rs's layout: per point, the vector (`4 × dim` plus a `Vec` header), one
-    /// `Vec` header per possible layer for its neighbour lists (16 × 24 bytes), about `2M` level-0
-    /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
-    /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1.
+    /// The dump and the id maps of the current generation, with inserts and removals held off
+    /// ([`Rebuilt::frozen`]); a compaction in progress builds beside it.
     fn save(&self, path: &std::path::Path, consistent: &mut dyn FnMut()) -> Result<bool, String> {
         let dir = path.with_extension("hnsw-dump");
         let _ = std::fs::remove_dir_all(&dir);
@@ -566,11 +460,7 @@ impl VectorIndex for HnswIndex {
         let written = (|| -> Result<(), String> {
             let fail = |e: std::io::Error| format!("writing {}: {e}", path.display());
             let mut out = std::io::BufWriter::new(std::fs::File::create(path).map_err(fail)?);
-            let points = {
-                let _no_inserts = self.dump_lock.write();
-                // A compaction in progress builds beside this one; the file holds the current
-                // generation, which is what `consistent` sees too.
-                let generation = Arc::clone(&self.current.read());
+            let points = self.generations.frozen(|generation| -> Result<usize, String> {
                 consistent();
                 let points = generation.next_internal.load(Ordering::Acquire);
                 out.write_all(MAGIC).map_err(fail)?;
@@ -588,8 +478,8 @@ impl VectorIndex for HnswIndex {
                 if points > 0 {
                     generation.dump(&dir)?;
                 }
-                points
-            };
+                Ok(points)
+            })?;
             if points == 0 {
                 out.write_all(&0u64.to_le_bytes()).map_err(fail)?;
             } else {
@@ -612,91 +502,29 @@ impl VectorIndex for HnswIndex {
     }
 
     fn holds(&self, id: u64) -> bool {
-        self.current.read().live.contains_key(&id)
+        self.generations.current().live.contains_key(&id)
     }
 
-    /// Tombstones count like live points (they stay in the graph), plus both id maps, plus the
-    /// generation a compaction is building.
+    /// Estimate from hnsw_rs's layout: per point, the vector (`4 × dim` plus a `Vec` header), one
+    /// `Vec` header per possible layer for its neighbour lists (16 × 24 bytes), about `2M` level-0
+    /// links of an `Arc` pointer plus its pointee (≈ 48 bytes each), the point's `Arc` and lock
+    /// (≈ 96 bytes), and upper-layer links for the 1/M of points that reach layer 1. Tombstones
+    /// count like live points (they stay in the graph), plus both id maps, plus the generation a
+    /// compaction is building.
     fn memory_bytes(&self) -> usize {
-        let points = self.current.read().next_internal.load(Ordering::Acquire) + self.building.load(Ordering::Acquire);
+        let points = self.generations.current().next_internal.load(Ordering::Acquire) + self.generations.building();
         let live = self.len();
         (points as f64 * (bytes_per_vector(self.dim, self.m) + 32.0) + live as f64 * 32.0) as usize
     }
 
     fn tombstones(&self) -> usize {
-        self.current.read().tombstones.load(Ordering::Acquire)
+        self.generations.current().tombstones.load(Ordering::Acquire)
     }
 
-    /// Builds a new graph from the live points on the calling thread while inserts, removals
-    /// and searches go on against the current one; what they change meanwhile is kept in a
-    /// side log, applied to the new graph, and the new graph is swapped in with inserts held
-    /// off for the last few side-log operations only. Until the swap both graphs are in memory.
+    /// [`Rebuilt::compact`] with an empty hnsw_rs generation sized for the live points.
     fn compact(&self, stop: &dyn Fn() -> bool) -> Result<usize, String> {
-        if self.compacting.swap(true, Ordering::AcqRel) {
-            return Err("a compaction of this index is already running".into());
-        }
-        let (old, points, dropped) = {
-            let _no_inserts = self.dump_lock.write();
-            // What inserts and removals recorded between `compacting` and this lock is in the
-            // points collected now: the side log starts empty here.
-            self.reset_side();
-            let old = Arc::clone(&self.current.read());
-            let dropped = old.tombstones.load(Ordering::Acquire);
-            if dropped == 0 {
-                self.compacting.store(false, Ordering::Release);
-                return Ok(0);
-            }
-            let points: Vec<(u64, Arc<Point<'static, f32>>)> =
-                old.graph.points().into_iter().filter_map(|p| Some((old.live_owner(p.get_origin_id())?, p))).collect();
-            (old, points, dropped)
-        };
-        let fresh = Generation::new(self.metric, self.m, self.ef_construction, points.len());
-        for (n, (id, point)) in points.into_iter().enumerate() {
-            if n % STOP_POLL_EVERY == 0 {
-                if stop() {
-                    return self.abandon("stopped".into());
-                }
-                self.building.store(n, Ordering::Release);
-            }
-            // Removed since the points were collected: left out rather than inserted and then
-            // made a tombstone by the side log's removal (which then finds nothing to remove).
-            if old.live_owner(point.get_origin_id()).is_some() {
-                fresh.insert(id, point.get_v());
-            }
-        }
-        drop(old);
-        let overflowed = || self.side_overflowed.load(Ordering::Acquire);
-        for _ in 0..MAX_CATCH_UP_ROUNDS {
-            if stop() {
-                return self.abandon("stopped".into());
-            }
-            if overflowed() {
-                return self.abandon(format!(
-                    "ingest kept more than {} bytes of vectors ahead of the rebuild",
-                    self.side_limit
-                ));
-            }
-            if self.side.lock().len() <= MAX_FINAL_SIDE_OPS {
-                break; // few enough to apply with inserts held off
-            }
-            let ops = self.drain_side();
-            if !apply(&fresh, ops, stop) {
-                return self.abandon("stopped".into());
-            }
-        }
-        let _no_inserts = self.dump_lock.write();
-        let ops = self.drain_side();
-        if ops.len() > MAX_FINAL_SIDE_OPS || overflowed() {
-            drop(_no_inserts);
-            return self.abandon(format!("ingest kept {} operations ahead of the rebuild", ops.len()));
-        }
-        // Few enough to apply with inserts held off (each an hnsw_rs insert on this thread).
-        apply(&fresh, ops, &|| false);
-        *self.current.write() = Arc::new(fresh);
-        self.compacting.store(false, Ordering::Release);
-        self.reset_side();
-        self.building.store(0, Ordering::Release);
-        Ok(dropped)
+        let (metric, m, ef_construction) = (self.metric, self.m, self.ef_construction);
+        self.generations.compact(stop, |points| Generation::new(metric, m, ef_construction, points))
     }
 }
 
@@ -724,67 +552,19 @@ mod tests {
         }
     }
 
-    /// A checkpoint written while four threads insert and remove (the dump lock holds them off
-    /// for the dump), loaded back: the same ids live and tombstoned, the same answers, and it
-    /// takes inserts after the load.
+    /// The shared test (`index::testing::checkpoint_beside_ingest`) on hnsw_rs, then files it
+    /// cannot load: a clear error, no panic.
     #[test]
     fn a_checkpoint_written_beside_inserts_loads_back_the_same_index_and_takes_inserts_after() {
         let dim = 16;
+        let nodes = |index: &HnswIndex| index.generations.current().next_internal.load(Ordering::Acquire);
         for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-            let index = HnswIndex::new(metric, dim, 16, 100, 500);
-            // Unit vectors: then each one is its own nearest under every metric.
-            let vector = |id: u64| {
-                let mut next = crate::index::testing::lcg(id + 1);
-                let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-                let norm = dot(&v, &v).sqrt();
-                v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
-            };
-            for id in 0..1_000 {
-                index.insert(id, &vector(id));
-            }
-            let tmp = tempfile::tempdir().unwrap();
-            let path = tmp.path().join("index.tmp");
-            let mut seen = None;
-            std::thread::scope(|s| {
-                for t in 0..4u64 {
-                    let (index, vector) = (&index, &vector);
-                    s.spawn(move || {
-                        for id in (1_000 + t..3_000).step_by(4) {
-                            index.insert(id, &vector(id));
-                            if id % 10 == 0 {
-                                index.remove(id - 1_000);
-                            }
-                        }
-                    });
-                }
-                std::thread::sleep(std::time::Duration::from_millis(5));
-                // `consistent` runs with no insert or removal in flight: what it sees is what
-                // the file holds.
-                let saved = index
-                    .save(&path, &mut || {
-                        seen = Some((index.len(), index.current.read().next_internal.load(Ordering::Acquire)))
-                    })
-                    .unwrap();
-                assert!(saved);
-            });
-            let (len, points) = seen.expect("consistent was called");
-            let loaded = HnswIndex::load(metric, dim, 16, 100, &path).unwrap();
-            assert_eq!(
-                (loaded.len(), loaded.current.read().next_internal.load(Ordering::Acquire)),
-                (len, points),
-                "{metric:?}"
+            let (_dir, path) = crate::index::testing::checkpoint_beside_ingest(
+                metric,
+                HnswIndex::new(metric, dim, 16, 100, 500),
+                |path| HnswIndex::load(metric, dim, 16, 100, path),
+                nodes,
             );
-            // Every point of the file is one of the first `points` inserts; each is live or a
-            // tombstone exactly as the mapping says, and search answers agree on the live ones.
-            for id in 0..3_000u64 {
-                if loaded.holds(id) {
-                    let top = loaded.search(&vector(id), 1, 64);
-                    assert_eq!(top[0].id, id, "{metric:?}: {id} not found first after the load");
-                }
-            }
-            loaded.insert(9_999, &vector(9_999));
-            assert_eq!(loaded.search(&vector(9_999), 1, 64)[0].id, 9_999, "{metric:?}: an insert after the load");
-            assert_eq!(loaded.len(), len + 1);
             // Not a checkpoint: a clear error, no panic.
             std::fs::write(&path, b"not a checkpoint").unwrap();
             assert!(HnswIndex::load(metric, dim, 16, 100, &path).is_err());
@@ -803,180 +583,29 @@ mod tests {
         }
     }
 
-    /// Unit vectors of `dim` from `id`: each is its own nearest neighbour under every metric.
-    fn unit_vector(dim: usize, id: u64) -> Vec<f32> {
-        let mut next = crate::index::testing::lcg(id + 1);
-        let v: Vec<f32> = (0..dim).map(|_| next()).collect();
-        let norm = dot(&v, &v).sqrt();
-        v.into_iter().map(|x| x / norm).collect()
-    }
-
-    /// Half the points removed, then a compaction while four threads insert new ids and remove
-    /// old and new ones, and a fifth searches: afterwards the tombstones are gone (only removals
-    /// made after the swap could leave new ones, and none are), the index holds exactly the ids
-    /// inserted and not removed, each is found first for its own vector, and no removed id is
-    /// ever returned, during the rebuild or after it.
+    /// The shared test (`index::testing::compaction_beside_ingest`) on hnsw_rs.
     #[test]
     fn a_compaction_beside_inserts_removals_and_searches_drops_the_tombstones_and_loses_nothing() {
-        let dim = 16;
-        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
-            let index = HnswIndex::new(metric, dim, 16, 100, 500);
-            for id in 0..2_000 {
-                index.insert(id, &unit_vector(dim, id));
-            }
-            for id in (0..2_000).step_by(2) {
-                assert!(index.remove(id));
-            }
-            assert_eq!(index.tombstones(), 1_000);
-            let removed_during = std::sync::Mutex::new(Vec::new());
-            let done = AtomicBool::new(false);
-            let inserted = AtomicUsize::new(0);
-            let dropped = std::thread::scope(|s| {
-                for t in 0..4u64 {
-                    let (index, removed_during, inserted) = (&index, &removed_during, &inserted);
-                    s.spawn(move || {
-                        for id in (2_000 + t..6_000).step_by(4) {
-                            index.insert(id, &unit_vector(dim, id));
-                            inserted.fetch_add(1, Ordering::AcqRel);
-                            // One old odd id and one of the new ones removed now and then.
-                            if id % 8 == 1 && id < 4_000 {
-                                let old = (id - 2_000) | 1;
-                                if index.remove(old) {
-                                    removed_during.lock().unwrap().push(old);
-                                }
-                            }
-                            if id % 10 == 0 && id >= 2_004 {
-                                assert!(index.remove(id - 4));
-                                removed_during.lock().unwrap().push(id - 4);
-                            }
-                        }
-                    });
-                }
-                let (index, done) = (&index, &done);
-                s.spawn(move || {
-                    let mut q = 0u64;
-                    while !done.load(Ordering::Acquire) {
-                        for n in index.search(&unit_vector(dim, q % 2_000), 10, 64) {
-                            assert!(n.id % 2 == 1 || n.id >= 2_000, "{metric:?}: removed id {} returned", n.id);
-                        }
-                        q += 1;
-                    }
-                });
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                let before = inserted.load(Ordering::Acquire);
-                let dropped = index.compact(&|| false).expect("the compaction completes");
-                let after = inserted.load(Ordering::Acquire);
-                done.store(true, Ordering::Release);
-                // The side log was exercised: inserts went on while the new graph was built.
-                assert!(
-                    before < 4_000 && after > before,
-                    "{metric:?}: inserts {before} → {after} during the compaction"
-                );
-                dropped
-            });
-            assert!(dropped >= 1_000, "{metric:?}: {dropped} tombstones dropped");
-            let removed: std::collections::HashSet<u64> =
-                removed_during.into_inner().unwrap().into_iter().chain((0..2_000).step_by(2)).collect();
-            // Removals after the swap leave tombstones in the new graph; before it, none do.
-            let expected: Vec<u64> = (0..6_000).filter(|id| !removed.contains(id)).collect();
-            assert_eq!(index.len(), expected.len(), "{metric:?}");
-            assert!(index.tombstones() < 1_000, "{metric:?}: {} tombstones left", index.tombstones());
-            // Every point of the new graph is live or counted as a tombstone: an operation both
-            // collected and replayed from the side log would leave an uncounted orphan.
-            let points = index.current.read().next_internal.load(Ordering::Acquire);
-            assert_eq!(points, index.len() + index.tombstones(), "{metric:?}: points neither live nor tombstones");
-            let mut first = 0;
-            for &id in &expected {
-                assert!(index.holds(id), "{metric:?}: {id} lost by the compaction");
-                let top = index.search(&unit_vector(dim, id), 10, 64);
-                assert!(top.iter().all(|n| !removed.contains(&n.id)), "{metric:?}: a removed id returned");
-                first += usize::from(top.first().is_some_and(|n| n.id == id));
-            }
-            assert!(first * 100 >= expected.len() * 99, "{metric:?}: {first}/{} found first", expected.len());
-            for &id in &removed {
-                assert!(!index.holds(id), "{metric:?}: removed {id} came back");
-            }
-            // A stopped compaction leaves the index as it was.
-            let (len, tombstones) = (index.len(), index.tombstones());
-            if tombstones > 0 {
-                assert!(index.compact(&|| true).is_err());
-                assert_eq!((index.len(), index.tombstones()), (len, tombstones));
-            }
-            index.insert(9_999, &unit_vector(dim, 9_999));
-            assert_eq!(index.search(&unit_vector(dim, 9_999), 1, 64)[0].id, 9_999);
-        }
+        crate::index::testing::compaction_beside_ingest(
+            |metric| HnswIndex::new(metric, 16, 16, 100, 500),
+            |index| index.generations.current().next_internal.load(Ordering::Acquire),
+        );
     }
 
-    /// `len` counts only points a search can find: a reader that reads `len` and then searches
-    /// gets at least `min(len, k)` hits while inserts run, from the first insert into an empty
-    /// graph on (in the engine's concurrency test under ASan, 9 hits came back with 10 counted).
+    /// The shared test (`index::testing::search_after_len`) on hnsw_rs (in the engine's
+    /// concurrency test under ASan, 9 hits came back with 10 counted before the seed lock).
     #[test]
     fn a_search_after_len_finds_as_many_as_len_counted_while_inserts_run() {
-        let dim = 16;
-        for round in 0..300u64 {
-            let index = HnswIndex::new(Metric::Cosine, dim, 16, 100, 64);
-            let done = AtomicUsize::new(0);
-            std::thread::scope(|s| {
-                for t in 0..2u64 {
-                    let (index, done) = (&index, &done);
-                    s.spawn(move || {
-                        for id in (t..24).step_by(2) {
-                            index.insert(id, &unit_vector(dim, round * 100 + id));
-                        }
-                        done.fetch_add(1, Ordering::AcqRel);
-                    });
-                }
-                let query = unit_vector(dim, 7);
-                while done.load(Ordering::Acquire) < 2 {
-                    let counted = index.len();
-                    let hits = index.search(&query, 10, 64).len();
-                    assert!(hits >= counted.min(10), "round {round}: {hits} hits with {counted} counted");
-                }
-            });
-        }
+        crate::index::testing::search_after_len(|| HnswIndex::new(Metric::Cosine, 16, 16, 100, 64));
     }
 
-    /// When inserts made during a rebuild overflow the side log, the compaction is abandoned:
-    /// the index keeps its tombstones and every insert, and a later compaction succeeds.
+    /// The shared test (`index::testing::compaction_outrun`) on hnsw_rs.
     #[test]
     fn a_compaction_outrun_by_inserts_is_abandoned_and_the_index_keeps_everything() {
-        let dim = 16;
-        let mut index = HnswIndex::new(Metric::Cosine, dim, 16, 100, 500);
-        index.side_limit = 4 * dim * 8; // eight vectors
-        for id in 0..3_000 {
-            index.insert(id, &unit_vector(dim, id));
-        }
-        for id in (0..3_000).step_by(2) {
-            assert!(index.remove(id));
-        }
-        let done = AtomicBool::new(false);
-        let result = std::thread::scope(|s| {
-            let (index, done) = (&index, &done);
-            // Inserts all through the compaction (and at least 200).
-            let writer = s.spawn(move || {
-                let mut id = 10_000;
-                while !done.load(Ordering::Acquire) || id < 10_200 {
-                    index.insert(id, &unit_vector(dim, id));
-                    id += 1;
-                }
-                id
-            });
-            let result = index.compact(&|| false);
-            done.store(true, Ordering::Release);
-            (result, writer.join().unwrap())
-        });
-        let (result, end) = result;
-        let why = result.expect_err("inserts during the rebuild overflow an 8-vector side log");
-        assert!(why.contains("ahead of the rebuild"), "{why}");
-        assert_eq!(index.tombstones(), 1_500);
-        assert_eq!(index.len(), 1_500 + (end - 10_000) as usize);
-        for id in (1..3_000).step_by(2).chain(10_000..end) {
-            assert!(index.holds(id), "{id} lost");
-        }
-        assert!(!index.compacting.load(Ordering::Acquire) && index.side.lock().is_empty());
-        assert_eq!(index.compact(&|| false), Ok(1_500));
-        assert_eq!(index.tombstones(), 0);
-        assert_eq!(index.search(&unit_vector(dim, 10_001), 1, 64)[0].id, 10_001);
+        let mut index = HnswIndex::new(Metric::Cosine, 16, 16, 100, 500);
+        index.generations.side_limit = 4 * 16 * 8; // eight vectors
+        crate::index::testing::compaction_outrun(&index);
+        assert!(index.generations.is_idle());
     }
 
     /// hnsw_rs reloads a dump only under the full type name of the distance it was dumped with

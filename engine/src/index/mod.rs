@@ -14,17 +14,22 @@
 //!   are used inside the backend, so the trait stays the same for both. For `f32` vectors it
 //!   measures with the private `kernels` module's distance kernels, not NumKong's.
 //!
+//! - [`engram`]: our own graph core (hnswlib 0.8's algorithm, searches that never lock), in
+//!   Rust; `f32` vectors only.
+//!
 //! [`build`] makes the index a space's parameters ask for.
 
-// Our own graph core: public with `internals` (its benchmark and stress test) until it is a
-// backend a space can choose.
+pub mod engram;
+// Our own graph core, behind `engram`: public with `internals` (its raw benchmark and stress
+// test).
 #[cfg(feature = "internals")]
 pub mod graph;
 #[cfg(not(feature = "internals"))]
-#[allow(dead_code, unreachable_pub)]
+#[allow(unreachable_pub)]
 mod graph;
 pub mod hnsw;
 mod kernels;
+mod rebuild;
 pub mod usearch;
 
 use serde::{Deserialize, Serialize};
@@ -87,29 +92,38 @@ pub enum IndexKind {
     #[default]
     #[serde(rename = "usearch")]
     Usearch,
+    /// Our own graph core ([`engram::EngramIndex`]); `f32` vectors only.
+    #[serde(rename = "engram")]
+    Engram,
 }
 
 impl IndexKind {
-    /// Both kinds, in a fixed order (for benches and reports).
-    pub const ALL: [IndexKind; 2] = [IndexKind::HnswRs, IndexKind::Usearch];
+    /// Every kind, in a fixed order (for benches and reports).
+    pub const ALL: [IndexKind; 3] = [IndexKind::HnswRs, IndexKind::Usearch, IndexKind::Engram];
 
-    /// The name used in parameters, reports and docs: `hnsw_rs` or `usearch`.
+    /// The name used in parameters, reports and docs: `hnsw_rs`, `usearch` or `engram`.
     pub fn as_str(self) -> &'static str {
         match self {
             IndexKind::HnswRs => "hnsw_rs",
             IndexKind::Usearch => "usearch",
+            IndexKind::Engram => "engram",
         }
+    }
+
+    /// True when the backend can hold reduced vectors (`quantization` other than `none`):
+    /// usearch only.
+    pub fn quantizes(self) -> bool {
+        self == IndexKind::Usearch
     }
 }
 
 impl std::str::FromStr for IndexKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "hnsw_rs" => Ok(IndexKind::HnswRs),
-            "usearch" => Ok(IndexKind::Usearch),
-            other => Err(format!("unknown index {other:?}: expected \"hnsw_rs\" or \"usearch\"")),
-        }
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown index {s:?}: expected \"hnsw_rs\", \"usearch\" or \"engram\""))
     }
 }
 
@@ -120,7 +134,7 @@ impl std::str::FromStr for IndexKind {
 /// searches the reduced graph for `k × rescore_factor` candidates and rescores them exactly
 /// from the full vectors, as Qdrant's `rescore` does with quantized vectors
 /// (<https://qdrant.tech/documentation/guides/quantization/#searching-with-quantization>).
-/// The kinds are USearch's scalar kinds (`ScalarKind`); hnsw_rs holds `f32` only.
+/// The kinds are USearch's scalar kinds (`ScalarKind`); hnsw_rs and engram hold `f32` only.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -191,7 +205,7 @@ pub struct IndexParams {
     pub ef_construction: usize,
     /// Default HNSW `ef_search`.
     pub ef_search: usize,
-    /// The scalar type the index holds its vectors in (usearch only; hnsw_rs holds `f32`).
+    /// The scalar type the index holds its vectors in (usearch only; the others hold `f32`).
     pub quantization: Quantization,
     /// Capacity hint in vectors; backends reserve only a small part of it up front and grow.
     pub max_elements: usize,
@@ -206,6 +220,7 @@ pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize, quantization: Qua
     match kind {
         IndexKind::HnswRs => hnsw::bytes_per_vector(dim, m),
         IndexKind::Usearch => usearch::bytes_per_vector(dim, m, quantization),
+        IndexKind::Engram => engram::bytes_per_vector(dim, m),
     }
 }
 
@@ -215,18 +230,20 @@ pub fn bytes_per_vector(kind: IndexKind, dim: usize, m: usize, quantization: Qua
 /// The backend's message when it cannot allocate the index.
 pub fn build(params: &IndexParams) -> Result<Box<dyn VectorIndex>, String> {
     let p = params;
-    refuse_reduced_hnsw_rs(p)?;
+    refuse_reduced(p)?;
     Ok(match p.kind {
         IndexKind::HnswRs => Box::new(hnsw::HnswIndex::new(p.metric, p.dim, p.m, p.ef_construction, p.max_elements)),
         IndexKind::Usearch => Box::new(usearch::UsearchIndex::new(p)?),
+        IndexKind::Engram => Box::new(engram::EngramIndex::new(p)?),
     })
 }
 
-/// hnsw_rs stores `f32` values only.
-fn refuse_reduced_hnsw_rs(p: &IndexParams) -> Result<(), String> {
-    if p.kind == IndexKind::HnswRs && p.quantization.is_reduced() {
+/// hnsw_rs and engram store `f32` values only.
+fn refuse_reduced(p: &IndexParams) -> Result<(), String> {
+    if !p.kind.quantizes() && p.quantization.is_reduced() {
         return Err(format!(
-            "hnsw_rs holds f32 vectors only: quantization {} needs the usearch index",
+            "{} holds f32 vectors only: quantization {} needs the usearch index",
+            p.kind.as_str(),
             p.quantization.as_str()
         ));
     }
@@ -305,10 +322,11 @@ pub trait VectorIndex: Send + Sync {
 /// metric).
 pub fn load(params: &IndexParams, path: &std::path::Path) -> Result<Box<dyn VectorIndex>, String> {
     let p = params;
-    refuse_reduced_hnsw_rs(p)?;
+    refuse_reduced(p)?;
     match p.kind {
         IndexKind::HnswRs => Ok(Box::new(hnsw::HnswIndex::load(p.metric, p.dim, p.m, p.ef_construction, path)?)),
         IndexKind::Usearch => Ok(Box::new(usearch::UsearchIndex::load(p, path)?)),
+        IndexKind::Engram => Ok(Box::new(engram::EngramIndex::load(p, path)?)),
     }
 }
 
@@ -332,6 +350,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 pub(crate) mod testing {
     use super::{Metric, VectorIndex};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// Deterministic pseudo-random values in [-0.5, 0.5) (a 64-bit LCG).
     pub(crate) fn lcg(seed: u64) -> impl FnMut() -> f32 {
@@ -340,6 +359,234 @@ pub(crate) mod testing {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         }
+    }
+
+    /// A checkpoint of `index` (cosine, L2 or dot as `metric`; 16 dimensions) written while
+    /// four threads insert and remove (the dump lock holds them off for the write), loaded back
+    /// with `load`: the same ids live (as many as `consistent` counted, with as many graph
+    /// nodes as `nodes` counted then), the same answers, and it takes inserts after the load.
+    /// Returns the directory and the checkpoint's path, for checks of bad files.
+    pub(crate) fn checkpoint_beside_ingest<I: VectorIndex>(
+        metric: Metric,
+        index: I,
+        load: impl Fn(&std::path::Path) -> Result<I, String>,
+        nodes: impl Fn(&I) -> usize,
+    ) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dim = 16;
+        for id in 0..1_000 {
+            index.insert(id, &unit_vector(dim, id));
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("index.tmp");
+        let mut seen = None;
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let index = &index;
+                s.spawn(move || {
+                    for id in (1_000 + t..3_000).step_by(4) {
+                        index.insert(id, &unit_vector(dim, id));
+                        if id % 10 == 0 {
+                            index.remove(id - 1_000);
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            // `consistent` runs with no insert or removal in flight: what it sees is what the
+            // file holds.
+            let saved = index.save(&path, &mut || seen = Some((index.len(), nodes(&index)))).unwrap();
+            assert!(saved);
+        });
+        let (len, points) = seen.expect("consistent was called");
+        let loaded = load(&path).unwrap();
+        assert_eq!((loaded.len(), nodes(&loaded)), (len, points), "{metric:?}");
+        // Every point of the file is one of the first `points` inserts; each is live or a
+        // tombstone exactly as saved, and search answers agree on the live ones.
+        let mut held = 0;
+        for id in 0..3_000u64 {
+            if loaded.holds(id) {
+                held += 1;
+                let top = loaded.search(&unit_vector(dim, id), 1, 64);
+                assert_eq!(top[0].id, id, "{metric:?}: {id} not found first after the load");
+            }
+        }
+        assert_eq!(held, len, "{metric:?}: ids held after the load");
+        loaded.insert(9_999, &unit_vector(dim, 9_999));
+        assert_eq!(loaded.search(&unit_vector(dim, 9_999), 1, 64)[0].id, 9_999, "{metric:?}: an insert after the load");
+        assert_eq!(loaded.len(), len + 1);
+        (tmp, path)
+    }
+
+    /// Unit vectors of `dim` from `id`: each is its own nearest neighbour under every metric.
+    pub(crate) fn unit_vector(dim: usize, id: u64) -> Vec<f32> {
+        let mut next = lcg(id + 1);
+        let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+        let norm = super::dot(&v, &v).sqrt();
+        v.into_iter().map(|x| x / norm).collect()
+    }
+
+    /// Half the points removed, then a compaction while four threads insert new ids and remove
+    /// old and new ones, and a fifth searches: afterwards the tombstones are gone (only removals
+    /// made after the swap could leave new ones, and none are), the index holds exactly the ids
+    /// inserted and not removed, each is found first for its own vector, and no removed id is
+    /// ever returned, during the rebuild or after it.
+    pub(crate) fn compaction_beside_ingest<I: VectorIndex>(make: impl Fn(Metric) -> I, nodes: impl Fn(&I) -> usize) {
+        let dim = 16;
+        for metric in [Metric::Cosine, Metric::L2, Metric::Dot] {
+            let index = make(metric);
+            for id in 0..2_000 {
+                index.insert(id, &unit_vector(dim, id));
+            }
+            for id in (0..2_000).step_by(2) {
+                assert!(index.remove(id));
+            }
+            assert_eq!(index.tombstones(), 1_000);
+            let removed_during = std::sync::Mutex::new(Vec::new());
+            let done = AtomicBool::new(false);
+            let inserted = AtomicUsize::new(0);
+            let dropped = std::thread::scope(|s| {
+                for t in 0..4u64 {
+                    let (index, removed_during, inserted) = (&index, &removed_during, &inserted);
+                    s.spawn(move || {
+                        for id in (2_000 + t..6_000).step_by(4) {
+                            index.insert(id, &unit_vector(dim, id));
+                            inserted.fetch_add(1, Ordering::AcqRel);
+                            // One old odd id and one of the new ones removed now and then.
+                            if id % 8 == 1 && id < 4_000 {
+                                let old = (id - 2_000) | 1;
+                                if index.remove(old) {
+                                    removed_during.lock().unwrap().push(old);
+                                }
+                            }
+                            if id % 10 == 0 && id >= 2_004 {
+                                assert!(index.remove(id - 4));
+                                removed_during.lock().unwrap().push(id - 4);
+                            }
+                        }
+                    });
+                }
+                let (index, done) = (&index, &done);
+                s.spawn(move || {
+                    let mut q = 0u64;
+                    while !done.load(Ordering::Acquire) {
+                        for n in index.search(&unit_vector(dim, q % 2_000), 10, 64) {
+                            assert!(n.id % 2 == 1 || n.id >= 2_000, "{metric:?}: removed id {} returned", n.id);
+                        }
+                        q += 1;
+                    }
+                });
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let before = inserted.load(Ordering::Acquire);
+                let dropped = index.compact(&|| false).expect("the compaction completes");
+                let after = inserted.load(Ordering::Acquire);
+                done.store(true, Ordering::Release);
+                // The side log was exercised: inserts went on while the new graph was built.
+                assert!(
+                    before < 4_000 && after > before,
+                    "{metric:?}: inserts {before} → {after} during the compaction"
+                );
+                dropped
+            });
+            assert!(dropped >= 1_000, "{metric:?}: {dropped} tombstones dropped");
+            let removed: std::collections::HashSet<u64> =
+                removed_during.into_inner().unwrap().into_iter().chain((0..2_000).step_by(2)).collect();
+            // Removals after the swap leave tombstones in the new graph; before it, none do.
+            let expected: Vec<u64> = (0..6_000).filter(|id| !removed.contains(id)).collect();
+            assert_eq!(index.len(), expected.len(), "{metric:?}");
+            assert!(index.tombstones() < 1_000, "{metric:?}: {} tombstones left", index.tombstones());
+            // Every point of the new graph is live or counted as a tombstone: an operation both
+            // collected and replayed from the side log would leave an uncounted orphan.
+            let points = nodes(&index);
+            assert_eq!(points, index.len() + index.tombstones(), "{metric:?}: points neither live nor tombstones");
+            let mut first = 0;
+            for &id in &expected {
+                assert!(index.holds(id), "{metric:?}: {id} lost by the compaction");
+                let top = index.search(&unit_vector(dim, id), 10, 64);
+                assert!(top.iter().all(|n| !removed.contains(&n.id)), "{metric:?}: a removed id returned");
+                first += usize::from(top.first().is_some_and(|n| n.id == id));
+            }
+            assert!(first * 100 >= expected.len() * 99, "{metric:?}: {first}/{} found first", expected.len());
+            for &id in &removed {
+                assert!(!index.holds(id), "{metric:?}: removed {id} came back");
+            }
+            // A stopped compaction leaves the index as it was.
+            let (len, tombstones) = (index.len(), index.tombstones());
+            if tombstones > 0 {
+                assert!(index.compact(&|| true).is_err());
+                assert_eq!((index.len(), index.tombstones()), (len, tombstones));
+            }
+            index.insert(9_999, &unit_vector(dim, 9_999));
+            assert_eq!(index.search(&unit_vector(dim, 9_999), 1, 64)[0].id, 9_999);
+        }
+    }
+
+    /// `len` counts only points a search can find: a reader that reads `len` and then searches
+    /// gets at least `min(len, k)` hits while inserts run, from the first insert into an empty
+    /// graph on. `make` gives an empty cosine index of 16 dimensions.
+    pub(crate) fn search_after_len<I: VectorIndex>(make: impl Fn() -> I) {
+        let dim = 16;
+        for round in 0..300u64 {
+            let index = make();
+            let done = AtomicUsize::new(0);
+            std::thread::scope(|s| {
+                for t in 0..2u64 {
+                    let (index, done) = (&index, &done);
+                    s.spawn(move || {
+                        for id in (t..24).step_by(2) {
+                            index.insert(id, &unit_vector(dim, round * 100 + id));
+                        }
+                        done.fetch_add(1, Ordering::AcqRel);
+                    });
+                }
+                let query = unit_vector(dim, 7);
+                while done.load(Ordering::Acquire) < 2 {
+                    let counted = index.len();
+                    let hits = index.search(&query, 10, 64).len();
+                    assert!(hits >= counted.min(10), "round {round}: {hits} hits with {counted} counted");
+                }
+            });
+        }
+    }
+
+    /// When inserts made during a rebuild overflow the side log (the caller set `index`'s to
+    /// eight 16-dimensional vectors), the compaction is abandoned: the index keeps its
+    /// tombstones and every insert, and a later compaction succeeds. `index` is an empty cosine
+    /// index of 16 dimensions.
+    pub(crate) fn compaction_outrun<I: VectorIndex>(index: &I) {
+        let dim = 16;
+        for id in 0..3_000 {
+            index.insert(id, &unit_vector(dim, id));
+        }
+        for id in (0..3_000).step_by(2) {
+            assert!(index.remove(id));
+        }
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|s| {
+            let (index, done) = (&index, &done);
+            // Inserts all through the compaction (and at least 200).
+            let writer = s.spawn(move || {
+                let mut id = 10_000;
+                while !done.load(Ordering::Acquire) || id < 10_200 {
+                    index.insert(id, &unit_vector(dim, id));
+                    id += 1;
+                }
+                id
+            });
+            let result = index.compact(&|| false);
+            done.store(true, Ordering::Release);
+            (result, writer.join().unwrap())
+        });
+        let (result, end) = result;
+        let why = result.expect_err("inserts during the rebuild overflow an 8-vector side log");
+        assert!(why.contains("ahead of the rebuild"), "{why}");
+        assert_eq!(index.tombstones(), 1_500);
+        assert_eq!(index.len(), 1_500 + (end - 10_000) as usize);
+        for id in (1..3_000).step_by(2).chain(10_000..end) {
+            assert!(index.holds(id), "{id} lost");
+        }
+        assert_eq!(index.compact(&|| false), Ok(1_500));
+        assert_eq!(index.tombstones(), 0);
+        assert_eq!(index.search(&unit_vector(dim, 10_001), 1, 64)[0].id, 10_001);
     }
 
     /// Inserts 500 prepared 16-dimensional vectors into an empty `idx`, runs 50 queries at ef 64,

@@ -52,6 +52,7 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
         Ok(proto::IndexBackend::Unspecified) => IndexKind::default(),
         Ok(proto::IndexBackend::HnswRs) => IndexKind::HnswRs,
         Ok(proto::IndexBackend::Usearch) => IndexKind::Usearch,
+        Ok(proto::IndexBackend::Engram) => IndexKind::Engram,
         Err(_) => {
             return Err(invalid("params.index", format!("unknown value {}", p.index)));
         }
@@ -99,6 +100,7 @@ impl From<IndexKind> for proto::IndexBackend {
         match kind {
             IndexKind::HnswRs => proto::IndexBackend::HnswRs,
             IndexKind::Usearch => proto::IndexBackend::Usearch,
+            IndexKind::Engram => proto::IndexBackend::Engram,
         }
     }
 }
