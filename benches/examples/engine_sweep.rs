@@ -17,7 +17,7 @@
 //! scored against `groundtruth.ivecs`.
 //!
 //! `RESCORE_FACTOR` in the environment sets the space's `rescore_factor` (default: the
-//! engine's); `SWEEP_REPEAT` (default 3) how many times each `ef_search` runs every query,
+//! engine's); `INDEX` its backend (`usearch`, the default, `hnsw_rs` or `engram`); `SWEEP_REPEAT` (default 3) how many times each `ef_search` runs every query,
 //! the fastest pass of each value reported, the passes going round the values (background
 //! work of the store after the ingest, a flush or a compaction, shares the 2 cores with the
 //! query thread; the sweep also starts 15 s after the last ack for that reason). Before the sweep every query runs once at the first `ef_search`, unmeasured, so
@@ -29,7 +29,7 @@
 
 use engram_benches::{data_dir, read_data, rss_bytes, sweep_efs, sweep_repeat};
 use engram_dataset as dataset;
-use engram_engine::{Durability, Engine, EngineConfig, Quantization, SpaceParams, StorageConfig};
+use engram_engine::{Durability, Engine, EngineConfig, IndexKind, Quantization, SpaceParams, StorageConfig};
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::time::Instant;
 
@@ -64,7 +64,10 @@ fn main() {
     let rescore_factor = std::env::var("RESCORE_FACTOR")
         .ok()
         .map_or(defaults.rescore_factor, |f| f.parse().expect("RESCORE_FACTOR: a whole number"));
-    let params = SpaceParams { quantization: Some(quantization), rescore_factor, max_elements: n, ..defaults };
+    let index: IndexKind = std::env::var("INDEX")
+        .map_or(Ok(defaults.index), |i| i.parse())
+        .unwrap_or_else(|e: String| panic!("INDEX: {e}"));
+    let params = SpaceParams { index, quantization: Some(quantization), rescore_factor, max_elements: n, ..defaults };
     engine.create_space("sweep", params).unwrap();
 
     let rss_before = rss_bytes();

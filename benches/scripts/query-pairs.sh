@@ -2,17 +2,21 @@
 # Query time at equal recall, engine against hnswlib, in alternating pairs (the machine's noise
 # moves single runs by up to 2x; a ratio within a pair is steadier): PAIRS times, hnswlib raw
 # (benches/scripts/hnswlib-raw.py) then the engine in process with QUANTIZATION
-# (benches/examples/engine_sweep.rs, fsync), both sweeping ef 32..256 with 3 passes each.
+# (benches/examples/engine_sweep.rs, fsync) in an INDEX space (default usearch), both sweeping
+# ef 32..256 with 3 passes each.
 #
-# Usage: benches/scripts/query-pairs.sh OUT DATASET [PAIRS] [QUANTIZATION]   (defaults 3, i8)
+# Usage: benches/scripts/query-pairs.sh OUT DATASET [PAIRS] [QUANTIZATION] [INDEX]
+#   (defaults 3, i8, usearch)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-out=$1 dataset=$2 pairs=${3:-3} q=${4:-i8}
+out=$1 dataset=$2 pairs=${3:-3} q=${4:-i8} index=${5:-usearch}
+engine=engine-$q
+[ "$index" = usearch ] || engine=engine-$index-$q # the reports of usearch keep their names
 # shellcheck source=benches/scripts/lib.sh
 source benches/scripts/lib.sh
 hnswlib_setup
 for p in $(seq 1 "$pairs"); do
   ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/hnswlib-raw.py "$dataset" >"$out/p$p-$dataset-hnswlib.json"
-  target/release/examples/engine_sweep "$dataset" "$q" fsync >"$out/p$p-$dataset-engine-$q.json"
+  INDEX=$index target/release/examples/engine_sweep "$dataset" "$q" fsync >"$out/p$p-$dataset-$engine.json"
   echo "pair $p $dataset done"
 done
