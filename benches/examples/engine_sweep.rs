@@ -12,9 +12,11 @@
 //! `bf16`, `i8`; rescore factor the default), and submits every base vector (with `base.txt` as
 //! content where the set has it) in batches of 100 with up to 16 in flight, each acknowledged
 //! INDEXED (which implies DURABLE). The rate is observations over the time until the last one
-//! is indexed. Then every query runs through `Engine::recall` on one thread (validation,
+//! is indexed. Then every query runs through `Engine::recall_timed` on one thread (validation,
 //! normalisation, the search, rescoring and the content read included) at each `ef_search`,
-//! scored against `groundtruth.ivecs`.
+//! scored against `groundtruth.ivecs`. `WITH_CONTENT=0` in the environment asks for ids and
+//! scores only (`with_content: false`: no hit's content is read, as hnswlib answers labels and
+//! distances).
 //!
 //! `RESCORE_FACTOR` in the environment sets the space's `rescore_factor` (default: the
 //! engine's); `INDEX` its backend (`usearch`, the default, `hnsw_rs` or `engram`); `SWEEP_REPEAT` (default 3) how many times each `ef_search` runs every query,
@@ -64,6 +66,7 @@ fn main() {
     let rescore_factor = std::env::var("RESCORE_FACTOR")
         .ok()
         .map_or(defaults.rescore_factor, |f| f.parse().expect("RESCORE_FACTOR: a whole number"));
+    let with_content = std::env::var("WITH_CONTENT").map_or(true, |w| w != "0");
     let index: IndexKind = std::env::var("INDEX")
         .map_or(Ok(defaults.index), |i| i.parse())
         .unwrap_or_else(|e: String| panic!("INDEX: {e}"));
@@ -96,7 +99,9 @@ fn main() {
     // Let the store's flushes and a checkpoint the ingest started finish before timing queries.
     std::thread::sleep(std::time::Duration::from_secs(15));
     for q in 0..data.queries.len() {
-        std::hint::black_box(engine.recall("sweep", data.queries.row(q).to_vec(), k, Some(efs[0])).unwrap());
+        std::hint::black_box(
+            engine.recall_timed("sweep", data.queries.row(q).to_vec(), k, Some(efs[0]), with_content).unwrap(),
+        );
     }
     let repeat = sweep_repeat();
     // Passes go round the ef values (ef 32, 64, ..., then again), so a burst of background work
@@ -108,7 +113,8 @@ fn main() {
             let mut total = 0.0;
             for q in 0..data.queries.len() {
                 let t0 = Instant::now();
-                let hits = engine.recall("sweep", data.queries.row(q).to_vec(), k, Some(ef)).unwrap();
+                let (hits, _) =
+                    engine.recall_timed("sweep", data.queries.row(q).to_vec(), k, Some(ef), with_content).unwrap();
                 latencies.push(t0.elapsed().as_secs_f64());
                 let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
                 let truth: Vec<i32> = gt.row(q)[..k].to_vec();
@@ -144,6 +150,8 @@ fn main() {
         "dim": data.base.dim,
         "vectors": n,
         "content": text.is_some(),
+        "with_content": with_content,
+        "index": index.as_str(),
         "m": params.m,
         "ef_construction": params.ef_construction,
         "ingest_seconds": ingest_seconds,

@@ -80,6 +80,7 @@ fn main() {
             embedding: data.queries.row(q).to_vec(),
             k: k as u32,
             ef_search: ef as u32,
+            with_content: None,
         };
         client_rt.block_on(client.recall(req)).unwrap().into_inner().hits
     };

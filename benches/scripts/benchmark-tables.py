@@ -199,6 +199,32 @@ if pdir.exists():
             med = {ef: sorted(r)[len(r) // 2] for ef, r in ratios.items()}
             print(f"| {s} | median | | | | {med[64]:.2f} | | | | {med[128]:.2f} |")
 
+edir = root / "query-pairs-engram"
+if edir.exists():
+    print("\n### The engram backend: query time against hnswlib, alternating pairs (benches/scripts/query-pairs.sh DIR DATASET PAIRS none engram)\n")
+    print("| data set | pair | content read | same ef_search: ratio at ef 32 / 64 / 128 / 256 | recall@10 at ef 128, hnswlib / ours "
+          "| equal recall: ratio at hnswlib's ef-64 recall | at its ef-128 recall |")
+    print("|---|---|---|---|---|---|---|")
+
+    def reach(rep, target):
+        return next((x for x in rep["sweep"] if x["recall_at_10"] >= target - 1e-9), None)
+
+    for s in SETS:
+        for n in sorted(int(p.name.split("-")[0][1:]) for p in edir.glob(f"p*-{s}-hnswlib.json")):
+            e_path = edir / f"p{n}-{s}-engine-engram-none.json"
+            if not e_path.exists():
+                continue
+            h, e = load(edir / f"p{n}-{s}-hnswlib.json"), load(e_path)
+            hs, es = ({x["ef_search"]: x for x in r["sweep"]} for r in (h, e))
+            same = " / ".join(f"{es[ef]['query_ms_mean'] / hs[ef]['query_ms_mean']:.2f}" for ef in (32, 64, 128, 256))
+            equal = []
+            for ef in (64, 128):
+                ex = reach(e, hs[ef]["recall_at_10"])
+                equal.append(f"{ex['query_ms_mean'] / hs[ef]['query_ms_mean']:.2f} (ef {ex['ef_search']})" if ex else "not reached")
+            content = "yes" if e.get("with_content", True) else "no"
+            print(f"| {s} | {n} | {content} | {same} | {hs[128]['recall_at_10']:.4f} / {es[128]['recall_at_10']:.4f} "
+                  f"| {equal[0]} | {equal[1]} |")
+
 tdir = root / "recall-rtt"
 if tdir.exists():
     print("\n### Query path: what the gRPC `Recall` round trip adds (benches/examples/recall_rtt.rs; server and client in one process, loopback)\n")

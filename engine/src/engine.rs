@@ -211,10 +211,13 @@ impl Engine {
         k: usize,
         ef_search: Option<usize>,
     ) -> Result<Vec<RecallHit>, EngineError> {
-        self.recall_timed(space, embedding, k, ef_search).map(|(hits, _)| hits)
+        self.recall_timed(space, embedding, k, ef_search, true).map(|(hits, _)| hits)
     }
 
-    /// [`Engine::recall`], with when each of its stages ended (for a trace's spans).
+    /// [`Engine::recall`], with when each of its stages ended (for a trace's spans). Without
+    /// `with_content` no hit's content is read from the store (every `content` is `None`, as
+    /// Qdrant's `with_payload: false`): the answer is ids and scores, and the fetch stage ends
+    /// as soon as it starts.
     ///
     /// # Errors
     /// As [`Engine::recall`].
@@ -224,9 +227,10 @@ impl Engine {
         embedding: Vec<f32>,
         k: usize,
         ef_search: Option<usize>,
+        with_content: bool,
     ) -> Result<(Vec<RecallHit>, RecallTimes), EngineError> {
         self.handler.serving()?;
-        self.handler.registry.get(space)?.recall(embedding, k, ef_search)
+        self.handler.registry.get(space)?.recall(embedding, k, ef_search, with_content)
     }
 
     /// Observation `id` of `space` (its content), or `None` when the space does not hold it

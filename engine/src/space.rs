@@ -710,13 +710,15 @@ impl Space {
         Ok(Some(StoredObservation { id, content: self.content(id)? }))
     }
 
-    /// The `k` observations most similar to `embedding`, best first, and when each stage ended;
-    /// see [`Engine::recall`](crate::Engine::recall) for the errors.
+    /// The `k` observations most similar to `embedding`, best first, each with its content when
+    /// `with_content`, and when each stage ended; see [`Engine::recall`](crate::Engine::recall)
+    /// for the errors.
     pub(crate) fn recall(
         &self,
         mut embedding: Vec<f32>,
         k: usize,
         ef_search: Option<usize>,
+        with_content: bool,
     ) -> Result<(Vec<RecallHit>, RecallTimes), EngineError> {
         let started = Instant::now();
         if !(1..=1000).contains(&k) {
@@ -774,6 +776,7 @@ impl Space {
             .into_iter()
             .map(|(n, content)| {
                 let content = match content {
+                    _ if !with_content => None,
                     Some(c) => c,
                     None => self.content(n.id)?,
                 };

@@ -7,8 +7,8 @@ use common::sample;
 use engram_dataset as dataset;
 use engram_engine::AckLevel;
 use engram_engine::{
-    BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RejectReason,
-    SpaceParams,
+    BackpressureLevel, Batch, Engine, EngineConfig, EngineError, IndexKind, Observation, Priority, RecallHit,
+    RejectReason, SpaceParams,
 };
 use engram_telemetry::{Telemetry, TelemetryConfig};
 use std::path::PathBuf;
@@ -93,6 +93,11 @@ fn real_embeddings_round_trip(kind: IndexKind) {
         let top = &hits[0];
         assert_eq!(top.content.as_deref(), Some(text[top.id as usize].as_str()), "content travels with the vector");
         assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+        // Without content: the same hits and scores, no content read.
+        let (bare, _) = e.recall_timed("docs", queries.row(q).to_vec(), 10, Some(64), false).unwrap();
+        let pairs = |h: &[RecallHit]| h.iter().map(|h| (h.id, h.score)).collect::<Vec<_>>();
+        assert_eq!(pairs(&bare), pairs(&hits), "{kind:?}: query {q} without content");
+        assert!(bare.iter().all(|h| h.content.is_none()), "{kind:?}: content left out");
     }
     let recall = total / nq as f64;
     assert!(recall >= 0.95, "{kind:?}: recall@10 = {recall}");

@@ -98,8 +98,9 @@ pub fn submit(
 }
 
 /// The `k` (default [`DEFAULT_RECALL_K`]) observations nearest `embedding` in `space`, searching
-/// `ef_search` candidates (default: the space's), on the blocking pool so a search never holds
-/// up the async runtime.
+/// `ef_search` candidates (default: the space's), each with its content when `with_content`, and
+/// when each stage of the recall ended (for the request's trace). Runs on the blocking pool so a
+/// search never holds up the async runtime.
 ///
 /// # Errors
 /// The engine's error (unknown space, wrong dimension, `k` over the limit) mapped by
@@ -110,24 +111,11 @@ pub async fn recall(
     embedding: Vec<f32>,
     k: Option<usize>,
     ef_search: Option<usize>,
-) -> Result<Vec<RecallHit>, ApiError> {
-    Ok(recall_timed(engine, space, embedding, k, ef_search).await?.0)
-}
-
-/// [`recall`], with when each of its stages ended (for the request's trace).
-///
-/// # Errors
-/// As [`recall`].
-pub async fn recall_timed(
-    engine: &Arc<Engine>,
-    space: String,
-    embedding: Vec<f32>,
-    k: Option<usize>,
-    ef_search: Option<usize>,
+    with_content: bool,
 ) -> Result<(Vec<RecallHit>, RecallTimes), ApiError> {
     let engine = Arc::clone(engine);
     let k = k.unwrap_or(DEFAULT_RECALL_K);
-    tokio::task::spawn_blocking(move || engine.recall_timed(&space, embedding, k, ef_search))
+    tokio::task::spawn_blocking(move || engine.recall_timed(&space, embedding, k, ef_search, with_content))
         .await
         .map_err(|e| ApiError::internal(format!("recall task failed: {e}")))?
         .map_err(ApiError::from)

@@ -232,6 +232,7 @@ async fn each_role_reaches_what_it_is_granted_on_both_transports_and_every_refus
         embedding: vec![1.0, 0.0, 0.0],
         k: 1,
         ef_search: 0,
+        with_content: None,
     };
     let e = client.recall(with_key(recall_req("tenant-a-docs"), None)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);

@@ -231,14 +231,31 @@ async fn bad_input_over_http_names_the_field_and_keeps_accepted_data() {
     let v = post_json(&http, server.url("/v1/spaces/s/recall"), json!({"embedding": [1.0, 0.0, 0.0]})).await;
     assert_eq!(v["hits"][0]["id"], 1);
     assert_eq!(v["hits"][0]["content"], "kept");
+    // Ids and scores only: the content is not read, and the field is left out.
+    let v = post_json(
+        &http,
+        server.url("/v1/spaces/s/recall"),
+        json!({"embedding": [1.0, 0.0, 0.0], "with_content": false}),
+    )
+    .await;
+    assert_eq!(v["hits"][0]["id"], 1);
+    assert!(v["hits"][0].get("content").is_none(), "{v}");
+    let r = http
+        .post(server.url("/v1/spaces/s/recall"))
+        .json(&json!({"embedding": [1.0, 0.0, 0.0], "with_content": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("with_content"));
 
-    // Every refusal above is counted by reason: 8 invalid arguments (7 bodies and the recall),
+    // Every refusal above is counted by reason: 9 invalid arguments (7 bodies and 2 recalls),
     // 1 truncated JSON, 1 unknown space, 1 oversized body, 1 unknown route.
     let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let refused = |reason: &str| {
         sample(&text, &format!("engram_api_requests_rejected_total{{protocol=\"http\",reason=\"{reason}\"}}"))
     };
-    assert_eq!(refused("invalid_argument"), Some(8.0), "{text}");
+    assert_eq!(refused("invalid_argument"), Some(9.0), "{text}");
     assert_eq!(refused("malformed"), Some(1.0));
     assert_eq!(refused("unknown_space"), Some(1.0));
     assert_eq!(refused("payload_too_large"), Some(1.0));
@@ -333,7 +350,13 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
     assert!(acks[&(5, invalid)].message.starts_with("observations[0].embedding: value [0] is NaN"));
 
     let e = client
-        .recall(proto::RecallRequest { memory_space: "g".into(), embedding: vec![1.0, 2.0, 3.0], k: 1, ef_search: 0 })
+        .recall(proto::RecallRequest {
+            memory_space: "g".into(),
+            embedding: vec![1.0, 2.0, 3.0],
+            k: 1,
+            ef_search: 0,
+            with_content: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::InvalidArgument);
@@ -365,7 +388,13 @@ async fn bad_input_over_grpc_is_invalid_argument_and_health_and_reflection_answe
 
     // The previously accepted observation is still there.
     let hits = client
-        .recall(proto::RecallRequest { memory_space: "g".into(), embedding: vec![1.0, 0.0], k: 1, ef_search: 0 })
+        .recall(proto::RecallRequest {
+            memory_space: "g".into(),
+            embedding: vec![1.0, 0.0],
+            k: 1,
+            ef_search: 0,
+            with_content: None,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -651,6 +680,20 @@ async fn deletes_and_upserts_over_http_and_grpc() {
     assert_eq!(statuses.last(), Some(&(proto::AckStatus::Indexed as i32)), "{statuses:?}");
     let o: Value = http.get(server.url("/v1/spaces/d/observations/2")).send().await.unwrap().json().await.unwrap();
     assert_eq!(o["content"], "up");
+    // gRPC recall with content (unset: true) and without: 2 and 9 hold the same vector now.
+    let recall = |with_content| proto::RecallRequest {
+        memory_space: "d".into(),
+        embedding: v(9),
+        k: 2,
+        ef_search: 0,
+        with_content,
+    };
+    for (with_content, want) in [(None, [(2, Some("up")), (9, Some("c9"))]), (Some(false), [(2, None), (9, None)])] {
+        let hits = client.recall(recall(with_content)).await.unwrap().into_inner().hits;
+        let mut got: Vec<_> = hits.iter().map(|h| (h.id, h.content.as_deref())).collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "with_content {with_content:?}");
+    }
     let text = http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert_eq!(sample(&text, r#"engram_streaming_observations_deleted_total{memory_space="d"}"#), Some(5.0));
     assert_eq!(sample(&text, r#"engram_streaming_observations_replaced_total{memory_space="d"}"#), Some(2.0));

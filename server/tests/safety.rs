@@ -234,7 +234,13 @@ async fn oversized_grpc_messages_are_resource_exhausted_and_reflection_speaks_v1
         .await
         .unwrap();
     let e = client
-        .recall(proto::RecallRequest { memory_space: "big".into(), embedding: vec![0.5; 5000], k: 1, ef_search: 0 })
+        .recall(proto::RecallRequest {
+            memory_space: "big".into(),
+            embedding: vec![0.5; 5000],
+            k: 1,
+            ef_search: 0,
+            with_content: None,
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted, "{e:?}");

@@ -555,11 +555,13 @@ impl Engram for EngramService {
                 let k = (r.k > 0).then_some(r.k as usize);
                 let ef = (r.ef_search > 0).then_some(r.ef_search as usize);
                 let (hits, times) =
-                    session::recall_timed(&engine, r.memory_space, r.embedding, k, ef).await.inspect_err(|e| {
-                        if let Some(t) = traced.as_mut() {
-                            t.refused(e);
-                        }
-                    })?;
+                    session::recall(&engine, r.memory_space, r.embedding, k, ef, r.with_content.unwrap_or(true))
+                        .await
+                        .inspect_err(|e| {
+                            if let Some(t) = traced.as_mut() {
+                                t.refused(e);
+                            }
+                        })?;
                 if let Some(t) = traced.as_mut() {
                     t.recalled(parsed, &times, hits.len());
                 }

@@ -261,8 +261,9 @@ pub(super) async fn delete_observations(
     Ok(deletion_response(session::delete(&app.engine, &space, req.ids, wait).await?))
 }
 
-/// A recall query: an embedding of the space's dimension, how many hits (`k`, default 10) and
-/// the HNSW `ef_search` (default the space's).
+/// A recall query: an embedding of the space's dimension, how many hits (`k`, default 10), the
+/// HNSW `ef_search` (default the space's) and whether each hit carries its content
+/// (`with_content`, default true; false answers ids and scores without reading the store).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RecallBody {
@@ -274,6 +275,8 @@ pub(super) struct RecallBody {
     #[serde(default)]
     #[schema(minimum = 1, maximum = 4096)]
     ef_search: Option<usize>,
+    #[serde(default)]
+    with_content: Option<bool>,
 }
 
 pub(super) async fn recall(
@@ -289,9 +292,10 @@ pub(super) async fn recall(
         t.parsed(parsed);
         t.attribute(KeyValue::new("engram.memory_space", space.clone()));
     });
-    let (hits, times) = session::recall_timed(&app.engine, space, req.embedding, req.k, req.ef_search)
-        .await
-        .inspect_err(|e| TraceSlot::record(slot, |t| t.refused(e)))?;
+    let (hits, times) =
+        session::recall(&app.engine, space, req.embedding, req.k, req.ef_search, req.with_content.unwrap_or(true))
+            .await
+            .inspect_err(|e| TraceSlot::record(slot, |t| t.refused(e)))?;
     TraceSlot::record(slot, |t| t.recalled(parsed, &times, hits.len()));
     Ok(Json(RecallAnswer { hits }).into_response())
 }

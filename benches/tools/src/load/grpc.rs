@@ -196,6 +196,7 @@ impl Transport for Grpc<'_> {
             embedding: embedding.to_vec(),
             k: k as u32,
             ef_search: ef_search.unwrap_or(0) as u32,
+            with_content: None,
         };
         let resp = self.client.recall(req).await.context("recall")?.into_inner();
         Ok(resp.hits.iter().map(|h| h.id).collect())
