@@ -165,7 +165,7 @@ fn engine(c: &mut Criterion) {
         g.bench_function(format!("{}/submit_to_indexed_minilm384_{n}", kind.as_str()), |b| {
             b.iter_batched(
                 || {
-                    let params = SpaceParams { max_elements: n, index: kind, ..SpaceParams::with_dim(384) };
+                    let params = SpaceParams { max_elements: n, index: Some(kind), ..SpaceParams::with_dim(384) };
                     let batches = (0..n)
                         .step_by(100)
                         .map(|s| {

@@ -68,9 +68,15 @@ fn main() {
         .map_or(defaults.rescore_factor, |f| f.parse().expect("RESCORE_FACTOR: a whole number"));
     let with_content = std::env::var("WITH_CONTENT").map_or(true, |w| w != "0");
     let index: IndexKind = std::env::var("INDEX")
-        .map_or(Ok(defaults.index), |i| i.parse())
+        .map_or(Ok(IndexKind::Usearch), |i| i.parse())
         .unwrap_or_else(|e: String| panic!("INDEX: {e}"));
-    let params = SpaceParams { index, quantization: Some(quantization), rescore_factor, max_elements: n, ..defaults };
+    let params = SpaceParams {
+        index: Some(index),
+        quantization: Some(quantization),
+        rescore_factor,
+        max_elements: n,
+        ..defaults
+    };
     engine.create_space("sweep", params).unwrap();
 
     let rss_before = rss_bytes();

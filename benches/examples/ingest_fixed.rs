@@ -33,7 +33,7 @@ fn main() {
         // hnsw_rs: the backend docs/telemetry.md's instruction counts were taken with.
         .create_space(
             "fixed",
-            SpaceParams { max_elements: n.max(1), index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) },
+            SpaceParams { max_elements: n.max(1), index: Some(IndexKind::HnswRs), ..SpaceParams::with_dim(base.dim) },
         )
         .expect("space");
     let waiters: Vec<_> = (0..n)

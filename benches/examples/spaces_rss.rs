@@ -29,7 +29,7 @@ fn main() {
     let mut seed = 0x9E37_79B9_7F4A_7C15u64;
     for s in 0..spaces {
         let name = format!("user-{s}");
-        e.create_space(&name, SpaceParams { index: kind, ..SpaceParams::with_dim(384) }).expect("create");
+        e.create_space(&name, SpaceParams { index: Some(kind), ..SpaceParams::with_dim(384) }).expect("create");
         if vectors == 0 {
             continue;
         }

@@ -17,8 +17,9 @@
 //!    hysteresis (modelled with loom, through the crate-private `sync` shim).
 //! 7. `queue`: three priority lanes and the workers' local deques (crossbeam-deque here, a loom
 //!    stand-in in the models, behind `queue::Deques`).
-//! 8. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch` (default)
-//!    and `hnsw_rs`, chosen per space by [`IndexKind`].
+//! 8. [`index`]: the index seam ([`index::VectorIndex`]) and its backends, `usearch`,
+//!    `hnsw_rs` and `engram` (our own graph core), chosen per space by [`IndexKind`]
+//!    (default by dimension: [`SpaceParams::index`]).
 //! 9. `space`: ids, content and index of a memory space, and recall ([`Engine::recall`]);
 //!    `tail` holds what a start replayed and the index has not yet taken, searched exactly.
 //! 10. `ack`: [`IndexedWaiter`] resolves when a batch is searchable.

@@ -30,10 +30,11 @@ pub struct SpaceParams {
     /// Similarity metric. Default cosine.
     #[serde(default)]
     pub metric: Metric,
-    /// Index backend: `"usearch"` (default), `"hnsw_rs"` or `"engram"` (our own graph core).
-    /// All take the parameters below.
-    #[serde(default)]
-    pub index: IndexKind,
+    /// Index backend: `"usearch"`, `"hnsw_rs"` or `"engram"` (our own graph core). All take
+    /// the parameters below. Absent (`None`): the default for the dimension and quantization,
+    /// [`SpaceParams::index`]; a created space stores and describes the resolved value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexKind>,
     /// HNSW `M`: links per node and layer (2 to 256). Default 16.
     #[serde(default = "default_m")]
     #[cfg_attr(feature = "openapi", schema(minimum = 2, maximum = 256))]
@@ -99,7 +100,7 @@ impl SpaceParams {
     /// The index's parameters for this space, admitting `threads` concurrent calls.
     pub(crate) fn index_params(&self, threads: usize) -> IndexParams {
         IndexParams {
-            kind: self.index,
+            kind: self.index(),
             metric: self.metric,
             dim: self.dim,
             m: self.m,
@@ -120,7 +121,7 @@ impl SpaceParams {
     /// answers 1.7–2.3 × faster at equal recall, with more recall at the same `ef_search` and
     /// no more memory).
     pub fn quantization(&self) -> Quantization {
-        self.quantization.unwrap_or(match (self.index, self.metric) {
+        self.quantization.unwrap_or(match (self.index(), self.metric) {
             (IndexKind::HnswRs | IndexKind::Engram, _) => Quantization::None,
             (IndexKind::Usearch, _) if self.dim < REDUCED_DEFAULT_MIN_DIM => Quantization::None,
             (IndexKind::Usearch, Metric::Cosine) => Quantization::I8,
@@ -128,21 +129,36 @@ impl SpaceParams {
         })
     }
 
-    /// These parameters with the default quantization made explicit (what a created space
-    /// stores and describes).
+    /// The index backend: the one asked for, or the default for the dimension: `engram` (our
+    /// own graph core, `f32` vectors) below [`REDUCED_DEFAULT_MIN_DIM`] dimensions unless a
+    /// reduced `quantization` is asked for (engram holds `f32` only), `usearch` otherwise
+    /// (with `i8` or `bf16` vectors by default, [`SpaceParams::quantization`]). Why: at 50
+    /// dimensions engram ingests and answers faster than usearch at `f32` and than hnswlib;
+    /// at 384, usearch with `i8` ingests fastest (docs/benchmarks.md, "The default index").
+    pub fn index(&self) -> IndexKind {
+        self.index.unwrap_or(match self.quantization {
+            Some(q) if q.is_reduced() => IndexKind::Usearch,
+            _ if self.dim < REDUCED_DEFAULT_MIN_DIM => IndexKind::Engram,
+            _ => IndexKind::Usearch,
+        })
+    }
+
+    /// These parameters with the default index and quantization made explicit (what a
+    /// created space stores and describes).
     pub fn resolved(self) -> Self {
-        Self { quantization: Some(self.quantization()), ..self }
+        Self { index: Some(self.index()), quantization: Some(self.quantization()), ..self }
     }
 
     /// Parameters as stored with a space (or in a snapshot's header). A space stored before
     /// quantization existed has no `quantization` and holds `f32` vectors: it reads as
-    /// `"none"`, not as today's default.
+    /// `"none"`, not as today's default. Likewise one without `index` is a usearch space.
     ///
     /// # Errors
     /// serde's, when the value is not a space's parameters.
     pub(crate) fn from_stored(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
         if let Some(map) = value.as_object_mut() {
             map.entry("quantization").or_insert_with(|| serde_json::Value::from("none"));
+            map.entry("index").or_insert_with(|| serde_json::Value::from("usearch"));
         }
         serde_json::from_value(value)
     }
@@ -152,7 +168,7 @@ impl SpaceParams {
         Self {
             dim,
             metric: Metric::Cosine,
-            index: IndexKind::default(),
+            index: None,
             m: default_m(),
             ef_construction: default_ef_construction(),
             ef_search: default_ef_search(),
@@ -183,13 +199,14 @@ impl SpaceParams {
         range("max_elements", self.max_elements, 1, config.max_space_elements)?;
         range("rescore_factor", self.rescore_factor, 1, 16)?;
         let quantization = self.quantization();
-        if quantization.is_reduced() && !self.index.quantizes() {
+        let index = self.index();
+        if quantization.is_reduced() && !index.quantizes() {
             return Err(EngineError::invalid(
                 "quantization",
                 format!(
                     "{} needs the usearch index: {} holds f32 vectors only (use \"none\")",
                     quantization.as_str(),
-                    self.index.as_str()
+                    index.as_str()
                 ),
             ));
         }
@@ -199,7 +216,7 @@ impl SpaceParams {
                 "i8 holds values in [-1, 1] (x × 127), so it needs unit vectors: the cosine metric",
             ));
         }
-        let per_vector = index::bytes_per_vector(self.index, self.dim, self.m, quantization);
+        let per_vector = index::bytes_per_vector(index, self.dim, self.m, quantization);
         let needed = self.max_elements as f64 * per_vector;
         let budget = config.resolved_memory_budget();
         if needed > budget as f64 {
@@ -212,7 +229,7 @@ impl SpaceParams {
                     self.dim,
                     self.m,
                     needed / f64::from(1 << 30),
-                    self.index.as_str(),
+                    index.as_str(),
                     budget as f64 / f64::from(1 << 30),
                 ),
             ));
@@ -242,7 +259,7 @@ pub fn validate_space_name(name: &str) -> Result<(), EngineError> {
 /// [`EngineError::InvalidArgument`] on `params` when the backend cannot allocate the index.
 pub(crate) fn build_index(params: &SpaceParams, threads: usize) -> Result<Box<dyn VectorIndex>, EngineError> {
     index::build(&params.index_params(threads)).map_err(|e| {
-        EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index.as_str()))
+        EngineError::invalid("params", format!("the {} index could not be built: {e}", params.index().as_str()))
     })
 }
 
@@ -829,6 +846,31 @@ mod tests {
         assert_eq!(SpaceParams::with_dim(4).quantization(), Quantization::None, "the default below 256 dimensions");
         assert_eq!(SpaceParams::with_dim(384).quantization(), Quantization::I8, "the default for cosine on usearch");
         assert!(SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "i4"})).is_err());
+    }
+
+    /// The default index follows the dimension and the quantization asked for; one asked for
+    /// is kept; stored parameters without `index` are a usearch space's.
+    #[test]
+    fn the_default_index_is_engram_below_256_dimensions_and_usearch_from_256() {
+        let at = |dim| SpaceParams::with_dim(dim).resolved();
+        for (dim, index, quantization) in [
+            (4, IndexKind::Engram, Quantization::None),
+            (255, IndexKind::Engram, Quantization::None),
+            (256, IndexKind::Usearch, Quantization::I8),
+            (384, IndexKind::Usearch, Quantization::I8),
+        ] {
+            assert_eq!((at(dim).index, at(dim).quantization), (Some(index), Some(quantization)), "dim {dim}");
+        }
+        let reduced = SpaceParams { quantization: Some(Quantization::F16), ..SpaceParams::with_dim(50) };
+        assert_eq!(reduced.index(), IndexKind::Usearch, "engram holds f32 only");
+        let f32_at_384 = SpaceParams { quantization: Some(Quantization::None), ..SpaceParams::with_dim(384) };
+        assert_eq!(f32_at_384.index(), IndexKind::Usearch);
+        let asked = SpaceParams { index: Some(IndexKind::HnswRs), ..SpaceParams::with_dim(50) };
+        assert_eq!(asked.resolved().index, Some(IndexKind::HnswRs));
+        let stored = SpaceParams::from_stored(serde_json::json!({"dim": 4, "quantization": "none"})).unwrap();
+        assert_eq!(stored.index, Some(IndexKind::Usearch));
+        let parsed: SpaceParams = serde_json::from_value(serde_json::json!({"dim": 4})).unwrap();
+        assert_eq!((parsed.index, parsed.index()), (None, IndexKind::Engram));
     }
 
     /// The checkpoint position read while operations are sequenced and their jobs applied on

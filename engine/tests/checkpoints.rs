@@ -47,7 +47,7 @@ fn a_shutdown_checkpoint_replays_nothing_and_a_corrupt_one_falls_back_to_the_pre
     {
         let engine = common::open(tmp.path());
         for (name, kind) in spaces {
-            engine.create_space(name, SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
+            engine.create_space(name, SpaceParams { index: Some(kind), ..SpaceParams::with_dim(base.dim) }).unwrap();
             common::write_rows(&engine, name, &base, 0..3000, |i| (i % 10_000) as u64, false);
             common::write_rows(&engine, name, &base, 10_000..11_000, |i| (i % 10_000) as u64, true);
             let d = engine.delete(name, (2000..2500).collect(), AckLevel::Durable).unwrap();
@@ -174,7 +174,7 @@ fn tombstones_are_compacted_after_a_checkpoint_and_stay_gone_after_a_crash(kind:
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
     let engine = checkpointing_every_1000_operations(&dir);
-    engine.create_space("h", SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
+    engine.create_space("h", SpaceParams { index: Some(kind), ..SpaceParams::with_dim(base.dim) }).unwrap();
     let metrics = || engine.telemetry().render();
     let tombstones = || sample(&metrics(), r#"engram_index_tombstones{memory_space="h"}"#).unwrap();
     let compactions = || sample(&metrics(), r#"engram_index_compactions_total{outcome="compacted"}"#).unwrap();
@@ -251,7 +251,9 @@ fn a_start_is_ready_before_its_replayed_tail_is_indexed_and_recall_scans_the_tai
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("live");
     let engine = common::open(&dir); // checkpoints only at shutdown
-    engine.create_space("h", SpaceParams { index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) }).unwrap();
+    engine
+        .create_space("h", SpaceParams { index: Some(IndexKind::HnswRs), ..SpaceParams::with_dim(base.dim) })
+        .unwrap();
     common::write_rows(&engine, "h", &base, 0..6000, |i| i as u64, false);
     // Every sixth id upserted to row 10,000 + id / 6; the ids ≡ 1 (mod 6) deleted.
     common::write_rows(&engine, "h", &base, 10_000..11_000, |i| (i - 10_000) as u64 * 6, true);
@@ -313,7 +315,7 @@ fn inserts_during_a_checkpoint_are_searchable_when_acknowledged_and_reach_the_in
     for kind in IndexKind::ALL {
         let tmp = tempfile::tempdir().unwrap();
         let engine = std::sync::Arc::new(checkpointing_every_1000_operations(tmp.path()));
-        engine.create_space("s", SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) }).unwrap();
+        engine.create_space("s", SpaceParams { index: Some(kind), ..SpaceParams::with_dim(base.dim) }).unwrap();
         let started = std::time::Instant::now();
         let writers: Vec<_> = (0..2usize)
             .map(|w| {

@@ -54,7 +54,7 @@ fn readers_while_ingesting(kind: IndexKind) {
     let dir = dataset::shared_data_dir("glove-50-angular-100k").unwrap_or_else(|e| panic!("{e}"));
     let base = Arc::new(dataset::read_fvecs(&dir.join("base.fvecs")).unwrap());
     let e = engine(2);
-    let params = SpaceParams { index: kind, m: 8, ef_construction: 40, ..SpaceParams::with_dim(50) };
+    let params = SpaceParams { index: Some(kind), m: 8, ef_construction: 40, ..SpaceParams::with_dim(50) };
     e.create_space("hot", params).unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let reads = Arc::new(AtomicU64::new(0));
@@ -133,7 +133,7 @@ fn readers_while_ingesting(kind: IndexKind) {
             let mut round = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("side-{}", round % 7);
-                e.create_space(&name, SpaceParams { index: kind, ..SpaceParams::with_dim(50) }).unwrap();
+                e.create_space(&name, SpaceParams { index: Some(kind), ..SpaceParams::with_dim(50) }).unwrap();
                 let observations = (0..20)
                     .map(|i| Observation { id: i, embedding: base.row(i as usize + 500).to_vec(), content: None })
                     .collect();
@@ -189,7 +189,7 @@ fn fresh_spaces_lose_no_first_point(kind: IndexKind, spaces: usize) {
     let mut missing = Vec::new();
     for space in 0..spaces {
         let name = format!("fresh-{space}");
-        e.create_space(&name, SpaceParams { index: kind, ..SpaceParams::with_dim(384) }).unwrap();
+        e.create_space(&name, SpaceParams { index: Some(kind), ..SpaceParams::with_dim(384) }).unwrap();
         // Four batches of 25 at once, so both workers start inserting into the empty graph
         // together.
         let offset = (space * PER_SPACE) % (base.len() - PER_SPACE);

@@ -28,7 +28,7 @@ fn round_trip(kind: IndexKind, durability: Durability) {
     let base = read_fvecs(&data.join("base.fvecs")).unwrap();
     let text = read_lines(&data.join("base.txt")).unwrap();
     let n = 2_000usize;
-    let params = SpaceParams { index: kind, ..SpaceParams::with_dim(base.dim) };
+    let params = SpaceParams { index: Some(kind), ..SpaceParams::with_dim(base.dim) };
     {
         let engine = common::open_storage(&storage(tmp.path(), durability));
         engine.create_space("m", params).unwrap();

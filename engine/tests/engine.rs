@@ -60,7 +60,7 @@ fn real_embeddings_round_trip(kind: IndexKind) {
     let queries = dataset::read_fvecs(&dir.join("query.fvecs")).unwrap();
     let n = 2000;
     let e = engine(EngineConfig { workers: 2, ..EngineConfig::default() });
-    e.create_space("docs", SpaceParams { index: kind, ..SpaceParams::with_dim(384) }).unwrap();
+    e.create_space("docs", SpaceParams { index: Some(kind), ..SpaceParams::with_dim(384) }).unwrap();
     let mut waiters = Vec::new();
     for start in (0..n).step_by(250) {
         let observations = (start..start + 250)
@@ -102,7 +102,7 @@ fn real_embeddings_round_trip(kind: IndexKind) {
     let recall = total / nq as f64;
     assert!(recall >= 0.95, "{kind:?}: recall@10 = {recall}");
     let info = e.describe_space("docs").unwrap();
-    assert_eq!(info.params.index, kind);
+    assert_eq!(info.params.index, Some(kind));
     // Index memory covers at least the f32 vectors (usearch: its own accounting; hnsw_rs: estimate).
     assert!(info.memory_bytes >= n * 384 * 4, "{kind:?}: {} bytes", info.memory_bytes);
 
@@ -385,7 +385,7 @@ fn recall_while_inserting(kind: IndexKind) {
     let queries = dataset::read_fvecs(&dir.join("query.fvecs")).unwrap();
     let n = 4000;
     let e = std::sync::Arc::new(engine(EngineConfig { workers: 2, ..EngineConfig::default() }));
-    e.create_space("g", SpaceParams { index: kind, ..SpaceParams::with_dim(50) }).unwrap();
+    e.create_space("g", SpaceParams { index: Some(kind), ..SpaceParams::with_dim(50) }).unwrap();
     // The first half is indexed before the queries start.
     let first: Vec<Observation> = (0..n / 2).map(|i| obs(i as u64, base.row(i).to_vec())).collect();
     e.submit("g", Batch { upsert: false, priority: Priority::Normal, observations: first }, AckLevel::Indexed)

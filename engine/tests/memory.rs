@@ -29,7 +29,7 @@ fn measure(kind: IndexKind, spaces: usize, per_space: usize) -> (f64, f64) {
     let before = rss_bytes();
     for s in 0..spaces {
         let name = format!("{}-{s}", kind.as_str());
-        e.create_space(&name, SpaceParams { index: kind, ..SpaceParams::with_dim(384) }).unwrap();
+        e.create_space(&name, SpaceParams { index: Some(kind), ..SpaceParams::with_dim(384) }).unwrap();
         for start in (0..per_space as u64).step_by(1000) {
             let end = (start + 1000).min(per_space as u64);
             let observations = (start..end)

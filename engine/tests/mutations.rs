@@ -65,7 +65,7 @@ fn top(engine: &Engine, space: &str, id: u64, version: u64) -> (u64, f32, Option
 /// and again after a restart on the same data directory.
 fn ordered_effects(kind: IndexKind) {
     let tmp = tempfile::tempdir().unwrap();
-    let params = SpaceParams { index: kind, ..SpaceParams::with_dim(DIM) };
+    let params = SpaceParams { index: Some(kind), ..SpaceParams::with_dim(DIM) };
     let check = |engine: &Engine, when: &str| {
         for id in (4..100u64).step_by(2) {
             assert_eq!(engine.get_observation("s", id).unwrap(), None, "{kind:?} {when}: deleted {id} is back");
@@ -176,7 +176,7 @@ fn racing_writers_and_readers(kind: IndexKind) {
     const IDS_PER_WRITER: u64 = 300;
     const ROUNDS: u64 = 6;
     let tmp = tempfile::tempdir().unwrap();
-    let params = SpaceParams { index: kind, ..SpaceParams::with_dim(DIM) };
+    let params = SpaceParams { index: Some(kind), ..SpaceParams::with_dim(DIM) };
     // Final state per id: Some(version) live, None deleted.
     let mut expected: HashMap<u64, Option<u64>> = HashMap::new();
     {

@@ -190,7 +190,7 @@ fn the_default_quantization_depends_on_index_and_metric_and_is_described_resolve
         ("cos", d, Quantization::I8),
         ("l2", SpaceParams { metric: Metric::L2, ..d }, Quantization::Bf16),
         ("dot", SpaceParams { metric: Metric::Dot, ..d }, Quantization::Bf16),
-        ("hnsw", SpaceParams { index: IndexKind::HnswRs, ..d }, Quantization::None),
+        ("hnsw", SpaceParams { index: Some(IndexKind::HnswRs), ..d }, Quantization::None),
         ("small-cos", small, Quantization::None),
         ("small-l2", SpaceParams { metric: Metric::L2, ..small }, Quantization::None),
     ] {
@@ -212,7 +212,7 @@ fn parameters_a_reduced_index_cannot_use_are_refused_naming_the_field() {
         Err(EngineError::InvalidArgument { field, reason }) => format!("{field}: {reason}"),
         other => panic!("{p:?}: {other:?}"),
     };
-    let m = refused(SpaceParams { index: IndexKind::HnswRs, quantization: Some(Quantization::F16), ..d });
+    let m = refused(SpaceParams { index: Some(IndexKind::HnswRs), quantization: Some(Quantization::F16), ..d });
     assert!(m.starts_with("quantization: f16 needs the usearch index"), "{m}");
     let m = refused(SpaceParams { metric: Metric::L2, quantization: Some(Quantization::I8), ..d });
     assert!(m.starts_with("quantization: i8") && m.contains("cosine"), "{m}");

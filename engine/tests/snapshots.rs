@@ -245,7 +245,7 @@ fn an_hnsw_rs_snapshot_rebuilds_the_space_from_its_log() {
     let (base, _) = glove();
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = common::open(a_dir.path());
-    a.create_space("h", SpaceParams { index: IndexKind::HnswRs, ..SpaceParams::with_dim(base.dim) }).unwrap();
+    a.create_space("h", SpaceParams { index: Some(IndexKind::HnswRs), ..SpaceParams::with_dim(base.dim) }).unwrap();
     common::write_rows(&a, "h", &base, 0..3000, |i| i as u64, false);
     common::write_rows(&a, "h", &base, 3000..3300, |i| (i - 3000) as u64, true);
     a.delete("h", (500..600).collect(), AckLevel::Indexed).unwrap().indexed.unwrap().wait_blocking();
@@ -255,7 +255,7 @@ fn an_hnsw_rs_snapshot_rebuilds_the_space_from_its_log() {
     let b = common::open(&b_dir.path().join("data"));
     let restored = b.restore_snapshot("h", &SnapshotSource::File(file)).unwrap();
     assert_eq!(restored.vectors, 2900);
-    assert_eq!(restored.params.index, IndexKind::HnswRs);
+    assert_eq!(restored.params.index, Some(IndexKind::HnswRs));
     let mut found = 0;
     for id in (0..3000u64).step_by(7) {
         let want = match id {

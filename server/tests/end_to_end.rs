@@ -28,7 +28,7 @@ async fn streams_real_embeddings_over_grpc_and_http_recalls_them_and_exports_eve
     ] {
         let path = temp_report(space);
         let mut args = load_args(protocol, url, space, &path);
-        args.index = index.into();
+        args.index = Some(index.into());
         args.metrics_url = Some(server.url("/metrics"));
         // gRPC waits for the default, DURABLE (then for the space to hold every vector);
         // HTTP for INDEXED.

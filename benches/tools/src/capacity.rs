@@ -55,9 +55,10 @@ pub struct CapacityArgs {
     /// Embedding dimension (reports at this dimension are used).
     #[arg(long)]
     pub dim: usize,
-    /// Index backend (reports with this backend are used).
-    #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
-    pub index: String,
+    /// Index backend (reports with this backend are used). Default: the engine's for `--dim`
+    /// and `--quantization` (engram below 256 dimensions, usearch from 256).
+    #[arg(long)]
+    pub index: Option<String>,
     /// Scalar type of the index vectors (reports with this quantization are used): none, f16,
     /// bf16 or i8. Default: whatever the matching reports have, if they agree.
     #[arg(long)]
@@ -230,13 +231,18 @@ pub fn plan(
     if !(args.buffer_seconds > 0.0 && args.buffer_seconds.is_finite()) {
         bail!("--buffer-seconds must be a positive number, got {}", args.buffer_seconds);
     }
-    let kind: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
     let asked: Option<engram_engine::Quantization> = args
         .quantization
         .as_deref()
         .map(str::parse)
         .transpose()
         .map_err(|e: String| anyhow::anyhow!("--quantization: {e}"))?;
+    let kind: IndexKind = match args.index.as_deref() {
+        Some(i) => i.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?,
+        None => {
+            engram_engine::SpaceParams { quantization: asked, ..engram_engine::SpaceParams::with_dim(args.dim) }.index()
+        }
+    };
     let usable: Vec<Usable<'_>> = reports
         .iter()
         .filter(|(_, r)| {
@@ -622,7 +628,7 @@ mod tests {
             criterion: None,
             target_rate: target,
             dim: 384,
-            index: "usearch".into(),
+            index: None,
             quantization: None,
             buffer_seconds: 30.0,
             headroom: 0.25,
@@ -758,7 +764,7 @@ mod tests {
                 .contains("--headroom")
         );
         assert!(
-            plan(&CapacityArgs { index: "faiss".into(), ..args(1.0) }, &ok, None)
+            plan(&CapacityArgs { index: Some("faiss".into()), ..args(1.0) }, &ok, None)
                 .unwrap_err()
                 .to_string()
                 .contains("--index")

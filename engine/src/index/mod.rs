@@ -79,17 +79,16 @@ impl Metric {
 
 /// Which index implementation a memory space uses (`"index"` in its parameters).
 ///
-/// The default is usearch: on this project's benchmarks (docs/benchmarks.md) it inserts several
-/// times faster than hnsw_rs, answers queries faster, and holds a vector in a fraction of the
-/// memory, at the same recall@10.
+/// The default depends on the dimension (`SpaceParams::index`): engram below 256 dimensions,
+/// usearch (with `i8` vectors) from 256; hnsw_rs only when asked for (on this project's benchmarks, docs/benchmarks.md, it inserts several times slower than
+/// either at the same recall@10).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndexKind {
     /// `hnsw_rs` 0.3 ([`hnsw::HnswIndex`]).
     #[serde(rename = "hnsw_rs")]
     HnswRs,
     /// `usearch` 2.26 ([`usearch::UsearchIndex`]).
-    #[default]
     #[serde(rename = "usearch")]
     Usearch,
     /// Our own graph core ([`engram::EngramIndex`]); `f32` vectors only.

@@ -203,7 +203,7 @@ impl UpdateHandler {
         self.serving()?;
         validate_space_name(name)?;
         params.validate(&self.config)?;
-        // The space stores, describes and compares its quantization made explicit.
+        // The space stores, describes and compares its index and quantization made explicit.
         let params = params.resolved();
         let created = self.registry.update(|spaces| {
             if let Some(existing) = spaces.get(name) {
@@ -232,7 +232,7 @@ impl UpdateHandler {
         if created.1 {
             tracing::info!(
                 memory_space = name,
-                index = params.index.as_str(),
+                index = params.index().as_str(),
                 dim = params.dim,
                 metric = ?params.metric,
                 m = params.m,

@@ -49,10 +49,10 @@ pub(super) fn space_params(p: proto::SpaceParams) -> Result<SpaceParams, EngineE
         }
     };
     let index = match proto::IndexBackend::try_from(p.index) {
-        Ok(proto::IndexBackend::Unspecified) => IndexKind::default(),
-        Ok(proto::IndexBackend::HnswRs) => IndexKind::HnswRs,
-        Ok(proto::IndexBackend::Usearch) => IndexKind::Usearch,
-        Ok(proto::IndexBackend::Engram) => IndexKind::Engram,
+        Ok(proto::IndexBackend::Unspecified) => None,
+        Ok(proto::IndexBackend::HnswRs) => Some(IndexKind::HnswRs),
+        Ok(proto::IndexBackend::Usearch) => Some(IndexKind::Usearch),
+        Ok(proto::IndexBackend::Engram) => Some(IndexKind::Engram),
         Err(_) => {
             return Err(invalid("params.index", format!("unknown value {}", p.index)));
         }
@@ -120,7 +120,7 @@ pub(super) fn space_info(i: SpaceInfo) -> proto::SpaceInfo {
             ef_construction: i.params.ef_construction as u32,
             ef_search: i.params.ef_search as u32,
             max_elements: i.params.max_elements as u64,
-            index: proto::IndexBackend::from(i.params.index) as i32,
+            index: proto::IndexBackend::from(i.params.index()) as i32,
             quantization: proto::Quantization::from(i.params.quantization()) as i32,
             rescore_factor: i.params.rescore_factor as u32,
         }),

@@ -81,7 +81,7 @@ pub fn load_args(protocol: Protocol, server: String, space: &str, report: &Path)
         limit: Some(1500),
         queries: Some(60),
         no_content: false,
-        index: "usearch".into(),
+        index: None,
         quantization: None,
         rescore_factor: None,
         metrics_url: None,

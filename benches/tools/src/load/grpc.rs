@@ -89,7 +89,7 @@ impl<'a> Grpc<'a> {
                     dim: params.dim as u32,
                     metric: proto::Metric::Cosine as i32,
                     max_elements: params.max_elements as u64,
-                    index: proto::IndexBackend::from(params.index) as i32,
+                    index: params.index.map_or(0, |i| proto::IndexBackend::from(i) as i32),
                     quantization: params.quantization.map_or(0, |q| proto::Quantization::from(q) as i32),
                     rescore_factor: params.rescore_factor as u32,
                     ..Default::default()

@@ -112,9 +112,10 @@ pub struct LoadArgs {
     /// Do not send base.txt as content.
     #[arg(long)]
     pub no_content: bool,
-    /// Index backend of the space the load creates: usearch or hnsw_rs (default: the engine's).
-    #[arg(long, default_value_t = IndexKind::default().as_str().to_owned())]
-    pub index: String,
+    /// Index backend of the space the load creates: usearch, hnsw_rs or engram (default: the
+    /// engine's for the dimension and quantization).
+    #[arg(long)]
+    pub index: Option<String>,
     /// Scalar type of the space's index vectors: none, f16, bf16 or i8 (usearch only; default:
     /// the engine's for the index and metric).
     #[arg(long)]
@@ -331,7 +332,8 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let mix = parse_mix(&args.priority_mix)?;
     let data = load_data(&args)?;
     let space = args.space.clone().unwrap_or_else(|| data.name.clone());
-    let index: IndexKind = args.index.parse().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
+    let index: Option<IndexKind> =
+        args.index.as_deref().map(str::parse).transpose().map_err(|e: String| anyhow::anyhow!("--index: {e}"))?;
     let quantization: Option<Quantization> = args
         .quantization
         .as_deref()
@@ -431,7 +433,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<()> {
             .content
             .as_ref()
             .map_or(0.0, |c| c.iter().map(|t| t.len() as f64).sum::<f64>() / c.len().max(1) as f64),
-        index,
+        index: params.index(),
         quantization: params.quantization(),
         rescore_factor: params.rescore_factor,
         target_rate_per_s: args.rate,
