@@ -203,13 +203,14 @@ edir = root / "query-pairs-engram"
 if edir.exists():
     print("\n### The engram backend: query time against hnswlib, alternating pairs (benches/scripts/query-pairs.sh DIR DATASET PAIRS none engram)\n")
     print("| data set | pair | content read | same ef_search: ratio at ef 32 / 64 / 128 / 256 | recall@10 at ef 128, hnswlib / ours "
-          "| equal recall: ratio at hnswlib's ef-64 recall | at its ef-128 recall |")
+          "| equal recall: ratio (ef ours / hnswlib's) at hnswlib's ef-64 recall | at its ef-128 recall |")
     print("|---|---|---|---|---|---|---|")
 
     def reach(rep, target):
         return next((x for x in rep["sweep"] if x["recall_at_10"] >= target - 1e-9), None)
 
     for s in SETS:
+        ratios = {64: [], 128: []}
         for n in sorted(int(p.name.split("-")[0][1:]) for p in edir.glob(f"p*-{s}-hnswlib.json")):
             e_path = edir / f"p{n}-{s}-engine-engram-none.json"
             if not e_path.exists():
@@ -219,11 +220,19 @@ if edir.exists():
             same = " / ".join(f"{es[ef]['query_ms_mean'] / hs[ef]['query_ms_mean']:.2f}" for ef in (32, 64, 128, 256))
             equal = []
             for ef in (64, 128):
-                ex = reach(e, hs[ef]["recall_at_10"])
-                equal.append(f"{ex['query_ms_mean'] / hs[ef]['query_ms_mean']:.2f} (ef {ex['ef_search']})" if ex else "not reached")
+                # Each side at the smallest swept ef_search reaching hnswlib's recall at `ef`.
+                target = hs[ef]["recall_at_10"]
+                hx, ex = reach(h, target), reach(e, target)
+                if ex is None:
+                    equal.append("not reached")
+                    continue
+                ratios[ef].append(ex["query_ms_mean"] / hx["query_ms_mean"])
+                equal.append(f"{ratios[ef][-1]:.2f} (ef {ex['ef_search']} / {hx['ef_search']})")
             content = "yes" if e.get("with_content", True) else "no"
             print(f"| {s} | {n} | {content} | {same} | {hs[128]['recall_at_10']:.4f} / {es[128]['recall_at_10']:.4f} "
                   f"| {equal[0]} | {equal[1]} |")
+        if ratios[64] and ratios[128]:
+            print(f"| {s} | median | | | | {statistics.median(ratios[64]):.2f} | {statistics.median(ratios[128]):.2f} |")
 
 tdir = root / "recall-rtt"
 if tdir.exists():
