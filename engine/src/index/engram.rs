@@ -60,7 +60,7 @@ impl rebuild::Generation for Graph {
         self.live_nodes()
     }
 
-    fn live_vector<'a>(&'a self, _id: u64, node: &'a u32) -> Option<&'a [f32]> {
+    fn live_vector<'a>(&'a self, node: &'a u32) -> Option<&'a [f32]> {
         Graph::live_vector(self, *node)
     }
 }

@@ -817,23 +817,9 @@ impl Graph {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::unit_vector;
     use super::*;
     use std::sync::Arc;
-
-    fn lcg(seed: u64) -> impl FnMut() -> f32 {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        move || {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-        }
-    }
-
-    fn unit(next: &mut impl FnMut() -> f32, dim: usize) -> Vec<f32> {
-        let mut v: Vec<f32> = (0..dim).map(|_| next()).collect();
-        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-        v.iter_mut().for_each(|x| *x /= n);
-        v
-    }
 
     #[test]
     fn buckets_cover_node_numbers_without_gaps() {
@@ -862,15 +848,14 @@ mod tests {
     fn finds_the_exact_neighbours_of_most_queries() {
         let (dim, n) = (32, 3_000);
         let g = Graph::new(dim, 16, 100, DistanceKind::InnerProduct).unwrap();
-        let mut next = lcg(7);
-        let data: Vec<Vec<f32>> = (0..n).map(|_| unit(&mut next, dim)).collect();
+        let data: Vec<Vec<f32>> = (0..n).map(|i| unit_vector(dim, i as u64)).collect();
         for (i, v) in data.iter().enumerate() {
             g.insert(1000 + i as u64, v).unwrap();
         }
         assert_eq!(g.len(), n);
         let (mut hit, mut total) = (0, 0);
-        for _ in 0..100 {
-            let q = unit(&mut next, dim);
+        for q in 0..100 {
+            let q = unit_vector(dim, 1_000_000 + q);
             let mut exact: Vec<(f32, u64)> =
                 data.iter().enumerate().map(|(i, v)| (1.0 - super::super::dot(&q, v), 1000 + i as u64)).collect();
             exact.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -889,8 +874,7 @@ mod tests {
     fn a_removed_id_is_never_returned_and_its_neighbours_stay_reachable() {
         let (dim, n) = (16, 2_000);
         let g = Graph::new(dim, 8, 64, DistanceKind::L2sq).unwrap();
-        let mut next = lcg(3);
-        let data: Vec<Vec<f32>> = (0..n).map(|_| unit(&mut next, dim)).collect();
+        let data: Vec<Vec<f32>> = (0..n).map(|i| unit_vector(dim, i as u64)).collect();
         for (i, v) in data.iter().enumerate() {
             g.insert(i as u64, v).unwrap();
         }
@@ -913,8 +897,7 @@ mod tests {
     fn a_written_graph_reads_back_answering_alike_and_takes_inserts_after() {
         let (dim, n) = (24, 3_000);
         let g = Graph::new(dim, 12, 80, DistanceKind::InnerProduct).unwrap();
-        let mut next = lcg(5);
-        let data: Vec<Vec<f32>> = (0..n).map(|_| unit(&mut next, dim)).collect();
+        let data: Vec<Vec<f32>> = (0..n).map(|i| unit_vector(dim, i as u64)).collect();
         for (i, v) in data.iter().enumerate() {
             g.insert(i as u64 * 3, v).unwrap();
         }
@@ -932,7 +915,7 @@ mod tests {
         let mut again = Vec::new();
         back.write(&mut again).unwrap();
         assert!(again == file, "a read graph writes the same bytes");
-        let extra = unit(&mut next, dim);
+        let extra = unit_vector(dim, 1_000_000);
         back.insert(1, &extra).unwrap();
         assert_eq!(back.search(&extra, 1, 40).unwrap()[0].id, 1);
 
@@ -963,8 +946,7 @@ mod tests {
     fn searches_beside_inserts_see_only_inserted_ids_and_the_graph_stays_searchable() {
         let (dim, n) = (16, 20_000usize);
         let g = Arc::new(Graph::new(dim, 8, 64, DistanceKind::L2sq).unwrap());
-        let mut next = lcg(11);
-        let data: Arc<Vec<Vec<f32>>> = Arc::new((0..n).map(|_| unit(&mut next, dim)).collect());
+        let data: Arc<Vec<Vec<f32>>> = Arc::new((0..n).map(|i| unit_vector(dim, i as u64)).collect());
         let issued = Arc::new(AtomicUsize::new(0));
         let done = Arc::new(AtomicBool::new(false));
         let writers: Vec<_> = (0..2)

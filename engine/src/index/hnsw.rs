@@ -428,7 +428,7 @@ impl rebuild::Generation for Generation {
         self.graph.points().into_iter().filter_map(|p| Some((self.live_owner(p.get_origin_id())?, p))).collect()
     }
 
-    fn live_vector<'a>(&'a self, _id: u64, point: &'a Self::Point) -> Option<&'a [f32]> {
+    fn live_vector<'a>(&'a self, point: &'a Self::Point) -> Option<&'a [f32]> {
         self.live_owner(point.get_origin_id()).map(|_| point.get_v())
     }
 }

@@ -31,8 +31,9 @@ pub(crate) trait Generation: Send + Sync {
     fn tombstones(&self) -> usize;
     /// Every live point with its id. Called only with inserts and removals held off.
     fn live_points(&self) -> Vec<(u64, Self::Point)>;
-    /// The vector of `point` (collected as `id`) if it is still live: `None` once removed.
-    fn live_vector<'a>(&'a self, id: u64, point: &'a Self::Point) -> Option<&'a [f32]>;
+    /// The vector of `point` (from [`Generation::live_points`]) if it is still live: `None`
+    /// once removed.
+    fn live_vector<'a>(&'a self, point: &'a Self::Point) -> Option<&'a [f32]>;
 }
 
 /// An insert or removal that arrived while [`Rebuilt::compact`] built a new generation: applied
@@ -187,7 +188,7 @@ impl<G: Generation> Rebuilt<G> {
             }
             // Removed since the points were collected: left out rather than inserted and then
             // made a tombstone by the side log's removal (which then finds nothing to remove).
-            if let Some(v) = old.live_vector(id, &point) {
+            if let Some(v) = old.live_vector(&point) {
                 next.insert(id, v);
             }
         }
