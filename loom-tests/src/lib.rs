@@ -12,3 +12,5 @@
 //! - `tests/telemetry.rs`: the telemetry primitives (counter, gauge, histogram).
 //! - `tests/level_cell.rs`: backpressure levels with hysteresis
 //!   ([`engram_engine::admission::LevelCell`]).
+//! - `tests/graph.rs`: the HNSW graph core's publication order
+//!   ([`engram_engine::index::graph::Graph`]: searches, inserts and removals beside each other).

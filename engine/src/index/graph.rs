@@ -26,20 +26,25 @@
 //! lock order, no deadlock), slots first and the count last; a reader that races a rewrite
 //! reads a mix of old and new neighbours, each of them a published node, which can only make
 //! that one step of its search slightly worse.
+//!
+//! The publication order is modelled with loom (`loom-tests/tests/graph.rs`: a search beside
+//! an insert that moves the entry point, two inserts beside each other across a bucket
+//! boundary, a removal beside an insert), with every vector read checked against its write.
 
 use super::kernels::{self, Kernel};
-use parking_lot::Mutex;
+#[cfg(engram_loom)]
+use crate::sync::VectorAccess;
+use crate::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, OnceLock, Ordering};
 use std::cell::{RefCell, UnsafeCell};
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-/// Nodes in the first bucket (a power of two); bucket `b` holds `FIRST << b`.
-const FIRST_BITS: u32 = 8;
+/// Nodes in the first bucket (a power of two); bucket `b` holds `FIRST << b`. Under loom 4, so
+/// a model of a few nodes crosses into a second bucket.
+const FIRST_BITS: u32 = if cfg!(engram_loom) { 2 } else { 8 };
 const FIRST: usize = 1 << FIRST_BITS;
 /// Buckets: `FIRST × (2^BUCKETS − 1)` nodes in all, more than `u32` node numbers reach.
-const BUCKETS: usize = 25;
+const BUCKETS: usize = 33 - FIRST_BITS as usize;
 /// Bytes the id map (`DashMap<u64, u32>`) holds per id: the entry (16 bytes with padding)
 /// and its share of hashbrown's control bytes and spare capacity.
 const ID_MAP_ENTRY_BYTES: usize = 32;
@@ -65,6 +70,9 @@ fn locate(n: u32) -> (usize, usize) {
 struct Bucket {
     /// `cap × dim` values; node `o`'s vector at `o × dim`, written once before publication.
     vectors: Box<[UnsafeCell<f32>]>,
+    /// Per node, what stands for its vector in a loom model.
+    #[cfg(engram_loom)]
+    vector_access: Box<[VectorAccess]>,
     /// `cap × (1 + M0)` words: per node its level-0 link count, then its links.
     links0: Box<[AtomicU32]>,
     /// Per node its links above level 0: `level × (1 + M)` words, set once before publication.
@@ -82,6 +90,7 @@ struct Bucket {
 unsafe impl Sync for Bucket {}
 
 impl Bucket {
+    #[cfg(not(engram_loom))]
     fn new(cap: usize, dim: usize, m0: usize) -> Self {
         // SAFETY: all-zero bytes are a valid `f32` (0.0) and a valid `AtomicU32`, `AtomicU8`,
         // `AtomicU64` and `AtomicBool` (each has its integer's representation; std docs), and
@@ -98,8 +107,48 @@ impl Bucket {
             }
         }
     }
+
+    /// Under loom every atomic is made one by one (loom's are not valid as zeroed memory).
+    #[cfg(engram_loom)]
+    fn new(cap: usize, dim: usize, m0: usize) -> Self {
+        fn each<T>(n: usize, f: impl Fn() -> T) -> Box<[T]> {
+            (0..n).map(|_| f()).collect()
+        }
+        Self {
+            vectors: each(cap * dim, || UnsafeCell::new(0.0)),
+            vector_access: each(cap, || VectorAccess::new(())),
+            links0: each(cap * (1 + m0), || AtomicU32::new(0)),
+            upper: each(cap, OnceLock::new),
+            levels: each(cap, || AtomicU8::new(0)),
+            ids: each(cap, || AtomicU64::new(0)),
+            deleted: each(cap, || AtomicBool::new(false)),
+            locks: each(cap, || Mutex::new(())),
+        }
+    }
+
+    /// Runs `f`, which writes node `o`'s vector; under loom, recorded as a write of it.
+    #[inline]
+    fn writing_vector(&self, o: usize, f: impl FnOnce()) {
+        #[cfg(engram_loom)]
+        self.vector_access[o].with_mut(|_| f());
+        #[cfg(not(engram_loom))]
+        {
+            let _ = o;
+            f();
+        }
+    }
+
+    /// Under loom, records a read of node `o`'s vector; nothing otherwise.
+    #[inline]
+    fn reading_vector(&self, o: usize) {
+        #[cfg(engram_loom)]
+        self.vector_access[o].with(|_| ());
+        #[cfg(not(engram_loom))]
+        let _ = o;
+    }
 }
 
+#[cfg(not(engram_loom))]
 /// `n > 0` zero-filled `T`s from the allocator's zeroed memory: for a large bucket that is
 /// fresh pages, which stay out of resident memory until a node is written to them (a bucket
 /// doubles the one before it, so it starts mostly empty).
@@ -154,8 +203,14 @@ struct Visited {
     batch: Vec<u32>,
 }
 
+#[cfg(not(engram_loom))]
 thread_local! {
     static VISITED: RefCell<Visited> = const { RefCell::new(Visited { tags: Vec::new(), tag: 0, batch: Vec::new() }) };
+}
+// Loom runs its threads on one OS thread: a std thread-local would be shared between them.
+#[cfg(engram_loom)]
+loom::thread_local! {
+    static VISITED: RefCell<Visited> = RefCell::new(Visited { tags: Vec::new(), tag: 0, batch: Vec::new() });
 }
 
 impl Visited {
@@ -305,10 +360,25 @@ impl Graph {
     #[inline]
     fn vector(&self, n: u32) -> &[f32] {
         let (bk, o) = self.node(n);
+        bk.reading_vector(o);
         let cells = &bk.vectors[o * self.dim..(o + 1) * self.dim];
         // SAFETY: `UnsafeCell<f32>` has the layout of `f32`, and the values of a published
         // node are never written again (see `Bucket`'s `Sync`).
         unsafe { std::slice::from_raw_parts(cells.as_ptr().cast::<f32>(), self.dim) }
+    }
+
+    /// Writes node `n`'s vector.
+    ///
+    /// # Safety
+    /// No other thread may read or write node `n`'s vector meanwhile: `n` is not published yet.
+    unsafe fn write_vector(&self, n: u32, vector: &[f32]) {
+        let (bk, o) = self.node(n);
+        bk.writing_vector(o, || {
+            for (cell, &x) in bk.vectors[o * self.dim..(o + 1) * self.dim].iter().zip(vector) {
+                // SAFETY: the caller vouches that nothing else touches these cells.
+                unsafe { *cell.get() = x };
+            }
+        });
     }
 
     /// Node `n`'s links at `level`: `[count, link…]`; empty when `n` has no such level.
@@ -358,11 +428,9 @@ impl Graph {
             .map_err(|_| format!("the graph holds {} nodes, its most", u32::MAX - 1))?;
         let level = self.level_of(n);
         {
+            // SAFETY: node `n` is this thread's alone until published below.
+            unsafe { self.write_vector(n, vector) };
             let (bk, o) = self.node(n);
-            for (cell, &x) in bk.vectors[o * self.dim..(o + 1) * self.dim].iter().zip(vector) {
-                // SAFETY: node `n` is this thread's alone until published below.
-                unsafe { *cell.get() = x };
-            }
             bk.ids[o].store(id, Ordering::Relaxed);
             bk.levels[o].store(level as u8, Ordering::Relaxed);
             if level > 0 {
@@ -761,11 +829,9 @@ impl Graph {
             for x in vector.iter_mut() {
                 *x = f32::from_bits(u32_in(input)?);
             }
+            // SAFETY: the graph is not shared yet: this thread is its only user.
+            unsafe { g.write_vector(n, &vector) };
             let (bk, o) = g.node(n);
-            for (cell, &x) in bk.vectors[o * dim..(o + 1) * dim].iter().zip(&vector) {
-                // SAFETY: the graph is not shared yet: this thread is its only user.
-                unsafe { *cell.get() = x };
-            }
             bk.ids[o].store(id, Ordering::Relaxed);
             bk.levels[o].store(level as u8, Ordering::Relaxed);
             bk.deleted[o].store(deleted, Ordering::Relaxed);
