@@ -2,8 +2,9 @@
 # Engram Stream against the embedded vector stores a user would pick instead (docs/benchmarks.md,
 # "Against the embedded stores"), one run side by side: per shared data set, `engram-stream load`
 # over gRPC against a fresh `engram-stream serve` (embedded defaults: fsync, 2 workers; acks
-# INDEXED, which implies DURABLE) into an INDEX space (default usearch, the space's default
-# quantization), then ChromaDB, Milvus Lite and LanceDB in process
+# INDEXED, which implies DURABLE) into a space with the engine's default index and quantization
+# for the dimension (INDEX names another backend), asked at EF_SEARCH (default the space's, 128),
+# then ChromaDB, Milvus Lite and LanceDB in process
 # (benches/scripts/embedded-stores.py, in a virtualenv this script makes with the versions
 # pinned below). Each answers the same first QUERIES (default 500) queries one at a time.
 # ROUNDS (default 1) repeats the whole sequence, numbered from FIRST_ROUND (default 1; reports
@@ -19,7 +20,8 @@ datasets=${2:-minilm-384-stdlib glove-50-angular-100k}
 stores=${3:-chromadb milvus-lite lancedb}
 rounds=${ROUNDS:-1}
 first=${FIRST_ROUND:-1}
-index=${INDEX:-usearch}
+index=${INDEX:-}
+ef_search=${EF_SEARCH:-}
 queries=${QUERIES:-500}
 data_root=${ENGRAM_DATA_DIR:-../shared/data}
 venv=${VENV:-target/stores-venv}
@@ -35,7 +37,8 @@ source benches/scripts/lib.sh
 for round in $(seq "$first" $((first + rounds - 1))); do
   for dataset in $datasets; do
     echo -n "round $round $dataset engram: "
-    grpc_load "r$round-$dataset-engram" "$dataset" --queries "$queries" --index "$index"
+    grpc_load "r$round-$dataset-engram" "$dataset" --queries "$queries" ${index:+--index "$index"} \
+      ${ef_search:+--ef-search "$ef_search"}
     for store in $stores; do
       ENGRAM_DATA="$data_root" "$venv/bin/python" benches/scripts/embedded-stores.py "$store" "$dataset" "$queries" \
         >"$out/r$round-$dataset-$store.json" 2>"$out/r$round-$dataset-$store.log"
