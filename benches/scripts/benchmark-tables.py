@@ -259,7 +259,8 @@ if sdir.exists():
         rounds = sorted({int(p.name.split("-")[0][1:]) for p in sdir.glob(f"r*-{s}-engram.json")})
         for n in rounds:
             e = load(sdir / f"r{n}-{s}-engram.json")
-            rows = [(f"engram-stream (gRPC, fsync, {e.get('index', 'usearch')}, {e.get('quantization', 'none')})", e["ingest_rate_per_s"], e["recall_at_10"],
+            ef = "" if e.get("ef_search", 128) == 128 else f", ef_search {e['ef_search']}"
+            rows = [(f"engram-stream (gRPC, fsync, {e.get('index', 'usearch')}, {e.get('quantization', 'none')}{ef})", e["ingest_rate_per_s"], e["recall_at_10"],
                      e["recall_latency_seconds"]["p50"] * 1e3, e["server_stats"]["rss_bytes_after"],
                      e["server_stats"]["rss_bytes_after"] - e["server_stats"]["rss_bytes_before"])]
             for st in STORES:
