@@ -18,12 +18,13 @@
 //! scores only (`with_content: false`: no hit's content is read, as hnswlib answers labels and
 //! distances).
 //!
-//! `RESCORE_FACTOR` in the environment sets the space's `rescore_factor` (default: the
-//! engine's); `INDEX` its backend (`usearch`, the default, `hnsw_rs` or `engram`); `SWEEP_REPEAT` (default 3) how many times each `ef_search` runs every query,
-//! the fastest pass of each value reported, the passes going round the values (background
-//! work of the store after the ingest, a flush or a compaction, shares the 2 cores with the
-//! query thread; the sweep also starts 15 s after the last ack for that reason). Before the sweep every query runs once at the first `ef_search`, unmeasured, so
-//! the first measured value does not pay for a cold block cache.
+//! `RESCORE_FACTOR` in the environment sets the space's `rescore_factor` (default: the engine's);
+//! `INDEX` its backend (`usearch`, the default, `hnsw_rs` or `engram`); `SWEEP_REPEAT` (default 3)
+//! how many times each `ef_search` runs every query, the fastest pass of each value reported, the
+//! passes going round the values (background work of the store after the ingest, a flush or a
+//! compaction, shares the 2 cores with the query thread; the sweep also starts 15 s after the last
+//! ack for that reason). Before the sweep every query runs once at the first `ef_search`,
+//! unmeasured, so the first measured value does not pay for a cold block cache.
 //!
 //! Memory: resident growth over the whole ingest divided by the vectors (includes the store's
 //! fixed memtable and block cache), and over the second half only (the marginal cost per

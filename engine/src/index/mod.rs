@@ -80,8 +80,9 @@ impl Metric {
 /// Which index implementation a memory space uses (`"index"` in its parameters).
 ///
 /// The default depends on the dimension (`SpaceParams::index`): engram below 256 dimensions,
-/// usearch (with `i8` vectors) from 256; hnsw_rs only when asked for (on this project's benchmarks, docs/benchmarks.md, it inserts several times slower than
-/// either at the same recall@10).
+/// usearch (with `i8` vectors) from 256; hnsw_rs only when asked for (on this project's
+/// benchmarks, docs/benchmarks.md, it inserts several times slower than either at the same
+/// recall@10).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum IndexKind {
