@@ -56,6 +56,12 @@ fn graph_with(ids: std::ops::Range<u64>) -> Graph {
     g
 }
 
+/// A thread inserting `id` (at `POINTS[id]`) into `g`.
+fn inserting(g: &Arc<Graph>, id: u64) -> thread::JoinHandle<()> {
+    let g = g.clone();
+    thread::spawn(move || g.insert(id, &POINTS[id as usize]).unwrap())
+}
+
 /// Each hit is an id inserted (below `bound`), once, at its exact distance to `q` (so the
 /// vector read was the one written, not a bucket's zeroes), nearest first.
 fn check_hits(g: &Graph, q: &[f32; 2], k: usize, bound: u64) -> Vec<u64> {
@@ -81,10 +87,7 @@ fn check_hits(g: &Graph, q: &[f32; 2], k: usize, bound: u64) -> Vec<u64> {
 fn a_search_beside_an_insert_reads_only_published_nodes() {
     model(100, || {
         let g = Arc::new(graph_with(0..3));
-        let writer = {
-            let g = g.clone();
-            thread::spawn(move || g.insert(3, &POINTS[3]).unwrap())
-        };
+        let writer = inserting(&g, 3);
         let reader = {
             let g = g.clone();
             thread::spawn(move || check_hits(&g, &[0.9, 0.9], 4, 4))
@@ -105,11 +108,7 @@ fn a_search_beside_an_insert_reads_only_published_nodes() {
 fn two_inserts_beside_each_other_leave_every_node_reachable() {
     model(1_000, || {
         let g = Arc::new(graph_with(0..4));
-        let spawn = |id: u64| {
-            let g = g.clone();
-            thread::spawn(move || g.insert(id, &POINTS[id as usize]).unwrap())
-        };
-        let (a, b) = (spawn(4), spawn(5));
+        let (a, b) = (inserting(&g, 4), inserting(&g, 5));
         a.join().unwrap();
         b.join().unwrap();
         assert_eq!(g.len(), 6);
@@ -131,10 +130,7 @@ fn a_removal_beside_an_insert_hides_the_removed_id_only() {
             let g = g.clone();
             thread::spawn(move || assert!(g.remove(1)))
         };
-        let writer = {
-            let g = g.clone();
-            thread::spawn(move || g.insert(3, &POINTS[3]).unwrap())
-        };
+        let writer = inserting(&g, 3);
         remover.join().unwrap();
         writer.join().unwrap();
         assert_eq!(check_hits(&g, &[1.0, 0.0], 4, 4), [0, 2, 3]);
