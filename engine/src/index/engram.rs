@@ -260,6 +260,13 @@ mod tests {
         testing::search_after_len(|| EngramIndex::new(&params(Metric::Cosine)).unwrap());
     }
 
+    /// Without the graph's removal check at the end of a search, an answer held one id twice
+    /// within seconds (and in the engine's `racing_writers_and_readers_engram` on CI).
+    #[test]
+    fn searches_beside_upserts_never_answer_an_id_twice() {
+        testing::upserts_beside_searches(&EngramIndex::new(&IndexParams { dim: 8, ..params(Metric::Cosine) }).unwrap());
+    }
+
     #[test]
     fn a_compaction_outrun_by_inserts_is_abandoned_and_the_index_keeps_everything() {
         let mut index = EngramIndex::new(&params(Metric::Cosine)).unwrap();

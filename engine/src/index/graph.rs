@@ -689,7 +689,9 @@ impl Graph {
     }
 
     /// The `k` nearest held vectors to `query` (prepared like the inserts), nearest first,
-    /// exploring `max(ef, k)` candidates at level 0 (HNSW's `ef_search`). Never blocks.
+    /// exploring `max(ef, k)` candidates at level 0 (HNSW's `ef_search`). Never blocks. Beside
+    /// an upsert (the id removed, then inserted again) the answer holds the id once, at its old
+    /// or its new vector; a node removed before the answer is made is left out.
     ///
     /// # Errors
     /// When `query` is not `dim` long.
@@ -707,10 +709,16 @@ impl Graph {
             (cur, cur_d) = self.greedy(query, cur, cur_d, l);
         }
         let found = VISITED.with(|v| self.search_layer(query, cur, cur_d, ef.max(k), 0, &mut v.borrow_mut()));
-        let mut hits = found.into_sorted_vec();
-        hits.truncate(k);
-        Ok(hits
+        // A node removed while the layer was searched is left out now. An upsert removes the
+        // id's old node before it inserts the new one, so once the new node was reached (its
+        // link read with `Acquire`), the old one reads as removed here: without this check an
+        // answer could hold the id twice (seen within seconds in
+        // `index::testing::upserts_beside_searches`).
+        Ok(found
+            .into_sorted_vec()
             .into_iter()
+            .filter(|c| !self.is_removed(c.n))
+            .take(k)
             .map(|c| {
                 let (bk, o) = self.node(c.n);
                 Hit { id: bk.ids[o].load(Ordering::Relaxed), distance: c.d }

@@ -599,6 +599,12 @@ mod tests {
         crate::index::testing::search_after_len(|| HnswIndex::new(Metric::Cosine, 16, 16, 100, 64));
     }
 
+    /// The shared test (`index::testing::upserts_beside_searches`) on hnsw_rs.
+    #[test]
+    fn searches_beside_upserts_never_answer_an_id_twice() {
+        crate::index::testing::upserts_beside_searches(&HnswIndex::new(Metric::Cosine, 8, 16, 100, 64));
+    }
+
     /// The shared test (`index::testing::compaction_outrun`) on hnsw_rs.
     #[test]
     fn a_compaction_outrun_by_inserts_is_abandoned_and_the_index_keeps_everything() {

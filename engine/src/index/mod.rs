@@ -548,6 +548,61 @@ pub(crate) mod testing {
         }
     }
 
+    /// Two threads upsert (remove, then insert the id again with a vector close to its old one,
+    /// as the engine's worker does) 1,000 ids each, six rounds, while two threads search
+    /// next to those vectors without pause: no answer holds an id twice (an upsert's old
+    /// point, passed before its removal, beside the new one). `index` is an empty cosine index
+    /// of 8 dimensions.
+    pub(crate) fn upserts_beside_searches<I: VectorIndex>(index: &I) {
+        const DIM: usize = 8;
+        const N: u64 = 2_000;
+        const ROUNDS: u64 = 6;
+        // Round `r`'s vector of `id`: the id's own unit vector nudged by about 1 %, so an
+        // upsert's old and new vectors are each other's neighbours.
+        let vector = |id: u64, r: u64| {
+            let nudge = unit_vector(DIM, (1 << 40) + r * N + id);
+            let mut v: Vec<f32> = unit_vector(DIM, id).iter().zip(&nudge).map(|(b, x)| b + 0.01 * x).collect();
+            Metric::Cosine.prepare(&mut v).unwrap();
+            v
+        };
+        for id in 0..N {
+            index.insert(id, &vector(id, 0));
+        }
+        let (done, searches) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        std::thread::scope(|s| {
+            for t in 0..2u64 {
+                let (index, done) = (&index, &done);
+                s.spawn(move || {
+                    for r in 1..=ROUNDS {
+                        for id in (t..N).step_by(2) {
+                            assert!(index.remove(id), "id {id} was held");
+                            index.insert(id, &vector(id, r));
+                        }
+                    }
+                    done.fetch_add(1, Ordering::AcqRel);
+                });
+            }
+            for t in 0..2u64 {
+                let (index, done, searches) = (&index, &done, &searches);
+                s.spawn(move || {
+                    let mut seen = std::collections::HashSet::new();
+                    let mut n = 0u64;
+                    while done.load(Ordering::Acquire) < 2 {
+                        seen.clear();
+                        for h in index.search(&unit_vector(DIM, (n * 7919 + t) % N), 10, 32) {
+                            assert!(seen.insert(h.id), "id {} twice in one answer", h.id);
+                        }
+                        n += 1;
+                    }
+                    searches.fetch_add(n as usize, Ordering::AcqRel);
+                });
+            }
+        });
+        let searches = searches.load(Ordering::Acquire);
+        assert!(searches > 1_000, "the readers ran {searches} searches");
+        assert_eq!(index.len(), N as usize);
+    }
+
     /// When inserts made during a rebuild overflow the side log (the caller set `index`'s to
     /// eight 16-dimensional vectors), the compaction is abandoned: the index keeps its
     /// tombstones and every insert, and a later compaction succeeds. `index` is an empty cosine

@@ -507,4 +507,11 @@ mod tests {
         assert_eq!(idx.len(), 900);
         assert!(idx.memory_bytes() >= 900 * 8 * 4, "memory accounting covers at least the vectors");
     }
+
+    /// The shared test (`index::testing::upserts_beside_searches`) on usearch.
+    #[test]
+    fn searches_beside_upserts_never_answer_an_id_twice() {
+        let idx = UsearchIndex::new(&params(Metric::Cosine, 8, 16, (100, 64), 8)).unwrap();
+        crate::index::testing::upserts_beside_searches(&idx);
+    }
 }
