@@ -35,7 +35,9 @@ use super::kernels::{self, Kernel};
 #[cfg(engram_loom)]
 use crate::sync::VectorAccess;
 use crate::sync::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Mutex, OnceLock, Ordering};
-use std::cell::{RefCell, UnsafeCell};
+use std::cell::RefCell;
+#[cfg(engram_loom)]
+use std::cell::UnsafeCell;
 use std::cmp::Ordering as CmpOrdering;
 use std::collections::BinaryHeap;
 
@@ -68,12 +70,20 @@ fn locate(n: u32) -> (usize, usize) {
 
 /// One bucket of nodes.
 struct Bucket {
-    /// `cap × dim` values; node `o`'s vector at `o × dim`, written once before publication.
+    /// Per node `1 + M0 + dim` words, hnswlib's level-0 layout: the node's level-0 link count,
+    /// its links, then its vector's `f32` values (written once, before publication). One block
+    /// per node: a search expands a node soon after it read the node's vector, and finds the
+    /// list in the cache lines beside it.
+    #[cfg(not(engram_loom))]
+    level0: Box<[AtomicU32]>,
+    /// Under loom: `cap × dim` values; node `o`'s vector at `o × dim`.
+    #[cfg(engram_loom)]
     vectors: Box<[UnsafeCell<f32>]>,
     /// Per node, what stands for its vector in a loom model.
     #[cfg(engram_loom)]
     vector_access: Box<[VectorAccess]>,
-    /// `cap × (1 + M0)` words: per node its level-0 link count, then its links.
+    /// Under loom: `cap × (1 + M0)` words, per node its level-0 link count, then its links.
+    #[cfg(engram_loom)]
     links0: Box<[AtomicU32]>,
     /// Per node its links above level 0: `level × (1 + M)` words, set once before publication.
     upper: Box<[OnceLock<Box<[AtomicU32]>>]>,
@@ -83,22 +93,23 @@ struct Bucket {
     locks: Box<[Mutex<()>]>,
 }
 
-// SAFETY: `vectors` is the only field that is not `Sync` on its own. A node's values are
-// written by the one thread that drew the node's number from `Graph::next`, before the number
-// is published with a `Release` store; every other thread reads them only after an `Acquire`
-// load that saw the number, and nothing writes them again.
+// SAFETY: under loom `vectors` is the only field that is not `Sync` on its own (outside loom
+// every field is). A node's values are written by the one thread that drew the node's number
+// from `Graph::next`, before the number is published with a `Release` store; every other thread
+// reads them only after an `Acquire` load that saw the number, and nothing writes them again
+// (`Bucket::vector_ptr`).
+#[cfg(engram_loom)]
 unsafe impl Sync for Bucket {}
 
 impl Bucket {
     #[cfg(not(engram_loom))]
     fn new(cap: usize, dim: usize, m0: usize) -> Self {
-        // SAFETY: all-zero bytes are a valid `f32` (0.0) and a valid `AtomicU32`, `AtomicU8`,
-        // `AtomicU64` and `AtomicBool` (each has its integer's representation; std docs), and
-        // `UnsafeCell<f32>` has the layout of `f32`.
+        // SAFETY: all-zero bytes are a valid `AtomicU32`, `AtomicU8`, `AtomicU64` and
+        // `AtomicBool` (each has its integer's representation; std docs), and the bits of
+        // `0.0f32` where `level0` holds a vector.
         unsafe {
             Self {
-                vectors: zeroed(cap * dim),
-                links0: zeroed(cap * (1 + m0)),
+                level0: zeroed(cap * (1 + m0 + dim)),
                 upper: (0..cap).map(|_| OnceLock::new()).collect(),
                 levels: zeroed(cap),
                 ids: zeroed(cap),
@@ -123,6 +134,42 @@ impl Bucket {
             ids: each(cap, || AtomicU64::new(0)),
             deleted: each(cap, || AtomicBool::new(false)),
             locks: each(cap, || Mutex::new(())),
+        }
+    }
+
+    /// Node `o`'s level-0 list, `[count, link…]` (`1 + m0` words), in a graph of `dim`
+    /// dimensions.
+    #[inline]
+    fn links0(&self, o: usize, dim: usize, m0: usize) -> &[AtomicU32] {
+        #[cfg(not(engram_loom))]
+        {
+            let start = o * (1 + m0 + dim);
+            &self.level0[start..start + 1 + m0]
+        }
+        #[cfg(engram_loom)]
+        {
+            let _ = dim;
+            &self.links0[o * (1 + m0)..(o + 1) * (1 + m0)]
+        }
+    }
+
+    /// Where node `o`'s `dim` values start. They are written through it only by the thread
+    /// that drew the node's number, before the number is published, and only read after that
+    /// (see `Graph::vector` and `Graph::write_vector`). `AtomicU32` has the in-memory
+    /// representation of `u32` and `UnsafeCell<f32>` the layout of `f32` (std docs), both
+    /// allow writes through a pointer from a shared reference, and `f32` has `u32`'s size and
+    /// alignment.
+    #[inline]
+    fn vector_ptr(&self, o: usize, dim: usize, m0: usize) -> *mut f32 {
+        #[cfg(not(engram_loom))]
+        {
+            let start = o * (1 + m0 + dim) + 1 + m0;
+            self.level0[start..start + dim].as_ptr().cast::<f32>().cast_mut()
+        }
+        #[cfg(engram_loom)]
+        {
+            let _ = m0;
+            self.vectors[o * dim..(o + 1) * dim].as_ptr().cast::<f32>().cast_mut()
         }
     }
 
@@ -361,10 +408,9 @@ impl Graph {
     fn vector(&self, n: u32) -> &[f32] {
         let (bk, o) = self.node(n);
         bk.reading_vector(o);
-        let cells = &bk.vectors[o * self.dim..(o + 1) * self.dim];
-        // SAFETY: `UnsafeCell<f32>` has the layout of `f32`, and the values of a published
-        // node are never written again (see `Bucket`'s `Sync`).
-        unsafe { std::slice::from_raw_parts(cells.as_ptr().cast::<f32>(), self.dim) }
+        // SAFETY: `dim` values of the node's block (`Bucket::vector_ptr`); a published node's
+        // values are never written again.
+        unsafe { std::slice::from_raw_parts(bk.vector_ptr(o, self.dim, self.m0), self.dim) }
     }
 
     /// Writes node `n`'s vector.
@@ -373,11 +419,11 @@ impl Graph {
     /// No other thread may read or write node `n`'s vector meanwhile: `n` is not published yet.
     unsafe fn write_vector(&self, n: u32, vector: &[f32]) {
         let (bk, o) = self.node(n);
-        bk.writing_vector(o, || {
-            for (cell, &x) in bk.vectors[o * self.dim..(o + 1) * self.dim].iter().zip(vector) {
-                // SAFETY: the caller vouches that nothing else touches these cells.
-                unsafe { *cell.get() = x };
-            }
+        let len = vector.len().min(self.dim);
+        // SAFETY: `len` values of the node's block (`Bucket::vector_ptr`), which the caller
+        // vouches nothing else touches; `vector` is another allocation.
+        bk.writing_vector(o, || unsafe {
+            std::ptr::copy_nonoverlapping(vector.as_ptr(), bk.vector_ptr(o, self.dim, self.m0), len)
         });
     }
 
@@ -386,7 +432,7 @@ impl Graph {
     fn links(&self, n: u32, level: usize) -> &[AtomicU32] {
         let (bk, o) = self.node(n);
         if level == 0 {
-            &bk.links0[o * (1 + self.m0)..(o + 1) * (1 + self.m0)]
+            bk.links0(o, self.dim, self.m0)
         } else {
             match bk.upper[o].get() {
                 Some(u) if u.len() >= level * (1 + self.m) => &u[(level - 1) * (1 + self.m)..level * (1 + self.m)],
