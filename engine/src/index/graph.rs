@@ -195,13 +195,13 @@ impl Bucket {
     }
 }
 
-#[cfg(not(engram_loom))]
 /// `n > 0` zero-filled `T`s from the allocator's zeroed memory: for a large bucket that is
 /// fresh pages, which stay out of resident memory until a node is written to them (a bucket
 /// doubles the one before it, so it starts mostly empty).
 ///
 /// # Safety
 /// All-zero bytes must be a valid `T`.
+#[cfg(not(engram_loom))]
 unsafe fn zeroed<T>(n: usize) -> Box<[T]> {
     let layout = std::alloc::Layout::array::<T>(n).expect("a bucket fits in isize::MAX bytes");
     assert!(layout.size() > 0, "zeroed: an empty or zero-sized allocation");
