@@ -599,7 +599,7 @@ pub(crate) mod testing {
             }
         });
         let searches = searches.load(Ordering::Acquire);
-        assert!(searches > 1_000, "the readers ran {searches} searches");
+        assert!(searches > 100, "the readers ran {searches} searches");
         assert_eq!(index.len(), N as usize);
     }
 
